@@ -1,0 +1,99 @@
+//! `keel`: the command line over keel's libraries. Each subcommand is a thin shell over a
+//! library call; errors are printed with their context and exit non-zero.
+
+mod eval;
+mod product_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// keel — leveraged tokens: check products, evaluate the methodology on a position.
+#[derive(Parser)]
+#[command(name = "keel", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate and inspect product files.
+    Product {
+        #[command(subcommand)]
+        command: ProductCommand,
+    },
+    /// Evaluate a methodology on a position snapshot.
+    Strategy {
+        #[command(subcommand)]
+        command: StrategyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProductCommand {
+    /// Check a product file against every rule of the reference contracts and keel's own.
+    /// Valid: prints a one-line summary and exits 0. Invalid: prints every violated rule and
+    /// exits 1.
+    Check {
+        /// The product TOML file (e.g. products/eth2x-fli.toml).
+        file: PathBuf,
+    },
+    /// Print the settings as the reference contract's setters take them: arrays of
+    /// 1e18-scaled integers as quoted strings, ready to paste into a block explorer.
+    Calldata {
+        /// The product TOML file.
+        file: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StrategyCommand {
+    /// What the methodology would do on a position snapshot: leverage ratio,
+    /// shouldRebalance per exchange, the next target and the chunk sizes
+    /// (getChunkRebalanceNotional), and the ripcord incentive.
+    ///
+    /// The state file is JSON: now, total_supply, collateral_balance, borrow_balance (base
+    /// units as decimal strings), collateral_price and borrow_price (USD per whole unit, at
+    /// most 8 decimals), twap_leverage_ratio (1e18 units), global_last_trade_timestamp,
+    /// exchanges.NAME.last_trade_timestamp, ether_balance (wei). See examples/state.json.
+    Eval {
+        /// The product TOML file.
+        #[arg(long)]
+        product: PathBuf,
+        /// The position snapshot (JSON).
+        #[arg(long)]
+        state: PathBuf,
+        /// Custom lower bound for shouldRebalanceWithBounds: a ratio such as 1.6, or a whole
+        /// number in 1e18 units such as 1600000000000000000. Must not exceed the product's min.
+        #[arg(long, requires = "max")]
+        min: Option<String>,
+        /// Custom upper bound (same forms as --min). Must not be below the product's max.
+        #[arg(long, requires = "min")]
+        max: Option<String>,
+        /// Print one JSON object, every integer as a decimal string.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Product { command: ProductCommand::Check { file } } => product_cmd::check(&file),
+        Command::Product { command: ProductCommand::Calldata { file, json } } => product_cmd::calldata(&file, json),
+        Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
+            eval::run(&product, &state, min.as_deref(), max.as_deref(), json)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

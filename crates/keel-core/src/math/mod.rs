@@ -1,0 +1,237 @@
+//! Fixed-point arithmetic on 256-bit integers.
+//!
+//! Two families of helpers live here and must not be mixed up (they differ by a wei):
+//! - the strategy's floor/ceil helpers ([`pmul`], [`pdiv`], [`pmul_up`], [`pdiv_up`]), as Set's
+//!   `PreciseUnitMath` rounds;
+//! - the lending market's half-up helpers ([`ray_mul`], [`ray_div`], [`wad_mul`], [`wad_div`],
+//!   [`percent_mul`], [`percent_div`]), as Aave's `WadRayMath`/`PercentageMath` round.
+//!
+//! Every operation is checked: an overflow, an underflow or a division by zero is a
+//! [`MathError`], never a wrap.
+
+mod decimal;
+mod fixed;
+mod signed;
+
+pub use alloy_primitives::{I256, U256};
+pub use decimal::{DecimalError, format_units, parse_units};
+pub use fixed::{Ray, Wad};
+pub use signed::SignedWad;
+
+use thiserror::Error;
+
+/// 1e18, the unit of a [`Wad`].
+pub const WAD: U256 = U256::from_limbs([1_000_000_000_000_000_000, 0, 0, 0]);
+/// 1e27, the unit of a [`Ray`].
+pub const RAY: U256 = U256::from_limbs([3_875_820_019_684_212_736, 54_210_108, 0, 0]);
+/// 1e4, Aave's percentage factor (basis points).
+pub const PERCENTAGE_FACTOR: U256 = U256::from_limbs([10_000, 0, 0, 0]);
+
+/// Why an arithmetic operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MathError {
+    /// The exact result does not fit in 256 bits.
+    #[error("arithmetic overflow in {0}")]
+    Overflow(&'static str),
+    /// A subtraction would go below zero.
+    #[error("arithmetic underflow in {0}")]
+    Underflow(&'static str),
+    /// A division by zero was attempted.
+    #[error("division by zero in {0}")]
+    DivisionByZero(&'static str),
+}
+
+/// Checked `a + b`.
+#[inline]
+pub fn add(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
+    a.checked_add(b).ok_or(MathError::Overflow(op))
+}
+
+/// Checked `a − b`.
+#[inline]
+pub fn sub(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
+    a.checked_sub(b).ok_or(MathError::Underflow(op))
+}
+
+/// Checked `a · b`.
+#[inline]
+pub fn mul(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
+    a.checked_mul(b).ok_or(MathError::Overflow(op))
+}
+
+/// Checked `floor(a / b)`.
+#[inline]
+pub fn div(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
+    if b.is_zero() {
+        return Err(MathError::DivisionByZero(op));
+    }
+    Ok(a / b)
+}
+
+/// `floor(a·b / d)`; the product must fit in 256 bits (as Solidity's checked `mul` then `div`).
+#[inline]
+pub fn mul_div_down(a: U256, b: U256, d: U256, op: &'static str) -> Result<U256, MathError> {
+    div(mul(a, b, op)?, d, op)
+}
+
+/// `ceil(a·b / d)`; the product must fit in 256 bits.
+#[inline]
+pub fn mul_div_up(a: U256, b: U256, d: U256, op: &'static str) -> Result<U256, MathError> {
+    let p = mul(a, b, op)?;
+    if d.is_zero() {
+        return Err(MathError::DivisionByZero(op));
+    }
+    if p.is_zero() {
+        return Ok(U256::ZERO);
+    }
+    // (p − 1)/d + 1 cannot overflow.
+    Ok((p - U256::from(1)) / d + U256::from(1))
+}
+
+/// Set's `preciseMul`: `floor(a·b / 1e18)`.
+#[inline]
+pub fn pmul(a: U256, b: U256) -> Result<U256, MathError> {
+    mul_div_down(a, b, WAD, "preciseMul")
+}
+
+/// Set's `preciseDiv`: `floor(a·1e18 / b)`.
+#[inline]
+pub fn pdiv(a: U256, b: U256) -> Result<U256, MathError> {
+    mul_div_down(a, WAD, b, "preciseDiv")
+}
+
+/// Set's `preciseMulCeil`: `ceil(a·b / 1e18)`.
+#[inline]
+pub fn pmul_up(a: U256, b: U256) -> Result<U256, MathError> {
+    mul_div_up(a, b, WAD, "preciseMulCeil")
+}
+
+/// Set's `preciseDivCeil`: `ceil(a·1e18 / b)`.
+#[inline]
+pub fn pdiv_up(a: U256, b: U256) -> Result<U256, MathError> {
+    mul_div_up(a, WAD, b, "preciseDivCeil")
+}
+
+/// `(a·b + half) / unit`: Aave's half-up multiplication.
+#[inline]
+fn half_up_mul(a: U256, b: U256, unit: U256, op: &'static str) -> Result<U256, MathError> {
+    let p = mul(a, b, op)?;
+    Ok(add(p, unit >> 1, op)? / unit)
+}
+
+/// `(a·unit + b/2) / b`: Aave's half-up division.
+#[inline]
+fn half_up_div(a: U256, b: U256, unit: U256, op: &'static str) -> Result<U256, MathError> {
+    if b.is_zero() {
+        return Err(MathError::DivisionByZero(op));
+    }
+    let p = mul(a, unit, op)?;
+    Ok(add(p, b >> 1, op)? / b)
+}
+
+/// Aave `rayMul`: `(a·b + RAY/2) / RAY`.
+#[inline]
+pub fn ray_mul(a: U256, b: U256) -> Result<U256, MathError> {
+    half_up_mul(a, b, RAY, "rayMul")
+}
+
+/// Aave `rayDiv`: `(a·RAY + b/2) / b`.
+#[inline]
+pub fn ray_div(a: U256, b: U256) -> Result<U256, MathError> {
+    half_up_div(a, b, RAY, "rayDiv")
+}
+
+/// Aave `wadMul`: `(a·b + WAD/2) / WAD`.
+#[inline]
+pub fn wad_mul(a: U256, b: U256) -> Result<U256, MathError> {
+    half_up_mul(a, b, WAD, "wadMul")
+}
+
+/// Aave `wadDiv`: `(a·WAD + b/2) / b`.
+#[inline]
+pub fn wad_div(a: U256, b: U256) -> Result<U256, MathError> {
+    half_up_div(a, b, WAD, "wadDiv")
+}
+
+/// Aave `percentMul`: `(v·p + 5 000) / 10 000`, `p` in basis points.
+#[inline]
+pub fn percent_mul(v: U256, bp: U256) -> Result<U256, MathError> {
+    half_up_mul(v, bp, PERCENTAGE_FACTOR, "percentMul")
+}
+
+/// Aave `percentDiv`: `(v·10 000 + p/2) / p`, `p` in basis points.
+#[inline]
+pub fn percent_div(v: U256, bp: U256) -> Result<U256, MathError> {
+    half_up_div(v, bp, PERCENTAGE_FACTOR, "percentDiv")
+}
+
+/// `10^n` as a U256 (n ≤ 77).
+#[inline]
+pub fn pow10(n: u32) -> U256 {
+    U256::from(10u64).pow(U256::from(n))
+}
+
+/// Lossy conversion for analytics and charts only: `v / 10^decimals` as `f64`.
+pub fn to_f64(v: U256, decimals: u8) -> f64 {
+    // Split to keep precision for large values.
+    let unit = pow10(decimals as u32);
+    let int = v / unit;
+    let frac = v % unit;
+    let int_f: f64 = int.to::<u128>() as f64;
+    let frac_f = frac.to::<u128>() as f64 / 10f64.powi(decimals as i32);
+    if int > U256::from(u128::MAX) {
+        return f64::INFINITY;
+    }
+    int_f + frac_f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(v: u128) -> U256 {
+        U256::from(v)
+    }
+
+    #[test]
+    fn constants() {
+        assert_eq!(WAD, pow10(18));
+        assert_eq!(RAY, pow10(27));
+    }
+
+    #[test]
+    fn table_rounding() {
+        // (case, got, want)
+        let cases: Vec<(&str, U256, U256)> = vec![
+            ("pmul floors", pmul(u(1), u(1)).unwrap(), u(0)),
+            ("pmul_up ceils", pmul_up(u(1), u(1)).unwrap(), u(1)),
+            ("pdiv floors 1/3", pdiv(u(1), u(3)).unwrap(), u(333_333_333_333_333_333)),
+            ("pdiv_up ceils 1/3", pdiv_up(u(1), u(3)).unwrap(), u(333_333_333_333_333_334)),
+            ("rayMul half rounds up", ray_mul(RAY / u(2), u(1)).unwrap(), u(1)),
+            ("rayMul below half rounds down", ray_mul(RAY / u(2) - u(1), u(1)).unwrap(), u(0)),
+            ("rayDiv half up", ray_div(u(1), u(2) * RAY).unwrap(), u(1)),
+            ("percentMul half up", percent_mul(u(1), u(5_000)).unwrap(), u(1)),
+            ("percentMul below half", percent_mul(u(1), u(4_999)).unwrap(), u(0)),
+            ("percentDiv", percent_div(u(105), u(10_500)).unwrap(), u(100)),
+            ("wadDiv", wad_div(u(1), u(3)).unwrap(), u(333_333_333_333_333_333)),
+            ("wadDiv 2/3 half up", wad_div(u(2), u(3)).unwrap(), u(666_666_666_666_666_667)),
+        ];
+        for (case, got, want) in cases {
+            assert_eq!(got, want, "case: {case}");
+        }
+    }
+
+    #[test]
+    fn errors_not_wraps() {
+        assert_eq!(pmul(U256::MAX, u(2)), Err(MathError::Overflow("preciseMul")));
+        assert_eq!(pdiv(u(1), u(0)), Err(MathError::DivisionByZero("preciseDiv")));
+        assert_eq!(sub(u(1), u(2), "x"), Err(MathError::Underflow("x")));
+        assert_eq!(ray_mul(U256::MAX, u(2)), Err(MathError::Overflow("rayMul")));
+    }
+
+    #[test]
+    fn to_f64_is_close() {
+        assert_eq!(to_f64(u(1_500_000_000_000_000_000), 18), 1.5);
+        assert_eq!(to_f64(u(2_500_000), 6), 2.5);
+    }
+}

@@ -1,0 +1,651 @@
+//! Product definitions: a TOML file with human units (`2.0`, `2%`, `30s`, `1d`, `0.5` tokens),
+//! converted exactly to the integer units of the reference and validated with its rules
+//! (`fli.md` §3–§4). [`Product::build`] turns a definition into a running [`FliToken`] on
+//! its venues.
+
+use crate::error::{ProductError, RuleViolation};
+use crate::math::{U256, WAD, Wad, parse_units, pow10};
+use crate::oracle::PriceFeed;
+use crate::strategy::fli::{
+    ExchangeSettings, ExecutionSettings, Fli, FliToken, IncentiveSettings, MethodologySettings, SizingOrder,
+    decimal_adjustment, validate_exchange, validate_non_exchange,
+};
+use crate::token::{Ledger, TokenConfig};
+use crate::venue::amm::{Pool, PoolToken};
+use crate::venue::lending::{LendingMarket, RateModel, ReserveConfig};
+use alloy_primitives::Address;
+use std::collections::BTreeMap;
+use toml::{Table, Value};
+
+/// Token section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    /// Display name.
+    pub name: String,
+    /// Ticker.
+    pub symbol: String,
+    /// Supply cap, 18-decimal base units.
+    pub supply_cap: U256,
+    /// Mint fee fraction.
+    pub mint_fee: Wad,
+    /// Redeem fee fraction.
+    pub redeem_fee: Wad,
+    /// Streaming fee per year.
+    pub streaming_fee: Wad,
+    /// Collateral per whole token for the first issue (collateral base units).
+    pub initial_collateral_per_token: U256,
+}
+
+/// An asset section (`[collateral]`, `[borrow]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetSpec {
+    /// Symbol.
+    pub asset: String,
+    /// Decimals of the base unit.
+    pub decimals: u8,
+    /// Oracle heartbeat, seconds.
+    pub heartbeat: u64,
+    /// Oracle deviation threshold.
+    pub deviation: Wad,
+    /// Initial USD price used to build the simulated venues.
+    pub price: Wad,
+}
+
+/// Lending section: the collateral reserve's risk parameters and the market's depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LendingSpec {
+    /// LTV, basis points.
+    pub ltv_bp: u32,
+    /// Liquidation threshold, basis points.
+    pub liquidation_threshold_bp: u32,
+    /// Liquidation bonus, basis points over 100% (500 = 5%).
+    pub liquidation_bonus_bp: u32,
+    /// Borrow-asset liquidity supplied by others, whole tokens.
+    pub borrow_liquidity: U256,
+    /// Collateral supply cap, whole tokens (0 = none).
+    pub collateral_supply_cap: u64,
+    /// Charge interest (false for frictionless runs).
+    pub interest: bool,
+}
+
+/// One exchange: the strategy's settings and the pool behind its route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSpec {
+    /// Strategy settings.
+    pub settings: ExchangeSettings,
+    /// Pool fee, pips.
+    pub pool_fee_pips: u32,
+    /// Pool TVL in USD (whole dollars).
+    pub pool_tvl_usd: U256,
+}
+
+/// A validated product definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    /// Token section.
+    pub token: TokenSpec,
+    /// Collateral asset.
+    pub collateral: AssetSpec,
+    /// Borrow asset.
+    pub borrow: AssetSpec,
+    /// Lending market parameters.
+    pub lending: LendingSpec,
+    /// Methodology kind (`fli`).
+    pub kind: String,
+    /// Methodology settings.
+    pub methodology: MethodologySettings,
+    /// Execution settings.
+    pub execution: ExecutionSettings,
+    /// Incentive settings.
+    pub incentive: IncentiveSettings,
+    /// Exchanges in file order.
+    pub exchanges: Vec<(String, ExchangeSpec)>,
+    /// Sizing order.
+    pub sizing_order: SizingOrder,
+}
+
+/// Parse a duration: `30s`, `50m`, `1h`, `1d`, `2w` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3_600),
+        Some((i, 'd')) => (&t[..i], 86_400),
+        Some((i, 'w')) => (&t[..i], 604_800),
+        _ => (t, 1),
+    };
+    let n: u64 =
+        num.trim().parse().map_err(|_| format!("'{s}' is not a duration (use 30s, 50m, 1h, 1d or whole seconds)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too long"))
+}
+
+/// Parse a fraction: `5%` or `0.05` → wad.
+pub fn parse_fraction(s: &str) -> Result<U256, String> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        // p% = p/100: parse with 16 decimals gives p·1e16 = p/100·1e18.
+        return parse_units(p.trim(), 16).map_err(|e| e.to_string());
+    }
+    parse_units(t, 18).map_err(|e| e.to_string())
+}
+
+/// Parse a fraction into whole basis points (`82.5%` → 8250); finer precision is an error.
+pub fn parse_bp(s: &str) -> Result<u32, String> {
+    let w = parse_fraction(s)?;
+    let unit = U256::from(100_000_000_000_000u64); // 1 bp = 1e14
+    if !(w % unit).is_zero() {
+        return Err(format!("'{s}' must be a whole number of basis points (0.01%)"));
+    }
+    u32::try_from(w / unit).map_err(|_| format!("'{s}' is too large"))
+}
+
+/// Reads fields out of a TOML table, recording what was read so unknown keys can be reported.
+struct Section<'a> {
+    path: String,
+    table: Option<&'a Table>,
+    seen: Vec<String>,
+}
+
+impl<'a> Section<'a> {
+    fn new(root: &'a Table, path: &str) -> Self {
+        Section { path: path.to_string(), table: root.get(path).and_then(|v| v.as_table()), seen: Vec::new() }
+    }
+
+    fn field(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    /// The value as a string: strings as written, integers and floats by their shortest
+    /// decimal form (exact for what a user types).
+    fn raw(&mut self, key: &str) -> Result<Option<String>, ProductError> {
+        self.seen.push(key.to_string());
+        let Some(v) = self.table.and_then(|t| t.get(key)) else { return Ok(None) };
+        Ok(Some(match v {
+            Value::String(s) => s.clone(),
+            Value::Integer(i) => i.to_string(),
+            Value::Float(f) => format!("{f}"),
+            Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(ProductError::Field {
+                    field: self.field(key),
+                    reason: "expected a string or a number".into(),
+                });
+            }
+        }))
+    }
+
+    fn req(&mut self, key: &str) -> Result<String, ProductError> {
+        self.raw(key)?.ok_or_else(|| ProductError::Missing(self.field(key)))
+    }
+
+    fn conv<T>(
+        &mut self,
+        key: &str,
+        default: Option<&str>,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ProductError> {
+        let v = match (self.raw(key)?, default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => d.to_string(),
+            (None, None) => return Err(ProductError::Missing(self.field(key))),
+        };
+        f(&v).map_err(|reason| ProductError::Field { field: self.field(key), reason })
+    }
+
+    fn unknown(&self) -> Option<ProductError> {
+        let t = self.table?;
+        t.keys().find(|k| !self.seen.iter().any(|s| s == *k)).map(|k| ProductError::Unknown(self.field(k)))
+    }
+}
+
+fn ratio(s: &str) -> Result<U256, String> {
+    parse_units(s, 18).map_err(|e| e.to_string())
+}
+
+fn units(decimals: u8) -> impl Fn(&str) -> Result<U256, String> {
+    move |s| parse_units(s, decimals).map_err(|e| e.to_string())
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("'{s}' is not true or false")),
+    }
+}
+
+impl Product {
+    /// Parse and validate a product file. Every violated settings rule is reported at once
+    /// ([`ProductError::Rules`]); a malformed field stops at that field.
+    pub fn from_toml(text: &str) -> Result<Self, ProductError> {
+        let root: Table = text.parse::<Table>().map_err(|e| ProductError::Syntax(e.to_string()))?;
+        for k in root.keys() {
+            if !["token", "collateral", "borrow", "lending", "methodology", "execution", "incentive", "exchanges"]
+                .contains(&k.as_str())
+            {
+                return Err(ProductError::Unknown(k.clone()));
+            }
+        }
+        let mut t = Section::new(&root, "token");
+        let mut c = Section::new(&root, "collateral");
+        let mut b = Section::new(&root, "borrow");
+        let mut l = Section::new(&root, "lending");
+        let mut m = Section::new(&root, "methodology");
+        let mut e = Section::new(&root, "execution");
+        let mut i = Section::new(&root, "incentive");
+
+        let dec = |s: &str| s.parse::<u8>().map_err(|_| format!("'{s}' is not a whole number of decimals (0-28)"));
+        let collateral = AssetSpec {
+            asset: c.req("asset")?,
+            decimals: c.conv("decimals", None, dec)?,
+            heartbeat: c.conv("heartbeat", Some("1h"), parse_duration)?,
+            deviation: Wad(c.conv("deviation", Some("0.5%"), parse_fraction)?),
+            price: Wad(c.conv("price", Some("2000"), ratio)?),
+        };
+        let borrow = AssetSpec {
+            asset: b.req("asset")?,
+            decimals: b.conv("decimals", None, dec)?,
+            heartbeat: b.conv("heartbeat", Some("1d"), parse_duration)?,
+            deviation: Wad(b.conv("deviation", Some("0.25%"), parse_fraction)?),
+            price: Wad(b.conv("price", Some("1"), ratio)?),
+        };
+        let token = TokenSpec {
+            name: t.req("name")?,
+            symbol: t.req("symbol")?,
+            supply_cap: t.conv("supply_cap", None, units(18))?,
+            mint_fee: Wad(t.conv("mint_fee", Some("0"), parse_fraction)?),
+            redeem_fee: Wad(t.conv("redeem_fee", Some("0"), parse_fraction)?),
+            streaming_fee: Wad(t.conv("streaming_fee", Some("0"), parse_fraction)?),
+            initial_collateral_per_token: t.conv(
+                "initial_collateral_per_token",
+                Some("1"),
+                units(collateral.decimals),
+            )?,
+        };
+        let lending = LendingSpec {
+            ltv_bp: l.conv("ltv", None, parse_bp)?,
+            liquidation_threshold_bp: l.conv("liquidation_threshold", None, parse_bp)?,
+            liquidation_bonus_bp: l.conv("liquidation_bonus", None, parse_bp)?,
+            borrow_liquidity: l.conv("borrow_liquidity", Some("500000000"), units(0))?,
+            collateral_supply_cap: l.conv("collateral_supply_cap", Some("0"), |s| {
+                s.parse::<u64>().map_err(|_| format!("'{s}' is not a whole number of tokens"))
+            })?,
+            interest: l.conv("interest", Some("true"), boolean)?,
+        };
+        let kind = m.req("kind")?;
+        if kind != "fli" {
+            return Err(ProductError::Field {
+                field: "methodology.kind".into(),
+                reason: format!("'{kind}' is not supported on a lending product yet (supported: fli)"),
+            });
+        }
+        let methodology = MethodologySettings {
+            target_leverage_ratio: m.conv("target_leverage_ratio", None, ratio)?,
+            min_leverage_ratio: m.conv("min_leverage_ratio", None, ratio)?,
+            max_leverage_ratio: m.conv("max_leverage_ratio", None, ratio)?,
+            recentering_speed: m.conv("recentering_speed", None, parse_fraction)?,
+            rebalance_interval: m.conv("rebalance_interval", None, parse_duration)?,
+        };
+        let sizing_order = m.conv("sizing_order", Some("aave-v3"), |s| match s {
+            "aave-v3" => Ok(SizingOrder::AaveV3),
+            "divide-first" => Ok(SizingOrder::DivideFirst),
+            _ => Err(format!("'{s}' is not a sizing order (aave-v3 or divide-first)")),
+        })?;
+        let execution = ExecutionSettings {
+            unutilized_leverage_percentage: e.conv("unutilized_leverage_percentage", None, parse_fraction)?,
+            slippage_tolerance: e.conv("slippage_tolerance", None, parse_fraction)?,
+            twap_cooldown_period: e.conv("twap_cooldown_period", None, parse_duration)?,
+        };
+        let incentive = IncentiveSettings {
+            ether_reward: i.conv("ether_reward", None, units(18))?,
+            incentivized_leverage_ratio: i.conv("incentivized_leverage_ratio", None, ratio)?,
+            incentivized_slippage_tolerance: i.conv("incentivized_slippage_tolerance", None, parse_fraction)?,
+            incentivized_twap_cooldown_period: i.conv("incentivized_twap_cooldown_period", None, parse_duration)?,
+        };
+        for s in [&t, &c, &b, &l, &m, &e, &i] {
+            if let Some(err) = s.unknown() {
+                return Err(err);
+            }
+        }
+        let mut exchanges = Vec::new();
+        let ex_table = root
+            .get("exchanges")
+            .and_then(|v| v.as_table())
+            .ok_or_else(|| ProductError::Missing("exchanges (at least one [exchanges.NAME] section)".into()))?;
+        for (name, v) in ex_table {
+            let sub = v.as_table().ok_or_else(|| ProductError::Field {
+                field: format!("exchanges.{name}"),
+                reason: "expected a table".into(),
+            })?;
+            let mut wrapper = Table::new();
+            wrapper.insert(format!("exchanges.{name}"), Value::Table(sub.clone()));
+            let mut x = Section::new(&wrapper, &format!("exchanges.{name}"));
+            let spec = ExchangeSpec {
+                settings: ExchangeSettings {
+                    twap_max_trade_size: x.conv("twap_max_trade_size", None, units(collateral.decimals))?,
+                    incentivized_twap_max_trade_size: x.conv(
+                        "incentivized_twap_max_trade_size",
+                        None,
+                        units(collateral.decimals),
+                    )?,
+                    last_trade_timestamp: 0,
+                    lever_route: name.clone(),
+                    delever_route: name.clone(),
+                },
+                pool_fee_pips: x.conv("pool_fee", Some("0.05%"), |s| {
+                    let w = parse_fraction(s)?;
+                    let pip = U256::from(1_000_000_000_000u64); // 1 pip = 1e-6 = 1e12 wad
+                    if !(w % pip).is_zero() {
+                        return Err(format!("'{s}' is not a whole number of pips (0.0001%)"));
+                    }
+                    u32::try_from(w / pip).map_err(|_| format!("'{s}' is too large"))
+                })?,
+                pool_tvl_usd: x.conv("pool_tvl", Some("200000000"), units(0))?,
+            };
+            if let Some(err) = x.unknown() {
+                return Err(err);
+            }
+            exchanges.push((name.clone(), spec));
+        }
+        if exchanges.is_empty() {
+            return Err(ProductError::Missing("exchanges (at least one [exchanges.NAME] section)".into()));
+        }
+        let p = Product {
+            token,
+            collateral,
+            borrow,
+            lending,
+            kind,
+            methodology,
+            execution,
+            incentive,
+            exchanges,
+            sizing_order,
+        };
+        let violations = p.violations();
+        if !violations.is_empty() {
+            return Err(ProductError::Rules(violations));
+        }
+        Ok(p)
+    }
+
+    /// Every rule the definition breaks: the reference's rules in their order, then the
+    /// exchange rule per exchange, then keel's own checks of the token and the market.
+    pub fn violations(&self) -> Vec<RuleViolation> {
+        let mut v = validate_non_exchange(&self.methodology, &self.execution, &self.incentive);
+        for (name, x) in &self.exchanges {
+            v.extend(validate_exchange(name, &x.settings));
+            if crate::venue::amm::tick_spacing_for_fee(x.pool_fee_pips).is_err() {
+                v.push(RuleViolation {
+                    message: "Pool fee must be a Uniswap v3 fee tier",
+                    detail: format!("exchanges.{name}.pool_fee must be 0.01%, 0.05%, 0.3% or 1%"),
+                });
+            }
+        }
+        for (field, d) in [("collateral.decimals", self.collateral.decimals), ("borrow.decimals", self.borrow.decimals)]
+        {
+            if let Err(mut e) = decimal_adjustment(d) {
+                e.detail = format!("{field} is {d}");
+                v.push(e);
+            }
+        }
+        if self.collateral.asset == self.borrow.asset {
+            v.push(RuleViolation {
+                message: "Collateral and borrow assets must differ",
+                detail: format!("both are {}", self.collateral.asset),
+            });
+        }
+        if self.token.supply_cap.is_zero() {
+            v.push(RuleViolation { message: "Supply cap must be > 0", detail: "token.supply_cap is 0".into() });
+        }
+        for (field, fee) in [
+            ("token.mint_fee", self.token.mint_fee),
+            ("token.redeem_fee", self.token.redeem_fee),
+            ("token.streaming_fee", self.token.streaming_fee),
+        ] {
+            if fee.0 >= WAD {
+                v.push(RuleViolation { message: "Fee must be below 100%", detail: format!("{field} is {fee}") });
+            }
+        }
+        let l = &self.lending;
+        if l.ltv_bp > l.liquidation_threshold_bp {
+            v.push(RuleViolation {
+                message: "LTV must not exceed the liquidation threshold",
+                detail: format!(
+                    "lending.ltv {} bp is above lending.liquidation_threshold {} bp",
+                    l.ltv_bp, l.liquidation_threshold_bp
+                ),
+            });
+        }
+        if l.liquidation_threshold_bp as u64 * (10_000 + l.liquidation_bonus_bp as u64) > 100_000_000 {
+            v.push(RuleViolation {
+                message: "Liquidation threshold times bonus must not exceed 100%",
+                detail: format!(
+                    "lending.liquidation_threshold {} bp × (1 + lending.liquidation_bonus {} bp)",
+                    l.liquidation_threshold_bp, l.liquidation_bonus_bp
+                ),
+            });
+        }
+        if l.liquidation_threshold_bp >= 10_000 {
+            v.push(RuleViolation {
+                message: "Liquidation threshold must be below 100%",
+                detail: format!("lending.liquidation_threshold is {} bp", l.liquidation_threshold_bp),
+            });
+        } else {
+            // The ripcord must fire before the market can liquidate: LR at HF = 1 is 1 / (1 − LT).
+            let liq_lr = WAD * U256::from(10_000u64) / U256::from(10_000 - l.liquidation_threshold_bp);
+            if self.incentive.incentivized_leverage_ratio >= liq_lr {
+                v.push(RuleViolation {
+                    message: "Incentivized leverage ratio must be below the liquidation leverage",
+                    detail: format!(
+                        "incentivized_leverage_ratio {} is at or above {} = 1 / (1 − liquidation_threshold), where the market liquidates",
+                        Wad(self.incentive.incentivized_leverage_ratio),
+                        Wad(liq_lr)
+                    ),
+                });
+            }
+        }
+        if self.collateral.price.0.is_zero() || self.borrow.price.0.is_zero() {
+            v.push(RuleViolation {
+                message: "Prices must be positive",
+                detail: "collateral.price and borrow.price".into(),
+            });
+        }
+        v
+    }
+
+    /// The strategy state this product starts with.
+    pub fn strategy(&self, operator: Address) -> Result<Fli, crate::Error> {
+        let mut f = Fli::new(
+            self.methodology.clone(),
+            self.execution.clone(),
+            self.incentive.clone(),
+            self.exchanges.iter().map(|(n, x)| (n.clone(), x.settings.clone())).collect(),
+            operator,
+            (&self.collateral.asset, self.collateral.decimals),
+            (&self.borrow.asset, self.borrow.decimals),
+        )?;
+        f.sizing_order = self.sizing_order;
+        Ok(f)
+    }
+
+    /// Build the token on fresh venues at `now`: a lending market with the collateral and
+    /// borrow reserves (oracles posted at the product's prices, the borrow asset supplied by
+    /// an outside lender), one pool per exchange, an empty ledger. `operator` runs it.
+    pub fn build(&self, operator: Address, now: u64) -> Result<FliToken, crate::Error> {
+        let fli = self.strategy(operator)?;
+        let mut market = LendingMarket::new();
+        let rate = |r: RateModel| if self.lending.interest { r } else { RateModel::zero() };
+        let mut cfeed = PriceFeed::new(
+            format!("{} / USD", self.collateral.asset),
+            8,
+            self.collateral.heartbeat,
+            self.collateral.deviation,
+        );
+        cfeed.post(price_e8(self.collateral.price)?, now);
+        let mut bfeed =
+            PriceFeed::new(format!("{} / USD", self.borrow.asset), 8, self.borrow.heartbeat, self.borrow.deviation);
+        bfeed.post(price_e8(self.borrow.price)?, now);
+        let l = &self.lending;
+        let mut ccfg = ReserveConfig::new(
+            &self.collateral.asset,
+            self.collateral.decimals,
+            l.ltv_bp,
+            l.liquidation_threshold_bp,
+            10_000 + l.liquidation_bonus_bp,
+            rate(RateModel::volatile_one()),
+        );
+        ccfg.supply_cap = l.collateral_supply_cap;
+        let bcfg = ReserveConfig::new(
+            &self.borrow.asset,
+            self.borrow.decimals,
+            8_000,
+            8_500,
+            10_500,
+            rate(RateModel::stable_one()),
+        );
+        let collateral = market.add_reserve(ccfg, cfeed, now)?;
+        let borrow = market.add_reserve(bcfg, bfeed, now)?;
+        let lender = Address::with_last_byte(0xaa);
+        let liquidity = l.borrow_liquidity * pow10(self.borrow.decimals as u32);
+        if !liquidity.is_zero() {
+            market.supply(lender, borrow, liquidity, now)?;
+        }
+        let mut pools = BTreeMap::new();
+        for (name, x) in &self.exchanges {
+            let t0 = PoolToken { symbol: self.borrow.asset.clone(), decimals: self.borrow.decimals };
+            let t1 = PoolToken { symbol: self.collateral.asset.clone(), decimals: self.collateral.decimals };
+            let tvl = x.pool_tvl_usd * WAD;
+            // A realistic concentration: most liquidity near the price, a tail far out.
+            let bands = [
+                (50u32, tvl * U256::from(15u64) / U256::from(100u64)),
+                (200, tvl * U256::from(25u64) / U256::from(100u64)),
+                (1_000, tvl * U256::from(30u64) / U256::from(100u64)),
+                (5_000, tvl * U256::from(20u64) / U256::from(100u64)),
+                (30_000, tvl / U256::from(10u64)),
+            ];
+            let pool = Pool::from_profile(
+                format!("{name}: {}/{}", t0.symbol, t1.symbol),
+                t0,
+                t1,
+                x.pool_fee_pips,
+                self.borrow.price.0,
+                self.collateral.price.0,
+                &bands,
+            )?;
+            pools.insert(name.clone(), pool);
+        }
+        let ledger = Ledger::new(
+            TokenConfig {
+                name: self.token.name.clone(),
+                symbol: self.token.symbol.clone(),
+                supply_cap: self.token.supply_cap,
+                mint_fee: self.token.mint_fee,
+                redeem_fee: self.token.redeem_fee,
+                streaming_fee: self.token.streaming_fee,
+                fee_recipient: operator,
+            },
+            now,
+        )?;
+        Ok(FliToken {
+            ledger,
+            market,
+            pools,
+            fli,
+            account: Address::with_last_byte(0x70),
+            collateral,
+            borrow,
+            idle_borrow: U256::ZERO,
+            protocol_fee: Wad::ZERO,
+            initial_collateral_per_token: self.token.initial_collateral_per_token,
+        })
+    }
+
+    /// The reference setters' arguments as a block explorer takes them: arrays of decimal
+    /// integers as quoted strings, in the structs' field order.
+    pub fn calldata(&self) -> Vec<(String, Vec<String>)> {
+        let m = &self.methodology;
+        let e = &self.execution;
+        let i = &self.incentive;
+        let mut out = vec![
+            (
+                "setMethodologySettings".to_string(),
+                vec![
+                    m.target_leverage_ratio.to_string(),
+                    m.min_leverage_ratio.to_string(),
+                    m.max_leverage_ratio.to_string(),
+                    m.recentering_speed.to_string(),
+                    m.rebalance_interval.to_string(),
+                ],
+            ),
+            (
+                "setExecutionSettings".to_string(),
+                vec![
+                    e.unutilized_leverage_percentage.to_string(),
+                    e.slippage_tolerance.to_string(),
+                    e.twap_cooldown_period.to_string(),
+                ],
+            ),
+            (
+                "setIncentiveSettings".to_string(),
+                vec![
+                    i.ether_reward.to_string(),
+                    i.incentivized_leverage_ratio.to_string(),
+                    i.incentivized_slippage_tolerance.to_string(),
+                    i.incentivized_twap_cooldown_period.to_string(),
+                ],
+            ),
+        ];
+        for (name, x) in &self.exchanges {
+            out.push((
+                format!("addEnabledExchange(\"{name}\")"),
+                vec![
+                    x.settings.twap_max_trade_size.to_string(),
+                    "0".into(),
+                    x.settings.incentivized_twap_max_trade_size.to_string(),
+                    "0x".into(),
+                    "0x".into(),
+                ],
+            ));
+        }
+        out
+    }
+}
+
+/// A wad USD price as an 8-decimal oracle answer; more than 8 decimals is an error.
+pub fn price_e8(price: Wad) -> Result<i128, crate::Error> {
+    let unit = pow10(10);
+    if !(price.0 % unit).is_zero() {
+        return Err(ProductError::Field {
+            field: "price".into(),
+            reason: format!("{price} has more than 8 decimals (oracle answers have 8)"),
+        }
+        .into());
+    }
+    i128::try_from(price.0 / unit)
+        .map_err(|_| ProductError::Field { field: "price".into(), reason: format!("{price} is too large") }.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_units() {
+        assert_eq!(parse_duration("30s").unwrap(), 30);
+        assert_eq!(parse_duration("50m").unwrap(), 3_000);
+        assert_eq!(parse_duration("1h").unwrap(), 3_600);
+        assert_eq!(parse_duration("1d").unwrap(), 86_400);
+        assert_eq!(parse_duration("86400").unwrap(), 86_400);
+        assert!(parse_duration("1.5h").is_err());
+        assert_eq!(parse_fraction("5%").unwrap(), U256::from(50_000_000_000_000_000u64));
+        assert_eq!(parse_fraction("0.05").unwrap(), U256::from(50_000_000_000_000_000u64));
+        assert_eq!(parse_fraction("1.95%").unwrap(), U256::from(19_500_000_000_000_000u64));
+        assert_eq!(parse_bp("82.5%").unwrap(), 8_250);
+        assert_eq!(parse_bp("0.8").unwrap(), 8_000);
+        assert_eq!(parse_bp("82.55%").unwrap_err(), "'82.55%' must be a whole number of basis points (0.01%)");
+        assert_eq!(price_e8(Wad::parse("1843.12345678").unwrap()).unwrap(), 184_312_345_678);
+        assert!(price_e8(Wad::parse("1.123456789").unwrap()).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! The leverage module: atomic lever, delever and delever-to-zero against a lending market
+//! and a pool, as Set's `AaveV3LeverageModule` executes them (`fli.md` §9 table). Amounts
+//! arrive in per-token units and are multiplied back by the supply here.
+
+use crate::error::{Error, FliError};
+use crate::math::{U256, Wad, pmul};
+use crate::venue::amm::Pool;
+use crate::venue::lending::{AssetId, LendingMarket};
+use alloy_primitives::Address;
+use serde::{Deserialize, Serialize};
+
+/// What one venue trade did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeReport {
+    /// True for lever (borrow asset sold), false for delever (collateral sold).
+    pub is_lever: bool,
+    /// Amount sold (base units of the sold asset).
+    pub sold: U256,
+    /// Amount bought (base units of the bought asset).
+    pub bought: U256,
+    /// Minimum the trade had to return.
+    pub min_receive: U256,
+    /// Pool fee paid, in the sold asset.
+    pub pool_fee: U256,
+    /// Leverage-module protocol fee, in the bought asset.
+    pub protocol_fee: U256,
+    /// Debt repaid (delever) or collateral supplied (lever).
+    pub applied: U256,
+    /// Borrow asset left over after repaying (delever to zero, or over-repay).
+    pub surplus: U256,
+}
+
+/// The accounts and assets one trade touches.
+pub struct LeverageVenue<'a> {
+    /// The lending market.
+    pub market: &'a mut LendingMarket,
+    /// The pool of the exchange's route.
+    pub pool: &'a mut Pool,
+    /// The token's account on the market.
+    pub account: Address,
+    /// Collateral reserve.
+    pub collateral: AssetId,
+    /// Borrow reserve.
+    pub borrow: AssetId,
+    /// Protocol fee on received amounts (0 by default).
+    pub protocol_fee: Wad,
+    /// Time of the call.
+    pub now: u64,
+}
+
+impl LeverageVenue<'_> {
+    fn symbols(&self) -> (String, String) {
+        (
+            self.market.reserves[self.collateral].config.symbol.clone(),
+            self.market.reserves[self.borrow].config.symbol.clone(),
+        )
+    }
+
+    /// Borrow `borrow_units·S`, swap for collateral (at least `min_receive_units·S`), supply it.
+    /// Callers must run this inside a transaction that restores state on error.
+    pub fn lever(&mut self, borrow_units: U256, min_receive_units: U256, supply: U256) -> Result<TradeReport, Error> {
+        let send = pmul(borrow_units, supply)?;
+        let min_recv = pmul(min_receive_units, supply)?;
+        if send.is_zero() {
+            return Err(FliError::Revert("Quantity is 0").into());
+        }
+        let (coll_sym, borr_sym) = self.symbols();
+        self.market.borrow(self.account, self.borrow, send, self.now)?;
+        let dir = self.pool.direction_selling(&borr_sym)?;
+        let _ = coll_sym;
+        let o = self.pool.swap_exact_input(dir, send, min_recv, None)?;
+        let fee = pmul(o.amount_out, self.protocol_fee.0)?;
+        let to_supply = o.amount_out - fee;
+        self.market.supply(self.account, self.collateral, to_supply, self.now)?;
+        Ok(TradeReport {
+            is_lever: true,
+            sold: send,
+            bought: o.amount_out,
+            min_receive: min_recv,
+            pool_fee: o.fee,
+            protocol_fee: fee,
+            applied: to_supply,
+            surplus: U256::ZERO,
+        })
+    }
+
+    /// Withdraw `collateral_units·S`, swap for the borrow asset (at least `min_repay_units·S`),
+    /// repay; anything above the debt stays with the token as surplus.
+    pub fn delever(
+        &mut self,
+        collateral_units: U256,
+        min_repay_units: U256,
+        supply: U256,
+    ) -> Result<TradeReport, Error> {
+        let send = pmul(collateral_units, supply)?;
+        let min_recv = pmul(min_repay_units, supply)?;
+        if send.is_zero() {
+            return Err(FliError::Revert("Quantity is 0").into());
+        }
+        let (coll_sym, _) = self.symbols();
+        self.market.withdraw(self.account, self.collateral, send, self.now)?;
+        let dir = self.pool.direction_selling(&coll_sym)?;
+        let o = self.pool.swap_exact_input(dir, send, min_recv, None)?;
+        let fee = pmul(o.amount_out, self.protocol_fee.0)?;
+        let repay = o.amount_out - fee;
+        let debt = self.market.debt_balance(self.account, self.borrow, self.now)?;
+        let repaid =
+            if debt.is_zero() { U256::ZERO } else { self.market.repay(self.account, self.borrow, repay, self.now)? };
+        Ok(TradeReport {
+            is_lever: false,
+            sold: send,
+            bought: o.amount_out,
+            min_receive: min_recv,
+            pool_fee: o.fee,
+            protocol_fee: fee,
+            applied: repaid,
+            surplus: repay - repaid,
+        })
+    }
+
+    /// Withdraw `max_collateral_units·S`, swap all of it, repay the whole debt; the rest is
+    /// surplus. Fails with `Borrow balance is zero` when there is no debt.
+    pub fn delever_to_zero(&mut self, max_collateral_units: U256, supply: U256) -> Result<TradeReport, Error> {
+        let send = pmul(max_collateral_units, supply)?;
+        let debt = self.market.debt_balance(self.account, self.borrow, self.now)?;
+        if debt.is_zero() {
+            return Err(FliError::Revert("Borrow balance is zero").into());
+        }
+        if send.is_zero() {
+            return Err(FliError::Revert("Quantity is 0").into());
+        }
+        let (coll_sym, _) = self.symbols();
+        self.market.withdraw(self.account, self.collateral, send, self.now)?;
+        let dir = self.pool.direction_selling(&coll_sym)?;
+        let o = self.pool.swap_exact_input(dir, send, debt, None)?;
+        let repaid = self.market.repay(self.account, self.borrow, debt, self.now)?;
+        Ok(TradeReport {
+            is_lever: false,
+            sold: send,
+            bought: o.amount_out,
+            min_receive: debt,
+            pool_fee: o.fee,
+            protocol_fee: U256::ZERO,
+            applied: repaid,
+            surplus: o.amount_out - repaid,
+        })
+    }
+}
