@@ -105,17 +105,23 @@ impl PriceFeed {
 mod tests {
     use super::*;
 
+    /// Whole US dollars as an 8-decimal oracle answer.
+    fn usd(x: i128) -> i128 {
+        x * 100_000_000
+    }
+
     fn feed() -> PriceFeed {
         let mut f = PriceFeed::new("ETH / USD", 8, 3600, Wad::parse("0.005").unwrap());
-        f.post(2_000_00000000, 1_000);
+        f.post(usd(2000), 1_000);
         f
     }
 
     #[test]
     fn table_validity() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut PriceFeed)>, u64, Result<u64, &str>)> = vec![
-            ("fresh", Box::new(|_| {}), 1_000, Ok(2_000_00000000)),
-            ("at the limit", Box::new(|_| {}), 1_000 + 3960, Ok(2_000_00000000)),
+        type Mutate = Box<dyn Fn(&mut PriceFeed)>;
+        let cases: Vec<(&str, Mutate, u64, Result<u64, &str>)> = vec![
+            ("fresh", Box::new(|_| {}), 1_000, Ok(200_000_000_000)),
+            ("at the limit", Box::new(|_| {}), 1_000 + 3960, Ok(200_000_000_000)),
             (
                 "stale",
                 Box::new(|_| {}),
@@ -143,8 +149,8 @@ mod tests {
     #[test]
     fn deviation_and_heartbeat() {
         let f = feed();
-        assert!(!f.needs_update(2_009_00000000, 1_100), "0.45% < 0.5%");
-        assert!(f.needs_update(2_010_00000000, 1_100), "0.5% reaches the threshold");
-        assert!(f.needs_update(2_000_00000000, 1_000 + 3600), "heartbeat");
+        assert!(!f.needs_update(usd(2009), 1_100), "0.45% < 0.5%");
+        assert!(f.needs_update(usd(2010), 1_100), "0.5% reaches the threshold");
+        assert!(f.needs_update(usd(2000), 1_000 + 3600), "heartbeat");
     }
 }

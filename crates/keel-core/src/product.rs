@@ -644,7 +644,8 @@ mod tests {
         assert_eq!(parse_fraction("1.95%").unwrap(), U256::from(19_500_000_000_000_000u64));
         assert_eq!(parse_bp("82.5%").unwrap(), 8_250);
         assert_eq!(parse_bp("0.8").unwrap(), 8_000);
-        assert_eq!(parse_bp("82.55%").unwrap_err(), "'82.55%' must be a whole number of basis points (0.01%)");
+        assert_eq!(parse_bp("82.55%").unwrap(), 8_255);
+        assert_eq!(parse_bp("82.555%").unwrap_err(), "'82.555%' must be a whole number of basis points (0.01%)");
         assert_eq!(price_e8(Wad::parse("1843.12345678").unwrap()).unwrap(), 184_312_345_678);
         assert!(price_e8(Wad::parse("1.123456789").unwrap()).is_err());
     }

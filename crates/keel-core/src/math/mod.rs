@@ -21,11 +21,11 @@ pub use signed::SignedWad;
 use thiserror::Error;
 
 /// 1e18, the unit of a [`Wad`].
-pub const WAD: U256 = U256::from_limbs([1_000_000_000_000_000_000, 0, 0, 0]);
+pub const WAD: U256 = alloy_primitives::uint!(1_000_000_000_000_000_000_U256);
 /// 1e27, the unit of a [`Ray`].
-pub const RAY: U256 = U256::from_limbs([3_875_820_019_684_212_736, 54_210_108, 0, 0]);
+pub const RAY: U256 = alloy_primitives::uint!(1_000_000_000_000_000_000_000_000_000_U256);
 /// 1e4, Aave's percentage factor (basis points).
-pub const PERCENTAGE_FACTOR: U256 = U256::from_limbs([10_000, 0, 0, 0]);
+pub const PERCENTAGE_FACTOR: U256 = alloy_primitives::uint!(10_000_U256);
 
 /// Why an arithmetic operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

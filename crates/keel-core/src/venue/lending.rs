@@ -18,7 +18,7 @@ pub type AssetId = usize;
 /// Seconds per year used by Aave's interest math.
 pub const SECONDS_PER_YEAR: u64 = 31_536_000;
 /// Health factor below which the close factor is 100% (0.95 wad).
-pub const CLOSE_FACTOR_HF_THRESHOLD: U256 = U256::from_limbs([950_000_000_000_000_000, 0, 0, 0]);
+pub const CLOSE_FACTOR_HF_THRESHOLD: U256 = alloy_primitives::uint!(950_000_000_000_000_000_U256);
 /// Health factor of 1 (wad).
 pub const HEALTH_FACTOR_ONE: U256 = crate::math::WAD;
 
@@ -847,6 +847,11 @@ impl Default for LendingMarket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whole US dollars as an 8-decimal oracle answer.
+    fn usd(x: i128) -> i128 {
+        x * 100_000_000
+    }
     use crate::math::Wad;
 
     const T0: u64 = 1_700_000_000;
@@ -854,14 +859,14 @@ mod tests {
     fn market() -> (LendingMarket, AssetId, AssetId) {
         let mut m = LendingMarket::new();
         let mut eth = PriceFeed::new("ETH / USD", 8, 3600, Wad::parse("0.005").unwrap());
-        eth.post(2_000_00000000, T0);
-        let mut usd = PriceFeed::new("USDC / USD", 8, 86_400, Wad::parse("0.0025").unwrap());
-        usd.post(1_00000000, T0);
+        eth.post(usd(2000), T0);
+        let mut stable = PriceFeed::new("USDC / USD", 8, 86_400, Wad::parse("0.0025").unwrap());
+        stable.post(usd(1), T0);
         let w = m
             .add_reserve(ReserveConfig::new("WETH", 18, 8_000, 8_250, 10_500, RateModel::volatile_one()), eth, T0)
             .unwrap();
         let u = m
-            .add_reserve(ReserveConfig::new("USDC", 6, 8_000, 8_500, 10_500, RateModel::stable_one()), usd, T0)
+            .add_reserve(ReserveConfig::new("USDC", 6, 8_000, 8_500, 10_500, RateModel::stable_one()), stable, T0)
             .unwrap();
         let lp = Address::with_last_byte(1);
         m.supply(lp, u, U256::from(10_000_000_000_000u64), T0).unwrap(); // 10M USDC
@@ -903,7 +908,8 @@ mod tests {
         let before = m.clone();
         assert_eq!(m.withdraw(user, w, eth(2), T0).unwrap_err(), LendingError::HealthFactorTooLow);
         assert_eq!(m, before);
-        m.withdraw(user, w, eth(1), T0).unwrap();
+        // HF 1.1 → 1.045 after 0.5 ETH: allowed.
+        m.withdraw(user, w, eth(1) / U256::from(2u64), T0).unwrap();
     }
 
     #[test]
@@ -972,15 +978,17 @@ mod tests {
         m.supply(user, w, eth(10), T0).unwrap();
         m.borrow(user, u, usdc(15_000), T0).unwrap();
         // ETH 2000 → 1800: HF = 18000·0.825/15000 = 0.99 → close factor 50%
-        m.post_price(w, 1_800_00000000, T0 + 1);
+        m.post_price(w, usd(1800), T0 + 1);
         let out = m.liquidation_call(w, u, user, U256::MAX, T0 + 1).unwrap();
         assert_eq!(out.debt_repaid, usdc(7_500));
-        // 7500 USD / 1800 · 1.05 = 4.375 ETH, 10% of the 0.2083 ETH bonus to the treasury
+        // floor(7500 / 1800 ETH) = 4.166…666, then percentMul(·, 10 500) half-up: 4.374…999 ETH,
+        // 10% of the bonus part to the treasury.
         let total = out.collateral_to_liquidator + out.protocol_fee;
-        assert_eq!(total, U256::from(4_375_000_000_000_000_000u64));
+        assert_eq!(total, U256::from(4_374_999_999_999_999_999u64));
+        assert!(out.protocol_fee > U256::ZERO);
         assert!(m.account_data(user, T0 + 1).unwrap().health_factor > HEALTH_FACTOR_ONE);
         // ETH 1800 → 1000: HF below 0.95 → close factor 100%, all collateral taken
-        m.post_price(w, 1_000_00000000, T0 + 2);
+        m.post_price(w, usd(1000), T0 + 2);
         let out2 = m.liquidation_call(w, u, user, U256::MAX, T0 + 2).unwrap();
         assert_eq!(m.supply_balance(user, w, T0 + 2).unwrap(), U256::ZERO);
         assert!(out2.debt_repaid < usdc(7_500), "bad debt remains when collateral runs out");

@@ -67,7 +67,9 @@ fn push(out: &mut Vec<RuleViolation>, message: &'static str, detail: String) {
 }
 
 /// Every violated non-exchange rule, in the reference's order (`fli.md` §4). Setters return
-/// the first; `keel product check` prints them all.
+/// the first; `keel product check` prints them all. Each condition is written as the
+/// reference's `require(...)` reads, negated.
+#[allow(clippy::nonminimal_bool)]
 pub fn validate_non_exchange(
     m: &MethodologySettings,
     e: &ExecutionSettings,

@@ -1,0 +1,205 @@
+//! The `keel` binary's contract: exit codes, messages and `strategy eval --json` integers.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn keel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel")).args(args).current_dir(root()).output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn tmp(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+const FIXTURE: &str = "crates/keel-cli/tests/fixtures/reference-fixture.toml";
+
+fn eval_json(state: &str, extra: &[&str]) -> serde_json::Value {
+    let p = tmp(&format!("state-{}.json", state.len() + extra.len()), state);
+    let mut args = vec!["strategy", "eval", "--product", FIXTURE, "--state", p.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let o = keel(&args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "eval failed: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn state(c: &str, b: &str, price: &str, twap: &str, now: u64, last: u64) -> String {
+    format!(
+        r#"{{"now": {now}, "total_supply": "1000000000000000000", "collateral_balance": "{c}", "borrow_balance": "{b}",
+            "collateral_price": "{price}", "borrow_price": "1", "twap_leverage_ratio": "{twap}",
+            "global_last_trade_timestamp": {last}, "exchanges": {{"uniswap-v3": {{"last_trade_timestamp": {last}}}}},
+            "ether_balance": "1000000000000000000"}}"#
+    )
+}
+
+#[test]
+fn product_check_valid_and_invalid() {
+    let o = keel(&["product", "check", "products/eth2x-fli.toml"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.starts_with("ok: ETH2x-FLI"), "{out}");
+    assert_eq!(out.lines().count(), 1, "one-line summary");
+
+    let bad = std::fs::read_to_string(root().join("products/eth2x-fli.toml"))
+        .unwrap()
+        .replace("max_leverage_ratio = \"2.3\"", "max_leverage_ratio = \"1.9\"")
+        .replace("rebalance_interval = \"1d\"", "rebalance_interval = \"10s\"");
+    let p = tmp("bad.toml", &bad);
+    let o = keel(&["product", "check", p.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Must be valid max leverage: max_leverage_ratio 1.9 is below target_leverage_ratio 2"),
+        "{err}"
+    );
+    assert!(err.contains("Rebalance interval must be greater than TWAP cooldown period"), "{err}");
+    assert!(!err.contains("Incentivized leverage ratio must be > max leverage ratio"), "{err}");
+}
+
+#[test]
+fn calldata_prints_quoted_arrays() {
+    let o = keel(&["product", "calldata", "products/eth2x-fli.toml"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(
+        out.contains(
+            r#"["2000000000000000000","1740000000000000000","2300000000000000000","50000000000000000","86400"]"#
+        ),
+        "{out}"
+    );
+    let o = keel(&["product", "calldata", "products/eth2x-fli.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["setExecutionSettings"], serde_json::json!(["10000000000000000", "20000000000000000", "30"]));
+}
+
+#[test]
+fn eval_engage_state_18_1() {
+    let v = eval_json(&state("1000000000000000000", "0", "1000", "0", 1_700_000_000, 1_699_999_000), &[]);
+    assert_eq!(v["leverage_ratio"], "1000000000000000000");
+    assert_eq!(v["should_rebalance"]["uniswap-v3"], "REBALANCE", "1x is below MIN");
+    assert_eq!(v["is_lever"], true);
+    // recentre 1.0 → max(1.7, 0.1 + 0.95) = 1.7; total 0.7 ETH; chunk capped at 0.5 ETH
+    assert_eq!(v["new_leverage_ratio"], "1700000000000000000");
+    assert_eq!(v["total_rebalance_notional"]["uniswap-v3"], "700000000000000000");
+    assert_eq!(v["chunk_rebalance_notional"]["uniswap-v3"], "500000000000000000");
+    assert_eq!(v["sizes"]["uniswap-v3"], "500000000", "borrow units (USDC) when levering");
+    assert_eq!(v["ether_incentive"], "0");
+}
+
+#[test]
+fn eval_iterate_state_18_2() {
+    let s = state("1500000000000000000", "500000000", "1000", "2000000000000000000", 1_700_003_000, 1_700_000_000);
+    let v = eval_json(&s, &[]);
+    assert_eq!(v["leverage_ratio"], "1500000000000000000");
+    assert_eq!(v["should_rebalance"]["uniswap-v3"], "NONE", "cooldown not passed at exactly t0 + 3000");
+    assert_eq!(v["new_leverage_ratio"], "2000000000000000000");
+    assert_eq!(v["total_rebalance_notional"]["uniswap-v3"], "500000000000000000");
+    assert_eq!(v["chunk_rebalance_notional"]["uniswap-v3"], "500000000000000000");
+    assert_eq!(v["sizes"]["uniswap-v3"], "500000000");
+    let s = state("1500000000000000000", "500000000", "1000", "2000000000000000000", 1_700_003_001, 1_700_000_000);
+    assert_eq!(eval_json(&s, &[])["should_rebalance"]["uniswap-v3"], "ITERATE_REBALANCE");
+}
+
+#[test]
+fn eval_ripcord_state_18_3() {
+    let v = eval_json(&state("2000000000000000000", "1000000000", "800", "0", 1_700_000_061, 1_700_000_000), &[]);
+    assert_eq!(v["leverage_ratio"], "2666666666666666666");
+    assert_eq!(v["should_rebalance"]["uniswap-v3"], "RIPCORD");
+    assert_eq!(v["new_leverage_ratio"], "2300000000000000000");
+    assert_eq!(v["is_lever"], false);
+    assert_eq!(v["total_rebalance_notional"]["uniswap-v3"], "274999999999999999");
+    assert_eq!(v["chunk_rebalance_notional"]["uniswap-v3"], "274999999999999999");
+    assert_eq!(v["sizes"]["uniswap-v3"], "274999999999999999", "collateral units when delevering");
+    assert_eq!(v["ether_incentive"], "1000000000000000000");
+    let v = eval_json(&state("2000000000000000000", "999999999", "800", "0", 1_700_000_061, 1_700_000_000), &[]);
+    assert_eq!(v["leverage_ratio"], "2666666662222222229");
+    assert_eq!(v["chunk_rebalance_notional"]["uniswap-v3"], "274999997124999999");
+}
+
+#[test]
+fn eval_custom_bounds() {
+    // LR 2.31: out of the 1.7–2.3 band but inside 1.6–2.4.
+    let s = state("2310000000000000000", "1310000000", "1000", "0", 1_700_000_100, 1_700_000_000);
+    assert_eq!(eval_json(&s, &[])["should_rebalance"]["uniswap-v3"], "REBALANCE");
+    assert_eq!(eval_json(&s, &["--min", "1.6", "--max", "2.4"])["should_rebalance"]["uniswap-v3"], "NONE");
+    assert_eq!(
+        eval_json(&s, &["--min", "1600000000000000000", "--max", "2400000000000000000"])["should_rebalance"]["uniswap-v3"],
+        "NONE"
+    );
+    let p = tmp("bounds.json", &s);
+    let o = keel(&[
+        "strategy",
+        "eval",
+        "--product",
+        FIXTURE,
+        "--state",
+        p.to_str().unwrap(),
+        "--min",
+        "1.8",
+        "--max",
+        "2.4",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("Custom bounds must be valid"), "{}", text(&o).1);
+}
+
+#[test]
+fn table_bad_state_files_name_the_field() {
+    let good = state("2000000000000000000", "1000000000", "800", "0", 1_700_000_061, 1_700_000_000);
+    let cases: &[(&str, String, &str)] = &[
+        ("missing now", good.replace(r#""now": 1700000061, "#, ""), "missing field `now`"),
+        (
+            "negative price",
+            good.replace(r#""collateral_price": "800""#, r#""collateral_price": "-800""#),
+            "field `collateral_price`",
+        ),
+        (
+            "zero price",
+            good.replace(r#""collateral_price": "800""#, r#""collateral_price": "0""#),
+            "field `collateral_price` must be positive",
+        ),
+        (
+            "price too precise",
+            good.replace(r#""collateral_price": "800""#, r#""collateral_price": "800.123456789""#),
+            "has more than 8 decimals",
+        ),
+        (
+            "balance not integer",
+            good.replace(r#""borrow_balance": "1000000000""#, r#""borrow_balance": "1e9""#),
+            "field `borrow_balance` must be a non-negative whole number",
+        ),
+        ("unknown exchange", good.replace("uniswap-v3", "sushi"), "field `exchanges.sushi`"),
+        ("not json", "{".to_string(), "state file is not valid JSON"),
+        (
+            "insolvent",
+            good.replace(r#""borrow_balance": "1000000000""#, r#""borrow_balance": "1600000000""#),
+            "Position is insolvent",
+        ),
+    ];
+    for (case, s, want) in cases {
+        let p = tmp(&format!("bad-{}.json", case.replace(' ', "-")), s);
+        let o = keel(&["strategy", "eval", "--product", FIXTURE, "--state", p.to_str().unwrap(), "--json"]);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "case {case} should fail");
+        assert!(err.contains(want), "case {case}: {err}");
+    }
+}
+
+#[test]
+fn help_explains() {
+    let o = keel(&["strategy", "eval", "--help"]);
+    let (out, _) = text(&o);
+    assert!(out.contains("shouldRebalance") && out.contains("--min"), "{out}");
+}
