@@ -1,6 +1,7 @@
 //! `keel`: the command line over keel's libraries. Each subcommand is a thin shell over a
 //! library call; errors are printed with their context and exit non-zero.
 
+mod backtest;
 mod eval;
 mod product_cmd;
 
@@ -22,6 +23,53 @@ enum Command {
     Product {
         #[command(subcommand)]
         command: ProductCommand,
+    },
+    /// Run a product through a market block by block and report what happened. With no
+    /// arguments: products/eth2x-fli.toml on the `default` scenario into ./keel-out/.
+    Backtest {
+        /// The product TOML file.
+        #[arg(long, default_value = "products/eth2x-fli.toml")]
+        product: PathBuf,
+        /// Historical OHLC bars (CSV: timestamp, open, high, low, close[, volume]); blocks between
+        /// closes follow a seeded Brownian bridge through each bar's open, high, low and close.
+        #[arg(long, conflicts_with = "scenario")]
+        prices: Option<PathBuf>,
+        /// A built-in market: default, calm, bull, bear, zigzag, crash.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Seed of every random stream (path, holders, keepers).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Start of the --prices window (unix seconds or ISO-8601).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the --prices window, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// Seconds per block (30s, 1m, 1h, ...); default: the chain's (12 s on ethereum).
+        #[arg(long)]
+        block_time: Option<String>,
+        /// Chain profile: ethereum (12 s blocks) or optimism (2 s, cheap gas).
+        #[arg(long, default_value = "ethereum")]
+        chain: String,
+        /// `none` turns off pool fees, price impact, gas and interest: trades fill at the oracle.
+        #[arg(long, default_value = "all")]
+        costs: String,
+        /// Output directory.
+        #[arg(long, default_value = "keel-out")]
+        out: PathBuf,
+        /// Bridge missing bars in --prices with a warning instead of refusing the file.
+        #[arg(long)]
+        allow_gaps: bool,
+        /// Time between rows of timeseries.csv (at least one block).
+        #[arg(long, default_value = "1h")]
+        sample: String,
+        /// USD issued at the start (default: half of the supply cap at the starting NAV).
+        #[arg(long, default_value_t = 0.0)]
+        tvl: f64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Evaluate a methodology on a position snapshot.
     Strategy {
@@ -85,6 +133,37 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Product { command: ProductCommand::Check { file } } => product_cmd::check(&file),
         Command::Product { command: ProductCommand::Calldata { file, json } } => product_cmd::calldata(&file, json),
+        Command::Backtest {
+            product,
+            prices,
+            scenario,
+            seed,
+            from,
+            to,
+            block_time,
+            chain,
+            costs,
+            out,
+            allow_gaps,
+            sample,
+            tvl,
+            quiet,
+        } => backtest::run(backtest::Args {
+            product,
+            prices,
+            scenario,
+            seed,
+            from,
+            to,
+            block_time,
+            chain,
+            costs,
+            out,
+            allow_gaps,
+            sample,
+            tvl,
+            quiet,
+        }),
         Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
             eval::run(&product, &state, min.as_deref(), max.as_deref(), json)
         }

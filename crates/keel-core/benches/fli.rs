@@ -27,7 +27,8 @@ fn set_price(t: &mut FliToken, usd_e8: i128, now: u64) {
 
 /// ETH2x engaged at 2x, then a day later ETH +8%: a lever rebalance is due.
 fn due() -> (FliToken, u64) {
-    let p = Product::from_toml(include_str!("../../../products/eth2x-fli.toml")).unwrap();
+    let mut p = Product::from_toml(include_str!("../../../products/eth2x-fli.toml")).unwrap();
+    p.token.initial_collateral_per_token = pow10(18) / U256::from(20u64);
     let mut t = p.build(OP, T0).unwrap();
     t.update_caller_status(OP, &[KEEPER], &[true]).unwrap();
     t.issue(Address::with_last_byte(3), U256::from(2_000u64) * pow10(18), T0).unwrap();

@@ -34,6 +34,9 @@ pub struct TokenSpec {
     pub streaming_fee: Wad,
     /// Collateral per whole token for the first issue (collateral base units).
     pub initial_collateral_per_token: U256,
+    /// The asset whose price the token tracks (the collateral for a long, the borrowed asset
+    /// for an inverse token).
+    pub underlying: String,
 }
 
 /// An asset section (`[collateral]`, `[borrow]`).
@@ -66,6 +69,10 @@ pub struct LendingSpec {
     pub collateral_supply_cap: u64,
     /// Charge interest (false for frictionless runs).
     pub interest: bool,
+    /// Share of the borrow-asset liquidity borrowed by other users (sets the borrow rate).
+    pub borrow_utilization: U256,
+    /// Share of the collateral supplied by others that is borrowed (sets the supply rate).
+    pub collateral_utilization: U256,
 }
 
 /// One exchange: the strategy's settings and the pool behind its route.
@@ -262,6 +269,7 @@ impl Product {
                 Some("1"),
                 units(collateral.decimals),
             )?,
+            underlying: t.raw("underlying")?.unwrap_or_else(|| collateral.asset.clone()),
         };
         let lending = LendingSpec {
             ltv_bp: l.conv("ltv", None, parse_bp)?,
@@ -272,6 +280,8 @@ impl Product {
                 s.parse::<u64>().map_err(|_| format!("'{s}' is not a whole number of tokens"))
             })?,
             interest: l.conv("interest", Some("true"), boolean)?,
+            borrow_utilization: l.conv("borrow_utilization", Some("80%"), parse_fraction)?,
+            collateral_utilization: l.conv("collateral_utilization", Some("30%"), parse_fraction)?,
         };
         let kind = m.req("kind")?;
         if kind != "fli" {
@@ -396,6 +406,12 @@ impl Product {
                 detail: format!("both are {}", self.collateral.asset),
             });
         }
+        if self.token.underlying != self.collateral.asset && self.token.underlying != self.borrow.asset {
+            v.push(RuleViolation {
+                message: "Underlying must be the collateral or the borrow asset",
+                detail: format!("token.underlying is {}", self.token.underlying),
+            });
+        }
         if self.token.supply_cap.is_zero() {
             v.push(RuleViolation { message: "Supply cap must be > 0", detail: "token.supply_cap is 0".into() });
         }
@@ -470,6 +486,13 @@ impl Product {
         Ok(f)
     }
 
+    /// Exposure of the token's NAV to its underlying at the target ratio: `TLR` for a long
+    /// (collateral is the underlying), `1 − TLR` for an inverse token (the borrowed asset is).
+    pub fn target_exposure(&self) -> f64 {
+        let tlr = Wad(self.methodology.target_leverage_ratio).to_f64();
+        if self.token.underlying == self.collateral.asset { tlr } else { 1.0 - tlr }
+    }
+
     /// Build the token on fresh venues at `now`: a lending market with the collateral and
     /// borrow reserves (oracles posted at the product's prices, the borrow asset supplied by
     /// an outside lender), one pool per exchange, an empty ledger. `operator` runs it.
@@ -507,10 +530,38 @@ impl Product {
         );
         let collateral = market.add_reserve(ccfg, cfeed, now)?;
         let borrow = market.add_reserve(bcfg, bfeed, now)?;
-        let lender = Address::with_last_byte(0xaa);
+        // Other users set the reserves' utilisation, and so the rates the token pays and earns:
+        // whale A supplies collateral and borrows `borrow_utilization` of the borrow asset;
+        // whale B supplies some of the borrow asset and borrows `collateral_utilization` of the
+        // collateral; a lender supplies the rest of the borrow liquidity.
         let liquidity = l.borrow_liquidity * pow10(self.borrow.decimals as u32);
         if !liquidity.is_zero() {
-            market.supply(lender, borrow, liquidity, now)?;
+            use crate::math::{mul_div_down, pmul};
+            let (cu, bu) = (pow10(self.collateral.decimals as u32), pow10(self.borrow.decimals as u32));
+            let (cp, bp) = (self.collateral.price.0, self.borrow.price.0);
+            let want = pmul(liquidity, l.borrow_utilization)?;
+            let ltv = U256::from(l.ltv_bp.max(1) as u64);
+            // whale A's collateral keeps its borrow at 40% of its LTV limit
+            let coll =
+                mul_div_down(mul_div_down(want, bp, bu, "whale")?, cu * U256::from(25_000u64), cp * ltv, "whale")?;
+            let cb = pmul(coll, l.collateral_utilization)?;
+            let b2 =
+                mul_div_down(mul_div_down(cb, cp, cu, "whale")?, bu * U256::from(3u64), bp, "whale")?.min(liquidity);
+            let (a, b, lender) =
+                (Address::with_last_byte(0xab), Address::with_last_byte(0xac), Address::with_last_byte(0xaa));
+            if liquidity > b2 {
+                market.supply(lender, borrow, liquidity - b2, now)?;
+            }
+            if !b2.is_zero() {
+                market.supply(b, borrow, b2, now)?;
+            }
+            if !want.is_zero() && !coll.is_zero() {
+                market.supply(a, collateral, coll, now)?;
+                market.borrow(a, borrow, want, now)?;
+                if !cb.is_zero() && !b2.is_zero() {
+                    market.borrow(b, collateral, cb, now)?;
+                }
+            }
         }
         let mut pools = BTreeMap::new();
         for (name, x) in &self.exchanges {
@@ -559,6 +610,7 @@ impl Product {
             idle_borrow: U256::ZERO,
             protocol_fee: Wad::ZERO,
             initial_collateral_per_token: self.token.initial_collateral_per_token,
+            oracle_fill: false,
         })
     }
 

@@ -2,8 +2,8 @@
 //! and a pool, as Set's `AaveV3LeverageModule` executes them (`fli.md` §9 table). Amounts
 //! arrive in per-token units and are multiplied back by the supply here.
 
-use crate::error::{Error, FliError};
-use crate::math::{U256, Wad, pmul};
+use crate::error::{AmmError, Error, FliError};
+use crate::math::{U256, Wad, mul_div_down, pmul, pow10};
 use crate::venue::amm::Pool;
 use crate::venue::lending::{AssetId, LendingMarket};
 use alloy_primitives::Address;
@@ -46,38 +46,55 @@ pub struct LeverageVenue<'a> {
     pub protocol_fee: Wad,
     /// Time of the call.
     pub now: u64,
+    /// Fill at the market oracle's prices with no fee and no impact instead of trading the
+    /// pool (frictionless studies, `--costs none`).
+    pub oracle_fill: bool,
 }
 
 impl LeverageVenue<'_> {
-    fn symbols(&self) -> (String, String) {
-        (
-            self.market.reserves[self.collateral].config.symbol.clone(),
-            self.market.reserves[self.borrow].config.symbol.clone(),
-        )
+    /// Sell `amount` of reserve `sold` for the other asset, at least `min_out`: through the pool,
+    /// or at oracle prices when `oracle_fill` is set. Returns `(out, pool fee)`.
+    fn swap(&mut self, sold: AssetId, amount: U256, min_out: U256) -> Result<(U256, U256), Error> {
+        let bought = if sold == self.collateral { self.borrow } else { self.collateral };
+        if self.oracle_fill {
+            let ps = self.market.price(sold, self.now)?;
+            let pb = self.market.price(bought, self.now)?;
+            let ds = self.market.reserves[sold].config.decimals as u32;
+            let db = self.market.reserves[bought].config.decimals as u32;
+            // out = amount · p_sold / p_bought, rescaled from the sold to the bought decimals.
+            let out = mul_div_down(amount * ps, pow10(db), pb * pow10(ds), "oracle fill")?;
+            if out < min_out {
+                return Err(
+                    AmmError::SlippageTooHigh { received: out.to_string(), minimum: min_out.to_string() }.into()
+                );
+            }
+            return Ok((out, U256::ZERO));
+        }
+        let symbol = self.market.reserves[sold].config.symbol.clone();
+        let dir = self.pool.direction_selling(&symbol)?;
+        let o = self.pool.swap_exact_input(dir, amount, min_out, None)?;
+        Ok((o.amount_out, o.fee))
     }
 
     /// Borrow `borrow_units·S`, swap for collateral (at least `min_receive_units·S`), supply it.
-    /// Callers must run this inside a transaction that restores state on error.
+    /// Callers run this inside a transaction that restores state on error.
     pub fn lever(&mut self, borrow_units: U256, min_receive_units: U256, supply: U256) -> Result<TradeReport, Error> {
         let send = pmul(borrow_units, supply)?;
         let min_recv = pmul(min_receive_units, supply)?;
         if send.is_zero() {
             return Err(FliError::Revert("Quantity is 0").into());
         }
-        let (coll_sym, borr_sym) = self.symbols();
         self.market.borrow(self.account, self.borrow, send, self.now)?;
-        let dir = self.pool.direction_selling(&borr_sym)?;
-        let _ = coll_sym;
-        let o = self.pool.swap_exact_input(dir, send, min_recv, None)?;
-        let fee = pmul(o.amount_out, self.protocol_fee.0)?;
-        let to_supply = o.amount_out - fee;
+        let (out, pool_fee) = self.swap(self.borrow, send, min_recv)?;
+        let fee = pmul(out, self.protocol_fee.0)?;
+        let to_supply = out - fee;
         self.market.supply(self.account, self.collateral, to_supply, self.now)?;
         Ok(TradeReport {
             is_lever: true,
             sold: send,
-            bought: o.amount_out,
+            bought: out,
             min_receive: min_recv,
-            pool_fee: o.fee,
+            pool_fee,
             protocol_fee: fee,
             applied: to_supply,
             surplus: U256::ZERO,
@@ -97,21 +114,19 @@ impl LeverageVenue<'_> {
         if send.is_zero() {
             return Err(FliError::Revert("Quantity is 0").into());
         }
-        let (coll_sym, _) = self.symbols();
         self.market.withdraw(self.account, self.collateral, send, self.now)?;
-        let dir = self.pool.direction_selling(&coll_sym)?;
-        let o = self.pool.swap_exact_input(dir, send, min_recv, None)?;
-        let fee = pmul(o.amount_out, self.protocol_fee.0)?;
-        let repay = o.amount_out - fee;
+        let (out, pool_fee) = self.swap(self.collateral, send, min_recv)?;
+        let fee = pmul(out, self.protocol_fee.0)?;
+        let repay = out - fee;
         let debt = self.market.debt_balance(self.account, self.borrow, self.now)?;
         let repaid =
             if debt.is_zero() { U256::ZERO } else { self.market.repay(self.account, self.borrow, repay, self.now)? };
         Ok(TradeReport {
             is_lever: false,
             sold: send,
-            bought: o.amount_out,
+            bought: out,
             min_receive: min_recv,
-            pool_fee: o.fee,
+            pool_fee,
             protocol_fee: fee,
             applied: repaid,
             surplus: repay - repaid,
@@ -129,20 +144,18 @@ impl LeverageVenue<'_> {
         if send.is_zero() {
             return Err(FliError::Revert("Quantity is 0").into());
         }
-        let (coll_sym, _) = self.symbols();
         self.market.withdraw(self.account, self.collateral, send, self.now)?;
-        let dir = self.pool.direction_selling(&coll_sym)?;
-        let o = self.pool.swap_exact_input(dir, send, debt, None)?;
+        let (out, pool_fee) = self.swap(self.collateral, send, debt)?;
         let repaid = self.market.repay(self.account, self.borrow, debt, self.now)?;
         Ok(TradeReport {
             is_lever: false,
             sold: send,
-            bought: o.amount_out,
+            bought: out,
             min_receive: debt,
-            pool_fee: o.fee,
+            pool_fee,
             protocol_fee: U256::ZERO,
             applied: repaid,
-            surplus: o.amount_out - repaid,
+            surplus: out - repaid,
         })
     }
 }

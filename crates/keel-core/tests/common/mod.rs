@@ -26,8 +26,11 @@ pub fn product(text: &str) -> Product {
     Product::from_toml(text).unwrap()
 }
 
+/// The shipped ETH2x product with the tests' own initial unit: 0.05 WETH per token.
 pub fn eth2x() -> Product {
-    product(include_str!("../../../../products/eth2x-fli.toml"))
+    let mut p = product(include_str!("../../../../products/eth2x-fli.toml"));
+    p.token.initial_collateral_per_token = wad(1) / U256::from(20u64);
+    p
 }
 
 /// ETH2x on fresh venues at $2000, `tokens` issued to HOLDER, KEEPER allowed, 5 ETH of rewards.

@@ -158,6 +158,8 @@ pub struct FliToken {
     pub protocol_fee: Wad,
     /// Collateral per whole token for the first issue (base units), used when supply is 0.
     pub initial_collateral_per_token: U256,
+    /// Trades fill at oracle prices with no fee or impact (frictionless studies).
+    pub oracle_fill: bool,
 }
 
 fn revert(s: &'static str) -> Error {
@@ -289,6 +291,7 @@ impl FliToken {
             borrow: self.borrow,
             protocol_fee: self.protocol_fee,
             now,
+            oracle_fill: self.oracle_fill,
         })
     }
 

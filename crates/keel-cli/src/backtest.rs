@@ -1,0 +1,133 @@
+//! `keel backtest`: run a product through a market block by block and write what happened.
+
+use anyhow::{Context, Result, anyhow, bail};
+use keel_core::product::{Product, parse_duration};
+use keel_report::{DirSink, summary_table};
+use keel_sim::prices::{BridgedBars, PriceSource, SCENARIOS, load_bars, scenario};
+use keel_sim::{Costs, SimConfig, Simulation};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `keel backtest`.
+pub struct Args {
+    pub product: PathBuf,
+    pub prices: Option<PathBuf>,
+    pub scenario: Option<String>,
+    pub seed: u64,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub block_time: Option<String>,
+    pub chain: String,
+    pub costs: String,
+    pub out: PathBuf,
+    pub allow_gaps: bool,
+    pub sample: String,
+    pub tvl: f64,
+    pub quiet: bool,
+}
+
+fn time_arg(s: &str, flag: &str) -> Result<u64> {
+    keel_sim::prices::csv::parse_time(s).map_err(|e| anyhow!("{flag}: {e}"))
+}
+
+/// Run the backtest and write the output directory.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let product = crate::product_cmd::load(&a.product)?;
+    let chain = keel_sim::clock::profile(&a.chain)
+        .ok_or_else(|| anyhow!("--chain {}: unknown (ethereum or optimism)", a.chain))?;
+    let block_time = match &a.block_time {
+        Some(b) => parse_duration(b).map_err(|e| anyhow!("--block-time: {e}"))?,
+        None => chain.block_time,
+    };
+    if block_time == 0 {
+        bail!("--block-time must be positive");
+    }
+    let costs = match a.costs.as_str() {
+        "all" => Costs::ALL,
+        "none" => Costs::NONE,
+        other => bail!("--costs {other}: use 'all' or 'none'"),
+    };
+    let sample_every = parse_duration(&a.sample).map_err(|e| anyhow!("--sample: {e}"))?.max(block_time);
+    let mut cfg = SimConfig { seed: a.seed, costs, sample_every, initial_tvl_usd: a.tvl, ..SimConfig::default() };
+    cfg.keeper.gas.base_gwei = chain.base_gas_gwei;
+    let (mut source, name, warnings): (Box<dyn PriceSource>, String, Vec<String>) = match (&a.prices, &a.scenario) {
+        (Some(_), Some(_)) => bail!("give --prices or --scenario, not both"),
+        (Some(path), None) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read price file {}", path.display()))?;
+            let mut series = load_bars(&text, a.allow_gaps).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let from = a.from.as_deref().map(|s| time_arg(s, "--from")).transpose()?;
+            let to = a.to.as_deref().map(|s| time_arg(s, "--to")).transpose()?;
+            series.bars.retain(|b| from.is_none_or(|f| b.time >= f) && to.is_none_or(|t| b.time < t));
+            if series.bars.len() < 2 {
+                bail!("{}: fewer than 2 bars between --from and --to", path.display());
+            }
+            let name = format!(
+                "{} ({} hourly bars from {})",
+                path.display(),
+                series.bars.len(),
+                keel_sim::prices::csv::format_time(series.bars[0].time)
+            );
+            let src = BridgedBars::new(series.bars, series.interval, block_time, a.seed)
+                .map_err(|e| anyhow!("--block-time: {e}"))?;
+            (Box::new(src), name, series.warnings)
+        }
+        (None, s) => {
+            if a.from.is_some() || a.to.is_some() {
+                bail!("--from/--to select a window of --prices; scenarios start at their own beginning");
+            }
+            let s = s.clone().unwrap_or_else(|| "default".into());
+            let start = 1_704_067_200; // 2024-01-01
+            let p0 = product_price(&product);
+            let src = scenario(&s, p0, start, block_time, a.seed).ok_or_else(|| {
+                anyhow!(
+                    "--scenario {s}: unknown; built in: {}",
+                    SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            (Box::new(src), format!("scenario {s}"), vec![])
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut sim = Simulation::new(&product, cfg, source.start_time(), source.start_price(), &name)
+        .map_err(|e| anyhow!("cannot start: {e}"))?;
+    sim.add_warnings(&warnings);
+    let mut sink = DirSink::create(&a.out, 4_000).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    let bar = if !a.quiet && std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(source.len_hint().unwrap_or(0));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bar:40} {percent}% {human_pos}/{human_len} blocks, {per_sec}, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(pb)
+    } else {
+        None
+    };
+    if let Some(pb) = bar.clone() {
+        sink.on_progress = Some(Box::new(move |done, _| pb.set_position(done)));
+    }
+    let result = sim.run(source.as_mut(), &mut sink).map_err(|e| anyhow!("simulation stopped: {e}"))?;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let report =
+        sink.finish(&result.summary).with_context(|| format!("cannot write the report to {}", a.out.display()))?;
+    print!("{}", summary_table(&result.summary));
+    println!("wrote {} (summary.json, timeseries.csv, events.csv, report.html)", display_dir(&a.out));
+    let _ = report;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn display_dir(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn product_price(p: &Product) -> f64 {
+    let w = if p.token.underlying == p.collateral.asset { p.collateral.price } else { p.borrow.price };
+    w.to_f64()
+}

@@ -1,0 +1,112 @@
+//! keel-report: what a run leaves behind. `timeseries.csv` and `events.csv` are streamed as
+//! the run goes; `summary.json`, the summary table and `report.html` (one self-contained file
+//! with SVG charts) are written at the end from a down-sampled copy of the series.
+
+#![warn(missing_docs)]
+
+mod html;
+mod svg;
+mod table;
+
+pub use html::html_report;
+pub use table::summary_table;
+
+use keel_sim::{EventRow, SeriesRow, Sink, Summary};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+/// A progress callback: (blocks done, blocks expected).
+pub type Progress = Box<dyn FnMut(u64, Option<u64>)>;
+
+/// Streams rows and events to CSV files in a directory and keeps a bounded copy for the report.
+pub struct DirSink {
+    dir: PathBuf,
+    series_csv: csv::Writer<BufWriter<File>>,
+    events_csv: csv::Writer<BufWriter<File>>,
+    /// Down-sampled rows kept for charts (at most about `2 × max_points`).
+    pub rows: Vec<SeriesRow>,
+    stride: usize,
+    seen: usize,
+    max_points: usize,
+    /// Events kept for chart markers and the report's table (all keeper calls, liquidations).
+    pub events: Vec<EventRow>,
+    /// Called with (blocks done, blocks expected).
+    pub on_progress: Option<Progress>,
+    error: Option<std::io::Error>,
+}
+
+impl DirSink {
+    /// Create `dir` and open its CSV files.
+    pub fn create(dir: &Path, max_points: usize) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let open = |name: &str| -> std::io::Result<csv::Writer<BufWriter<File>>> {
+            Ok(csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, File::create(dir.join(name))?)))
+        };
+        Ok(DirSink {
+            dir: dir.to_path_buf(),
+            series_csv: open("timeseries.csv")?,
+            events_csv: open("events.csv")?,
+            rows: Vec::new(),
+            stride: 1,
+            seen: 0,
+            max_points: max_points.max(16),
+            events: Vec::new(),
+            on_progress: None,
+            error: None,
+        })
+    }
+
+    /// Flush the CSVs and write `summary.json` and `report.html`.
+    pub fn finish(mut self, summary: &Summary) -> std::io::Result<PathBuf> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.series_csv.flush()?;
+        self.events_csv.flush()?;
+        let mut json = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
+        json.push('\n');
+        std::fs::write(self.dir.join("summary.json"), json)?;
+        let html = html_report(summary, &self.rows, &self.events);
+        let path = self.dir.join("report.html");
+        std::fs::write(&path, html)?;
+        Ok(path)
+    }
+}
+
+impl Sink for DirSink {
+    fn row(&mut self, row: &SeriesRow) {
+        if self.error.is_none()
+            && let Err(e) = self.series_csv.serialize(row)
+        {
+            self.error = Some(std::io::Error::other(e));
+        }
+        if self.seen.is_multiple_of(self.stride) {
+            self.rows.push(*row);
+            if self.rows.len() > 2 * self.max_points {
+                // Halve: keep every other point, double the stride.
+                let kept: Vec<SeriesRow> = self.rows.iter().step_by(2).copied().collect();
+                self.rows = kept;
+                self.stride *= 2;
+            }
+        }
+        self.seen += 1;
+    }
+
+    fn event(&mut self, event: &EventRow) {
+        if self.error.is_none()
+            && let Err(e) = self.events_csv.serialize(event)
+        {
+            self.error = Some(std::io::Error::other(e));
+        }
+        if event.actor != "holders" && self.events.len() < 200_000 {
+            self.events.push(event.clone());
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>) {
+        if let Some(f) = self.on_progress.as_mut() {
+            f(done, total);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The summary as a plain-text table for a terminal.
+
+use keel_sim::Summary;
+
+fn pct(x: f64) -> String {
+    format!("{:+.2}%", x * 100.0)
+}
+
+fn usd(x: f64) -> String {
+    let neg = x < 0.0;
+    let s = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    format!("{}${out}", if neg { "-" } else { "" })
+}
+
+/// The summary as aligned text lines.
+pub fn summary_table(s: &Summary) -> String {
+    let c = &s.costs_usd;
+    let total = c.pool_fees
+        + c.price_impact
+        + c.gas_keeper
+        + c.gas_bots
+        + c.interest
+        + c.ether_rewards
+        + c.streaming_fee
+        + c.mint_redeem_fees;
+    let rows: Vec<(&str, String)> = vec![
+        ("product", format!("{} (β {:+.2})", s.product, s.target_exposure)),
+        (
+            "market",
+            format!("{} — {:.1} days, {} blocks of {} s, seed {}", s.source, s.days, s.blocks, s.block_time, s.seed),
+        ),
+        ("underlying", format!("{:.2} → {:.2}  {}", s.underlying_start, s.underlying_end, pct(s.underlying_return))),
+        ("token NAV", format!("{:.4} → {:.4}  {}", s.nav_start, s.nav_end, pct(s.token_return))),
+        ("ideal token", format!("{}  (token − ideal {})", pct(s.ideal_return), pct(s.return_vs_ideal))),
+        ("tracking error", format!("{:.2}% a year", s.tracking_error * 100.0)),
+        (
+            "volatility",
+            format!(
+                "{:.1}% realised; decay predicted {} → predicted return {}",
+                s.realised_volatility * 100.0,
+                pct(s.predicted_decay - 1.0),
+                pct(s.predicted_return)
+            ),
+        ),
+        (
+            "activity",
+            format!(
+                "{} rebalances, {} iterations, {} ripcords, {} liquidations, {} mints, {} redeems, {} failed calls",
+                s.counts.rebalances,
+                s.counts.iterations,
+                s.counts.ripcords,
+                s.counts.liquidations,
+                s.counts.mints,
+                s.counts.redeems,
+                s.counts.failed_calls
+            ),
+        ),
+        (
+            "costs",
+            format!(
+                "{} total: pool fees {}, impact {}, gas {} (+ bots {}), interest {}, ripcord rewards {}, streaming fee {}, mint/redeem fees {}",
+                usd(total),
+                usd(c.pool_fees),
+                usd(c.price_impact),
+                usd(c.gas_keeper),
+                usd(c.gas_bots),
+                usd(c.interest),
+                usd(c.ether_rewards),
+                usd(c.streaming_fee),
+                usd(c.mint_redeem_fees)
+            ),
+        ),
+        (
+            "risk",
+            format!(
+                "min health factor {:.3}, max leverage {:.3}x, outside band {:.2}% of the time, worst block NAV {}",
+                s.min_health_factor,
+                s.max_leverage,
+                s.time_outside_band * 100.0,
+                pct(s.worst_block_nav_change)
+            ),
+        ),
+    ];
+    let mut out = String::new();
+    for (k, v) in rows {
+        out.push_str(&format!("{k:<15} {v}\n"));
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("warning         {w}\n"));
+    }
+    out
+}

@@ -1,0 +1,201 @@
+//! What a run records: time-series rows, event rows and the summary.
+
+use serde::Serialize;
+
+/// One sampled row of the time series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SeriesRow {
+    /// Unix seconds.
+    pub time: u64,
+    /// Block number.
+    pub block: u64,
+    /// Reference (market) price of the underlying, USD.
+    pub price: f64,
+    /// Oracle answer, USD.
+    pub oracle_price: f64,
+    /// Pool price of the underlying, USD.
+    pub pool_price: f64,
+    /// Leverage ratio (collateral value / equity).
+    pub leverage: f64,
+    /// NAV per token, USD.
+    pub nav: f64,
+    /// NAV of an ideal token rebalanced every block at the target with no costs.
+    pub ideal_nav: f64,
+    /// Value of holding the underlying from the start, scaled to the starting NAV.
+    pub hold_nav: f64,
+    /// Collateral, whole units.
+    pub collateral: f64,
+    /// Debt, whole units.
+    pub debt: f64,
+    /// Health factor on the lending market (f64::INFINITY without debt).
+    pub health_factor: f64,
+    /// Gas price, gwei.
+    pub gas_gwei: f64,
+    /// Token supply, whole tokens.
+    pub supply: f64,
+}
+
+/// One event: a keeper call (successful or failed), a liquidation, a mint or a redeem.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRow {
+    /// Unix seconds.
+    pub time: u64,
+    /// Block number.
+    pub block: u64,
+    /// `engage`, `rebalance`, `iterate`, `ripcord`, `disengage`, `liquidation`, `mint`,
+    /// `redeem`, or `<call>_failed`.
+    pub kind: String,
+    /// Who acted (`keeper`, `bot-N`, `liquidator`, `holders`).
+    pub actor: String,
+    /// Leverage before (from the event, or measured).
+    pub leverage_before: f64,
+    /// Target of the call.
+    pub target: f64,
+    /// Chunk traded, collateral whole units (tokens for mint/redeem).
+    pub chunk: f64,
+    /// Total needed to reach the target, collateral whole units.
+    pub total: f64,
+    /// USD sold.
+    pub sold_usd: f64,
+    /// USD bought, at the oracle.
+    pub bought_usd: f64,
+    /// Pool fee, USD.
+    pub pool_fee_usd: f64,
+    /// Price impact (execution shortfall beyond the fee), USD.
+    pub impact_usd: f64,
+    /// Gas, USD.
+    pub gas_usd: f64,
+    /// Ripcord reward paid, ETH.
+    pub reward_eth: f64,
+    /// The revert reason of a failed call.
+    pub error: String,
+}
+
+/// Costs by kind, USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CostBreakdown {
+    /// Pool fees paid by the token's trades.
+    pub pool_fees: f64,
+    /// Price impact of the token's trades beyond the fee.
+    pub price_impact: f64,
+    /// Gas paid by the operator's keeper (successful and failed calls).
+    pub gas_keeper: f64,
+    /// Gas paid by public ripcord bots.
+    pub gas_bots: f64,
+    /// Net interest: debt interest paid minus collateral interest earned.
+    pub interest: f64,
+    /// Ripcord rewards paid from the strategy's ether balance.
+    pub ether_rewards: f64,
+    /// Streaming fee minted to the fee recipient, at NAV.
+    pub streaming_fee: f64,
+    /// Mint and redeem fees, at NAV.
+    pub mint_redeem_fees: f64,
+}
+
+/// Counts of what happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// engage calls.
+    pub engages: u64,
+    /// rebalance calls.
+    pub rebalances: u64,
+    /// iterateRebalance calls.
+    pub iterations: u64,
+    /// ripcord calls.
+    pub ripcords: u64,
+    /// Liquidations of the token's account.
+    pub liquidations: u64,
+    /// Holder mints.
+    pub mints: u64,
+    /// Holder redeems.
+    pub redeems: u64,
+    /// Keeper or bot calls that reverted.
+    pub failed_calls: u64,
+    /// Blocks where ripcord was due but no bot found it profitable.
+    pub unprofitable_ripcord_blocks: u64,
+}
+
+/// The run's summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Product symbol.
+    pub product: String,
+    /// Price source description.
+    pub source: String,
+    /// Seed.
+    pub seed: u64,
+    /// Seconds per block.
+    pub block_time: u64,
+    /// Blocks simulated.
+    pub blocks: u64,
+    /// First and last time, unix seconds.
+    pub start: u64,
+    /// Last time.
+    pub end: u64,
+    /// Days simulated.
+    pub days: f64,
+    /// Target exposure β to the underlying.
+    pub target_exposure: f64,
+    /// The methodology's band and ripcord level (leverage ratios).
+    pub min_leverage_ratio: f64,
+    /// Upper bound of the band.
+    pub max_leverage_ratio: f64,
+    /// Ripcord level.
+    pub incentivized_leverage_ratio: f64,
+    /// Underlying price at the start and the end.
+    pub underlying_start: f64,
+    /// Underlying price at the end.
+    pub underlying_end: f64,
+    /// Underlying return.
+    pub underlying_return: f64,
+    /// NAV per token at the start.
+    pub nav_start: f64,
+    /// NAV per token at the end.
+    pub nav_end: f64,
+    /// Token return.
+    pub token_return: f64,
+    /// Ideal token's return (rebalanced every block at the target, no costs).
+    pub ideal_return: f64,
+    /// Token return minus ideal return.
+    pub return_vs_ideal: f64,
+    /// Annualised std-dev of daily log-return differences between token and ideal.
+    pub tracking_error: f64,
+    /// Annualised realised volatility of the underlying (block log returns).
+    pub realised_volatility: f64,
+    /// `exp((β−β²)/2 · Σ r²)`: the decay the continuous formula predicts.
+    pub predicted_decay: f64,
+    /// `(S_T/S_0)^β · decay − 1`.
+    pub predicted_return: f64,
+    /// What happened.
+    pub counts: Counts,
+    /// Costs by kind, USD.
+    pub costs_usd: CostBreakdown,
+    /// Lowest health factor seen.
+    pub min_health_factor: f64,
+    /// Highest leverage seen.
+    pub max_leverage: f64,
+    /// Share of blocks (after the engage) with leverage outside [min, max].
+    pub time_outside_band: f64,
+    /// Worst single-block change of NAV per token.
+    pub worst_block_nav_change: f64,
+    /// Problems the run passed over (CSV gaps allowed, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Where a run streams its rows and events as they happen.
+pub trait Sink {
+    /// A sampled time-series row.
+    fn row(&mut self, row: &SeriesRow);
+    /// An event.
+    fn event(&mut self, event: &EventRow);
+    /// Progress: blocks done, blocks expected (if known).
+    fn progress(&mut self, _done: u64, _total: Option<u64>) {}
+}
+
+/// A sink that keeps nothing.
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn row(&mut self, _row: &SeriesRow) {}
+    fn event(&mut self, _event: &EventRow) {}
+}
