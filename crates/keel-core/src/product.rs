@@ -564,28 +564,8 @@ impl Product {
             }
         }
         let mut pools = BTreeMap::new();
-        for (name, x) in &self.exchanges {
-            let t0 = PoolToken { symbol: self.borrow.asset.clone(), decimals: self.borrow.decimals };
-            let t1 = PoolToken { symbol: self.collateral.asset.clone(), decimals: self.collateral.decimals };
-            let tvl = x.pool_tvl_usd * WAD;
-            // A realistic concentration: most liquidity near the price, a tail far out.
-            let bands = [
-                (50u32, tvl * U256::from(15u64) / U256::from(100u64)),
-                (200, tvl * U256::from(25u64) / U256::from(100u64)),
-                (1_000, tvl * U256::from(30u64) / U256::from(100u64)),
-                (5_000, tvl * U256::from(20u64) / U256::from(100u64)),
-                (30_000, tvl / U256::from(10u64)),
-            ];
-            let pool = Pool::from_profile(
-                format!("{name}: {}/{}", t0.symbol, t1.symbol),
-                t0,
-                t1,
-                x.pool_fee_pips,
-                self.borrow.price.0,
-                self.collateral.price.0,
-                &bands,
-            )?;
-            pools.insert(name.clone(), pool);
+        for (name, _) in &self.exchanges {
+            pools.insert(name.clone(), self.build_pool(name, self.collateral.price, self.borrow.price)?);
         }
         let ledger = Ledger::new(
             TokenConfig {
@@ -612,6 +592,32 @@ impl Product {
             initial_collateral_per_token: self.token.initial_collateral_per_token,
             oracle_fill: false,
         })
+    }
+
+    /// The pool behind exchange `name`, centred on the given USD prices: the product's TVL and
+    /// fee tier in a realistic concentration (most liquidity near the price, a tail far out).
+    /// LPs re-centre their liquidity as prices move; a simulation rebuilds the pool with this.
+    pub fn build_pool(&self, name: &str, collateral_usd: Wad, borrow_usd: Wad) -> Result<Pool, crate::Error> {
+        let x = &self
+            .exchanges
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| ProductError::Missing(format!("exchanges.{name}")))?
+            .1;
+        let t0 = PoolToken { symbol: self.borrow.asset.clone(), decimals: self.borrow.decimals };
+        let t1 = PoolToken { symbol: self.collateral.asset.clone(), decimals: self.collateral.decimals };
+        let tvl = x.pool_tvl_usd * WAD;
+        let share = |pct: u64| tvl * U256::from(pct) / U256::from(100u64);
+        let bands = [(50u32, share(15)), (200, share(25)), (1_000, share(30)), (5_000, share(20)), (30_000, share(10))];
+        Ok(Pool::from_profile(
+            format!("{name}: {}/{}", t0.symbol, t1.symbol),
+            t0,
+            t1,
+            x.pool_fee_pips,
+            borrow_usd.0,
+            collateral_usd.0,
+            &bands,
+        )?)
     }
 
     /// The reference setters' arguments as a block explorer takes them: arrays of decimal

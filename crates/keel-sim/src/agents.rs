@@ -59,8 +59,9 @@ impl GasModel {
 pub struct KeeperConfig {
     /// Blocks between polls of `shouldRebalance`.
     pub poll_every: u64,
-    /// Blocks between a decision and its execution.
-    pub latency: u64,
+    /// Seconds between a decision and its execution (rounded down to whole blocks: one block at
+    /// 12 s, none in an hourly run).
+    pub latency_seconds: u64,
     /// Public bots racing for the ripcord reward (each pays gas for what it sends).
     pub ripcord_bots: u32,
     /// A bot calls ripcord only when `reward − gas cost ≥ min_profit_usd`.
@@ -77,7 +78,7 @@ impl Default for KeeperConfig {
     fn default() -> Self {
         KeeperConfig {
             poll_every: 1,
-            latency: 1,
+            latency_seconds: 12,
             ripcord_bots: 2,
             min_profit_usd: 0.0,
             gas_units: GasUnits::default(),

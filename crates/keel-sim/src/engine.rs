@@ -18,7 +18,6 @@ use crate::prices::{PriceSource, Tick};
 use keel_core::math::{U256, pow10, to_f64};
 use keel_core::product::Product;
 use keel_core::strategy::fli::{FliEvent, FliOutcome, FliToken, ShouldRebalance, TradeReport};
-use keel_core::venue::amm::sqrt_price_x96_from_ratio;
 use keel_core::{Address, Wad};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -101,6 +100,18 @@ struct Cache {
     supply: f64,
 }
 
+/// The arbitrageur's view of one pool.
+#[derive(Debug, Clone, Copy)]
+struct Arb {
+    fee: f64,
+    u1: bool,
+    scale: f64,
+    /// The pool's price of the underlying (USD) once pending moves are applied.
+    price: f64,
+    /// Target of a move not yet applied.
+    pending: Option<f64>,
+}
+
 /// A run in progress.
 pub struct Simulation {
     /// The token on its venues.
@@ -117,6 +128,12 @@ pub struct Simulation {
     counts: Counts,
     costs: CostBreakdown,
     pending: Option<(u64, ShouldRebalance, String)>,
+    next_poll: u64,
+    backoff: u64,
+    /// Underlying price each pool's liquidity is centred on.
+    pool_center: f64,
+    /// The arbitrageur's view of each pool.
+    arb: Vec<Arb>,
     next_mint: f64,
     next_redeem: f64,
     vol_ewma: f64,
@@ -194,6 +211,10 @@ impl Simulation {
             counts: Counts::default(),
             costs: CostBreakdown::default(),
             pending: None,
+            next_poll: 0,
+            backoff: 1,
+            pool_center: start_price,
+            arb: Vec::new(),
             next_mint,
             next_redeem,
             vol_ewma: 0.0,
@@ -218,6 +239,7 @@ impl Simulation {
         // starting price (the pool rests between chunks), so the run begins at the target.
         let mut t = warmup_start;
         sim.clock.now = t;
+        sim.read_pools();
         sim.post_oracles(t);
         let per_token =
             to_f64(sim.token.initial_collateral_per_token, sim.product.collateral.decimals) * sim.collateral_usd();
@@ -230,6 +252,7 @@ impl Simulation {
         if cfg.engage {
             let ex = sim.first_exchange();
             let out = sim.token.engage(OPERATOR, &ex, t)?;
+            sim.read_pools();
             sim.counts.engages += 1;
             sim.record_outcome("engage", "operator", &out, 0.0, t, 0);
             while !sim.token.fli.twap_leverage_ratio.is_zero() && t + cooldown < start_time {
@@ -237,16 +260,26 @@ impl Simulation {
                 sim.clock.now = t;
                 sim.post_oracles(t);
                 sim.arbitrage();
+                sim.flush_arbitrage();
                 sim.refresh_after_op();
-                let out = sim.token.iterate_rebalance(KEEPER, &ex, t)?;
-                sim.counts.iterations += 1;
-                sim.record_outcome("iterate", "keeper", &out, 0.0, t, 0);
+                match sim.token.iterate_rebalance(KEEPER, &ex, t) {
+                    Ok(out) => sim.record_outcome("iterate", "keeper", &out, 0.0, t, 0),
+                    // A dust remainder that rounds to zero units cannot trade: the operator
+                    // ends the TWAP (keel's abort_twap, fli.md §17.6).
+                    Err(e) if e.revert_reason() == Some("Quantity is 0") => {
+                        sim.token.abort_twap(OPERATOR, t)?;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                sim.read_pools();
             }
             sim.refresh_after_op();
         }
         sim.clock.now = start_time;
         sim.post_oracles(start_time);
         sim.arbitrage();
+        sim.flush_arbitrage();
         sim.counts = Counts::default();
         sim.costs = CostBreakdown::default();
         sim.nav0 = sim.nav_estimate();
@@ -411,33 +444,79 @@ impl Simulation {
         if underlying_is_token1 { p1in0 } else { 1.0 / p1in0 }
     }
 
+    /// Each pool's tracked price (underlying, USD) and fee, read from the pools themselves.
+    fn read_pools(&mut self) {
+        let under = self.product.token.underlying.clone();
+        self.arb = self
+            .token
+            .pools
+            .values()
+            .map(|pool| {
+                let u1 = pool.token1.symbol == under;
+                let p1in0 = pool.price1_in_0_f64();
+                Arb {
+                    fee: pool.fee_pips as f64 / 1e6,
+                    u1,
+                    scale: 10f64.powi(pool.token1.decimals as i32 - pool.token0.decimals as i32),
+                    price: if u1 { p1in0 } else { 1.0 / p1in0 },
+                    pending: None,
+                }
+            })
+            .collect();
+    }
+
+    /// The arbitrageur's decision this block: when the pool's price is off the reference by
+    /// more than the fee (plus a sliver for gas), it trades the pool to the edge of the
+    /// no-arbitrage band, `price · (1 ± fee)`. The pool's state after such a trade depends only
+    /// on the target price (ticks are fixed), so the move itself is applied lazily by
+    /// [`Simulation::flush_arbitrage`] before anyone next reads or trades the pool: the same
+    /// state as trading every block, without the tick math every block.
     fn arbitrage(&mut self) {
         if !self.cfg.costs.pool {
             return;
         }
-        let under = self.product.token.underlying.clone();
         let p = self.price;
-        for pool in self.token.pools.values_mut() {
-            let fee = pool.fee_pips as f64 / 1e6;
-            let p1in0 = pool.price1_in_0_f64();
-            let u1 = pool.token1.symbol == under;
-            let pool_p = if u1 { p1in0 } else { 1.0 / p1in0 };
-            let dev = pool_p / p - 1.0;
-            // Profitable only beyond the fee plus a sliver for gas.
-            if dev.abs() <= fee + 0.0002 {
+        for a in &mut self.arb {
+            let dev = a.price / p - 1.0;
+            if dev.abs() <= a.fee + 0.0002 {
                 continue;
             }
-            // Move to the edge of the no-arbitrage band: price · (1 ± fee).
-            let target = if dev > 0.0 { p * (1.0 + fee) } else { p * (1.0 - fee) };
-            let e8 = U256::from(usd_e8(target).max(1) as u128);
-            let (d0, d1) = (pow10(pool.token0.decimals as u32), pow10(pool.token1.decimals as u32));
-            let e8one = U256::from(100_000_000u64);
-            // raw token1 per raw token0
-            let (num, den) = if u1 { (d1 * e8one, e8 * d0) } else { (e8 * d1, e8one * d0) };
-            if let Ok(sqrt) = sqrt_price_x96_from_ratio(num, den) {
-                let _ = pool.swap_toward(sqrt, U256::MAX >> 4);
+            let target = if dev > 0.0 { p * (1.0 + a.fee) } else { p * (1.0 - a.fee) };
+            a.price = target;
+            a.pending = Some(target);
+        }
+    }
+
+    /// Apply pending arbitrage moves to the pools.
+    fn flush_arbitrage(&mut self) {
+        for (pool, a) in self.token.pools.values_mut().zip(self.arb.iter_mut()) {
+            if let Some(target) = a.pending.take() {
+                // raw token1 per raw token0
+                let ratio = if a.u1 { a.scale / target } else { a.scale * target };
+                if let Ok(sqrt) = keel_core::venue::amm::sqrt_price_x96_from_f64(ratio) {
+                    let _ = pool.move_price_to(sqrt);
+                }
             }
         }
+    }
+
+    /// LPs re-centre: once a day, if the price has moved more than 20% from where the pools'
+    /// liquidity is centred, the pools are rebuilt around the current price (same TVL).
+    fn recenter_liquidity(&mut self) {
+        if !self.cfg.costs.pool || (self.price / self.pool_center).ln().abs() < 0.2 {
+            return;
+        }
+        let (c, b) =
+            (Wad::parse(&format!("{:.8}", self.collateral_usd())), Wad::parse(&format!("{:.8}", self.borrow_usd())));
+        let (Ok(c), Ok(b)) = (c, b) else { return };
+        let names: Vec<String> = self.token.pools.keys().cloned().collect();
+        for name in names {
+            if let Ok(pool) = self.product.build_pool(&name, c, b) {
+                self.token.pools.insert(name, pool);
+            }
+        }
+        self.pool_center = self.price;
+        self.read_pools();
     }
 
     fn liquidate(&mut self, now: u64, block: u64, sink: &mut dyn Sink) {
@@ -587,6 +666,19 @@ impl Simulation {
         }
     }
 
+    /// Dry run on a copy (the `eth_call` a real keeper makes before sending).
+    fn would_succeed(&mut self, action: ShouldRebalance, exchange: &str, caller: Address, now: u64) -> bool {
+        self.flush_arbitrage();
+        match action {
+            ShouldRebalance::Rebalance => self.token.dry_run(|t| t.rebalance(caller, exchange, now)).is_ok(),
+            ShouldRebalance::IterateRebalance => {
+                self.token.dry_run(|t| t.iterate_rebalance(caller, exchange, now)).is_ok()
+            }
+            ShouldRebalance::Ripcord => self.token.dry_run(|t| t.ripcord(caller, exchange, now)).is_ok(),
+            ShouldRebalance::None => false,
+        }
+    }
+
     fn kind_of(action: ShouldRebalance) -> &'static str {
         match action {
             ShouldRebalance::Rebalance => "rebalance",
@@ -594,6 +686,39 @@ impl Simulation {
             ShouldRebalance::Ripcord => "ripcord",
             ShouldRebalance::None => "none",
         }
+    }
+
+    /// Book a call that landed: gas, counts, costs, event; re-read balances and pools.
+    fn book_success(
+        &mut self,
+        action: ShouldRebalance,
+        actor: &str,
+        out: &FliOutcome,
+        now: u64,
+        block: u64,
+        sink: &mut dyn Sink,
+    ) {
+        let units = &self.cfg.keeper.gas_units;
+        let ok_units = match action {
+            ShouldRebalance::Rebalance => units.rebalance,
+            ShouldRebalance::IterateRebalance => units.iterate,
+            _ => units.ripcord,
+        };
+        let gas = self.gas_usd(ok_units);
+        if actor != "keeper" {
+            self.costs.gas_bots += gas
+        } else {
+            self.costs.gas_keeper += gas
+        }
+        match action {
+            ShouldRebalance::Rebalance => self.counts.rebalances += 1,
+            ShouldRebalance::IterateRebalance => self.counts.iterations += 1,
+            _ => self.counts.ripcords += 1,
+        }
+        let ev = self.record_outcome(Self::kind_of(action), actor, out, gas, now, block);
+        sink.event(&ev);
+        self.refresh_after_op();
+        self.read_pools();
     }
 
     #[allow(clippy::too_many_arguments)] // one call site per actor; the arguments are the call itself
@@ -607,32 +732,14 @@ impl Simulation {
         block: u64,
         sink: &mut dyn Sink,
     ) -> bool {
-        let units = &self.cfg.keeper.gas_units;
-        let ok_units = match action {
-            ShouldRebalance::Rebalance => units.rebalance,
-            ShouldRebalance::IterateRebalance => units.iterate,
-            _ => units.ripcord,
-        };
-        let failed_units = units.failed;
+        let failed_units = self.cfg.keeper.gas_units.failed;
+        self.flush_arbitrage();
         self.refresh();
         let kind = Self::kind_of(action);
         let is_bot = actor != "keeper";
         match self.call(action, exchange, caller, now) {
             Ok(out) => {
-                let gas = self.gas_usd(ok_units);
-                if is_bot {
-                    self.costs.gas_bots += gas
-                } else {
-                    self.costs.gas_keeper += gas
-                }
-                match action {
-                    ShouldRebalance::Rebalance => self.counts.rebalances += 1,
-                    ShouldRebalance::IterateRebalance => self.counts.iterations += 1,
-                    _ => self.counts.ripcords += 1,
-                }
-                let ev = self.record_outcome(kind, actor, &out, gas, now, block);
-                sink.event(&ev);
-                self.refresh_after_op();
+                self.book_success(action, actor, &out, now, block, sink);
                 true
             }
             Err(e) => {
@@ -675,7 +782,11 @@ impl Simulation {
         {
             let reward = to_f64(self.token.current_ether_incentive(now).unwrap_or_default(), 18) * self.eth_usd();
             let cost = self.gas_usd(self.cfg.keeper.gas_units.ripcord);
-            if reward - cost >= self.cfg.keeper.min_profit_usd {
+            if !self.would_succeed(ShouldRebalance::Ripcord, &ex, Address::with_last_byte(0x40), now) {
+                // Every bot's dry run says it would revert: none sends.
+                self.counts.skipped_calls += 1;
+            } else if reward - cost >= self.cfg.keeper.min_profit_usd {
+                // All bots saw the same state; the first to land wins, the others revert.
                 let n = self.cfg.keeper.ripcord_bots;
                 let first = self.rng.random_range(0..n);
                 for k in 0..n {
@@ -695,6 +806,7 @@ impl Simulation {
             self.submit(action, &ex, KEEPER, "keeper", now, block, sink);
         }
         if self.pending.is_none()
+            && block >= self.next_poll
             && block.is_multiple_of(self.cfg.keeper.poll_every.max(1))
             && !self.token.fli.disengaging
             && self.maybe_due(now)
@@ -706,16 +818,80 @@ impl Simulation {
             if let Ok(list) = list
                 && let Some((ex, action)) = list.into_iter().find(|(_, a)| *a != ShouldRebalance::None)
             {
-                if self.cfg.keeper.latency == 0 {
-                    self.submit(action, &ex, KEEPER, "keeper", now, block, sink);
+                let latency = self.cfg.keeper.latency_seconds / self.clock.block_time.max(1);
+                if latency == 0 {
+                    // Decided and sent in the same block: the dry run and the call see the same
+                    // state, so one atomic call is both (a revert rolls back and is not sent).
+                    self.send_or_skip(action, &ex, now, block, sink);
+                } else if self.would_succeed(action, &ex, KEEPER, now) {
+                    self.backoff = 1;
+                    self.pending = Some((block + latency, action, ex));
                 } else {
-                    self.pending = Some((block + self.cfg.keeper.latency, action, ex));
+                    self.on_dry_run_failure(action, &ex, now, block, sink);
                 }
             }
         }
     }
 
+    /// Same-block keeper call: one atomic call serves as dry run and transaction (a revert
+    /// rolls back and counts as not sent).
+    fn send_or_skip(&mut self, action: ShouldRebalance, exchange: &str, now: u64, block: u64, sink: &mut dyn Sink) {
+        self.flush_arbitrage();
+        self.refresh();
+        match self.call(action, exchange, KEEPER, now) {
+            Ok(out) => {
+                self.backoff = 1;
+                self.book_success(action, "keeper", &out, now, block, sink);
+            }
+            Err(_) => self.on_dry_run_failure(action, exchange, now, block, sink),
+        }
+    }
+
+    /// A keeper's dry run failed: end a TWAP stuck on a dust remainder, otherwise back off.
+    fn on_dry_run_failure(
+        &mut self,
+        action: ShouldRebalance,
+        exchange: &str,
+        now: u64,
+        block: u64,
+        sink: &mut dyn Sink,
+    ) {
+        let dust = action == ShouldRebalance::IterateRebalance
+            && self.token.dry_run(|t| t.iterate_rebalance(KEEPER, exchange, now)).err().and_then(|e| e.revert_reason())
+                == Some("Quantity is 0");
+        if dust {
+            // The TWAP's remainder rounds to zero units: it can never trade. The operator ends
+            // it (abort_twap, fli.md §17.6) instead of leaving it stuck.
+            if self.token.abort_twap(OPERATOR, now).is_ok() {
+                sink.event(&EventRow {
+                    time: now,
+                    block,
+                    kind: "twap_aborted".into(),
+                    actor: "operator".into(),
+                    leverage_before: self.lr_estimate(),
+                    target: 0.0,
+                    chunk: 0.0,
+                    total: 0.0,
+                    sold_usd: 0.0,
+                    bought_usd: 0.0,
+                    pool_fee_usd: 0.0,
+                    impact_usd: 0.0,
+                    gas_usd: 0.0,
+                    reward_eth: 0.0,
+                    error: String::new(),
+                });
+            }
+            return;
+        }
+        // It would revert: do not send; back off exponentially (up to a day).
+        self.counts.skipped_calls += 1;
+        self.next_poll = block + self.backoff;
+        let day_blocks = (86_400 / self.clock.block_time.max(1)).max(1);
+        self.backoff = (self.backoff * 2).min(day_blocks);
+    }
+
     fn sample(&mut self, now: u64, block: u64, sink: &mut dyn Sink) {
+        self.flush_arbitrage();
         self.refresh();
         let t = &self.token;
         let lr = t.current_leverage_ratio(now).map(|v| Wad(v).to_f64()).unwrap_or(self.lr_estimate());
@@ -776,6 +952,7 @@ impl Simulation {
         self.keepers(now, block, sink);
         if now / 86_400 > self.last_fee_day {
             self.last_fee_day = now / 86_400;
+            self.recenter_liquidity();
             let nav = self.nav_estimate();
             if let Ok(minted) = self.token.accrue_streaming_fee(now) {
                 self.costs.streaming_fee += to_f64(minted, 18) * nav;

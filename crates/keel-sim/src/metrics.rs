@@ -109,8 +109,10 @@ pub struct Counts {
     pub mints: u64,
     /// Holder redeems.
     pub redeems: u64,
-    /// Keeper or bot calls that reverted.
+    /// Keeper or bot calls that reverted on chain (state changed after their dry run).
     pub failed_calls: u64,
+    /// Calls a dry run showed would revert, so they were not sent.
+    pub skipped_calls: u64,
     /// Blocks where ripcord was due but no bot found it profitable.
     pub unprofitable_ripcord_blocks: u64,
 }

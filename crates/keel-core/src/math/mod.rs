@@ -59,13 +59,31 @@ pub fn mul(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
     a.checked_mul(b).ok_or(MathError::Overflow(op))
 }
 
-/// Checked `floor(a / b)`.
+/// Checked `floor(a / b)`. Division by 1e27, 1e18 or 1e4 takes a fast exact path:
+/// `10^n = 2^n · 5^n` and `5^n` fits in one limb, so `floor(a / 10^n) = floor((a >> n) / 5^n)`.
 #[inline]
 pub fn div(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
     if b.is_zero() {
         return Err(MathError::DivisionByZero(op));
     }
-    Ok(a / b)
+    Ok(div_fast(a, b))
+}
+
+const FIVE_27: U256 = alloy_primitives::uint!(7_450_580_596_923_828_125_U256);
+const FIVE_18: U256 = alloy_primitives::uint!(3_814_697_265_625_U256);
+const FIVE_4: U256 = alloy_primitives::uint!(625_U256);
+
+#[inline]
+fn div_fast(a: U256, b: U256) -> U256 {
+    if b == RAY {
+        (a >> 27usize) / FIVE_27
+    } else if b == WAD {
+        (a >> 18usize) / FIVE_18
+    } else if b == PERCENTAGE_FACTOR {
+        (a >> 4usize) / FIVE_4
+    } else {
+        a / b
+    }
 }
 
 /// `floor(a·b / d)`; the product must fit in 256 bits (as Solidity's checked `mul` then `div`).
@@ -116,7 +134,7 @@ pub fn pdiv_up(a: U256, b: U256) -> Result<U256, MathError> {
 #[inline]
 fn half_up_mul(a: U256, b: U256, unit: U256, op: &'static str) -> Result<U256, MathError> {
     let p = mul(a, b, op)?;
-    Ok(add(p, unit >> 1, op)? / unit)
+    Ok(div_fast(add(p, unit >> 1, op)?, unit))
 }
 
 /// `(a·unit + b/2) / b`: Aave's half-up division.
@@ -126,7 +144,7 @@ fn half_up_div(a: U256, b: U256, unit: U256, op: &'static str) -> Result<U256, M
         return Err(MathError::DivisionByZero(op));
     }
     let p = mul(a, unit, op)?;
-    Ok(add(p, b >> 1, op)? / b)
+    Ok(div_fast(add(p, b >> 1, op)?, b))
 }
 
 /// Aave `rayMul`: `(a·b + RAY/2) / RAY`.
@@ -165,24 +183,29 @@ pub fn percent_div(v: U256, bp: U256) -> Result<U256, MathError> {
     half_up_div(v, bp, PERCENTAGE_FACTOR, "percentDiv")
 }
 
-/// `10^n` as a U256 (n ≤ 77).
+static POW10: std::sync::LazyLock<[U256; 78]> = std::sync::LazyLock::new(|| {
+    let mut t = [U256::from(1u64); 78];
+    for i in 1..78 {
+        t[i] = t[i - 1] * U256::from(10u64);
+    }
+    t
+});
+
+/// `10^n` as a U256 (n ≤ 77), from a table.
 #[inline]
 pub fn pow10(n: u32) -> U256 {
-    U256::from(10u64).pow(U256::from(n))
+    POW10[n as usize]
 }
 
-/// Lossy conversion for analytics and charts only: `v / 10^decimals` as `f64`.
+/// Lossy conversion for analytics and charts only: `v / 10^decimals` as `f64` (relative
+/// error about 1e-16).
 pub fn to_f64(v: U256, decimals: u8) -> f64 {
-    // Split to keep precision for large values.
-    let unit = pow10(decimals as u32);
-    let int = v / unit;
-    let frac = v % unit;
-    let int_f: f64 = int.to::<u128>() as f64;
-    let frac_f = frac.to::<u128>() as f64 / 10f64.powi(decimals as i32);
-    if int > U256::from(u128::MAX) {
-        return f64::INFINITY;
-    }
-    int_f + frac_f
+    let l = v.as_limbs();
+    let x = l[0] as f64
+        + l[1] as f64 * 18_446_744_073_709_551_616.0
+        + l[2] as f64 * 3.402_823_669_209_385e38
+        + l[3] as f64 * 6.277_101_735_386_681e57;
+    x / 10f64.powi(decimals as i32)
 }
 
 #[cfg(test)]
@@ -218,6 +241,16 @@ mod tests {
         ];
         for (case, got, want) in cases {
             assert_eq!(got, want, "case: {case}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_constant_division_is_exact(hi in proptest::prelude::any::<u128>(), lo in proptest::prelude::any::<u128>()) {
+            let a = (U256::from(hi) << 128) | U256::from(lo);
+            for d in [RAY, WAD, PERCENTAGE_FACTOR] {
+                proptest::prop_assert_eq!(div_fast(a, d), a / d);
+            }
         }
     }
 

@@ -47,6 +47,16 @@ pub struct LiquidityPosition {
     pub liquidity: u128,
 }
 
+/// The part of a pool a swap changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    sqrt_price_x96: U160,
+    tick: i32,
+    liquidity: u128,
+    fees0: U256,
+    fees1: U256,
+}
+
 /// Result of a swap or quote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapOutcome {
@@ -87,6 +97,22 @@ fn i24(t: i32) -> Result<I24, AmmError> {
     I24::try_from(t).map_err(|_| AmmError::TickMath(format!("tick {t} out of range")))
 }
 
+/// The sqrt price (Q64.96) of a raw price ratio token1/token0 given as `f64`, for targets
+/// (an arbitrageur's goal), not for money: fast, within an ulp of the exact value.
+pub fn sqrt_price_x96_from_f64(ratio: f64) -> Result<U160, AmmError> {
+    let x = ratio.sqrt() * 2f64.powi(96);
+    if !x.is_finite() || x <= 0.0 {
+        return Err(AmmError::InvalidPool("price must be positive".into()));
+    }
+    let s = if x < 3.0e38 {
+        U160::from(x as u128)
+    } else {
+        let e = x.log2().floor() as i32 - 100;
+        U160::from((x / 2f64.powi(e)) as u128) << (e as usize)
+    };
+    Ok(s.clamp(MIN_SQRT_RATIO + U160::from(1), MAX_SQRT_RATIO - U160::from(1)))
+}
+
 /// `sqrt(num/den) · 2^96`, floored: the sqrt price of a raw price ratio token1/token0.
 pub fn sqrt_price_x96_from_ratio(num: U256, den: U256) -> Result<U160, AmmError> {
     if num.is_zero() || den.is_zero() {
@@ -120,7 +146,8 @@ pub struct Pool {
     sqrt_price_x96: U160,
     tick: i32,
     liquidity: u128,
-    ticks: Vec<TickInfo>,
+    /// Initialised ticks; fixed after construction, shared between copies of the pool.
+    ticks: std::sync::Arc<[TickInfo]>,
     /// Cumulative swap fees earned by LPs, in token0 base units.
     pub fees0: U256,
     /// Cumulative swap fees earned by LPs, in token1 base units.
@@ -178,7 +205,7 @@ impl Pool {
             sqrt_price_x96,
             tick,
             liquidity,
-            ticks: ticks.into_values().collect(),
+            ticks: ticks.into_values().collect::<Vec<_>>().into(),
             fees0: U256::ZERO,
             fees1: U256::ZERO,
         })
@@ -226,6 +253,26 @@ impl Pool {
             }
         }
         Pool::new(name, token0, token1, fee_pips, sqrt_p, &positions)
+    }
+
+    /// The mutable part of the pool (price, tick, liquidity, fee counters).
+    pub fn state(&self) -> PoolState {
+        PoolState {
+            sqrt_price_x96: self.sqrt_price_x96,
+            tick: self.tick,
+            liquidity: self.liquidity,
+            fees0: self.fees0,
+            fees1: self.fees1,
+        }
+    }
+
+    /// Put back a [`Pool::state`].
+    pub fn set_state(&mut self, s: PoolState) {
+        self.sqrt_price_x96 = s.sqrt_price_x96;
+        self.tick = s.tick;
+        self.liquidity = s.liquidity;
+        self.fees0 = s.fees0;
+        self.fees1 = s.fees1;
     }
 
     /// Current sqrt price (Q64.96).
@@ -367,6 +414,45 @@ impl Pool {
         }
         self.apply(zero_for_one, &o);
         Ok(Some((zero_for_one, o)))
+    }
+
+    /// Move the price to `target` as a swap with unlimited input and that price limit would,
+    /// without computing amounts: every step of such a swap reaches its target, so the end
+    /// state (sqrt price, tick, liquidity after each crossing) is the same. The arbitrageur of
+    /// a simulation uses this when only the pool's state matters. Returns the steps taken.
+    pub fn move_price_to(&mut self, target: U160) -> Result<u32, AmmError> {
+        let one = U160::from(1);
+        let target = target.clamp(MIN_SQRT_RATIO + one, MAX_SQRT_RATIO - one);
+        if target == self.sqrt_price_x96 {
+            return Ok(0);
+        }
+        let zero_for_one = target < self.sqrt_price_x96;
+        let (mut sqrt_price, mut tick, mut liquidity) = (self.sqrt_price_x96, self.tick, self.liquidity);
+        let mut steps = 0;
+        while sqrt_price != target {
+            steps += 1;
+            let start = sqrt_price;
+            let (mut tick_next, initialized) = self.next_initialized_tick_within_one_word(tick, zero_for_one);
+            tick_next = tick_next.clamp(MIN_TICK_I32, MAX_TICK_I32);
+            let sqrt_next = get_sqrt_ratio_at_tick(i24(tick_next)?).map_err(tick_err)?;
+            sqrt_price = if zero_for_one { sqrt_next.max(target) } else { sqrt_next.min(target) };
+            if sqrt_price == sqrt_next {
+                if initialized {
+                    let mut net = self.liquidity_net_at(tick_next);
+                    if zero_for_one {
+                        net = -net;
+                    }
+                    liquidity = add_delta(liquidity, net).map_err(tick_err)?;
+                }
+                tick = if zero_for_one { tick_next - 1 } else { tick_next };
+            } else if sqrt_price != start {
+                tick = get_tick_at_sqrt_ratio(sqrt_price).map_err(tick_err)?.as_i32();
+            }
+        }
+        self.sqrt_price_x96 = sqrt_price;
+        self.tick = tick;
+        self.liquidity = liquidity;
+        Ok(steps)
     }
 
     fn apply(&mut self, zero_for_one: bool, o: &SwapOutcome) {
@@ -604,6 +690,32 @@ mod tests {
         let (dir, _) = p.swap_toward(target, U256::MAX >> 2).unwrap().unwrap();
         assert!(!dir);
         assert_eq!(p.sqrt_price_x96(), target);
+    }
+
+    #[test]
+    fn move_price_to_ends_where_an_unlimited_swap_ends() {
+        for (num, den) in [(1001u64, 1000u64), (999, 1000), (3, 2), (1, 2), (1_000_000, 1_000_001)] {
+            let mut a = pool();
+            let mut b = a.clone();
+            let target = a.sqrt_price_x96() * U160::from(num) / U160::from(den);
+            let zero_for_one = target < a.sqrt_price_x96();
+            let o = a.quote_exact_input(zero_for_one, U256::MAX >> 4, Some(target)).unwrap();
+            a.apply(zero_for_one, &o);
+            b.move_price_to(target).unwrap();
+            assert_eq!(
+                (a.sqrt_price_x96(), a.tick(), a.liquidity()),
+                (b.sqrt_price_x96(), b.tick(), b.liquidity()),
+                "ratio {num}/{den}"
+            );
+        }
+    }
+
+    #[test]
+    fn f64_sqrt_price_is_close_to_exact() {
+        let exact = sqrt_price_x96_from_ratio(U256::from(500_000_000u64), U256::from(1u64)).unwrap();
+        let fast = sqrt_price_x96_from_f64(5e8).unwrap();
+        let d = if exact > fast { exact - fast } else { fast - exact };
+        assert!(d < exact / U160::from(1_000_000_000_000u64), "{exact} vs {fast}");
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub struct ReserveState {
     pub scaled_debt: U256,
     /// Underlying held by the reserve.
     pub available: U256,
+    /// Memo of the last accrual's interest factors: `(dt, liquidity rate, linear factor,
+    /// borrow rate, compound factor)`. A pure function of its inputs; steady blocks reuse it.
+    pub factor_memo: (u64, U256, U256, U256, U256),
 }
 
 /// A reserve: configuration, state and the market oracle's feed for the asset.
@@ -245,6 +248,13 @@ pub struct LiquidationOutcome {
     pub health_factor_before: U256,
 }
 
+/// Saved reserve states and accounts, to undo a composite operation.
+#[derive(Debug, Clone)]
+pub struct MarketCheckpoint {
+    states: Vec<ReserveState>,
+    accounts: Vec<(Address, Option<Account>)>,
+}
+
 /// The market: reserves, eMode categories and accounts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LendingMarket {
@@ -311,6 +321,7 @@ impl LendingMarket {
                 scaled_supply: U256::ZERO,
                 scaled_debt: U256::ZERO,
                 available: U256::ZERO,
+                factor_memo: (0, U256::ZERO, RAY, U256::ZERO, RAY),
             },
             feed,
         });
@@ -466,11 +477,17 @@ impl LendingMarket {
         }
         let dt = now - s.last_update;
         let prev_vbi = s.variable_borrow_index;
+        let (mdt, mlr, mlin, mbr, mcomp) = s.factor_memo;
+        let same = mdt == dt;
+        let linear = if same && mlr == s.liquidity_rate { mlin } else { linear_interest(s.liquidity_rate, dt) };
+        let compound =
+            if same && mbr == s.variable_borrow_rate { mcomp } else { compound_interest(s.variable_borrow_rate, dt)? };
+        s.factor_memo = (dt, s.liquidity_rate, linear, s.variable_borrow_rate, compound);
         if !s.liquidity_rate.is_zero() {
-            s.liquidity_index = ray_mul(linear_interest(s.liquidity_rate, dt), s.liquidity_index)?;
+            s.liquidity_index = ray_mul(linear, s.liquidity_index)?;
         }
         if !s.scaled_debt.is_zero() {
-            s.variable_borrow_index = ray_mul(compound_interest(s.variable_borrow_rate, dt)?, prev_vbi)?;
+            s.variable_borrow_index = ray_mul(compound, prev_vbi)?;
             let rf = r.config.reserve_factor_bp;
             if rf != 0 {
                 let prev = ray_mul(s.scaled_debt, prev_vbi)?;
@@ -505,11 +522,47 @@ impl LendingMarket {
     /// Bring every reserve to `now` (what any touching transaction would do). The simulator
     /// calls this each block so indexes and the treasury move continuously.
     pub fn accrue_all(&mut self, now: u64) -> Result<(), LendingError> {
+        // Compute every reserve first so that an error leaves all of them untouched.
+        let mut states = [None; 4];
+        if self.reserves.len() <= states.len() {
+            for (a, slot) in states.iter_mut().enumerate().take(self.reserves.len()) {
+                *slot = Some(self.accrued(a, now)?);
+            }
+            for (r, s) in self.reserves.iter_mut().zip(states.into_iter().flatten()) {
+                r.state = s;
+            }
+            return Ok(());
+        }
         let states = (0..self.reserves.len()).map(|a| self.accrued(a, now)).collect::<Result<Vec<_>, _>>()?;
         for (r, s) in self.reserves.iter_mut().zip(states) {
             r.state = s;
         }
         Ok(())
+    }
+
+    /// What an operation on `accounts` can change: every reserve's state and those accounts.
+    pub fn checkpoint(&self, accounts: &[Address]) -> MarketCheckpoint {
+        MarketCheckpoint {
+            states: self.reserves.iter().map(|r| r.state).collect(),
+            accounts: accounts.iter().map(|a| (*a, self.accounts.get(a).cloned())).collect(),
+        }
+    }
+
+    /// Put back what [`LendingMarket::checkpoint`] saved.
+    pub fn restore(&mut self, cp: MarketCheckpoint) {
+        for (r, s) in self.reserves.iter_mut().zip(cp.states) {
+            r.state = s;
+        }
+        for (a, acc) in cp.accounts {
+            match acc {
+                Some(acc) => {
+                    self.accounts.insert(a, acc);
+                }
+                None => {
+                    self.accounts.remove(&a);
+                }
+            }
+        }
     }
 
     fn account_or_new(&self, user: Address) -> Account {

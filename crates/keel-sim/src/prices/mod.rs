@@ -31,3 +31,39 @@ pub trait PriceSource {
     /// Number of blocks the source will yield, if known (for progress and down-sampling).
     fn len_hint(&self) -> Option<u64>;
 }
+
+/// A scripted path: given prices, one per block.
+pub struct FixedPath {
+    start: u64,
+    block_time: u64,
+    prices: Vec<f64>,
+    next: usize,
+}
+
+impl FixedPath {
+    /// `prices[0]` at `start`, then one price per block.
+    pub fn new(start: u64, block_time: u64, prices: Vec<f64>) -> Self {
+        FixedPath { start, block_time, prices, next: 1 }
+    }
+}
+
+impl PriceSource for FixedPath {
+    fn start_time(&self) -> u64 {
+        self.start
+    }
+
+    fn start_price(&self) -> f64 {
+        self.prices[0]
+    }
+
+    fn next_tick(&mut self) -> Option<Tick> {
+        let p = *self.prices.get(self.next)?;
+        let t = self.start + self.next as u64 * self.block_time;
+        self.next += 1;
+        Some(Tick { time: t, price: p })
+    }
+
+    fn len_hint(&self) -> Option<u64> {
+        Some(self.prices.len().saturating_sub(1) as u64)
+    }
+}

@@ -32,6 +32,18 @@ pub struct Notional {
     pub total: U256,
 }
 
+/// What an entry point can change, saved for rollback.
+struct Checkpoint {
+    market: crate::venue::lending::MarketCheckpoint,
+    pools: Vec<crate::venue::amm::PoolState>,
+    twap: U256,
+    global_last: u64,
+    exchange_last: Vec<u64>,
+    ether_balance: U256,
+    disengaging: bool,
+    idle: U256,
+}
+
 /// Events, named as the reference names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FliEvent {
@@ -169,22 +181,49 @@ fn revert(s: &'static str) -> Error {
 impl FliToken {
     // ---------------------------------------------------------------- plumbing
 
-    /// Run `f`; on error restore market, pools, strategy and cash exactly.
-    fn atomically<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
-        let market = self.market.clone();
-        let pools = self.pools.clone();
-        let fli = self.fli.clone();
-        let idle = self.idle_borrow;
-        match f(self) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                self.market = market;
-                self.pools = pools;
-                self.fli = fli;
-                self.idle_borrow = idle;
-                Err(e)
-            }
+    /// Save what any entry point can change: reserve states, the token's market account,
+    /// every pool's price state, the strategy's scalars and the token's cash.
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            market: self.market.checkpoint(&[self.account]),
+            pools: self.pools.values().map(|p| p.state()).collect(),
+            twap: self.fli.twap_leverage_ratio,
+            global_last: self.fli.global_last_trade_timestamp,
+            exchange_last: self.fli.exchanges.iter().map(|(_, x)| x.last_trade_timestamp).collect(),
+            ether_balance: self.fli.ether_balance,
+            disengaging: self.fli.disengaging,
+            idle: self.idle_borrow,
         }
+    }
+
+    fn restore(&mut self, cp: Checkpoint) {
+        self.market.restore(cp.market);
+        for (p, s) in self.pools.values_mut().zip(cp.pools) {
+            p.set_state(s);
+        }
+        self.fli.twap_leverage_ratio = cp.twap;
+        self.fli.global_last_trade_timestamp = cp.global_last;
+        for ((_, x), t) in self.fli.exchanges.iter_mut().zip(cp.exchange_last) {
+            x.last_trade_timestamp = t;
+        }
+        self.fli.ether_balance = cp.ether_balance;
+        self.fli.disengaging = cp.disengaging;
+        self.idle_borrow = cp.idle;
+    }
+
+    /// Run `f`; on error restore everything it could have changed, exactly.
+    fn atomically<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+        let cp = self.checkpoint();
+        f(self).inspect_err(|_| self.restore(cp))
+    }
+
+    /// Run `f` and undo it whatever the outcome: a dry run (the `eth_call` a keeper makes
+    /// before sending). Returns what the call would return.
+    pub fn dry_run<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+        let cp = self.checkpoint();
+        let out = f(self);
+        self.restore(cp);
+        out
     }
 
     fn only_operator(&self, caller: Address) -> Result<(), Error> {
