@@ -70,6 +70,21 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    c.bench_function("lending: accrue_all one hour (2 reserves, treasury)", |b| {
+        b.iter_batched_ref(
+            || (t.market.clone(), now),
+            |(m, n)| {
+                *n += 3_600;
+                m.accrue_all(*n).unwrap();
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("lending: ray_mul", |b| {
+        let (x, y) =
+            (U256::from(1_234_567_890_123_456_789_012_345_678u128), U256::from(1_000_000_123_456_789_012_345_678u128));
+        b.iter(|| keel_core::math::ray_mul(black_box(x), black_box(y)).unwrap())
+    });
     let pool = t.pools["uniswap-v3"].clone();
     c.bench_function("v3 quote: 20k USDC exact input", |b| {
         b.iter(|| black_box(pool.quote_exact_input(true, black_box(U256::from(20_000_000_000u64)), None).unwrap()))

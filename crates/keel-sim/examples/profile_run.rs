@@ -24,7 +24,8 @@ fn main() {
         ("no holders", no_holders),
         ("costs none", SimConfig { costs: Costs::NONE, ..base.clone() }),
     ];
-    for (name, cfg) in variants {
+    let only = std::env::args().nth(1);
+    for (name, cfg) in variants.into_iter().filter(|(n, _)| only.as_deref().is_none_or(|o| n.starts_with(o))) {
         let mut best = f64::MAX;
         for _ in 0..3 {
             let mut src = BridgedBars::new(s.bars.clone(), s.interval, 3_600, 1).unwrap();

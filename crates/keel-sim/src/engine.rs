@@ -946,6 +946,16 @@ impl Simulation {
             self.token.market.accrue_all(now)?;
         }
         self.post_oracles(now);
+        // Exposure peaks right after the move, before anyone acts: record it there.
+        let lr_now = self.lr_estimate();
+        if lr_now.is_finite() {
+            self.max_lr = self.max_lr.max(lr_now);
+            let bv = self.cache.debt * self.borrow_usd();
+            if bv > 0.0 {
+                let lt = self.product.lending.liquidation_threshold_bp as f64 / 1e4;
+                self.min_hf = self.min_hf.min(lt * self.cache.collateral * self.collateral_usd() / bv);
+            }
+        }
         self.arbitrage();
         self.liquidate(now, block, sink);
         self.holders(now, block, sink);
@@ -971,9 +981,6 @@ impl Simulation {
             if lr > Wad(m.max_leverage_ratio).to_f64() || lr < Wad(m.min_leverage_ratio).to_f64() {
                 self.outside += 1;
             }
-        }
-        if lr.is_finite() {
-            self.max_lr = self.max_lr.max(lr);
         }
         if self.nav_prev > 0.0 {
             self.worst_drop = self.worst_drop.min(nav / self.nav_prev - 1.0);

@@ -172,9 +172,9 @@ pub struct Summary {
     pub counts: Counts,
     /// Costs by kind, USD.
     pub costs_usd: CostBreakdown,
-    /// Lowest health factor seen.
+    /// Lowest health factor seen, each block right after the price moved (before anyone acted).
     pub min_health_factor: f64,
-    /// Highest leverage seen.
+    /// Highest leverage seen, each block right after the price moved.
     pub max_leverage: f64,
     /// Share of blocks (after the engage) with leverage outside [min, max].
     pub time_outside_band: f64,

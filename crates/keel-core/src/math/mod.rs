@@ -72,6 +72,10 @@ pub fn div(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
 const FIVE_27: U256 = alloy_primitives::uint!(7_450_580_596_923_828_125_U256);
 const FIVE_18: U256 = alloy_primitives::uint!(3_814_697_265_625_U256);
 const FIVE_4: U256 = alloy_primitives::uint!(625_U256);
+const FIVE_6: U256 = alloy_primitives::uint!(15_625_U256);
+const FIVE_8: U256 = alloy_primitives::uint!(390_625_U256);
+const E6: U256 = alloy_primitives::uint!(1_000_000_U256);
+const E8: U256 = alloy_primitives::uint!(100_000_000_U256);
 
 #[inline]
 fn div_fast(a: U256, b: U256) -> U256 {
@@ -81,6 +85,10 @@ fn div_fast(a: U256, b: U256) -> U256 {
         (a >> 18usize) / FIVE_18
     } else if b == PERCENTAGE_FACTOR {
         (a >> 4usize) / FIVE_4
+    } else if b == E6 {
+        (a >> 6usize) / FIVE_6
+    } else if b == E8 {
+        (a >> 8usize) / FIVE_8
     } else {
         a / b
     }
@@ -143,8 +151,12 @@ fn half_up_div(a: U256, b: U256, unit: U256, op: &'static str) -> Result<U256, M
     if b.is_zero() {
         return Err(MathError::DivisionByZero(op));
     }
-    let p = mul(a, unit, op)?;
-    Ok(div_fast(add(p, b >> 1, op)?, b))
+    let n = add(mul(a, unit, op)?, b >> 1, op)?;
+    // Same integers, same rounding: a native 128-bit division when both fit.
+    if n.bit_len() <= 128 && b.bit_len() <= 128 {
+        return Ok(U256::from(n.to::<u128>() / b.to::<u128>()));
+    }
+    Ok(div_fast(n, b))
 }
 
 /// Aave `rayMul`: `(a·b + RAY/2) / RAY`.
@@ -248,7 +260,7 @@ mod tests {
         #[test]
         fn fast_constant_division_is_exact(hi in proptest::prelude::any::<u128>(), lo in proptest::prelude::any::<u128>()) {
             let a = (U256::from(hi) << 128) | U256::from(lo);
-            for d in [RAY, WAD, PERCENTAGE_FACTOR] {
+            for d in [RAY, WAD, PERCENTAGE_FACTOR, E6, E8] {
                 proptest::prop_assert_eq!(div_fast(a, d), a / d);
             }
         }

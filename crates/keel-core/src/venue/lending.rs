@@ -170,6 +170,9 @@ pub struct ReserveState {
     /// Memo of the last accrual's interest factors: `(dt, liquidity rate, linear factor,
     /// borrow rate, compound factor)`. A pure function of its inputs; steady blocks reuse it.
     pub factor_memo: (u64, U256, U256, U256, U256),
+    /// Memo of `rayMul(scaled_debt, variable_borrow_index)` for the treasury's accrual:
+    /// `(scaled_debt, index, value)`.
+    pub debt_memo: (U256, U256, U256),
 }
 
 /// A reserve: configuration, state and the market oracle's feed for the asset.
@@ -322,6 +325,7 @@ impl LendingMarket {
                 scaled_debt: U256::ZERO,
                 available: U256::ZERO,
                 factor_memo: (0, U256::ZERO, RAY, U256::ZERO, RAY),
+                debt_memo: (U256::ZERO, U256::ZERO, U256::ZERO),
             },
             feed,
         });
@@ -444,14 +448,14 @@ impl LendingMarket {
             let unit = pow10(r.config.decimals as u32);
             if uses_collateral {
                 let bal = ray_mul(sup, self.normalized_income(a, now)?)?;
-                let v = price * bal / unit;
+                let v = crate::math::div(price * bal, unit, "account value")?;
                 collateral += v;
                 ltv_sum += v * U256::from(ltv);
                 lt_sum += v * U256::from(lt);
             }
             if !dbt.is_zero() {
                 let bal = ray_mul(dbt, self.normalized_debt(a, now)?)?;
-                debt += price * bal / unit;
+                debt += crate::math::div(price * bal, unit, "account value")?;
             }
         }
         let (avg_ltv, avg_lt) =
@@ -490,8 +494,10 @@ impl LendingMarket {
             s.variable_borrow_index = ray_mul(compound, prev_vbi)?;
             let rf = r.config.reserve_factor_bp;
             if rf != 0 {
-                let prev = ray_mul(s.scaled_debt, prev_vbi)?;
+                let (md, mi, mv) = s.debt_memo;
+                let prev = if md == s.scaled_debt && mi == prev_vbi { mv } else { ray_mul(s.scaled_debt, prev_vbi)? };
                 let cur = ray_mul(s.scaled_debt, s.variable_borrow_index)?;
+                s.debt_memo = (s.scaled_debt, s.variable_borrow_index, cur);
                 let mint = percent_mul(cur.saturating_sub(prev), U256::from(rf))?;
                 if !mint.is_zero() {
                     s.accrued_to_treasury += ray_div(mint, s.liquidity_index)?;
@@ -523,14 +529,10 @@ impl LendingMarket {
     /// calls this each block so indexes and the treasury move continuously.
     pub fn accrue_all(&mut self, now: u64) -> Result<(), LendingError> {
         // Compute every reserve first so that an error leaves all of them untouched.
-        let mut states = [None; 4];
-        if self.reserves.len() <= states.len() {
-            for (a, slot) in states.iter_mut().enumerate().take(self.reserves.len()) {
-                *slot = Some(self.accrued(a, now)?);
-            }
-            for (r, s) in self.reserves.iter_mut().zip(states.into_iter().flatten()) {
-                r.state = s;
-            }
+        if self.reserves.len() == 2 {
+            let (a, b) = (self.accrued(0, now)?, self.accrued(1, now)?);
+            self.reserves[0].state = a;
+            self.reserves[1].state = b;
             return Ok(());
         }
         let states = (0..self.reserves.len()).map(|a| self.accrued(a, now)).collect::<Result<Vec<_>, _>>()?;

@@ -12,7 +12,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("bull", "one year, 70% volatility, +80% drift"),
     ("bear", "one year, 80% volatility, −70% drift"),
     ("zigzag", "90 days alternating ±6% days around a flat trend: volatility decay made visible"),
-    ("crash", "60 days: calm, then a −40% day shaped like 12 March 2020, a partial rebound, high volatility after"),
+    (
+        "crash",
+        "60 days: 60% volatility, then a −40% day shaped like 12 March 2020 (−30% within an hour), a partial rebound",
+    ),
 ];
 
 const DAY: u64 = 86_400;
@@ -56,9 +59,9 @@ pub fn scenario(name: &str, p0: f64, start: u64, block_time: u64, seed: u64) -> 
         "crash" => GeneratedPath::new(
             Model::Regime { calm_vol: 0.6, stress_vol: 1.4, to_stress: 0.0, to_calm: 0.0, drift: 0.0 },
             vec![
-                // 12 March 2020: −40% through the day, most of it in a few hours.
-                Shock { start: 30 * DAY + 2 * 3600, duration: 4 * 3600, log_move: (0.75f64).ln() },
-                Shock { start: 30 * DAY + 9 * 3600, duration: 5 * 3600, log_move: (0.8f64).ln() },
+                // 12 March 2020: −40% on the day, most of it within an hour.
+                Shock { start: 30 * DAY + 2 * 3600, duration: 3600, log_move: (0.70f64).ln() },
+                Shock { start: 30 * DAY + 4 * 3600, duration: 6 * 3600, log_move: (0.85f64).ln() },
                 // Partial rebound over the next two days.
                 Shock { start: 31 * DAY, duration: 2 * DAY, log_move: (1.2f64).ln() },
             ],
