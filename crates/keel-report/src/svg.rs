@@ -59,6 +59,7 @@ fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 }
 
 fn fmt_y(v: f64) -> String {
+    let v = if v.abs() < 1e-9 { 0.0 } else { v };
     if v.abs() >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
     } else if v.abs() >= 100.0 {
@@ -91,6 +92,11 @@ pub fn chart(title: &str, lines: &[Line], hlines: &[HLine], markers: &[Marker], 
     }
     if x0 > x1 {
         return format!("<p>{title}: no data</p>");
+    }
+    // A series spanning more than 20× reads better on a log scale.
+    let log = y0 > 0.0 && y1 / y0 > 20.0;
+    if log {
+        return chart_log(title, lines, hlines, markers);
     }
     if y1 - y0 < 1e-12 {
         y0 -= 0.5;
@@ -193,6 +199,46 @@ pub fn chart(title: &str, lines: &[Line], hlines: &[HLine], markers: &[Marker], 
     }
     s.push_str("</svg>");
     s
+}
+
+/// The same chart with a logarithmic y axis.
+fn chart_log(title: &str, lines: &[Line], hlines: &[HLine], markers: &[Marker]) -> String {
+    fn logged<'a>(l: &Line<'a>) -> Line<'a> {
+        Line {
+            name: l.name,
+            color: l.color,
+            points: l.points.iter().map(|&(x, y)| (x, if y > 0.0 { y.log10() } else { f64::NAN })).collect(),
+            dashed: l.dashed,
+        }
+    }
+    let lines: Vec<Line> = lines.iter().map(logged).collect();
+    let hl: Vec<HLine> = hlines
+        .iter()
+        .filter(|h| h.y > 0.0)
+        .map(|h| HLine { y: h.y.log10(), label: h.label.clone(), color: h.color })
+        .collect();
+    // The inner chart labels log10 values; relabel them as prices.
+    relabel_log(&chart(&format!("{title} (log scale)"), &lines, &hl, markers, None))
+}
+
+/// Replace y labels `k` (log10 values) with `10^k` written out.
+fn relabel_log(svg: &str) -> String {
+    let mut out = String::with_capacity(svg.len());
+    let mut rest = svg;
+    while let Some(i) = rest.find(r#"class="ylab">"#) {
+        let start = i + r#"class="ylab">"#.len();
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('<').map(|e| start + e).unwrap_or(rest.len());
+        let label = &rest[start..end];
+        let v: Option<f64> = label.parse().ok();
+        match v {
+            Some(k) => out.push_str(&fmt_y(10f64.powf(k))),
+            None => out.push_str(label),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

@@ -251,6 +251,27 @@ pub struct LiquidationOutcome {
     pub health_factor_before: U256,
 }
 
+/// The fields an accrual changes.
+struct Accrual {
+    liquidity_index: U256,
+    variable_borrow_index: U256,
+    accrued_to_treasury: U256,
+    factor_memo: (u64, U256, U256, U256, U256),
+    debt_memo: (U256, U256, U256),
+    now: u64,
+}
+
+impl Accrual {
+    fn apply(&self, s: &mut ReserveState) {
+        s.liquidity_index = self.liquidity_index;
+        s.variable_borrow_index = self.variable_borrow_index;
+        s.accrued_to_treasury = self.accrued_to_treasury;
+        s.factor_memo = self.factor_memo;
+        s.debt_memo = self.debt_memo;
+        s.last_update = self.now;
+    }
+}
+
 /// Saved reserve states and accounts, to undo a composite operation.
 #[derive(Debug, Clone)]
 pub struct MarketCheckpoint {
@@ -472,12 +493,13 @@ impl LendingMarket {
         })
     }
 
-    /// Reserve state brought to `now` (Aave `updateState`), not written.
-    fn accrued(&self, a: AssetId, now: u64) -> Result<ReserveState, LendingError> {
+    /// What bringing reserve `a` to `now` changes (Aave `updateState`), computed read-only;
+    /// `None` when there is nothing to do.
+    fn accrual(&self, a: AssetId, now: u64) -> Result<Option<Accrual>, LendingError> {
         let r = self.reserve(a)?;
-        let mut s = r.state;
+        let s = &r.state;
         if now <= s.last_update {
-            return Ok(s);
+            return Ok(None);
         }
         let dt = now - s.last_update;
         let prev_vbi = s.variable_borrow_index;
@@ -486,25 +508,40 @@ impl LendingMarket {
         let linear = if same && mlr == s.liquidity_rate { mlin } else { linear_interest(s.liquidity_rate, dt) };
         let compound =
             if same && mbr == s.variable_borrow_rate { mcomp } else { compound_interest(s.variable_borrow_rate, dt)? };
-        s.factor_memo = (dt, s.liquidity_rate, linear, s.variable_borrow_rate, compound);
+        let mut x = Accrual {
+            liquidity_index: s.liquidity_index,
+            variable_borrow_index: s.variable_borrow_index,
+            accrued_to_treasury: s.accrued_to_treasury,
+            factor_memo: (dt, s.liquidity_rate, linear, s.variable_borrow_rate, compound),
+            debt_memo: s.debt_memo,
+            now,
+        };
         if !s.liquidity_rate.is_zero() {
-            s.liquidity_index = ray_mul(linear, s.liquidity_index)?;
+            x.liquidity_index = ray_mul(linear, s.liquidity_index)?;
         }
         if !s.scaled_debt.is_zero() {
-            s.variable_borrow_index = ray_mul(compound, prev_vbi)?;
+            x.variable_borrow_index = ray_mul(compound, prev_vbi)?;
             let rf = r.config.reserve_factor_bp;
             if rf != 0 {
                 let (md, mi, mv) = s.debt_memo;
                 let prev = if md == s.scaled_debt && mi == prev_vbi { mv } else { ray_mul(s.scaled_debt, prev_vbi)? };
-                let cur = ray_mul(s.scaled_debt, s.variable_borrow_index)?;
-                s.debt_memo = (s.scaled_debt, s.variable_borrow_index, cur);
+                let cur = ray_mul(s.scaled_debt, x.variable_borrow_index)?;
+                x.debt_memo = (s.scaled_debt, x.variable_borrow_index, cur);
                 let mint = percent_mul(cur.saturating_sub(prev), U256::from(rf))?;
                 if !mint.is_zero() {
-                    s.accrued_to_treasury += ray_div(mint, s.liquidity_index)?;
+                    x.accrued_to_treasury += ray_div(mint, x.liquidity_index)?;
                 }
             }
         }
-        s.last_update = now;
+        Ok(Some(x))
+    }
+
+    /// Reserve state brought to `now` (Aave `updateState`), not written.
+    fn accrued(&self, a: AssetId, now: u64) -> Result<ReserveState, LendingError> {
+        let mut s = self.reserve(a)?.state;
+        if let Some(x) = self.accrual(a, now)? {
+            x.apply(&mut s);
+        }
         Ok(s)
     }
 
@@ -528,16 +565,22 @@ impl LendingMarket {
     /// Bring every reserve to `now` (what any touching transaction would do). The simulator
     /// calls this each block so indexes and the treasury move continuously.
     pub fn accrue_all(&mut self, now: u64) -> Result<(), LendingError> {
-        // Compute every reserve first so that an error leaves all of them untouched.
+        // Compute every reserve's change first so that an error leaves all of them untouched.
         if self.reserves.len() == 2 {
-            let (a, b) = (self.accrued(0, now)?, self.accrued(1, now)?);
-            self.reserves[0].state = a;
-            self.reserves[1].state = b;
+            let (a, b) = (self.accrual(0, now)?, self.accrual(1, now)?);
+            if let Some(a) = a {
+                a.apply(&mut self.reserves[0].state);
+            }
+            if let Some(b) = b {
+                b.apply(&mut self.reserves[1].state);
+            }
             return Ok(());
         }
-        let states = (0..self.reserves.len()).map(|a| self.accrued(a, now)).collect::<Result<Vec<_>, _>>()?;
-        for (r, s) in self.reserves.iter_mut().zip(states) {
-            r.state = s;
+        let changes = (0..self.reserves.len()).map(|a| self.accrual(a, now)).collect::<Result<Vec<_>, _>>()?;
+        for (r, x) in self.reserves.iter_mut().zip(changes) {
+            if let Some(x) = x {
+                x.apply(&mut r.state);
+            }
         }
         Ok(())
     }
