@@ -23,7 +23,7 @@ pub struct Args {
     pub out: PathBuf,
     pub allow_gaps: bool,
     pub sample: String,
-    pub tvl: f64,
+    pub tvl: Option<f64>,
     pub quiet: bool,
 }
 
@@ -43,13 +43,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if block_time == 0 {
         bail!("--block-time must be positive");
     }
+    if let Some(t) = a.tvl
+        && !(t.is_finite() && t > 0.0)
+    {
+        bail!("--tvl {t}: give a positive USD amount");
+    }
     let costs = match a.costs.as_str() {
         "all" => Costs::ALL,
         "none" => Costs::NONE,
         other => bail!("--costs {other}: use 'all' or 'none'"),
     };
     let sample_every = parse_duration(&a.sample).map_err(|e| anyhow!("--sample: {e}"))?.max(block_time);
-    let mut cfg = SimConfig { seed: a.seed, costs, sample_every, initial_tvl_usd: a.tvl, ..SimConfig::default() };
+    let mut cfg =
+        SimConfig { seed: a.seed, costs, sample_every, initial_tvl_usd: a.tvl.unwrap_or(0.0), ..SimConfig::default() };
     cfg.keeper.gas.base_gwei = chain.base_gas_gwei;
     let (mut source, name, warnings): (Box<dyn PriceSource>, String, Vec<String>) = match (&a.prices, &a.scenario) {
         (Some(_), Some(_)) => bail!("give --prices or --scenario, not both"),

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// keel — leveraged tokens: check products, evaluate the methodology on a position.
+/// keel — leveraged tokens: backtest products on real and synthetic markets, check product
+/// files, evaluate the methodology on a position.
 #[derive(Parser)]
 #[command(name = "keel", version, about, long_about = None)]
 struct Cli {
@@ -64,9 +65,9 @@ enum Command {
         /// Time between rows of timeseries.csv (at least one block).
         #[arg(long, default_value = "1h")]
         sample: String,
-        /// USD issued at the start (default: half of the supply cap at the starting NAV).
-        #[arg(long, default_value_t = 0.0)]
-        tvl: f64,
+        /// USD issued at the start [default: half of the supply cap at the starting NAV].
+        #[arg(long)]
+        tvl: Option<f64>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,

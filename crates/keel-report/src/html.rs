@@ -11,7 +11,7 @@ fn esc(s: &str) -> String {
 fn markers(events: &[EventRow]) -> Vec<Marker> {
     let mut out = Vec::new();
     for e in events {
-        let (color, major) = match e.kind.as_str() {
+        let (color, major) = match e.kind.as_ref() {
             "rebalance" | "engage" => ("#495057", false),
             "iterate" => ("#adb5bd", false),
             "ripcord" => ("#d9480f", true),

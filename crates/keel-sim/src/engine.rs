@@ -22,6 +22,7 @@ use keel_core::{Address, Wad};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// The operator (runs engage/disengage, receives fees).
 pub const OPERATOR: Address = Address::with_last_byte(0x01);
@@ -134,6 +135,8 @@ pub struct Simulation {
     pool_center: f64,
     /// The arbitrageur's view of each pool.
     arb: Vec<Arb>,
+    /// The band and the ripcord level as f64 (for the per-block screens), refreshed daily.
+    levels: (f64, f64, f64),
     next_mint: f64,
     next_redeem: f64,
     vol_ewma: f64,
@@ -215,6 +218,7 @@ impl Simulation {
             backoff: 1,
             pool_center: start_price,
             arb: Vec::new(),
+            levels: (0.0, 0.0, 0.0),
             next_mint,
             next_redeem,
             vol_ewma: 0.0,
@@ -254,7 +258,7 @@ impl Simulation {
             let out = sim.token.engage(OPERATOR, &ex, t)?;
             sim.read_pools();
             sim.counts.engages += 1;
-            sim.record_outcome("engage", "operator", &out, 0.0, t, 0);
+            sim.record_outcome("engage", Cow::Borrowed("operator"), &out, 0.0, t, 0);
             while !sim.token.fli.twap_leverage_ratio.is_zero() && t + cooldown < start_time {
                 t += cooldown;
                 sim.clock.now = t;
@@ -263,7 +267,7 @@ impl Simulation {
                 sim.flush_arbitrage();
                 sim.refresh_after_op();
                 match sim.token.iterate_rebalance(KEEPER, &ex, t) {
-                    Ok(out) => sim.record_outcome("iterate", "keeper", &out, 0.0, t, 0),
+                    Ok(out) => sim.record_outcome("iterate", Cow::Borrowed("keeper"), &out, 0.0, t, 0),
                     // A dust remainder that rounds to zero units cannot trade: the operator
                     // ends the TWAP (keel's abort_twap, fli.md §17.6).
                     Err(e) if e.revert_reason() == Some("Quantity is 0") => {
@@ -276,6 +280,7 @@ impl Simulation {
             }
             sim.refresh_after_op();
         }
+        sim.read_levels();
         sim.clock.now = start_time;
         sim.post_oracles(start_time);
         sim.arbitrage();
@@ -376,8 +381,8 @@ impl Simulation {
 
     fn record_outcome(
         &mut self,
-        kind: &str,
-        actor: &str,
+        kind: &'static str,
+        actor: Cow<'static, str>,
         out: &FliOutcome,
         gas_usd: f64,
         now: u64,
@@ -394,8 +399,8 @@ impl Simulation {
         EventRow {
             time: now,
             block,
-            kind: kind.to_string(),
-            actor: actor.to_string(),
+            kind: Cow::Borrowed(kind),
+            actor,
             leverage_before: n.map(|n| Wad(n.current_leverage_ratio).to_f64()).unwrap_or(0.0),
             target: n.map(|n| Wad(n.new_leverage_ratio).to_f64()).unwrap_or(0.0),
             chunk: n.map(|n| to_f64(n.chunk, cd)).unwrap_or(0.0),
@@ -445,24 +450,33 @@ impl Simulation {
     }
 
     /// Each pool's tracked price (underlying, USD) and fee, read from the pools themselves.
+    /// The methodology's band and ripcord level (they change only through settings).
+    fn read_levels(&mut self) {
+        let f = &self.token.fli;
+        self.levels = (
+            Wad(f.methodology.min_leverage_ratio).to_f64(),
+            Wad(f.methodology.max_leverage_ratio).to_f64(),
+            Wad(f.incentive.incentivized_leverage_ratio).to_f64(),
+        );
+    }
+
     fn read_pools(&mut self) {
-        let under = self.product.token.underlying.clone();
-        self.arb = self
-            .token
-            .pools
-            .values()
-            .map(|pool| {
-                let u1 = pool.token1.symbol == under;
-                let p1in0 = pool.price1_in_0_f64();
-                Arb {
-                    fee: pool.fee_pips as f64 / 1e6,
-                    u1,
-                    scale: 10f64.powi(pool.token1.decimals as i32 - pool.token0.decimals as i32),
-                    price: if u1 { p1in0 } else { 1.0 / p1in0 },
-                    pending: None,
-                }
-            })
-            .collect();
+        let under = &self.product.token.underlying;
+        let n = self.token.pools.len();
+        if self.arb.len() != n {
+            self.arb = vec![Arb { fee: 0.0, u1: true, scale: 1.0, price: 0.0, pending: None }; n];
+        }
+        for (a, pool) in self.arb.iter_mut().zip(self.token.pools.values()) {
+            let u1 = &pool.token1.symbol == under;
+            let p1in0 = pool.price1_in_0_f64();
+            *a = Arb {
+                fee: pool.fee_pips as f64 / 1e6,
+                u1,
+                scale: 10f64.powi(pool.token1.decimals as i32 - pool.token0.decimals as i32),
+                price: if u1 { p1in0 } else { 1.0 / p1in0 },
+                pending: None,
+            };
+        }
     }
 
     /// The arbitrageur's decision this block: when the pool's price is off the reference by
@@ -538,8 +552,8 @@ impl Simulation {
             let ev = EventRow {
                 time: now,
                 block,
-                kind: "liquidation".into(),
-                actor: "liquidator".into(),
+                kind: Cow::Borrowed("liquidation"),
+                actor: Cow::Borrowed("liquidator"),
                 leverage_before: self.lr_estimate(),
                 target: 0.0,
                 chunk: to_f64(out.collateral_to_liquidator + out.protocol_fee, cd),
@@ -579,8 +593,8 @@ impl Simulation {
             sink.event(&EventRow {
                 time: now,
                 block,
-                kind: kind.into(),
-                actor: "holders".into(),
+                kind: Cow::Borrowed(kind),
+                actor: Cow::Borrowed("holders"),
                 leverage_before: self.lr_estimate(),
                 target: 0.0,
                 chunk: to_f64(q, 18),
@@ -617,8 +631,8 @@ impl Simulation {
             sink.event(&EventRow {
                 time: now,
                 block,
-                kind: kind.into(),
-                actor: "holders".into(),
+                kind: Cow::Borrowed(kind),
+                actor: Cow::Borrowed("holders"),
                 leverage_before: self.lr_estimate(),
                 target: 0.0,
                 chunk: to_f64(q, 18),
@@ -646,7 +660,7 @@ impl Simulation {
         let lr = self.lr_estimate();
         let (lo, hi) = match self.cfg.keeper.bounds {
             Some((a, b)) => (Wad(a).to_f64(), Wad(b).to_f64()),
-            None => (Wad(f.methodology.min_leverage_ratio).to_f64(), Wad(f.methodology.max_leverage_ratio).to_f64()),
+            None => (self.levels.0, self.levels.1),
         };
         !(lr > lo * (1.0 + 1e-9) && lr < hi * (1.0 - 1e-9))
     }
@@ -679,6 +693,15 @@ impl Simulation {
         }
     }
 
+    fn failed_kind_of(action: ShouldRebalance) -> &'static str {
+        match action {
+            ShouldRebalance::Rebalance => "rebalance_failed",
+            ShouldRebalance::IterateRebalance => "iterate_failed",
+            ShouldRebalance::Ripcord => "ripcord_failed",
+            ShouldRebalance::None => "none_failed",
+        }
+    }
+
     fn kind_of(action: ShouldRebalance) -> &'static str {
         match action {
             ShouldRebalance::Rebalance => "rebalance",
@@ -692,7 +715,7 @@ impl Simulation {
     fn book_success(
         &mut self,
         action: ShouldRebalance,
-        actor: &str,
+        actor: Cow<'static, str>,
         out: &FliOutcome,
         now: u64,
         block: u64,
@@ -705,7 +728,7 @@ impl Simulation {
             _ => units.ripcord,
         };
         let gas = self.gas_usd(ok_units);
-        if actor != "keeper" {
+        if actor.as_ref() != "keeper" {
             self.costs.gas_bots += gas
         } else {
             self.costs.gas_keeper += gas
@@ -727,7 +750,7 @@ impl Simulation {
         action: ShouldRebalance,
         exchange: &str,
         caller: Address,
-        actor: &str,
+        actor: Cow<'static, str>,
         now: u64,
         block: u64,
         sink: &mut dyn Sink,
@@ -735,11 +758,10 @@ impl Simulation {
         let failed_units = self.cfg.keeper.gas_units.failed;
         self.flush_arbitrage();
         self.refresh();
-        let kind = Self::kind_of(action);
-        let is_bot = actor != "keeper";
+        let is_bot = actor.as_ref() != "keeper";
         match self.call(action, exchange, caller, now) {
             Ok(out) => {
-                self.book_success(action, actor, &out, now, block, sink);
+                self.book_success(action, actor.clone(), &out, now, block, sink);
                 true
             }
             Err(e) => {
@@ -753,8 +775,8 @@ impl Simulation {
                 sink.event(&EventRow {
                     time: now,
                     block,
-                    kind: format!("{kind}_failed"),
-                    actor: actor.into(),
+                    kind: Cow::Borrowed(Self::failed_kind_of(action)),
+                    actor: actor.clone(),
                     leverage_before: self.lr_estimate(),
                     target: 0.0,
                     chunk: 0.0,
@@ -774,7 +796,7 @@ impl Simulation {
 
     fn keepers(&mut self, now: u64, block: u64, sink: &mut dyn Sink) {
         // Ripcord bots: every block, when the screen says the ratio is near the ripcord level.
-        let ilr = Wad(self.token.fli.incentive.incentivized_leverage_ratio).to_f64();
+        let ilr = self.levels.2;
         if self.cfg.keeper.ripcord_bots > 0
             && self.lr_estimate() >= ilr * 0.999
             && let Ok(list) = self.token.should_rebalance(now)
@@ -792,7 +814,15 @@ impl Simulation {
                 for k in 0..n {
                     let bot = (first + k) % n;
                     let addr = Address::with_last_byte(0x40 + bot as u8);
-                    self.submit(ShouldRebalance::Ripcord, &ex, addr, &format!("bot-{bot}"), now, block, sink);
+                    self.submit(
+                        ShouldRebalance::Ripcord,
+                        &ex,
+                        addr,
+                        Cow::Owned(format!("bot-{bot}")),
+                        now,
+                        block,
+                        sink,
+                    );
                 }
             } else {
                 self.counts.unprofitable_ripcord_blocks += 1;
@@ -803,7 +833,7 @@ impl Simulation {
             && block >= at
         {
             self.pending = None;
-            self.submit(action, &ex, KEEPER, "keeper", now, block, sink);
+            self.submit(action, &ex, KEEPER, Cow::Borrowed("keeper"), now, block, sink);
         }
         if self.pending.is_none()
             && block >= self.next_poll
@@ -841,7 +871,7 @@ impl Simulation {
         match self.call(action, exchange, KEEPER, now) {
             Ok(out) => {
                 self.backoff = 1;
-                self.book_success(action, "keeper", &out, now, block, sink);
+                self.book_success(action, Cow::Borrowed("keeper"), &out, now, block, sink);
             }
             Err(_) => self.on_dry_run_failure(action, exchange, now, block, sink),
         }
@@ -866,8 +896,8 @@ impl Simulation {
                 sink.event(&EventRow {
                     time: now,
                     block,
-                    kind: "twap_aborted".into(),
-                    actor: "operator".into(),
+                    kind: Cow::Borrowed("twap_aborted"),
+                    actor: Cow::Borrowed("operator"),
                     leverage_before: self.lr_estimate(),
                     target: 0.0,
                     chunk: 0.0,
@@ -962,6 +992,7 @@ impl Simulation {
         self.keepers(now, block, sink);
         if now / 86_400 > self.last_fee_day {
             self.last_fee_day = now / 86_400;
+            self.read_levels();
             self.recenter_liquidity();
             let nav = self.nav_estimate();
             if let Ok(minted) = self.token.accrue_streaming_fee(now) {
@@ -977,8 +1008,7 @@ impl Simulation {
         let lr = self.lr_estimate();
         if self.engaged {
             self.counted_blocks += 1;
-            let m = &self.token.fli.methodology;
-            if lr > Wad(m.max_leverage_ratio).to_f64() || lr < Wad(m.min_leverage_ratio).to_f64() {
+            if lr > self.levels.1 || lr < self.levels.0 {
                 self.outside += 1;
             }
         }

@@ -1,6 +1,7 @@
 //! What a run records: time-series rows, event rows and the summary.
 
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// One sampled row of the time series.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -44,9 +45,9 @@ pub struct EventRow {
     pub block: u64,
     /// `engage`, `rebalance`, `iterate`, `ripcord`, `disengage`, `liquidation`, `mint`,
     /// `redeem`, or `<call>_failed`.
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Who acted (`keeper`, `bot-N`, `liquidator`, `holders`).
-    pub actor: String,
+    pub actor: Cow<'static, str>,
     /// Leverage before (from the event, or measured).
     pub leverage_before: f64,
     /// Target of the call.

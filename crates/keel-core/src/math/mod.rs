@@ -69,35 +69,64 @@ pub fn div(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
     Ok(div_fast(a, b))
 }
 
-const FIVE_27: U256 = alloy_primitives::uint!(7_450_580_596_923_828_125_U256);
-const FIVE_18: U256 = alloy_primitives::uint!(3_814_697_265_625_U256);
-const FIVE_4: U256 = alloy_primitives::uint!(625_U256);
-const FIVE_6: U256 = alloy_primitives::uint!(15_625_U256);
-const FIVE_8: U256 = alloy_primitives::uint!(390_625_U256);
 const E6: U256 = alloy_primitives::uint!(1_000_000_U256);
 const E8: U256 = alloy_primitives::uint!(100_000_000_U256);
 
 #[inline]
 fn div_fast(a: U256, b: U256) -> U256 {
     if b == RAY {
-        (a >> 27usize) / FIVE_27
+        div_limb(a >> 27usize, &R27)
     } else if b == WAD {
-        (a >> 18usize) / FIVE_18
+        div_limb(a >> 18usize, &R18)
     } else if b == PERCENTAGE_FACTOR {
-        (a >> 4usize) / FIVE_4
+        div_limb(a >> 4usize, &R4)
     } else if b == E6 {
-        (a >> 6usize) / FIVE_6
+        div_limb(a >> 6usize, &R6)
     } else if b == E8 {
-        (a >> 8usize) / FIVE_8
+        div_limb(a >> 8usize, &R8)
     } else {
         a / b
     }
 }
 
+/// A one-limb divisor.
+struct Divisor {
+    d: u128,
+}
+
+const fn divisor(d: u64) -> Divisor {
+    Divisor { d: d as u128 }
+}
+
+const R27: Divisor = divisor(7_450_580_596_923_828_125);
+const R18: Divisor = divisor(3_814_697_265_625);
+const R4: Divisor = divisor(625);
+const R6: Divisor = divisor(15_625);
+const R8: Divisor = divisor(390_625);
+
+/// `floor(a / d)` for a one-limb divisor: schoolbook division, one 128-by-64-bit step a limb
+/// (cheaper than a general 256-bit division).
+#[inline]
+fn div_limb(a: U256, dv: &Divisor) -> U256 {
+    let limbs = a.as_limbs();
+    let mut q = [0u64; 4];
+    let mut r: u128 = 0;
+    for i in (0..4).rev() {
+        let n = (r << 64) | limbs[i] as u128;
+        if n < dv.d {
+            r = n;
+            continue;
+        }
+        q[i] = (n / dv.d) as u64;
+        r = n % dv.d;
+    }
+    U256::from_limbs(q)
+}
+
 /// `floor(a·b / d)`; the product must fit in 256 bits (as Solidity's checked `mul` then `div`).
 #[inline]
 pub fn mul_div_down(a: U256, b: U256, d: U256, op: &'static str) -> Result<U256, MathError> {
-    div(mul(a, b, op)?, d, op)
+    div(mul_fast(a, b, op)?, d, op)
 }
 
 /// `ceil(a·b / d)`; the product must fit in 256 bits.
@@ -138,10 +167,32 @@ pub fn pdiv_up(a: U256, b: U256) -> Result<U256, MathError> {
     mul_div_up(a, WAD, b, "preciseDivCeil")
 }
 
+/// The full 256-bit product of two 128-bit numbers (four limb multiplies; cannot overflow).
+#[inline]
+fn mul_128(a: u128, b: u128) -> U256 {
+    const M: u128 = u64::MAX as u128;
+    let (a0, a1, b0, b1) = (a & M, a >> 64, b & M, b >> 64);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let t = (p00 >> 64) + (p01 & M) + (p10 & M);
+    let t2 = (t >> 64) + (p01 >> 64) + (p10 >> 64) + (p11 & M);
+    let r3 = (t2 >> 64) + (p11 >> 64);
+    U256::from_limbs([p00 as u64, t as u64, t2 as u64, r3 as u64])
+}
+
+/// Checked `a · b`, with a fast path when both fit in 128 bits.
+#[inline]
+fn mul_fast(a: U256, b: U256, op: &'static str) -> Result<U256, MathError> {
+    let (la, lb) = (a.as_limbs(), b.as_limbs());
+    if la[2] | la[3] | lb[2] | lb[3] == 0 {
+        return Ok(mul_128(a.to::<u128>(), b.to::<u128>()));
+    }
+    mul(a, b, op)
+}
+
 /// `(a·b + half) / unit`: Aave's half-up multiplication.
 #[inline]
 fn half_up_mul(a: U256, b: U256, unit: U256, op: &'static str) -> Result<U256, MathError> {
-    let p = mul(a, b, op)?;
+    let p = mul_fast(a, b, op)?;
     Ok(div_fast(add(p, unit >> 1, op)?, unit))
 }
 
@@ -151,7 +202,7 @@ fn half_up_div(a: U256, b: U256, unit: U256, op: &'static str) -> Result<U256, M
     if b.is_zero() {
         return Err(MathError::DivisionByZero(op));
     }
-    let n = add(mul(a, unit, op)?, b >> 1, op)?;
+    let n = add(mul_fast(a, unit, op)?, b >> 1, op)?;
     // Same integers, same rounding: a native 128-bit division when both fit.
     if n.bit_len() <= 128 && b.bit_len() <= 128 {
         return Ok(U256::from(n.to::<u128>() / b.to::<u128>()));
@@ -258,10 +309,24 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn fast_product_is_exact(a in proptest::prelude::any::<u128>(), b in proptest::prelude::any::<u128>()) {
+            proptest::prop_assert_eq!(mul_128(a, b), U256::from(a) * U256::from(b));
+        }
+
+        #[test]
         fn fast_constant_division_is_exact(hi in proptest::prelude::any::<u128>(), lo in proptest::prelude::any::<u128>()) {
             let a = (U256::from(hi) << 128) | U256::from(lo);
             for d in [RAY, WAD, PERCENTAGE_FACTOR, E6, E8] {
                 proptest::prop_assert_eq!(div_fast(a, d), a / d);
+                // Values of every size, including those just under a multiple of the divisor.
+                let small = a >> ((lo % 256) as usize);
+                proptest::prop_assert_eq!(div_fast(small, d), small / d);
+                let edge = (small / d) * d;
+                if !edge.is_zero() {
+                    let below = edge - U256::from(1u64);
+                    proptest::prop_assert_eq!(div_fast(below, d), below / d);
+                    proptest::prop_assert_eq!(div_fast(edge, d), edge / d);
+                }
             }
         }
     }

@@ -197,28 +197,20 @@ pub struct EModeCategory {
     pub liquidation_bonus_bp: u32,
 }
 
-/// A user's positions: scaled balances per reserve.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Most reserves one market lists (accounts are fixed-size values, copied without allocation).
+pub const MAX_RESERVES: usize = 8;
+
+/// A user's positions: scaled balances per reserve (indexed by [`AssetId`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Scaled aToken balance per reserve.
-    pub scaled_supply: Vec<U256>,
+    pub scaled_supply: [U256; MAX_RESERVES],
     /// Scaled variable debt per reserve.
-    pub scaled_debt: Vec<U256>,
+    pub scaled_debt: [U256; MAX_RESERVES],
     /// Whether each supplied reserve counts as collateral.
-    pub collateral_enabled: Vec<bool>,
+    pub collateral_enabled: [bool; MAX_RESERVES],
     /// eMode category (0 = none).
     pub emode: u8,
-}
-
-impl Account {
-    fn sized(n: usize) -> Self {
-        Account {
-            scaled_supply: vec![U256::ZERO; n],
-            scaled_debt: vec![U256::ZERO; n],
-            collateral_enabled: vec![false; n],
-            emode: 0,
-        }
-    }
 }
 
 /// A user's aggregate position in the market's base currency (USD, 8 decimals).
@@ -251,23 +243,27 @@ pub struct LiquidationOutcome {
     pub health_factor_before: U256,
 }
 
-/// The fields an accrual changes.
+/// The values an accrual changes (memo keys are rebuilt from the state when applied).
 struct Accrual {
     liquidity_index: U256,
     variable_borrow_index: U256,
-    accrued_to_treasury: U256,
-    factor_memo: (u64, U256, U256, U256, U256),
-    debt_memo: (U256, U256, U256),
+    treasury_add: U256,
+    linear: U256,
+    compound: U256,
+    debt_value: Option<U256>,
+    dt: u64,
     now: u64,
 }
 
 impl Accrual {
     fn apply(&self, s: &mut ReserveState) {
+        s.factor_memo = (self.dt, s.liquidity_rate, self.linear, s.variable_borrow_rate, self.compound);
+        if let Some(v) = self.debt_value {
+            s.debt_memo = (s.scaled_debt, self.variable_borrow_index, v);
+        }
         s.liquidity_index = self.liquidity_index;
         s.variable_borrow_index = self.variable_borrow_index;
-        s.accrued_to_treasury = self.accrued_to_treasury;
-        s.factor_memo = self.factor_memo;
-        s.debt_memo = self.debt_memo;
+        s.accrued_to_treasury += self.treasury_add;
         s.last_update = self.now;
     }
 }
@@ -276,7 +272,7 @@ impl Accrual {
 #[derive(Debug, Clone)]
 pub struct MarketCheckpoint {
     states: Vec<ReserveState>,
-    accounts: Vec<(Address, Option<Account>)>,
+    account: (Address, Option<Account>),
 }
 
 /// The market: reserves, eMode categories and accounts.
@@ -289,6 +285,20 @@ pub struct LendingMarket {
     accounts: BTreeMap<Address, Account>,
     /// Address that receives liquidation protocol fees.
     pub treasury: Address,
+}
+
+fn income_of(s: &ReserveState, now: u64) -> Result<U256, LendingError> {
+    if now <= s.last_update {
+        return Ok(s.liquidity_index);
+    }
+    Ok(ray_mul(linear_interest(s.liquidity_rate, now - s.last_update), s.liquidity_index)?)
+}
+
+fn debt_index_of(s: &ReserveState, now: u64) -> Result<U256, LendingError> {
+    if now <= s.last_update {
+        return Ok(s.variable_borrow_index);
+    }
+    Ok(ray_mul(compound_interest(s.variable_borrow_rate, now - s.last_update)?, s.variable_borrow_index)?)
 }
 
 fn linear_interest(rate: U256, dt: u64) -> U256 {
@@ -330,6 +340,12 @@ impl LendingMarket {
                 config.symbol
             )));
         }
+        if self.reserves.len() >= MAX_RESERVES {
+            return Err(LendingError::InvalidConfig(format!(
+                "{}: a market lists at most {MAX_RESERVES} reserves",
+                config.symbol
+            )));
+        }
         if self.reserves.iter().any(|r| r.config.symbol == config.symbol) {
             return Err(LendingError::InvalidConfig(format!("{}: reserve already listed", config.symbol)));
         }
@@ -350,13 +366,7 @@ impl LendingMarket {
             },
             feed,
         });
-        let n = self.reserves.len();
-        for acc in self.accounts.values_mut() {
-            acc.scaled_supply.resize(n, U256::ZERO);
-            acc.scaled_debt.resize(n, U256::ZERO);
-            acc.collateral_enabled.resize(n, false);
-        }
-        let id = n - 1;
+        let id = self.reserves.len() - 1;
         let s = self.reserves[id].state;
         self.reserves[id].state = self.with_rates(id, s)?;
         Ok(id)
@@ -398,20 +408,12 @@ impl LendingMarket {
 
     /// Supply index at `now` without writing (Aave `getNormalizedIncome`).
     pub fn normalized_income(&self, a: AssetId, now: u64) -> Result<U256, LendingError> {
-        let s = &self.reserve(a)?.state;
-        if now <= s.last_update {
-            return Ok(s.liquidity_index);
-        }
-        Ok(ray_mul(linear_interest(s.liquidity_rate, now - s.last_update), s.liquidity_index)?)
+        income_of(&self.reserve(a)?.state, now)
     }
 
     /// Variable borrow index at `now` without writing (Aave `getNormalizedVariableDebt`).
     pub fn normalized_debt(&self, a: AssetId, now: u64) -> Result<U256, LendingError> {
-        let s = &self.reserve(a)?.state;
-        if now <= s.last_update {
-            return Ok(s.variable_borrow_index);
-        }
-        Ok(ray_mul(compound_interest(s.variable_borrow_rate, now - s.last_update)?, s.variable_borrow_index)?)
+        debt_index_of(&self.reserve(a)?.state, now)
     }
 
     /// A user's aToken balance at `now`, interest included.
@@ -448,11 +450,21 @@ impl LendingMarket {
     pub fn account_data(&self, user: Address, now: u64) -> Result<AccountData, LendingError> {
         match self.accounts.get(&user) {
             Some(acc) => self.account_data_of(acc, now),
-            None => self.account_data_of(&Account::sized(self.reserves.len()), now),
+            None => self.account_data_of(&Account::default(), now),
         }
     }
 
     fn account_data_of(&self, acc: &Account, now: u64) -> Result<AccountData, LendingError> {
+        self.account_data_with(acc, now, None)
+    }
+
+    /// Account data with reserve `ov.0`'s state replaced by `ov.1` (an operation's pending state).
+    fn account_data_with(
+        &self,
+        acc: &Account,
+        now: u64,
+        ov: Option<(AssetId, &ReserveState)>,
+    ) -> Result<AccountData, LendingError> {
         let mut collateral = U256::ZERO;
         let mut debt = U256::ZERO;
         let mut ltv_sum = U256::ZERO;
@@ -467,15 +479,19 @@ impl LendingMarket {
             }
             let price = r.feed.latest(now)?;
             let unit = pow10(r.config.decimals as u32);
+            let st = match ov {
+                Some((i, st)) if i == a => st,
+                _ => &r.state,
+            };
             if uses_collateral {
-                let bal = ray_mul(sup, self.normalized_income(a, now)?)?;
+                let bal = ray_mul(sup, income_of(st, now)?)?;
                 let v = crate::math::div(price * bal, unit, "account value")?;
                 collateral += v;
                 ltv_sum += v * U256::from(ltv);
                 lt_sum += v * U256::from(lt);
             }
             if !dbt.is_zero() {
-                let bal = ray_mul(dbt, self.normalized_debt(a, now)?)?;
+                let bal = ray_mul(dbt, debt_index_of(st, now)?)?;
                 debt += crate::math::div(price * bal, unit, "account value")?;
             }
         }
@@ -502,34 +518,42 @@ impl LendingMarket {
             return Ok(None);
         }
         let dt = now - s.last_update;
-        let prev_vbi = s.variable_borrow_index;
-        let (mdt, mlr, mlin, mbr, mcomp) = s.factor_memo;
-        let same = mdt == dt;
-        let linear = if same && mlr == s.liquidity_rate { mlin } else { linear_interest(s.liquidity_rate, dt) };
-        let compound =
-            if same && mbr == s.variable_borrow_rate { mcomp } else { compound_interest(s.variable_borrow_rate, dt)? };
+        let (mdt, mlr, mlin, mbr, mcomp) = &s.factor_memo;
+        let same = *mdt == dt;
+        let linear = if same && *mlr == s.liquidity_rate { *mlin } else { linear_interest(s.liquidity_rate, dt) };
+        let compound = if same && *mbr == s.variable_borrow_rate {
+            *mcomp
+        } else {
+            compound_interest(s.variable_borrow_rate, dt)?
+        };
         let mut x = Accrual {
             liquidity_index: s.liquidity_index,
             variable_borrow_index: s.variable_borrow_index,
-            accrued_to_treasury: s.accrued_to_treasury,
-            factor_memo: (dt, s.liquidity_rate, linear, s.variable_borrow_rate, compound),
-            debt_memo: s.debt_memo,
+            treasury_add: U256::ZERO,
+            linear,
+            compound,
+            debt_value: None,
+            dt,
             now,
         };
         if !s.liquidity_rate.is_zero() {
             x.liquidity_index = ray_mul(linear, s.liquidity_index)?;
         }
         if !s.scaled_debt.is_zero() {
-            x.variable_borrow_index = ray_mul(compound, prev_vbi)?;
+            x.variable_borrow_index = ray_mul(compound, s.variable_borrow_index)?;
             let rf = r.config.reserve_factor_bp;
             if rf != 0 {
-                let (md, mi, mv) = s.debt_memo;
-                let prev = if md == s.scaled_debt && mi == prev_vbi { mv } else { ray_mul(s.scaled_debt, prev_vbi)? };
+                let (md, mi, mv) = &s.debt_memo;
+                let prev = if *md == s.scaled_debt && *mi == s.variable_borrow_index {
+                    *mv
+                } else {
+                    ray_mul(s.scaled_debt, s.variable_borrow_index)?
+                };
                 let cur = ray_mul(s.scaled_debt, x.variable_borrow_index)?;
-                x.debt_memo = (s.scaled_debt, x.variable_borrow_index, cur);
+                x.debt_value = Some(cur);
                 let mint = percent_mul(cur.saturating_sub(prev), U256::from(rf))?;
                 if !mint.is_zero() {
-                    x.accrued_to_treasury += ray_div(mint, x.liquidity_index)?;
+                    x.treasury_add = ray_div(mint, x.liquidity_index)?;
                 }
             }
         }
@@ -585,11 +609,11 @@ impl LendingMarket {
         Ok(())
     }
 
-    /// What an operation on `accounts` can change: every reserve's state and those accounts.
-    pub fn checkpoint(&self, accounts: &[Address]) -> MarketCheckpoint {
+    /// What an operation on `account` can change: every reserve's state and that account.
+    pub fn checkpoint(&self, account: Address) -> MarketCheckpoint {
         MarketCheckpoint {
             states: self.reserves.iter().map(|r| r.state).collect(),
-            accounts: accounts.iter().map(|a| (*a, self.accounts.get(a).cloned())).collect(),
+            account: (account, self.accounts.get(&account).copied()),
         }
     }
 
@@ -598,20 +622,19 @@ impl LendingMarket {
         for (r, s) in self.reserves.iter_mut().zip(cp.states) {
             r.state = s;
         }
-        for (a, acc) in cp.accounts {
-            match acc {
-                Some(acc) => {
-                    self.accounts.insert(a, acc);
-                }
-                None => {
-                    self.accounts.remove(&a);
-                }
+        let (a, acc) = cp.account;
+        match acc {
+            Some(acc) => {
+                self.accounts.insert(a, acc);
+            }
+            None => {
+                self.accounts.remove(&a);
             }
         }
     }
 
     fn account_or_new(&self, user: Address) -> Account {
-        self.accounts.get(&user).cloned().unwrap_or_else(|| Account::sized(self.reserves.len()))
+        self.accounts.get(&user).copied().unwrap_or_default()
     }
 
     fn check_active(c: &ReserveConfig, need_unfrozen: bool) -> Result<(), LendingError> {
@@ -695,7 +718,7 @@ impl LendingMarket {
             acc.collateral_enabled[a] = false;
         }
         if was_collateral && acc.scaled_debt.iter().any(|d| !d.is_zero()) {
-            let data = self.with_state(a, s, |m| m.account_data_of(&acc, now))?;
+            let data = self.account_data_with(&acc, now, Some((a, &s)))?;
             if data.health_factor < HEALTH_FACTOR_ONE {
                 return Err(LendingError::HealthFactorTooLow);
             }
@@ -797,7 +820,7 @@ impl LendingMarket {
         }
         let mut acc = self.account_or_new(user);
         if category != 0 {
-            for (a, d) in acc.scaled_debt.iter().enumerate() {
+            for (a, d) in acc.scaled_debt.iter().enumerate().take(self.reserves.len()) {
                 if !d.is_zero() && self.reserves[a].config.emode_category != category {
                     return Err(LendingError::InconsistentEmodeCategory);
                 }
@@ -917,22 +940,6 @@ impl LendingMarket {
             protocol_fee,
             health_factor_before: data.health_factor,
         })
-    }
-
-    /// Run `f` against a view of the market with reserve `a`'s state replaced by `s`.
-    fn with_state<T>(
-        &self,
-        a: AssetId,
-        s: ReserveState,
-        f: impl FnOnce(&Self) -> Result<T, LendingError>,
-    ) -> Result<T, LendingError> {
-        // Cheap: only the changed reserve's numbers differ; account data reads indexes and prices.
-        if self.reserves[a].state == s {
-            return f(self);
-        }
-        let mut view = self.clone();
-        view.reserves[a].state = s;
-        f(&view)
     }
 }
 

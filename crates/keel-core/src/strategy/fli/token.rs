@@ -185,7 +185,7 @@ impl FliToken {
     /// every pool's price state, the strategy's scalars and the token's cash.
     fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            market: self.market.checkpoint(&[self.account]),
+            market: self.market.checkpoint(self.account),
             pools: self.pools.values().map(|p| p.state()).collect(),
             twap: self.fli.twap_leverage_ratio,
             global_last: self.fli.global_last_trade_timestamp,
