@@ -24,6 +24,12 @@ pub struct Args {
     pub allow_gaps: bool,
     pub sample: String,
     pub tvl: Option<f64>,
+    pub mints_per_day: f64,
+    pub redeems_per_day: f64,
+    pub flow_size: f64,
+    pub keeper_poll: u64,
+    pub keeper_latency: String,
+    pub ripcord_bots: u32,
     pub quiet: bool,
 }
 
@@ -57,6 +63,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut cfg =
         SimConfig { seed: a.seed, costs, sample_every, initial_tvl_usd: a.tvl.unwrap_or(0.0), ..SimConfig::default() };
     cfg.keeper.gas.base_gwei = chain.base_gas_gwei;
+    for (flag, v) in
+        [("--mints-per-day", a.mints_per_day), ("--redeems-per-day", a.redeems_per_day), ("--flow-size", a.flow_size)]
+    {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} {v}: give a number of at least 0");
+        }
+    }
+    if a.keeper_poll == 0 {
+        bail!("--keeper-poll must be at least 1 block");
+    }
+    cfg.holders.mints_per_day = a.mints_per_day;
+    cfg.holders.redeems_per_day = a.redeems_per_day;
+    cfg.holders.mean_size_usd = a.flow_size;
+    cfg.keeper.poll_every = a.keeper_poll;
+    cfg.keeper.latency_seconds = parse_duration(&a.keeper_latency).map_err(|e| anyhow!("--keeper-latency: {e}"))?;
+    cfg.keeper.ripcord_bots = a.ripcord_bots;
     let (mut source, name, warnings): (Box<dyn PriceSource>, String, Vec<String>) = match (&a.prices, &a.scenario) {
         (Some(_), Some(_)) => bail!("give --prices or --scenario, not both"),
         (Some(path), None) => {

@@ -68,6 +68,24 @@ enum Command {
         /// USD issued at the start [default: half of the supply cap at the starting NAV].
         #[arg(long)]
         tvl: Option<f64>,
+        /// Holders' mints per day (Poisson arrivals).
+        #[arg(long, default_value_t = 2.0)]
+        mints_per_day: f64,
+        /// Holders' redeems per day (Poisson arrivals).
+        #[arg(long, default_value_t = 2.0)]
+        redeems_per_day: f64,
+        /// Mean size of a mint or redeem in USD (exponentially distributed).
+        #[arg(long, default_value_t = 20_000.0)]
+        flow_size: f64,
+        /// Blocks between the keeper's polls of shouldRebalance.
+        #[arg(long, default_value_t = 1)]
+        keeper_poll: u64,
+        /// Seconds between a keeper's decision and its transaction (whole blocks, rounded down).
+        #[arg(long, default_value = "12s")]
+        keeper_latency: String,
+        /// Public bots racing for the ripcord reward.
+        #[arg(long, default_value_t = 2)]
+        ripcord_bots: u32,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -148,6 +166,12 @@ fn main() -> ExitCode {
             allow_gaps,
             sample,
             tvl,
+            mints_per_day,
+            redeems_per_day,
+            flow_size,
+            keeper_poll,
+            keeper_latency,
+            ripcord_bots,
             quiet,
         } => backtest::run(backtest::Args {
             product,
@@ -163,6 +187,12 @@ fn main() -> ExitCode {
             allow_gaps,
             sample,
             tvl,
+            mints_per_day,
+            redeems_per_day,
+            flow_size,
+            keeper_poll,
+            keeper_latency,
+            ripcord_bots,
             quiet,
         }),
         Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
