@@ -19,6 +19,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 enum Command {
     /// Validate and inspect product files.
     Product {
@@ -127,6 +128,10 @@ enum StrategyCommand {
     /// units as decimal strings), collateral_price and borrow_price (USD per whole unit, at
     /// most 8 decimals), twap_leverage_ratio (1e18 units), global_last_trade_timestamp,
     /// exchanges.NAME.last_trade_timestamp, ether_balance (wei). See examples/state.json.
+    /// For a perp product (a `[perp]` section): collateral_balance, base_balance,
+    /// quote_balance, owed_realized_pnl, pending_funding (signed, 1e18 units) and base_price
+    /// instead of the lending fields; see examples/perp-state.json. Sizes are then signed base
+    /// units (positive buys base).
     Eval {
         /// The product TOML file.
         #[arg(long)]
@@ -134,12 +139,14 @@ enum StrategyCommand {
         /// The position snapshot (JSON).
         #[arg(long)]
         state: PathBuf,
-        /// Custom lower bound for shouldRebalanceWithBounds: a ratio such as 1.6, or a whole
-        /// number in 1e18 units such as 1600000000000000000. Must not exceed the product's min.
-        #[arg(long, requires = "max")]
+        /// Custom lower bound for shouldRebalanceWithBounds: a ratio such as 1.6 (-1.6 for a
+        /// short perp token), or a whole number in 1e18 units such as 1600000000000000000.
+        /// Must not exceed the product's min in magnitude.
+        #[arg(long, requires = "max", allow_hyphen_values = true)]
         min: Option<String>,
-        /// Custom upper bound (same forms as --min). Must not be below the product's max.
-        #[arg(long, requires = "min")]
+        /// Custom upper bound (same forms as --min). Must not be below the product's max in
+        /// magnitude.
+        #[arg(long, requires = "min", allow_hyphen_values = true)]
         max: Option<String>,
         /// Print one JSON object, every integer as a decimal string.
         #[arg(long)]

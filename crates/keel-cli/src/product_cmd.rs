@@ -3,14 +3,43 @@
 use anyhow::{Context, Result};
 use keel_core::Wad;
 use keel_core::error::ProductError;
-use keel_core::product::Product;
+use keel_core::product::{AnyProduct, PerpProduct, Product};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Read and parse a product file; the error names the file.
+/// Read and parse a lending product file; the error names the file.
 pub fn load(file: &Path) -> Result<Product> {
+    match load_any(file)? {
+        AnyProduct::Lending(p) => Ok(*p),
+        AnyProduct::Perp(_) => anyhow::bail!(
+            "{}: a perp product; this command runs lending products for now (perp venues are issue #4)",
+            file.display()
+        ),
+    }
+}
+
+/// Read and parse a product file of either shape; the error names the file.
+pub fn load_any(file: &Path) -> Result<AnyProduct> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read product file {}", file.display()))?;
-    Product::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), describe(&e)))
+    AnyProduct::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), describe(&e)))
+}
+
+fn perp_summary(p: &PerpProduct) -> String {
+    use keel_core::SignedWad;
+    let m = &p.methodology;
+    format!(
+        "ok: {} ({}) — {} on {} {} with {} collateral: target {}x in [{}x, {}x], ripcord at {}x",
+        p.token.symbol,
+        p.token.name,
+        p.kind,
+        p.venue,
+        p.base,
+        p.collateral,
+        SignedWad(m.target_leverage_ratio),
+        SignedWad(m.min_leverage_ratio),
+        SignedWad(m.max_leverage_ratio),
+        SignedWad(p.incentive.incentivized_leverage_ratio)
+    )
 }
 
 fn describe(e: &ProductError) -> String {
@@ -29,8 +58,12 @@ fn describe(e: &ProductError) -> String {
 /// `keel product check FILE`.
 pub fn check(file: &Path) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read product file {}", file.display()))?;
-    match Product::from_toml(&text) {
-        Ok(p) => {
+    match AnyProduct::from_toml(&text) {
+        Ok(AnyProduct::Perp(p)) => {
+            println!("{}", perp_summary(&p));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(AnyProduct::Lending(p)) => {
             let m = &p.methodology;
             println!(
                 "ok: {} ({}) — {} on {}/{}: target {}x in [{}x, {}x], ripcord at {}x, {} exchange(s)",
@@ -56,8 +89,10 @@ pub fn check(file: &Path) -> Result<ExitCode> {
 
 /// `keel product calldata FILE [--json]`.
 pub fn calldata(file: &Path, json: bool) -> Result<ExitCode> {
-    let p = load(file)?;
-    let calls = p.calldata();
+    let (symbol, name, calls) = match load_any(file)? {
+        AnyProduct::Lending(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
+        AnyProduct::Perp(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
+    };
     if json {
         let mut obj = serde_json::Map::new();
         for (name, args) in &calls {
@@ -68,7 +103,7 @@ pub fn calldata(file: &Path, json: bool) -> Result<ExitCode> {
         }
         println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(obj))?);
     } else {
-        println!("# {} ({}): reference setter arguments, struct field order", p.token.symbol, p.token.name);
+        println!("# {symbol} ({name}): reference setter arguments, struct field order");
         for (name, args) in &calls {
             let quoted: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
             println!("{name}\n  [{}]", quoted.join(","));

@@ -708,3 +708,243 @@ mod tests {
         assert!(price_e8(Wad::parse("1.123456789").unwrap()).is_err());
     }
 }
+
+/// A product on a perp venue (`[perp]` instead of `[collateral]`/`[borrow]`/`[lending]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerpProduct {
+    /// Token section.
+    pub token: TokenSpec,
+    /// Venue name (`perp-v2`).
+    pub venue: String,
+    /// Virtual base asset (e.g. `vETH`).
+    pub base: String,
+    /// Collateral asset (e.g. `USDC`).
+    pub collateral: String,
+    /// Initial margin ratio.
+    pub initial_margin_ratio: Wad,
+    /// Maintenance margin ratio.
+    pub maintenance_margin_ratio: Wad,
+    /// Liquidation penalty.
+    pub liquidation_penalty: Wad,
+    /// Starting base price for simulations (USD).
+    pub price: Wad,
+    /// Methodology kind (`fli`).
+    pub kind: String,
+    /// The exchange's name (e.g. `perp-v2`).
+    pub exchange_name: String,
+    /// The strategy's settings.
+    pub methodology: crate::strategy::fli::perp::PerpMethodology,
+    /// Execution settings.
+    pub execution: crate::strategy::fli::perp::PerpExecution,
+    /// Incentive settings.
+    pub incentive: crate::strategy::fli::perp::PerpIncentive,
+    /// Trade caps (base wad).
+    pub exchange: crate::strategy::fli::perp::PerpExchange,
+}
+
+fn signed_ratio(s: &str) -> Result<crate::math::I256, String> {
+    crate::math::SignedWad::parse(s).map(|w| w.0).map_err(|e| e.to_string())
+}
+
+impl PerpProduct {
+    /// Parse and validate a perp product file; every violated rule is reported at once.
+    pub fn from_toml(text: &str) -> Result<Self, ProductError> {
+        let root: Table = text.parse::<Table>().map_err(|e| ProductError::Syntax(e.to_string()))?;
+        for k in root.keys() {
+            if !["token", "perp", "methodology", "execution", "incentive", "exchanges"].contains(&k.as_str()) {
+                return Err(ProductError::Unknown(k.clone()));
+            }
+        }
+        let mut t = Section::new(&root, "token");
+        let mut p = Section::new(&root, "perp");
+        let mut m = Section::new(&root, "methodology");
+        let mut e = Section::new(&root, "execution");
+        let mut i = Section::new(&root, "incentive");
+        let token = TokenSpec {
+            name: t.req("name")?,
+            symbol: t.req("symbol")?,
+            supply_cap: t.conv("supply_cap", None, units(18))?,
+            mint_fee: Wad(t.conv("mint_fee", Some("0"), parse_fraction)?),
+            redeem_fee: Wad(t.conv("redeem_fee", Some("0"), parse_fraction)?),
+            streaming_fee: Wad(t.conv("streaming_fee", Some("0"), parse_fraction)?),
+            initial_collateral_per_token: t.conv("initial_collateral_per_token", Some("100"), units(18))?,
+            underlying: t.raw("underlying")?.unwrap_or_default(),
+        };
+        let venue = p.req("venue")?;
+        if venue != "perp-v2" {
+            return Err(ProductError::Field {
+                field: "perp.venue".into(),
+                reason: format!("'{venue}' is not supported for fli yet (supported: perp-v2)"),
+            });
+        }
+        let base = p.req("base")?;
+        let collateral = p.req("collateral")?;
+        let initial_margin_ratio = Wad(p.conv("initial_margin_ratio", Some("10%"), parse_fraction)?);
+        let maintenance_margin_ratio = Wad(p.conv("maintenance_margin_ratio", Some("6.25%"), parse_fraction)?);
+        let liquidation_penalty = Wad(p.conv("liquidation_penalty", Some("2.5%"), parse_fraction)?);
+        let price = Wad(p.conv("price", Some("2000"), ratio)?);
+        let kind = m.req("kind")?;
+        if kind != "fli" {
+            return Err(ProductError::Field {
+                field: "methodology.kind".into(),
+                reason: format!("'{kind}' is not supported on a perp product yet (supported: fli)"),
+            });
+        }
+        let methodology = crate::strategy::fli::perp::PerpMethodology {
+            target_leverage_ratio: m.conv("target_leverage_ratio", None, signed_ratio)?,
+            min_leverage_ratio: m.conv("min_leverage_ratio", None, signed_ratio)?,
+            max_leverage_ratio: m.conv("max_leverage_ratio", None, signed_ratio)?,
+            recentering_speed: m.conv("recentering_speed", None, parse_fraction)?,
+            rebalance_interval: m.conv("rebalance_interval", None, parse_duration)?,
+        };
+        let execution = crate::strategy::fli::perp::PerpExecution {
+            slippage_tolerance: e.conv("slippage_tolerance", None, parse_fraction)?,
+            twap_cooldown_period: e.conv("twap_cooldown_period", None, parse_duration)?,
+        };
+        let incentive = crate::strategy::fli::perp::PerpIncentive {
+            ether_reward: i.conv("ether_reward", None, units(18))?,
+            incentivized_leverage_ratio: i.conv("incentivized_leverage_ratio", None, signed_ratio)?,
+            incentivized_slippage_tolerance: i.conv("incentivized_slippage_tolerance", None, parse_fraction)?,
+            incentivized_twap_cooldown_period: i.conv("incentivized_twap_cooldown_period", None, parse_duration)?,
+        };
+        for s in [&t, &p, &m, &e, &i] {
+            if let Some(err) = s.unknown() {
+                return Err(err);
+            }
+        }
+        let ex_table = root
+            .get("exchanges")
+            .and_then(|v| v.as_table())
+            .ok_or_else(|| ProductError::Missing("exchanges (one [exchanges.NAME] section)".into()))?;
+        if ex_table.len() != 1 {
+            return Err(ProductError::Field {
+                field: "exchanges".into(),
+                reason: format!("a perp product has exactly one exchange, found {}", ex_table.len()),
+            });
+        }
+        let (exchange_name, v) = ex_table.iter().next().expect("one exchange");
+        let sub = v.as_table().ok_or_else(|| ProductError::Field {
+            field: format!("exchanges.{exchange_name}"),
+            reason: "expected a table".into(),
+        })?;
+        let mut wrapper = Table::new();
+        wrapper.insert(format!("exchanges.{exchange_name}"), Value::Table(sub.clone()));
+        let mut x = Section::new(&wrapper, &format!("exchanges.{exchange_name}"));
+        let exchange = crate::strategy::fli::perp::PerpExchange {
+            twap_max_trade_size: x.conv("twap_max_trade_size", None, units(18))?,
+            incentivized_twap_max_trade_size: x.conv("incentivized_twap_max_trade_size", None, units(18))?,
+        };
+        if let Some(err) = x.unknown() {
+            return Err(err);
+        }
+        let mut token = token;
+        if token.underlying.is_empty() {
+            token.underlying = base.trim_start_matches('v').to_string();
+        }
+        let prod = PerpProduct {
+            token,
+            venue,
+            base,
+            collateral,
+            initial_margin_ratio,
+            maintenance_margin_ratio,
+            liquidation_penalty,
+            price,
+            kind,
+            exchange_name: exchange_name.clone(),
+            methodology,
+            execution,
+            incentive,
+            exchange,
+        };
+        let mut v = crate::strategy::fli::perp::validate_perp(
+            &prod.methodology,
+            &prod.execution,
+            &prod.incentive,
+            &prod.exchange,
+        );
+        if prod.maintenance_margin_ratio > prod.initial_margin_ratio || prod.initial_margin_ratio.0 > WAD {
+            v.push(RuleViolation {
+                message: "Margin ratios must satisfy maintenance ≤ initial ≤ 100%",
+                detail: format!(
+                    "perp.maintenance_margin_ratio {} and perp.initial_margin_ratio {}",
+                    prod.maintenance_margin_ratio, prod.initial_margin_ratio
+                ),
+            });
+        }
+        if prod.token.supply_cap.is_zero() {
+            v.push(RuleViolation { message: "Supply cap must be > 0", detail: "token.supply_cap is 0".into() });
+        }
+        if !v.is_empty() {
+            return Err(ProductError::Rules(v));
+        }
+        Ok(prod)
+    }
+
+    /// The strategy this product starts with.
+    pub fn strategy(&self) -> Result<crate::strategy::fli::perp::PerpFli, crate::Error> {
+        Ok(crate::strategy::fli::perp::PerpFli::new(
+            self.methodology.clone(),
+            self.execution.clone(),
+            self.incentive.clone(),
+            self.exchange.clone(),
+        )?)
+    }
+
+    /// The PerpV2 extension's setter arguments, struct field order.
+    pub fn calldata(&self) -> Vec<(String, Vec<String>)> {
+        let m = &self.methodology;
+        let e = &self.execution;
+        let i = &self.incentive;
+        vec![
+            (
+                "setMethodologySettings".into(),
+                vec![
+                    m.target_leverage_ratio.to_string(),
+                    m.min_leverage_ratio.to_string(),
+                    m.max_leverage_ratio.to_string(),
+                    m.recentering_speed.to_string(),
+                    m.rebalance_interval.to_string(),
+                ],
+            ),
+            ("setExecutionSettings".into(), vec![e.slippage_tolerance.to_string(), e.twap_cooldown_period.to_string()]),
+            (
+                "setIncentiveSettings".into(),
+                vec![
+                    i.ether_reward.to_string(),
+                    i.incentivized_leverage_ratio.to_string(),
+                    i.incentivized_slippage_tolerance.to_string(),
+                    i.incentivized_twap_cooldown_period.to_string(),
+                ],
+            ),
+            (
+                "setExchangeSettings".into(),
+                vec![
+                    self.exchange.twap_max_trade_size.to_string(),
+                    self.exchange.incentivized_twap_max_trade_size.to_string(),
+                ],
+            ),
+        ]
+    }
+}
+
+/// A product file of either shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyProduct {
+    /// On a lending market.
+    Lending(Box<Product>),
+    /// On a perp venue.
+    Perp(Box<PerpProduct>),
+}
+
+impl AnyProduct {
+    /// Parse a product file: a `[perp]` section makes it a perp product.
+    pub fn from_toml(text: &str) -> Result<Self, ProductError> {
+        let root: Table = text.parse::<Table>().map_err(|e| ProductError::Syntax(e.to_string()))?;
+        if root.contains_key("perp") {
+            PerpProduct::from_toml(text).map(|p| AnyProduct::Perp(Box::new(p)))
+        } else {
+            Product::from_toml(text).map(|p| AnyProduct::Lending(Box::new(p)))
+        }
+    }
+}

@@ -16,7 +16,7 @@ mod signed;
 pub use alloy_primitives::{I256, U256};
 pub use decimal::{DecimalError, format_units, parse_units};
 pub use fixed::{Ray, Wad};
-pub use signed::SignedWad;
+pub use signed::{SignedWad, pdiv_i, pmul_i};
 
 use thiserror::Error;
 

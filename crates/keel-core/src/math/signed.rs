@@ -77,6 +77,16 @@ impl fmt::Debug for SignedWad {
     }
 }
 
+/// Set's signed `preciseMul`: `trunc(a·b / 1e18)`, toward zero.
+pub fn pmul_i(a: I256, b: I256) -> Result<I256, MathError> {
+    SignedWad(a).mul_trunc(SignedWad(b)).map(|x| x.0)
+}
+
+/// Set's signed `preciseDiv`: `trunc(a·1e18 / b)`, toward zero.
+pub fn pdiv_i(a: I256, b: I256) -> Result<I256, MathError> {
+    SignedWad(a).div_trunc(SignedWad(b)).map(|x| x.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

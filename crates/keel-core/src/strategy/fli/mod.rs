@@ -5,6 +5,7 @@
 //! Every formula is evaluated in the order `fli.md` writes it, each `pmul`/`pdiv` floored
 //! before the next step: one wei decides whether a TWAP ends.
 
+pub mod perp;
 pub mod settings;
 pub mod token;
 
