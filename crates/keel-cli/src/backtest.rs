@@ -10,26 +10,68 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `keel backtest`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The product TOML file.
+    #[arg(long, default_value = "products/eth2x-fli.toml")]
     pub product: PathBuf,
+    /// Historical OHLC bars (CSV: timestamp, open, high, low, close[, volume]); blocks between
+    /// closes follow a seeded Brownian bridge through each bar's open, high, low and close.
+    #[arg(long, conflicts_with = "scenario")]
     pub prices: Option<PathBuf>,
+    /// A built-in market: default, calm, bull, bear, zigzag, crash.
+    #[arg(long)]
     pub scenario: Option<String>,
+    /// Seed of every random stream (path, holders, keepers).
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Start of the --prices window (unix seconds or ISO-8601).
+    #[arg(long)]
     pub from: Option<String>,
+    /// End of the --prices window, exclusive.
+    #[arg(long)]
     pub to: Option<String>,
+    /// Seconds per block (30s, 1m, 1h, ...); default: the chain's (12 s on ethereum).
+    #[arg(long)]
     pub block_time: Option<String>,
+    /// Chain profile: ethereum (12 s blocks) or optimism (2 s, cheap gas).
+    #[arg(long, default_value = "ethereum")]
     pub chain: String,
+    /// `none` turns off pool fees, price impact, gas and interest: trades fill at the oracle.
+    #[arg(long, default_value = "all")]
     pub costs: String,
+    /// Output directory.
+    #[arg(long, default_value = "keel-out")]
     pub out: PathBuf,
+    /// Bridge missing bars in --prices with a warning instead of refusing the file.
+    #[arg(long)]
     pub allow_gaps: bool,
+    /// Time between rows of timeseries.csv (at least one block).
+    #[arg(long, default_value = "1h")]
     pub sample: String,
+    /// USD issued at the start [default: half of the supply cap at the starting NAV].
+    #[arg(long)]
     pub tvl: Option<f64>,
+    /// Holders' mints per day (Poisson arrivals).
+    #[arg(long, default_value_t = 2.0)]
     pub mints_per_day: f64,
+    /// Holders' redeems per day (Poisson arrivals).
+    #[arg(long, default_value_t = 2.0)]
     pub redeems_per_day: f64,
+    /// Mean size of a mint or redeem in USD (exponentially distributed).
+    #[arg(long, default_value_t = 20_000.0)]
     pub flow_size: f64,
+    /// Blocks between the keeper's polls of shouldRebalance.
+    #[arg(long, default_value_t = 1)]
     pub keeper_poll: u64,
+    /// Seconds between a keeper's decision and its transaction (whole blocks, rounded down).
+    #[arg(long, default_value = "12s")]
     pub keeper_latency: String,
+    /// Public bots racing for the ripcord reward.
+    #[arg(long, default_value_t = 2)]
     pub ripcord_bots: u32,
+    /// No progress bar.
+    #[arg(long)]
     pub quiet: bool,
 }
 

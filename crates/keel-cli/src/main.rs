@@ -19,7 +19,6 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 enum Command {
     /// Validate and inspect product files.
     Product {
@@ -28,69 +27,7 @@ enum Command {
     },
     /// Run a product through a market block by block and report what happened. With no
     /// arguments: products/eth2x-fli.toml on the `default` scenario into ./keel-out/.
-    Backtest {
-        /// The product TOML file.
-        #[arg(long, default_value = "products/eth2x-fli.toml")]
-        product: PathBuf,
-        /// Historical OHLC bars (CSV: timestamp, open, high, low, close[, volume]); blocks between
-        /// closes follow a seeded Brownian bridge through each bar's open, high, low and close.
-        #[arg(long, conflicts_with = "scenario")]
-        prices: Option<PathBuf>,
-        /// A built-in market: default, calm, bull, bear, zigzag, crash.
-        #[arg(long)]
-        scenario: Option<String>,
-        /// Seed of every random stream (path, holders, keepers).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Start of the --prices window (unix seconds or ISO-8601).
-        #[arg(long)]
-        from: Option<String>,
-        /// End of the --prices window, exclusive.
-        #[arg(long)]
-        to: Option<String>,
-        /// Seconds per block (30s, 1m, 1h, ...); default: the chain's (12 s on ethereum).
-        #[arg(long)]
-        block_time: Option<String>,
-        /// Chain profile: ethereum (12 s blocks) or optimism (2 s, cheap gas).
-        #[arg(long, default_value = "ethereum")]
-        chain: String,
-        /// `none` turns off pool fees, price impact, gas and interest: trades fill at the oracle.
-        #[arg(long, default_value = "all")]
-        costs: String,
-        /// Output directory.
-        #[arg(long, default_value = "keel-out")]
-        out: PathBuf,
-        /// Bridge missing bars in --prices with a warning instead of refusing the file.
-        #[arg(long)]
-        allow_gaps: bool,
-        /// Time between rows of timeseries.csv (at least one block).
-        #[arg(long, default_value = "1h")]
-        sample: String,
-        /// USD issued at the start [default: half of the supply cap at the starting NAV].
-        #[arg(long)]
-        tvl: Option<f64>,
-        /// Holders' mints per day (Poisson arrivals).
-        #[arg(long, default_value_t = 2.0)]
-        mints_per_day: f64,
-        /// Holders' redeems per day (Poisson arrivals).
-        #[arg(long, default_value_t = 2.0)]
-        redeems_per_day: f64,
-        /// Mean size of a mint or redeem in USD (exponentially distributed).
-        #[arg(long, default_value_t = 20_000.0)]
-        flow_size: f64,
-        /// Blocks between the keeper's polls of shouldRebalance.
-        #[arg(long, default_value_t = 1)]
-        keeper_poll: u64,
-        /// Seconds between a keeper's decision and its transaction (whole blocks, rounded down).
-        #[arg(long, default_value = "12s")]
-        keeper_latency: String,
-        /// Public bots racing for the ripcord reward.
-        #[arg(long, default_value_t = 2)]
-        ripcord_bots: u32,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Backtest(Box<backtest::Args>),
     /// Evaluate a methodology on a position snapshot.
     Strategy {
         #[command(subcommand)]
@@ -159,49 +96,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Product { command: ProductCommand::Check { file } } => product_cmd::check(&file),
         Command::Product { command: ProductCommand::Calldata { file, json } } => product_cmd::calldata(&file, json),
-        Command::Backtest {
-            product,
-            prices,
-            scenario,
-            seed,
-            from,
-            to,
-            block_time,
-            chain,
-            costs,
-            out,
-            allow_gaps,
-            sample,
-            tvl,
-            mints_per_day,
-            redeems_per_day,
-            flow_size,
-            keeper_poll,
-            keeper_latency,
-            ripcord_bots,
-            quiet,
-        } => backtest::run(backtest::Args {
-            product,
-            prices,
-            scenario,
-            seed,
-            from,
-            to,
-            block_time,
-            chain,
-            costs,
-            out,
-            allow_gaps,
-            sample,
-            tvl,
-            mints_per_day,
-            redeems_per_day,
-            flow_size,
-            keeper_poll,
-            keeper_latency,
-            ripcord_bots,
-            quiet,
-        }),
+        Command::Backtest(args) => backtest::run(*args),
         Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
             eval::run(&product, &state, min.as_deref(), max.as_deref(), json)
         }

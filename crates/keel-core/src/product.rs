@@ -206,6 +206,17 @@ impl<'a> Section<'a> {
     }
 }
 
+/// `[exchanges.NAME]` as a one-entry table keyed by its full path, so a [`Section`] over it
+/// names fields `exchanges.NAME.key`.
+fn exchange_table(name: &str, v: &Value) -> Result<(String, Table), ProductError> {
+    let path = format!("exchanges.{name}");
+    let sub =
+        v.as_table().ok_or_else(|| ProductError::Field { field: path.clone(), reason: "expected a table".into() })?;
+    let mut wrapper = Table::new();
+    wrapper.insert(path.clone(), Value::Table(sub.clone()));
+    Ok((path, wrapper))
+}
+
 fn ratio(s: &str) -> Result<U256, String> {
     parse_units(s, 18).map_err(|e| e.to_string())
 }
@@ -324,13 +335,8 @@ impl Product {
             .and_then(|v| v.as_table())
             .ok_or_else(|| ProductError::Missing("exchanges (at least one [exchanges.NAME] section)".into()))?;
         for (name, v) in ex_table {
-            let sub = v.as_table().ok_or_else(|| ProductError::Field {
-                field: format!("exchanges.{name}"),
-                reason: "expected a table".into(),
-            })?;
-            let mut wrapper = Table::new();
-            wrapper.insert(format!("exchanges.{name}"), Value::Table(sub.clone()));
-            let mut x = Section::new(&wrapper, &format!("exchanges.{name}"));
+            let (path, wrapper) = exchange_table(name, v)?;
+            let mut x = Section::new(&wrapper, &path);
             let spec = ExchangeSpec {
                 settings: ExchangeSettings {
                     twap_max_trade_size: x.conv("twap_max_trade_size", None, units(collateral.decimals))?,
@@ -823,13 +829,8 @@ impl PerpProduct {
             });
         }
         let (exchange_name, v) = ex_table.iter().next().expect("one exchange");
-        let sub = v.as_table().ok_or_else(|| ProductError::Field {
-            field: format!("exchanges.{exchange_name}"),
-            reason: "expected a table".into(),
-        })?;
-        let mut wrapper = Table::new();
-        wrapper.insert(format!("exchanges.{exchange_name}"), Value::Table(sub.clone()));
-        let mut x = Section::new(&wrapper, &format!("exchanges.{exchange_name}"));
+        let (path, wrapper) = exchange_table(exchange_name, v)?;
+        let mut x = Section::new(&wrapper, &path);
         let exchange = crate::strategy::fli::perp::PerpExchange {
             twap_max_trade_size: x.conv("twap_max_trade_size", None, units(18))?,
             incentivized_twap_max_trade_size: x.conv("incentivized_twap_max_trade_size", None, units(18))?,

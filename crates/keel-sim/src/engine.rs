@@ -555,16 +555,10 @@ impl Simulation {
                 kind: Cow::Borrowed("liquidation"),
                 actor: Cow::Borrowed("liquidator"),
                 leverage_before: self.lr_estimate(),
-                target: 0.0,
                 chunk: to_f64(out.collateral_to_liquidator + out.protocol_fee, cd),
-                total: 0.0,
                 sold_usd: to_f64(out.collateral_to_liquidator + out.protocol_fee, cd) * self.collateral_usd(),
                 bought_usd: to_f64(out.debt_repaid, bd) * self.borrow_usd(),
-                pool_fee_usd: 0.0,
-                impact_usd: 0.0,
-                gas_usd: 0.0,
-                reward_eth: 0.0,
-                error: String::new(),
+                ..EventRow::default()
             };
             sink.event(&ev);
             self.refresh_after_op();
@@ -572,80 +566,72 @@ impl Simulation {
     }
 
     fn holders(&mut self, now: u64, block: u64, sink: &mut dyn Sink) {
-        let day = 86_400.0;
         let nav = self.nav_estimate();
         while self.next_mint <= now as f64 {
-            let size = -(1.0 - self.rng.random::<f64>()).ln() * self.cfg.holders.mean_size_usd;
-            self.next_mint += exp_sample(&mut self.rng, self.cfg.holders.mints_per_day / day);
-            if nav <= 0.0 {
-                continue;
-            }
-            let q = U256::from((size / nav * 1e6) as u128) * pow10(12);
-            self.refresh();
-            let (kind, err) = match self.token.issue(HOLDERS, q, now) {
-                Ok(_) => {
-                    self.counts.mints += 1;
-                    ("mint", String::new())
-                }
-                Err(e) => ("mint_failed", e.to_string()),
-            };
-            self.refresh_after_op();
-            sink.event(&EventRow {
-                time: now,
-                block,
-                kind: Cow::Borrowed(kind),
-                actor: Cow::Borrowed("holders"),
-                leverage_before: self.lr_estimate(),
-                target: 0.0,
-                chunk: to_f64(q, 18),
-                total: 0.0,
-                sold_usd: size,
-                bought_usd: 0.0,
-                pool_fee_usd: 0.0,
-                impact_usd: 0.0,
-                gas_usd: 0.0,
-                reward_eth: 0.0,
-                error: err,
-            });
+            let size = self.draw_flow(true);
+            self.holder_op(true, size, nav, now, block, sink);
         }
         while self.next_redeem <= now as f64 {
-            let size = -(1.0 - self.rng.random::<f64>()).ln() * self.cfg.holders.mean_size_usd;
-            self.next_redeem += exp_sample(&mut self.rng, self.cfg.holders.redeems_per_day / day);
-            if nav <= 0.0 {
-                continue;
-            }
-            let want = U256::from((size / nav * 1e6) as u128) * pow10(12);
-            let q = want.min(self.token.ledger.balance_of(HOLDERS) / U256::from(2u64));
-            if q.is_zero() {
-                continue;
-            }
-            self.refresh();
-            let (kind, err) = match self.token.redeem(HOLDERS, q, now) {
-                Ok(_) => {
-                    self.counts.redeems += 1;
-                    ("redeem", String::new())
-                }
-                Err(e) => ("redeem_failed", e.to_string()),
-            };
-            self.refresh_after_op();
-            sink.event(&EventRow {
-                time: now,
-                block,
-                kind: Cow::Borrowed(kind),
-                actor: Cow::Borrowed("holders"),
-                leverage_before: self.lr_estimate(),
-                target: 0.0,
-                chunk: to_f64(q, 18),
-                total: 0.0,
-                sold_usd: 0.0,
-                bought_usd: size,
-                pool_fee_usd: 0.0,
-                impact_usd: 0.0,
-                gas_usd: 0.0,
-                reward_eth: 0.0,
-                error: err,
-            });
+            let size = self.draw_flow(false);
+            self.holder_op(false, size, nav, now, block, sink);
         }
+    }
+
+    /// The size (USD) of the next mint or redeem, and schedule the one after it.
+    fn draw_flow(&mut self, mint: bool) -> f64 {
+        let size = -(1.0 - self.rng.random::<f64>()).ln() * self.cfg.holders.mean_size_usd;
+        let h = &self.cfg.holders;
+        let rate = if mint { h.mints_per_day } else { h.redeems_per_day } / 86_400.0;
+        let gap = exp_sample(&mut self.rng, rate);
+        if mint {
+            self.next_mint += gap;
+        } else {
+            self.next_redeem += gap;
+        }
+        size
+    }
+
+    /// One holder mint or redeem of `size` USD at NAV (a redeem takes at most half the holders'
+    /// balance); the outcome goes to the sink either way.
+    fn holder_op(&mut self, mint: bool, size: f64, nav: f64, now: u64, block: u64, sink: &mut dyn Sink) {
+        if nav <= 0.0 {
+            return;
+        }
+        let want = U256::from((size / nav * 1e6) as u128) * pow10(12);
+        let q = if mint { want } else { want.min(self.token.ledger.balance_of(HOLDERS) / U256::from(2u64)) };
+        if q.is_zero() {
+            return;
+        }
+        self.refresh();
+        let result = if mint {
+            self.token.issue(HOLDERS, q, now).map(|_| ())
+        } else {
+            self.token.redeem(HOLDERS, q, now).map(|_| ())
+        };
+        let (kind, error) = match result {
+            Ok(()) => {
+                if mint {
+                    self.counts.mints += 1;
+                } else {
+                    self.counts.redeems += 1;
+                }
+                (if mint { "mint" } else { "redeem" }, String::new())
+            }
+            Err(e) => (if mint { "mint_failed" } else { "redeem_failed" }, e.to_string()),
+        };
+        self.refresh_after_op();
+        sink.event(&EventRow {
+            time: now,
+            block,
+            kind: Cow::Borrowed(kind),
+            actor: Cow::Borrowed("holders"),
+            leverage_before: self.lr_estimate(),
+            chunk: to_f64(q, 18),
+            sold_usd: if mint { size } else { 0.0 },
+            bought_usd: if mint { 0.0 } else { size },
+            error,
+            ..EventRow::default()
+        });
     }
 
     /// Whether `shouldRebalance` could say anything but NONE: a cheap screen before the exact
@@ -778,16 +764,9 @@ impl Simulation {
                     kind: Cow::Borrowed(Self::failed_kind_of(action)),
                     actor: actor.clone(),
                     leverage_before: self.lr_estimate(),
-                    target: 0.0,
-                    chunk: 0.0,
-                    total: 0.0,
-                    sold_usd: 0.0,
-                    bought_usd: 0.0,
-                    pool_fee_usd: 0.0,
-                    impact_usd: 0.0,
                     gas_usd: gas,
-                    reward_eth: 0.0,
                     error: e.to_string(),
+                    ..EventRow::default()
                 });
                 false
             }
@@ -899,16 +878,7 @@ impl Simulation {
                     kind: Cow::Borrowed("twap_aborted"),
                     actor: Cow::Borrowed("operator"),
                     leverage_before: self.lr_estimate(),
-                    target: 0.0,
-                    chunk: 0.0,
-                    total: 0.0,
-                    sold_usd: 0.0,
-                    bought_usd: 0.0,
-                    pool_fee_usd: 0.0,
-                    impact_usd: 0.0,
-                    gas_usd: 0.0,
-                    reward_eth: 0.0,
-                    error: String::new(),
+                    ..EventRow::default()
                 });
             }
             return;

@@ -37,7 +37,7 @@ pub struct SeriesRow {
 }
 
 /// One event: a keeper call (successful or failed), a liquidation, a mint or a redeem.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EventRow {
     /// Unix seconds.
     pub time: u64,

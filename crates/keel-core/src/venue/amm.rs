@@ -432,22 +432,9 @@ impl Pool {
         while sqrt_price != target {
             steps += 1;
             let start = sqrt_price;
-            let (mut tick_next, initialized) = self.next_initialized_tick_within_one_word(tick, zero_for_one);
-            tick_next = tick_next.clamp(MIN_TICK_I32, MAX_TICK_I32);
-            let sqrt_next = get_sqrt_ratio_at_tick(i24(tick_next)?).map_err(tick_err)?;
-            sqrt_price = if zero_for_one { sqrt_next.max(target) } else { sqrt_next.min(target) };
-            if sqrt_price == sqrt_next {
-                if initialized {
-                    let mut net = self.liquidity_net_at(tick_next);
-                    if zero_for_one {
-                        net = -net;
-                    }
-                    liquidity = add_delta(liquidity, net).map_err(tick_err)?;
-                }
-                tick = if zero_for_one { tick_next - 1 } else { tick_next };
-            } else if sqrt_price != start {
-                tick = get_tick_at_sqrt_ratio(sqrt_price).map_err(tick_err)?.as_i32();
-            }
+            let boundary = self.next_boundary(tick, zero_for_one)?;
+            sqrt_price = if zero_for_one { boundary.2.max(target) } else { boundary.2.min(target) };
+            self.end_step(zero_for_one, start, sqrt_price, boundary, &mut tick, &mut liquidity)?;
         }
         self.sqrt_price_x96 = sqrt_price;
         self.tick = tick;
@@ -492,6 +479,41 @@ impl Pool {
         }
     }
 
+    /// The next boundary a swap step runs to: `(tick_next, initialized, sqrt price there)`.
+    fn next_boundary(&self, tick: i32, zero_for_one: bool) -> Result<(i32, bool, U160), AmmError> {
+        let (tick_next, initialized) = self.next_initialized_tick_within_one_word(tick, zero_for_one);
+        let tick_next = tick_next.clamp(MIN_TICK_I32, MAX_TICK_I32);
+        Ok((tick_next, initialized, get_sqrt_ratio_at_tick(i24(tick_next)?).map_err(tick_err)?))
+    }
+
+    /// After a step from `start` ended at `sqrt_price`: cross the boundary if reached (adding its
+    /// liquidity net), else recompute the tick if the price moved.
+    #[allow(clippy::too_many_arguments)]
+    fn end_step(
+        &self,
+        zero_for_one: bool,
+        start: U160,
+        sqrt_price: U160,
+        boundary: (i32, bool, U160),
+        tick: &mut i32,
+        liquidity: &mut u128,
+    ) -> Result<(), AmmError> {
+        let (tick_next, initialized, sqrt_next) = boundary;
+        if sqrt_price == sqrt_next {
+            if initialized {
+                let mut net = self.liquidity_net_at(tick_next);
+                if zero_for_one {
+                    net = -net;
+                }
+                *liquidity = add_delta(*liquidity, net).map_err(tick_err)?;
+            }
+            *tick = if zero_for_one { tick_next - 1 } else { tick_next };
+        } else if sqrt_price != start {
+            *tick = get_tick_at_sqrt_ratio(sqrt_price).map_err(tick_err)?.as_i32();
+        }
+        Ok(())
+    }
+
     fn liquidity_net_at(&self, index: i32) -> i128 {
         match self.ticks.binary_search_by_key(&index, |t| t.index) {
             Ok(i) => self.ticks[i].liquidity_net,
@@ -522,9 +544,8 @@ impl Pool {
         while remaining != I256::ZERO && sqrt_price != limit {
             steps += 1;
             let start = sqrt_price;
-            let (mut tick_next, initialized) = self.next_initialized_tick_within_one_word(tick, zero_for_one);
-            tick_next = tick_next.clamp(MIN_TICK_I32, MAX_TICK_I32);
-            let sqrt_next = get_sqrt_ratio_at_tick(i24(tick_next)?).map_err(tick_err)?;
+            let boundary = self.next_boundary(tick, zero_for_one)?;
+            let sqrt_next = boundary.2;
             let target = if zero_for_one { sqrt_next.max(limit) } else { sqrt_next.min(limit) };
             let (new_sqrt, amount_in, amount_out, fee_amount) =
                 compute_swap_step(sqrt_price, target, liquidity, remaining, fee).map_err(tick_err)?;
@@ -537,18 +558,7 @@ impl Pool {
                 remaining = I256::from_raw(remaining.into_raw() + amount_out);
                 calculated = I256::from_raw(calculated.into_raw() + amount_in + fee_amount);
             }
-            if sqrt_price == sqrt_next {
-                if initialized {
-                    let mut net = self.liquidity_net_at(tick_next);
-                    if zero_for_one {
-                        net = -net;
-                    }
-                    liquidity = add_delta(liquidity, net).map_err(tick_err)?;
-                }
-                tick = if zero_for_one { tick_next - 1 } else { tick_next };
-            } else if sqrt_price != start {
-                tick = get_tick_at_sqrt_ratio(sqrt_price).map_err(tick_err)?.as_i32();
-            }
+            self.end_step(zero_for_one, start, sqrt_price, boundary, &mut tick, &mut liquidity)?;
         }
         let (amount_in, amount_out) = if exact_input {
             (amount_specified.into_raw() - remaining.into_raw(), calculated.unsigned_abs())
