@@ -31,7 +31,8 @@ fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a Value> {
 fn integer(v: &Value, name: &str) -> Result<U256> {
     let s = match v {
         Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_u64() => n.to_string(),
+        // Exact digits: serde_json keeps big numbers as written (arbitrary_precision).
+        Value::Number(n) => n.to_string(),
         _ => bail!("state file: field `{name}` must be a non-negative whole number as a decimal string, got {v}"),
     };
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -143,7 +144,7 @@ fn to_json(e: &Evaluation) -> Value {
 fn signed(v: &Value, name: &str) -> Result<I256> {
     let s = match v {
         Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        Value::Number(n) => n.to_string(),
         _ => bail!("state file: field `{name}` must be a whole number (1e18 units) as a decimal string, got {v}"),
     };
     let body = s.strip_prefix('-').unwrap_or(&s);

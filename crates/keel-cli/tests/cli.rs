@@ -310,3 +310,17 @@ fn perp_products_check_and_calldata() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("perp product"), "{}", text(&o).1);
 }
+
+#[test]
+fn big_json_numbers_are_exact() {
+    // Balances as bare JSON numbers beyond 2^64 keep every digit; fractions are refused.
+    let s = state("2000000000000000000", "1000000000", "800", "0", 1_700_000_061, 1_700_000_000)
+        .replace("\"collateral_balance\": \"2000000000000000000\"", "\"collateral_balance\": 2000000000000000000")
+        .replace("\"total_supply\": \"1000000000000000000\"", "\"total_supply\": 1000000000000000000");
+    assert_eq!(eval_json(&s, &[])["leverage_ratio"], "2666666666666666666");
+    let big = s.replace("\"borrow_balance\": \"1000000000\"", "\"borrow_balance\": 1000000000.5");
+    let p = tmp("fraction.json", &big);
+    let o = keel(&["strategy", "eval", "--product", FIXTURE, "--state", p.to_str().unwrap(), "--json"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("field `borrow_balance`"), "{}", text(&o).1);
+}
