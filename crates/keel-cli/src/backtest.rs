@@ -170,7 +170,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let pb = indicatif::ProgressBar::new(source.len_hint().unwrap_or(0));
         pb.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} {bar:40} {percent}% {human_pos}/{human_len} blocks, {per_sec}, ETA {eta}",
+                "{spinner} {bar:40} {percent}% {human_pos}/{human_len} blocks, ETA {eta}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
