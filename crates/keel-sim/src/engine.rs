@@ -90,6 +90,10 @@ impl Default for SimConfig {
 pub struct RunResult {
     /// The summary.
     pub summary: Summary,
+    /// Daily log returns of NAV per token (for value-at-risk across paths).
+    pub daily_nav_returns: Vec<f64>,
+    /// Worst peak-to-trough fall of NAV per token, sampled daily.
+    pub max_drawdown: f64,
 }
 
 /// Cached balances in whole units, refreshed around every operation and at samples.
@@ -113,7 +117,9 @@ struct Arb {
     pending: Option<f64>,
 }
 
-/// A run in progress.
+/// A run in progress. Cloning one after construction (the warm-up engage done) and
+/// [`Simulation::reseed`]ing the copy is how a sweep runs many paths from one start.
+#[derive(Clone)]
 pub struct Simulation {
     /// The token on its venues.
     pub token: FliToken,
@@ -137,6 +143,10 @@ pub struct Simulation {
     arb: Vec<Arb>,
     /// The band and the ripcord level as f64 (for the per-block screens), refreshed daily.
     levels: (f64, f64, f64),
+    /// An episode above the band: (start time, peak leverage).
+    delever_episode: Option<(u64, f64)>,
+    /// Per episode: leverage points removed per minute, from the peak back to the band.
+    delever_speeds: Vec<f64>,
     next_mint: f64,
     next_redeem: f64,
     vol_ewma: f64,
@@ -219,6 +229,8 @@ impl Simulation {
             pool_center: start_price,
             arb: Vec::new(),
             levels: (0.0, 0.0, 0.0),
+            delever_episode: None,
+            delever_speeds: Vec::new(),
             next_mint,
             next_redeem,
             vol_ewma: 0.0,
@@ -291,6 +303,15 @@ impl Simulation {
         sim.nav_prev = sim.nav0;
         sim.ideal = sim.nav0;
         Ok(sim)
+    }
+
+    /// Give this run its own random streams (holders, keepers, bots), as a sweep does per path.
+    pub fn reseed(&mut self, seed: u64) {
+        self.cfg.seed = seed;
+        self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6167_656e_7473);
+        let start = self.clock.now as f64;
+        self.next_mint = start + exp_sample(&mut self.rng, self.cfg.holders.mints_per_day / 86_400.0);
+        self.next_redeem = start + exp_sample(&mut self.rng, self.cfg.holders.redeems_per_day / 86_400.0);
     }
 
     /// Record warnings passed over by the source (shown in the summary).
@@ -976,6 +997,15 @@ impl Simulation {
         }
         let nav = self.nav_estimate();
         let lr = self.lr_estimate();
+        // Delever speed: from the first block above the band, through the peak, until the
+        // ratio is back inside; leverage points removed per minute.
+        if lr_now > self.levels.1 {
+            let e = self.delever_episode.get_or_insert((now, lr_now));
+            e.1 = e.1.max(lr_now);
+        } else if let Some((t0, peak)) = self.delever_episode.take() {
+            let minutes = (now.saturating_sub(t0) as f64 / 60.0).max(self.clock.block_time as f64 / 60.0);
+            self.delever_speeds.push((peak - lr.min(peak)) / minutes);
+        }
         if self.engaged {
             self.counted_blocks += 1;
             if lr > self.levels.1 || lr < self.levels.0 {
@@ -1081,8 +1111,23 @@ impl Simulation {
                 self.outside as f64 / self.counted_blocks as f64
             },
             worst_block_nav_change: self.worst_drop,
+            delever_speed: if self.delever_speeds.is_empty() {
+                0.0
+            } else {
+                self.delever_speeds.iter().sum::<f64>() / self.delever_speeds.len() as f64
+            },
             warnings: self.warnings.clone(),
         };
-        Ok(RunResult { summary })
+        let daily_nav_returns: Vec<f64> =
+            self.daily.windows(2).filter(|w| w[0].0 > 0.0 && w[1].0 > 0.0).map(|w| (w[1].0 / w[0].0).ln()).collect();
+        let mut peak = f64::MIN;
+        let mut max_drawdown: f64 = 0.0;
+        for (nav, _) in &self.daily {
+            peak = peak.max(*nav);
+            if peak > 0.0 {
+                max_drawdown = max_drawdown.max(1.0 - nav / peak);
+            }
+        }
+        Ok(RunResult { summary, daily_nav_returns, max_drawdown })
     }
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod engine;
 pub mod metrics;
 pub mod prices;
+pub mod sweep;
 
 pub use engine::{Costs, RunResult, SimConfig, Simulation};
 pub use metrics::{EventRow, SeriesRow, Sink, Summary};

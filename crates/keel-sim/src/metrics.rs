@@ -181,6 +181,8 @@ pub struct Summary {
     pub time_outside_band: f64,
     /// Worst single-block change of NAV per token.
     pub worst_block_nav_change: f64,
+    /// Mean over episodes above the band of leverage points removed per minute (0 if none).
+    pub delever_speed: f64,
     /// Problems the run passed over (CSV gaps allowed, ...).
     pub warnings: Vec<String>,
 }

@@ -1,0 +1,449 @@
+//! Parameter sweeps and Monte Carlo: every grid point runs the same N paths (common random
+//! numbers), paths in parallel, each path's seed derived from (seed, path index) and never from
+//! the thread, results aggregated in path order — so the same command gives the same bytes with
+//! one thread or many. Only per-path scalars are kept, never series: memory is flat in N.
+
+use crate::engine::{SimConfig, Simulation};
+use crate::metrics::{CostBreakdown, NullSink};
+use crate::prices::{GeneratedPath, Model, PriceSource, Shock, scenario};
+use keel_core::product::Product;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Where each path's prices come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Market {
+    /// A return model over the horizon, with optional shocks, from `p0`.
+    Model {
+        /// The model.
+        model: Model,
+        /// Deterministic moves laid over it.
+        shocks: Vec<Shock>,
+    },
+    /// A named scenario (its own length).
+    Scenario(String),
+}
+
+/// One sweep's inputs.
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    /// The product file's text (grid values are written into it per point).
+    pub product_toml: String,
+    /// Grid axes: TOML path and the values it takes.
+    pub grid: Vec<(String, Vec<String>)>,
+    /// Paths per grid point.
+    pub paths: usize,
+    /// The market.
+    pub market: Market,
+    /// Horizon in seconds (model markets).
+    pub horizon: u64,
+    /// Seconds per block.
+    pub block_time: u64,
+    /// Master seed.
+    pub seed: u64,
+    /// Simulation settings (costs, keepers, holders).
+    pub sim: SimConfig,
+    /// Starting price of the underlying.
+    pub p0: f64,
+}
+
+/// Mean, median and the 5% and 95% quantiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Dist {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub median: f64,
+    /// 5th percentile.
+    pub p5: f64,
+    /// 95th percentile.
+    pub p95: f64,
+}
+
+/// Aggregates over one grid point's paths.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PointStats {
+    /// Final NAV relative to the ideal token's, minus 1.
+    pub nav_vs_ideal: Dist,
+    /// Mean annualised tracking error.
+    pub tracking_error: f64,
+    /// Share of paths with at least one ripcord.
+    pub p_ripcord: f64,
+    /// Share of paths with at least one liquidation.
+    pub p_liquidation: f64,
+    /// Mean rebalance count (rebalances + iterations + ripcords).
+    pub mean_rebalances: f64,
+    /// Mean costs by kind, USD.
+    pub mean_costs: CostBreakdown,
+    /// Mean of all costs, USD.
+    pub mean_total_cost: f64,
+    /// Worst peak-to-trough NAV fall over all paths.
+    pub worst_drawdown: f64,
+    /// Mean share of time outside [min, max].
+    pub time_outside_band: f64,
+    /// One-day 99% value-at-risk of NAV (a loss, as a positive fraction), pooled over paths.
+    pub var_1d_99: f64,
+    /// One-day 99% expected shortfall of NAV.
+    pub es_1d_99: f64,
+    /// Mean delever speed, leverage points per minute, over paths that delevered.
+    pub delever_speed: f64,
+}
+
+/// One grid point's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointResult {
+    /// The settings of this point, as written.
+    pub settings: Vec<(String, String)>,
+    /// The rule the settings break, if any (the point is then skipped).
+    pub invalid: Option<String>,
+    /// Aggregates (absent for invalid points).
+    pub stats: Option<PointStats>,
+}
+
+/// The seed of path `i`: a splitmix64 mix of (seed, i), independent of threads.
+pub fn path_seed(seed: u64, i: u64) -> u64 {
+    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x6A09_E667_F3BC_C909);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Expand `2.2,2.3` or `2.2..2.5 step 0.05` (decimal steps computed exactly; `%` kept).
+pub fn parse_values(spec: &str) -> Result<Vec<String>, String> {
+    let s = spec.trim();
+    if let Some((range, step)) = s.split_once(" step ") {
+        let (a, b) = range.split_once("..").ok_or_else(|| format!("'{spec}': a range reads START..END step STEP"))?;
+        let pct = a.trim().ends_with('%');
+        let num = |x: &str| -> Result<keel_core::math::U256, String> {
+            keel_core::math::parse_units(x.trim().trim_end_matches('%'), 18).map_err(|e| format!("'{spec}': {e}"))
+        };
+        let (lo, hi, st) = (num(a)?, num(b)?, num(step)?);
+        if st.is_zero() || hi < lo {
+            return Err(format!("'{spec}': the step must be positive and END at least START"));
+        }
+        let mut out = Vec::new();
+        let mut v = lo;
+        while v <= hi {
+            let t = keel_core::math::format_units(v, 18);
+            out.push(if pct { format!("{t}%") } else { t });
+            v += st;
+            if out.len() > 10_000 {
+                return Err(format!("'{spec}': more than 10000 values"));
+            }
+        }
+        return Ok(out);
+    }
+    let out: Vec<String> = s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+    if out.is_empty() {
+        return Err(format!("'{spec}': no values"));
+    }
+    Ok(out)
+}
+
+/// Write `value` at the dotted `key` of a product TOML text.
+pub fn with_setting(text: &str, key: &str, value: &str) -> Result<String, String> {
+    let mut root: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, path) = parts.split_last().ok_or("empty key")?;
+    let mut t = &mut root;
+    for p in path {
+        t = t
+            .get_mut(*p)
+            .and_then(|v| v.as_table_mut())
+            .ok_or_else(|| format!("grid key `{key}`: the product has no section `{p}`"))?;
+    }
+    t.insert(last.to_string(), toml::Value::String(value.to_string()));
+    Ok(root.to_string())
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn dist(mut v: Vec<f64>) -> Dist {
+    v.retain(|x| x.is_finite());
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mean = if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+    Dist { mean, median: quantile(&v, 0.5), p5: quantile(&v, 0.05), p95: quantile(&v, 0.95) }
+}
+
+/// Per-path scalars.
+#[derive(Debug, Clone, Default)]
+struct PathOutcome {
+    nav_vs_ideal: f64,
+    tracking_error: f64,
+    ripcord: bool,
+    liquidated: bool,
+    rebalances: f64,
+    costs: CostBreakdown,
+    drawdown: f64,
+    outside: f64,
+    delever_speed: Option<f64>,
+    /// Daily returns, bucketed into the VaR histogram by the aggregator.
+    daily: Vec<f64>,
+}
+
+/// A fixed histogram of daily returns in [−100%, +100%]: VaR and ES without keeping samples.
+struct Tail {
+    bins: Vec<(u64, f64)>,
+    n: u64,
+}
+
+impl Tail {
+    const BINS: usize = 4_000;
+    fn new() -> Self {
+        Tail { bins: vec![(0, 0.0); Self::BINS], n: 0 }
+    }
+    fn add(&mut self, r: f64) {
+        let x = r.clamp(-1.0, 1.0);
+        let i = (((x + 1.0) / 2.0) * (Self::BINS as f64 - 1.0)) as usize;
+        self.bins[i].0 += 1;
+        self.bins[i].1 += x;
+        self.n += 1;
+    }
+    /// (VaR, ES) at 99%, as positive losses.
+    fn var_es(&self) -> (f64, f64) {
+        if self.n == 0 {
+            return (0.0, 0.0);
+        }
+        let cut = (self.n as f64 * 0.01).ceil() as u64;
+        let (mut seen, mut sum) = (0u64, 0.0);
+        for (i, (c, s)) in self.bins.iter().enumerate() {
+            if *c == 0 {
+                continue;
+            }
+            seen += c;
+            sum += s;
+            if seen >= cut {
+                let edge = i as f64 / (Self::BINS as f64 - 1.0) * 2.0 - 1.0;
+                return (-edge, -(sum / seen as f64));
+            }
+        }
+        (0.0, 0.0)
+    }
+}
+
+fn add_costs(a: &mut CostBreakdown, b: &CostBreakdown) {
+    a.pool_fees += b.pool_fees;
+    a.price_impact += b.price_impact;
+    a.gas_keeper += b.gas_keeper;
+    a.gas_bots += b.gas_bots;
+    a.interest += b.interest;
+    a.ether_rewards += b.ether_rewards;
+    a.streaming_fee += b.streaming_fee;
+    a.mint_redeem_fees += b.mint_redeem_fees;
+}
+
+fn total_cost(c: &CostBreakdown) -> f64 {
+    c.pool_fees
+        + c.price_impact
+        + c.gas_keeper
+        + c.gas_bots
+        + c.interest
+        + c.ether_rewards
+        + c.streaming_fee
+        + c.mint_redeem_fees
+}
+
+fn source(cfg: &SweepConfig, seed: u64) -> Result<Box<dyn PriceSource + Send>, String> {
+    let start = 1_704_067_200;
+    match &cfg.market {
+        Market::Model { model, shocks } => Ok(Box::new(GeneratedPath::new(
+            model.clone(),
+            shocks.clone(),
+            cfg.p0,
+            start,
+            cfg.block_time,
+            cfg.horizon / cfg.block_time,
+            seed,
+        ))),
+        Market::Scenario(name) => scenario(name, cfg.p0, start, cfg.block_time, seed)
+            .map(|s| Box::new(s) as Box<dyn PriceSource + Send>)
+            .ok_or_else(|| format!("unknown scenario {name}")),
+    }
+}
+
+/// Every grid point's settings (the cartesian product, first axis slowest).
+pub fn points(grid: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut out = vec![vec![]];
+    for (k, vals) in grid {
+        let mut next = Vec::with_capacity(out.len() * vals.len());
+        for p in &out {
+            for v in vals {
+                let mut q = p.clone();
+                q.push((k.clone(), v.clone()));
+                next.push(q);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// Run the sweep. `progress(done, total)` is called as paths finish (from worker threads).
+pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Vec<PointResult>, String> {
+    let pts = points(&cfg.grid);
+    let total = (pts.len() * cfg.paths) as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let mut results = Vec::with_capacity(pts.len());
+    for settings in pts {
+        let mut text = cfg.product_toml.clone();
+        for (k, v) in &settings {
+            text = with_setting(&text, k, v)?;
+        }
+        let product = match Product::from_toml(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                results.push(PointResult { settings, invalid: Some(e.to_string().replace('\n', "; ")), stats: None });
+                done.fetch_add(cfg.paths as u64, std::sync::atomic::Ordering::Relaxed);
+                progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
+                continue;
+            }
+        };
+        // One warm-up (issue and engage) per point; each path starts from a copy.
+        let probe = source(cfg, path_seed(cfg.seed, 0))?;
+        let base = match Simulation::new(&product, cfg.sim.clone(), probe.start_time(), probe.start_price(), "sweep") {
+            Ok(s) => s,
+            Err(e) => {
+                results.push(PointResult { settings, invalid: Some(e.to_string()), stats: None });
+                continue;
+            }
+        };
+        let outcomes: Vec<Result<PathOutcome, String>> = (0..cfg.paths as u64)
+            .into_par_iter()
+            .map(|i| {
+                let seed = path_seed(cfg.seed, i);
+                let mut src = source(cfg, seed)?;
+                let mut sim = base.clone();
+                sim.reseed(seed);
+                let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?;
+                let s = &r.summary;
+                let c = s.counts;
+                let out = PathOutcome {
+                    nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
+                    tracking_error: s.tracking_error,
+                    ripcord: c.ripcords > 0,
+                    liquidated: c.liquidations > 0,
+                    rebalances: (c.rebalances + c.iterations + c.ripcords) as f64,
+                    costs: s.costs_usd,
+                    drawdown: r.max_drawdown,
+                    outside: s.time_outside_band,
+                    delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
+                    daily: r.daily_nav_returns,
+                };
+                let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if d.is_multiple_of(16) || d == total {
+                    progress(d, total);
+                }
+                Ok(out)
+            })
+            .collect();
+        // Aggregate in path order: the bytes do not depend on the threads.
+        let n = outcomes.len().max(1) as f64;
+        let mut tail = Tail::new();
+        let mut costs = CostBreakdown::default();
+        let (mut te, mut pr, mut pl, mut reb, mut out_band, mut dd) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0f64);
+        let (mut ds, mut dn) = (0.0, 0usize);
+        let mut rel = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            let o = o?;
+            rel.push(o.nav_vs_ideal);
+            te += o.tracking_error;
+            pr += o.ripcord as u8 as f64;
+            pl += o.liquidated as u8 as f64;
+            reb += o.rebalances;
+            out_band += o.outside;
+            dd = dd.max(o.drawdown);
+            add_costs(&mut costs, &o.costs);
+            if let Some(v) = o.delever_speed {
+                ds += v;
+                dn += 1;
+            }
+            for r in o.daily {
+                tail.add(r.exp() - 1.0);
+            }
+        }
+        let scale = |c: &mut CostBreakdown| {
+            for f in [
+                &mut c.pool_fees,
+                &mut c.price_impact,
+                &mut c.gas_keeper,
+                &mut c.gas_bots,
+                &mut c.interest,
+                &mut c.ether_rewards,
+                &mut c.streaming_fee,
+                &mut c.mint_redeem_fees,
+            ] {
+                *f /= n;
+            }
+        };
+        scale(&mut costs);
+        let (var, es) = tail.var_es();
+        results.push(PointResult {
+            settings,
+            invalid: None,
+            stats: Some(PointStats {
+                nav_vs_ideal: dist(rel),
+                tracking_error: te / n,
+                p_ripcord: pr / n,
+                p_liquidation: pl / n,
+                mean_rebalances: reb / n,
+                mean_total_cost: total_cost(&costs),
+                mean_costs: costs,
+                worst_drawdown: dd,
+                time_outside_band: out_band / n,
+                var_1d_99: var,
+                es_1d_99: es,
+                delever_speed: if dn == 0 { 0.0 } else { ds / dn as f64 },
+            }),
+        });
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_values() {
+        assert_eq!(parse_values("2.2,2.3, 2.4").unwrap(), ["2.2", "2.3", "2.4"]);
+        assert_eq!(parse_values("2.2..2.5 step 0.05").unwrap(), ["2.2", "2.25", "2.3", "2.35", "2.4", "2.45", "2.5"]);
+        assert_eq!(parse_values("1%..3% step 1%").unwrap(), ["1%", "2%", "3%"]);
+        assert!(parse_values("2.5..2.2 step 0.1").is_err());
+        assert!(parse_values("").is_err());
+    }
+
+    #[test]
+    fn points_are_the_cartesian_product() {
+        let p = points(&[
+            ("a".into(), vec!["1".into(), "2".into()]),
+            ("b".into(), vec!["x".into(), "y".into(), "z".into()]),
+        ]);
+        assert_eq!(p.len(), 6);
+        assert_eq!(p[1], vec![("a".into(), "1".into()), ("b".into(), "y".into())]);
+    }
+
+    #[test]
+    fn path_seeds_differ_and_repeat() {
+        assert_eq!(path_seed(1, 5), path_seed(1, 5));
+        assert_ne!(path_seed(1, 5), path_seed(1, 6));
+        assert_ne!(path_seed(1, 5), path_seed(2, 5));
+    }
+
+    #[test]
+    fn settings_are_written_by_path() {
+        let t = with_setting(
+            "[methodology]\nmax_leverage_ratio = \"2.3\"\n[exchanges.uni]\nx = 1\n",
+            "exchanges.uni.x",
+            "5",
+        )
+        .unwrap();
+        assert!(t.contains("x = \"5\""), "{t}");
+        assert!(with_setting("[a]\n", "b.c", "1").unwrap_err().contains("no section `b`"));
+    }
+}

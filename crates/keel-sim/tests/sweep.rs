@@ -1,0 +1,61 @@
+//! Sweeps: identical results with one thread or many; the expected shape; invalid points
+//! listed with their rule and skipped.
+
+use keel_sim::SimConfig;
+use keel_sim::prices::Model;
+use keel_sim::sweep::{Market, SweepConfig, run_sweep};
+
+const PRODUCT: &str = include_str!("../../../products/eth2x-fli.toml");
+
+fn config(grid: Vec<(String, Vec<String>)>, paths: usize) -> SweepConfig {
+    SweepConfig {
+        product_toml: PRODUCT.to_string(),
+        grid,
+        paths,
+        market: Market::Model { model: Model::Gbm { drift: 0.0, vol: 0.9 }, shocks: vec![] },
+        horizon: 60 * 86_400,
+        block_time: 3_600,
+        seed: 11,
+        sim: SimConfig::default(),
+        p0: 2000.0,
+    }
+}
+
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+}
+
+#[test]
+fn same_bytes_with_one_thread_or_two() {
+    let cfg = config(vec![("methodology.max_leverage_ratio".into(), vec!["2.2".into(), "2.4".into()])], 6);
+    let one = in_pool(1, || run_sweep(&cfg, &|_, _| {}).unwrap());
+    let two = in_pool(2, || run_sweep(&cfg, &|_, _| {}).unwrap());
+    assert_eq!(serde_json::to_string(&one).unwrap(), serde_json::to_string(&two).unwrap());
+}
+
+#[test]
+fn wider_bands_rebalance_less_and_invalid_points_are_listed() {
+    let cfg = config(
+        vec![
+            ("methodology.min_leverage_ratio".into(), vec!["1.9".into(), "1.6".into()]),
+            ("methodology.max_leverage_ratio".into(), vec!["2.1".into(), "2.6".into(), "1.5".into()]),
+        ],
+        6,
+    );
+    let r = run_sweep(&cfg, &|_, _| {}).unwrap();
+    assert_eq!(r.len(), 6);
+    let rebalances = |min: &str, max: &str| {
+        let p = r.iter().find(|p| p.settings[0].1 == min && p.settings[1].1 == max).unwrap();
+        p.stats.as_ref().unwrap().mean_rebalances
+    };
+    assert!(
+        rebalances("1.6", "2.6") < rebalances("1.9", "2.1"),
+        "wide {} vs narrow {}",
+        rebalances("1.6", "2.6"),
+        rebalances("1.9", "2.1")
+    );
+    let bad: Vec<_> = r.iter().filter(|p| p.invalid.is_some()).collect();
+    assert_eq!(bad.len(), 2, "max 1.5 is below the target 2");
+    assert!(bad[0].invalid.as_ref().unwrap().contains("Must be valid max leverage"), "{:?}", bad[0].invalid);
+    assert!(bad.iter().all(|p| p.stats.is_none()));
+}
