@@ -4,6 +4,7 @@
 mod backtest;
 mod eval;
 mod product_cmd;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ enum Command {
     /// Run a product through a market block by block and report what happened. With no
     /// arguments: products/eth2x-fli.toml on the `default` scenario into ./keel-out/.
     Backtest(Box<backtest::Args>),
+    /// Monte Carlo and parameter sweeps: a grid of settings × N paths (the same paths for every
+    /// point), run in parallel; a table sorted by --objective and results.csv.
+    Sweep(Box<sweep::Args>),
     /// Evaluate a methodology on a position snapshot.
     Strategy {
         #[command(subcommand)]
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Command::Product { command: ProductCommand::Check { file } } => product_cmd::check(&file),
         Command::Product { command: ProductCommand::Calldata { file, json } } => product_cmd::calldata(&file, json),
         Command::Backtest(args) => backtest::run(*args),
+        Command::Sweep(args) => sweep::run(*args),
         Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
             eval::run(&product, &state, min.as_deref(), max.as_deref(), json)
         }

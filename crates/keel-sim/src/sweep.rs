@@ -183,27 +183,39 @@ struct PathOutcome {
     drawdown: f64,
     outside: f64,
     delever_speed: Option<f64>,
-    /// Daily returns, bucketed into the VaR histogram by the aggregator.
-    daily: Vec<f64>,
 }
 
-/// A fixed histogram of daily returns in [−100%, +100%]: VaR and ES without keeping samples.
+/// A fixed histogram of daily returns in [−100%, +100%] (0.05% bins): VaR and ES without
+/// keeping samples. Integer counts merge identically in any order, so the result does not
+/// depend on how paths were split between threads.
+#[derive(Clone)]
 struct Tail {
-    bins: Vec<(u64, f64)>,
+    bins: Vec<u64>,
     n: u64,
 }
 
 impl Tail {
     const BINS: usize = 4_000;
     fn new() -> Self {
-        Tail { bins: vec![(0, 0.0); Self::BINS], n: 0 }
+        Tail { bins: vec![0; Self::BINS], n: 0 }
+    }
+    fn bin(r: f64) -> usize {
+        let x = r.clamp(-1.0, 1.0);
+        (((x + 1.0) / 2.0) * (Self::BINS as f64 - 1.0)) as usize
+    }
+    fn mid(i: usize) -> f64 {
+        (i as f64 + 0.5) / (Self::BINS as f64 - 1.0) * 2.0 - 1.0
     }
     fn add(&mut self, r: f64) {
-        let x = r.clamp(-1.0, 1.0);
-        let i = (((x + 1.0) / 2.0) * (Self::BINS as f64 - 1.0)) as usize;
-        self.bins[i].0 += 1;
-        self.bins[i].1 += x;
+        self.bins[Self::bin(r)] += 1;
         self.n += 1;
+    }
+    fn merge(mut self, other: Tail) -> Tail {
+        for (a, b) in self.bins.iter_mut().zip(other.bins) {
+            *a += b;
+        }
+        self.n += other.n;
+        self
     }
     /// (VaR, ES) at 99%, as positive losses.
     fn var_es(&self) -> (f64, f64) {
@@ -212,15 +224,15 @@ impl Tail {
         }
         let cut = (self.n as f64 * 0.01).ceil() as u64;
         let (mut seen, mut sum) = (0u64, 0.0);
-        for (i, (c, s)) in self.bins.iter().enumerate() {
+        for (i, c) in self.bins.iter().enumerate() {
             if *c == 0 {
                 continue;
             }
-            seen += c;
-            sum += s;
+            let take = (*c).min(cut - seen);
+            seen += take;
+            sum += take as f64 * Self::mid(i);
             if seen >= cut {
-                let edge = i as f64 / (Self::BINS as f64 - 1.0) * 2.0 - 1.0;
-                return (-edge, -(sum / seen as f64));
+                return (-Self::mid(i), -(sum / seen as f64));
             }
         }
         (0.0, 0.0)
@@ -313,38 +325,56 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
                 continue;
             }
         };
-        let outcomes: Vec<Result<PathOutcome, String>> = (0..cfg.paths as u64)
-            .into_par_iter()
-            .map(|i| {
-                let seed = path_seed(cfg.seed, i);
-                let mut src = source(cfg, seed)?;
-                let mut sim = base.clone();
-                sim.reseed(seed);
-                let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?;
-                let s = &r.summary;
-                let c = s.counts;
-                let out = PathOutcome {
-                    nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
-                    tracking_error: s.tracking_error,
-                    ripcord: c.ripcords > 0,
-                    liquidated: c.liquidations > 0,
-                    rebalances: (c.rebalances + c.iterations + c.ripcords) as f64,
-                    costs: s.costs_usd,
-                    drawdown: r.max_drawdown,
-                    outside: s.time_outside_band,
-                    delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
-                    daily: r.daily_nav_returns,
-                };
-                let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if d.is_multiple_of(16) || d == total {
-                    progress(d, total);
-                }
-                Ok(out)
+        // Each worker folds its paths' daily returns into its own histogram as they finish and
+        // keeps only per-path scalars: memory is flat in the number of paths.
+        let run_path = |i: u64, tail: &mut Tail| -> Result<PathOutcome, String> {
+            let seed = path_seed(cfg.seed, i);
+            let mut src = source(cfg, seed)?;
+            let mut sim = base.clone();
+            sim.reseed(seed);
+            let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?;
+            for d in &r.daily_nav_returns {
+                tail.add(d.exp() - 1.0);
+            }
+            let s = &r.summary;
+            let c = s.counts;
+            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if d.is_multiple_of(16) || d == total {
+                progress(d, total);
+            }
+            Ok(PathOutcome {
+                nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
+                tracking_error: s.tracking_error,
+                ripcord: c.ripcords > 0,
+                liquidated: c.liquidations > 0,
+                rebalances: (c.rebalances + c.iterations + c.ripcords) as f64,
+                costs: s.costs_usd,
+                drawdown: r.max_drawdown,
+                outside: s.time_outside_band,
+                delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
             })
-            .collect();
+        };
+        let (mut indexed, tail) = (0..cfg.paths as u64)
+            .into_par_iter()
+            .fold(
+                || (Vec::new(), Tail::new()),
+                |(mut outs, mut tail), i| {
+                    let o = run_path(i, &mut tail);
+                    outs.push((i, o));
+                    (outs, tail)
+                },
+            )
+            .reduce(
+                || (Vec::new(), Tail::new()),
+                |(mut a, ta), (b, tb)| {
+                    a.extend(b);
+                    (a, ta.merge(tb))
+                },
+            );
+        indexed.sort_by_key(|(i, _)| *i);
+        let outcomes: Vec<Result<PathOutcome, String>> = indexed.into_iter().map(|(_, o)| o).collect();
         // Aggregate in path order: the bytes do not depend on the threads.
         let n = outcomes.len().max(1) as f64;
-        let mut tail = Tail::new();
         let mut costs = CostBreakdown::default();
         let (mut te, mut pr, mut pl, mut reb, mut out_band, mut dd) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0f64);
         let (mut ds, mut dn) = (0.0, 0usize);
@@ -362,9 +392,6 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
             if let Some(v) = o.delever_speed {
                 ds += v;
                 dn += 1;
-            }
-            for r in o.daily {
-                tail.add(r.exp() - 1.0);
             }
         }
         let scale = |c: &mut CostBreakdown| {

@@ -1,0 +1,351 @@
+//! `keel sweep`: a grid of product settings × N paths, aggregated per point.
+
+use anyhow::{Context, Result, anyhow, bail};
+use keel_core::product::parse_duration;
+use keel_sim::prices::{Model, SCENARIOS, load_bars};
+use keel_sim::sweep::{Market, PointResult, SweepConfig, parse_values, run_sweep};
+use keel_sim::{Costs, SimConfig};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `keel sweep`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The product TOML file.
+    #[arg(long, default_value = "products/eth2x-fli.toml")]
+    pub product: PathBuf,
+    /// A grid axis: KEY=VALUES, KEY a product setting by its TOML path
+    /// (methodology.max_leverage_ratio, exchanges.uniswap-v3.twap_max_trade_size, ...), VALUES a
+    /// list (2.2,2.3,2.4) or a range (2.2..2.5 step 0.05). Repeat for more axes.
+    #[arg(long, required = true)]
+    pub grid: Vec<String>,
+    /// Paths per grid point (every point runs the same paths).
+    #[arg(long, default_value_t = 200)]
+    pub paths: usize,
+    /// The market: gbm:vol=80%[,drift=0], jump:vol=60%,lambda=12[,jump_mean=-5%,jump_vol=8%],
+    /// garch:vol=70%[,alpha=0.08,beta=0.9], regime:calm=55%,stress=110%[,to_stress=3,to_calm=12],
+    /// or a named scenario (default, calm, bull, bear, zigzag, crash).
+    #[arg(long, conflicts_with = "prices")]
+    pub scenario: Option<String>,
+    /// Historical bars to resample (with --bootstrap).
+    #[arg(long, requires = "bootstrap")]
+    pub prices: Option<PathBuf>,
+    /// Resample daily blocks of the --prices returns.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Length of each path (30d, 1y, ...) for models; scenarios have their own.
+    #[arg(long, default_value = "1y")]
+    pub horizon: String,
+    /// Seconds per block.
+    #[arg(long, default_value = "1h")]
+    pub block_time: String,
+    /// Master seed; path i's seed derives from (seed, i), never from the thread.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Sort the table by: return, tracking, cost, ripcord, liquidation, rebalances.
+    #[arg(long, default_value = "return")]
+    pub objective: String,
+    /// `none` turns off pool fees, price impact, gas and interest.
+    #[arg(long, default_value = "all")]
+    pub costs: String,
+    /// Output directory (results.csv).
+    #[arg(long, default_value = "keel-sweep")]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn duration(s: &str, flag: &str) -> Result<u64> {
+    let t = s.trim();
+    if let Some(y) = t.strip_suffix('y') {
+        let n: u64 = y.trim().parse().map_err(|_| anyhow!("{flag} {s}: a whole number of years, e.g. 1y"))?;
+        return Ok(n * 365 * 86_400);
+    }
+    parse_duration(t).map_err(|e| anyhow!("{flag}: {e}"))
+}
+
+fn frac(v: &str) -> Result<f64> {
+    let t = v.trim();
+    let x: f64 = t.trim_end_matches('%').parse().map_err(|_| anyhow!("'{v}' is not a number"))?;
+    Ok(if t.ends_with('%') { x / 100.0 } else { x })
+}
+
+/// `MODEL[:k=v,...]` or a named scenario.
+pub fn parse_market(spec: &str) -> Result<Market> {
+    let (name, params) = spec.split_once(':').unwrap_or((spec, ""));
+    let mut kv = std::collections::BTreeMap::new();
+    for p in params.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("--scenario {spec}: parameters read key=value"))?;
+        kv.insert(k.trim().to_string(), frac(v).with_context(|| format!("--scenario {spec}: {k}"))?);
+    }
+    let get = |k: &str, d: f64| kv.get(k).copied().unwrap_or(d);
+    let known = |allowed: &[&str]| -> Result<()> {
+        for k in kv.keys() {
+            if !allowed.contains(&k.as_str()) {
+                bail!("--scenario {spec}: unknown parameter `{k}` (known: {})", allowed.join(", "));
+            }
+        }
+        Ok(())
+    };
+    let model = match name {
+        "gbm" => {
+            known(&["vol", "drift"])?;
+            Model::Gbm { drift: get("drift", 0.0), vol: get("vol", 0.8) }
+        }
+        "jump" => {
+            known(&["vol", "drift", "lambda", "jump_mean", "jump_vol"])?;
+            Model::Jump {
+                drift: get("drift", 0.0),
+                vol: get("vol", 0.6),
+                lambda: get("lambda", 12.0),
+                jump_mean: get("jump_mean", -0.05),
+                jump_vol: get("jump_vol", 0.08),
+            }
+        }
+        "garch" => {
+            known(&["vol", "alpha", "beta"])?;
+            Model::Garch { vol: get("vol", 0.7), alpha: get("alpha", 0.08), beta: get("beta", 0.9) }
+        }
+        "regime" => {
+            known(&["calm", "stress", "to_stress", "to_calm", "drift"])?;
+            Model::Regime {
+                calm_vol: get("calm", 0.55),
+                stress_vol: get("stress", 1.1),
+                to_stress: get("to_stress", 3.0),
+                to_calm: get("to_calm", 12.0),
+                drift: get("drift", 0.0),
+            }
+        }
+        other if params.is_empty() && SCENARIOS.iter().any(|(n, _)| *n == other) => {
+            return Ok(Market::Scenario(other.to_string()));
+        }
+        other => bail!(
+            "--scenario {other}: unknown; use gbm, jump, garch, regime or a scenario ({})",
+            SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Ok(Market::Model { model, shocks: vec![] })
+}
+
+fn metric(p: &PointResult, objective: &str) -> f64 {
+    let Some(s) = &p.stats else { return f64::INFINITY };
+    match objective {
+        "return" => -s.nav_vs_ideal.mean,
+        "tracking" => s.tracking_error,
+        "cost" => s.mean_total_cost,
+        "ripcord" => s.p_ripcord,
+        "liquidation" => s.p_liquidation,
+        "rebalances" => s.mean_rebalances,
+        _ => 0.0,
+    }
+}
+
+/// Run `keel sweep`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    if !["return", "tracking", "cost", "ripcord", "liquidation", "rebalances"].contains(&a.objective.as_str()) {
+        bail!("--objective {}: use return, tracking, cost, ripcord, liquidation or rebalances", a.objective);
+    }
+    if a.paths == 0 {
+        bail!("--paths must be at least 1");
+    }
+    let text = std::fs::read_to_string(&a.product)
+        .with_context(|| format!("cannot read product file {}", a.product.display()))?;
+    let product = crate::product_cmd::load(&a.product)?;
+    let mut grid = Vec::new();
+    for g in &a.grid {
+        let (k, v) = g.split_once('=').ok_or_else(|| anyhow!("--grid {g}: write KEY=VALUES"))?;
+        grid.push((k.trim().to_string(), parse_values(v).map_err(|e| anyhow!("--grid {k}: {e}"))?));
+    }
+    let block_time = duration(&a.block_time, "--block-time")?;
+    let horizon = duration(&a.horizon, "--horizon")?;
+    if block_time == 0 || horizon < block_time {
+        bail!("--horizon must be at least one --block-time");
+    }
+    let market = match (&a.scenario, &a.prices) {
+        (Some(s), None) => parse_market(s)?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let s = load_bars(&text, true).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let returns: Vec<f64> = s.bars.windows(2).map(|w| (w[1].close / w[0].close).ln()).collect();
+            let block = (86_400 / s.interval).max(1) as usize;
+            Market::Model { model: Model::Bootstrap { returns, interval: s.interval, block }, shocks: vec![] }
+        }
+        _ => bail!("give --scenario MODEL[:PARAMS] or --prices CSV --bootstrap"),
+    };
+    let costs = match a.costs.as_str() {
+        "all" => Costs::ALL,
+        "none" => Costs::NONE,
+        other => bail!("--costs {other}: use 'all' or 'none'"),
+    };
+    let p0 = if product.token.underlying == product.collateral.asset {
+        product.collateral.price.to_f64()
+    } else {
+        product.borrow.price.to_f64()
+    };
+    let cfg = SweepConfig {
+        product_toml: text,
+        grid,
+        paths: a.paths,
+        market,
+        horizon,
+        block_time,
+        seed: a.seed,
+        sim: SimConfig { costs, sample_every: 86_400, ..SimConfig::default() },
+        p0,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| anyhow!("--threads: {e}"))?;
+    let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} paths, ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let pb = bar.clone();
+    let started = std::time::Instant::now();
+    let mut results = pool
+        .install(|| {
+            run_sweep(&cfg, &move |d, t| {
+                if let Some(pb) = &pb {
+                    pb.set_length(t);
+                    pb.set_position(d);
+                }
+            })
+        })
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    write_csv(&a.out.join("results.csv"), &results)?;
+    results.sort_by(|x, y| metric(x, &a.objective).total_cmp(&metric(y, &a.objective)));
+    let keys: Vec<&str> = cfg.grid.iter().map(|(k, _)| k.as_str()).collect();
+    println!(
+        "{} grid points × {} paths ({} per point), sorted by {}; {:.1} s, {:.0} paths/s",
+        results.len(),
+        a.paths,
+        "same paths",
+        a.objective,
+        elapsed,
+        (results.len() * a.paths) as f64 / elapsed.max(1e-9)
+    );
+    println!(
+        "{:<40} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9}",
+        keys.join(" / "),
+        "vs ideal",
+        "p5",
+        "track.err",
+        "ripcord%",
+        "liquid.%",
+        "rebalances",
+        "cost $",
+        "VaR 1d",
+        "delever"
+    );
+    for p in &results {
+        let label = p.settings.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" / ");
+        match (&p.stats, &p.invalid) {
+            (Some(s), _) => println!(
+                "{:<40} {:>9.2}% {:>9.2}% {:>8.1}% {:>8.1}% {:>8.1}% {:>10.1} {:>10.0} {:>8.2}% {:>9.4}",
+                label,
+                s.nav_vs_ideal.mean * 100.0,
+                s.nav_vs_ideal.p5 * 100.0,
+                s.tracking_error * 100.0,
+                s.p_ripcord * 100.0,
+                s.p_liquidation * 100.0,
+                s.mean_rebalances,
+                s.mean_total_cost,
+                s.var_1d_99 * 100.0,
+                s.delever_speed
+            ),
+            (None, Some(why)) => println!("{label:<40} skipped: {why}"),
+            _ => {}
+        }
+    }
+    println!("wrote {}", a.out.join("results.csv").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let keys: Vec<String> =
+        results.first().map(|p| p.settings.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let mut header = keys.clone();
+    for h in [
+        "invalid",
+        "nav_vs_ideal_mean",
+        "nav_vs_ideal_median",
+        "nav_vs_ideal_p5",
+        "nav_vs_ideal_p95",
+        "tracking_error",
+        "p_ripcord",
+        "p_liquidation",
+        "mean_rebalances",
+        "cost_pool_fees",
+        "cost_price_impact",
+        "cost_gas_keeper",
+        "cost_gas_bots",
+        "cost_interest",
+        "cost_ether_rewards",
+        "cost_streaming_fee",
+        "cost_mint_redeem_fees",
+        "cost_total",
+        "worst_drawdown",
+        "time_outside_band",
+        "var_1d_99",
+        "es_1d_99",
+        "delever_speed",
+    ] {
+        header.push(h.to_string());
+    }
+    w.write_record(&header)?;
+    for p in results {
+        let mut row: Vec<String> = p.settings.iter().map(|(_, v)| v.clone()).collect();
+        row.push(p.invalid.clone().unwrap_or_default());
+        match &p.stats {
+            Some(s) => {
+                let c = &s.mean_costs;
+                for v in [
+                    s.nav_vs_ideal.mean,
+                    s.nav_vs_ideal.median,
+                    s.nav_vs_ideal.p5,
+                    s.nav_vs_ideal.p95,
+                    s.tracking_error,
+                    s.p_ripcord,
+                    s.p_liquidation,
+                    s.mean_rebalances,
+                    c.pool_fees,
+                    c.price_impact,
+                    c.gas_keeper,
+                    c.gas_bots,
+                    c.interest,
+                    c.ether_rewards,
+                    c.streaming_fee,
+                    c.mint_redeem_fees,
+                    s.mean_total_cost,
+                    s.worst_drawdown,
+                    s.time_outside_band,
+                    s.var_1d_99,
+                    s.es_1d_99,
+                    s.delever_speed,
+                ] {
+                    row.push(format!("{v}"));
+                }
+            }
+            None => row.extend(std::iter::repeat_n(String::new(), header.len() - row.len())),
+        }
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    Ok(())
+}
