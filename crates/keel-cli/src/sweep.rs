@@ -231,10 +231,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     results.sort_by(|x, y| metric(x, &a.objective).total_cmp(&metric(y, &a.objective)));
     let keys: Vec<&str> = cfg.grid.iter().map(|(k, _)| k.as_str()).collect();
     println!(
-        "{} grid points × {} paths ({} per point), sorted by {}; {:.1} s, {:.0} paths/s",
+        "{} grid points × {} paths (the same paths for every point), sorted by {}; {:.1} s, {:.0} paths/s",
         results.len(),
         a.paths,
-        "same paths",
         a.objective,
         elapsed,
         (results.len() * a.paths) as f64 / elapsed.max(1e-9)

@@ -145,3 +145,53 @@ fn real_eth_history_at_hourly_blocks() {
     let rows = std::str::from_utf8(&read(&dir, "timeseries.csv")).unwrap().lines().count();
     assert!(rows > 66_000, "one row per hour: {rows}");
 }
+
+#[test]
+fn sweep_writes_results_and_lists_invalid_points() {
+    let dir = tmpdir("sweep");
+    let o = keel(&[
+        "sweep",
+        "--grid",
+        "methodology.max_leverage_ratio=2.2,1.9",
+        "--grid",
+        "exchanges.uniswap-v3.twap_max_trade_size=5..10 step 5",
+        "--paths",
+        "4",
+        "--scenario",
+        "gbm:vol=80%",
+        "--horizon",
+        "30d",
+        "--objective",
+        "cost",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("4 grid points × 4 paths"), "{out}");
+    assert!(out.contains("skipped: ") && out.contains("Must be valid max leverage"), "{out}");
+    let csv = String::from_utf8(read(&dir, "results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "a header and one row per grid point:\n{csv}");
+    assert!(csv.lines().next().unwrap().starts_with(
+        "methodology.max_leverage_ratio,exchanges.uniswap-v3.twap_max_trade_size,invalid,nav_vs_ideal_mean"
+    ));
+    let bad = keel(&[
+        "sweep",
+        "--grid",
+        "methodology.max_leverage_ratio=2.2",
+        "--paths",
+        "2",
+        "--scenario",
+        "moon:vol=1",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--scenario moon: unknown"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
