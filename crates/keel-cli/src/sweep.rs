@@ -29,11 +29,18 @@ pub struct Args {
     #[arg(long, conflicts_with = "prices")]
     pub scenario: Option<String>,
     /// Historical bars to resample (with --bootstrap).
-    #[arg(long, requires = "bootstrap")]
+    #[arg(long)]
     pub prices: Option<PathBuf>,
     /// Resample daily blocks of the --prices returns.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "window")]
     pub bootstrap: bool,
+    /// Replay a window of --prices (2020-03-12..2020-03-13, dates inclusive, or unix times);
+    /// each path bridges the bars with its own seed. Use a short --block-time (12s).
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Stress: insert a one-block price gap halfway through each path, e.g. gap:-30%.
+    #[arg(long)]
+    pub shock: Option<String>,
     /// Length of each path (30d, 1y, ...) for models; scenarios have their own.
     #[arg(long, default_value = "1y")]
     pub horizon: String,
@@ -52,7 +59,7 @@ pub struct Args {
     /// `none` turns off pool fees, price impact, gas and interest.
     #[arg(long, default_value = "all")]
     pub costs: String,
-    /// Output directory (results.csv).
+    /// Output directory (results.csv, report.html).
     #[arg(long, default_value = "keel-sweep")]
     pub out: PathBuf,
     /// No progress bar.
@@ -122,7 +129,7 @@ pub fn parse_market(spec: &str) -> Result<Market> {
             }
         }
         other if params.is_empty() && SCENARIOS.iter().any(|(n, _)| *n == other) => {
-            return Ok(Market::Scenario(other.to_string()));
+            return Ok(Market::Scenario(other.to_string(), vec![]));
         }
         other => bail!(
             "--scenario {other}: unknown; use gbm, jump, garch, regime or a scenario ({})",
@@ -166,17 +173,51 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if block_time == 0 || horizon < block_time {
         bail!("--horizon must be at least one --block-time");
     }
-    let market = match (&a.scenario, &a.prices) {
+    let mut market = match (&a.scenario, &a.prices) {
         (Some(s), None) => parse_market(s)?,
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let s = load_bars(&text, true).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            let returns: Vec<f64> = s.bars.windows(2).map(|w| (w[1].close / w[0].close).ln()).collect();
-            let block = (86_400 / s.interval).max(1) as usize;
-            Market::Model { model: Model::Bootstrap { returns, interval: s.interval, block }, shocks: vec![] }
+            let mut s = load_bars(&text, true).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            match (&a.window, a.bootstrap) {
+                (Some(w), _) => {
+                    let (from, to) = w.split_once("..").ok_or_else(|| anyhow!("--window {w}: write FROM..TO"))?;
+                    let t = |x: &str| keel_sim::prices::csv::parse_time(x).map_err(|e| anyhow!("--window: {e}"));
+                    let (lo, mut hi) = (t(from)?, t(to)?);
+                    if to.trim().len() == 10 {
+                        hi += 86_400; // a date alone includes its whole day
+                    }
+                    s.bars.retain(|b| b.time >= lo && b.time < hi);
+                    if s.bars.len() < 2 {
+                        bail!("--window {w}: fewer than 2 bars of {} fall in it", path.display());
+                    }
+                    Market::Bars { bars: s.bars, interval: s.interval }
+                }
+                (None, true) => {
+                    let returns: Vec<f64> = s.bars.windows(2).map(|w| (w[1].close / w[0].close).ln()).collect();
+                    let block = (86_400 / s.interval).max(1) as usize;
+                    Market::Model { model: Model::Bootstrap { returns, interval: s.interval, block }, shocks: vec![] }
+                }
+                (None, false) => bail!("--prices needs --bootstrap (resample) or --window A..B (replay)"),
+            }
         }
-        _ => bail!("give --scenario MODEL[:PARAMS] or --prices CSV --bootstrap"),
+        _ => bail!("give --scenario MODEL[:PARAMS], or --prices CSV with --bootstrap or --window A..B"),
     };
+    if let Some(spec) = &a.shock {
+        let pct = spec.strip_prefix("gap:").ok_or_else(|| anyhow!("--shock {spec}: write gap:-30%"))?;
+        let x = frac(pct).with_context(|| format!("--shock {spec}"))?;
+        if x <= -1.0 {
+            bail!("--shock {spec}: a gap must leave a positive price (above -100%)");
+        }
+        let shock = keel_sim::prices::Shock {
+            start: (horizon / 2 / block_time) * block_time,
+            duration: 0,
+            log_move: (1.0 + x).ln(),
+        };
+        match &mut market {
+            Market::Model { shocks, .. } | Market::Scenario(_, shocks) => shocks.push(shock),
+            Market::Bars { .. } => bail!("--shock applies to generated markets, not to a --window replay"),
+        }
+    }
     let costs = match a.costs.as_str() {
         "all" => Costs::ALL,
         "none" => Costs::NONE,
@@ -228,6 +269,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let elapsed = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
     write_csv(&a.out.join("results.csv"), &results)?;
+    let keys_owned: Vec<String> = cfg.grid.iter().map(|(k, _)| k.clone()).collect();
+    let title = format!("{} — {} paths per point", product.token.symbol, a.paths);
+    std::fs::write(a.out.join("report.html"), keel_report::sweep_report(&title, &keys_owned, &results))
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
     results.sort_by(|x, y| metric(x, &a.objective).total_cmp(&metric(y, &a.objective)));
     let keys: Vec<&str> = cfg.grid.iter().map(|(k, _)| k.as_str()).collect();
     println!(
@@ -271,7 +316,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
             _ => {}
         }
     }
-    println!("wrote {}", a.out.join("results.csv").display());
+    if a.shock.is_some() || a.window.is_some() {
+        println!("stress: {:<32} {:>14} {:>16} {:>12}", "", "ripcord saved", "delever (min)", "lowest HF");
+        for p in &results {
+            if let Some(s) = &p.stats {
+                let label = p.settings.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" / ");
+                println!(
+                    "        {label:<32} {:>13.1}% {:>16.0} {:>12.3}",
+                    s.p_saved_by_ripcord * 100.0,
+                    s.delever_minutes,
+                    s.min_health_factor
+                );
+            }
+        }
+    }
+    println!("wrote {} (results.csv, report.html)", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -176,6 +176,11 @@ fn sweep_writes_results_and_lists_invalid_points() {
     assert!(csv.lines().next().unwrap().starts_with(
         "methodology.max_leverage_ratio,exchanges.uniswap-v3.twap_max_trade_size,invalid,nav_vs_ideal_mean"
     ));
+    let html = String::from_utf8(read(&dir, "report.html")).unwrap();
+    assert!(
+        html.contains("<h2>Heatmaps</h2>") && html.contains("skipped: "),
+        "two axes draw heatmaps and list the invalid point"
+    );
     let bad = keel(&[
         "sweep",
         "--grid",

@@ -6,9 +6,11 @@
 
 mod html;
 mod svg;
+mod sweep_html;
 mod table;
 
 pub use html::html_report;
+pub use sweep_html::sweep_report;
 pub use table::summary_table;
 
 use keel_sim::{EventRow, SeriesRow, Sink, Summary};

@@ -147,6 +147,8 @@ pub struct Simulation {
     delever_episode: Option<(u64, f64)>,
     /// Per episode: leverage points removed per minute, from the peak back to the band.
     delever_speeds: Vec<f64>,
+    /// Per episode: minutes above the band.
+    delever_minutes: Vec<f64>,
     next_mint: f64,
     next_redeem: f64,
     vol_ewma: f64,
@@ -231,6 +233,7 @@ impl Simulation {
             levels: (0.0, 0.0, 0.0),
             delever_episode: None,
             delever_speeds: Vec::new(),
+            delever_minutes: Vec::new(),
             next_mint,
             next_redeem,
             vol_ewma: 0.0,
@@ -1005,6 +1008,7 @@ impl Simulation {
         } else if let Some((t0, peak)) = self.delever_episode.take() {
             let minutes = (now.saturating_sub(t0) as f64 / 60.0).max(self.clock.block_time as f64 / 60.0);
             self.delever_speeds.push((peak - lr.min(peak)) / minutes);
+            self.delever_minutes.push(minutes);
         }
         if self.engaged {
             self.counted_blocks += 1;
@@ -1116,6 +1120,7 @@ impl Simulation {
             } else {
                 self.delever_speeds.iter().sum::<f64>() / self.delever_speeds.len() as f64
             },
+            delever_minutes: self.delever_minutes.iter().cloned().fold(0.0, f64::max),
             warnings: self.warnings.clone(),
         };
         let daily_nav_returns: Vec<f64> =

@@ -183,6 +183,8 @@ pub struct Summary {
     pub worst_block_nav_change: f64,
     /// Mean over episodes above the band of leverage points removed per minute (0 if none).
     pub delever_speed: f64,
+    /// Longest episode above the band, minutes (how long delevering took).
+    pub delever_minutes: f64,
     /// Problems the run passed over (CSV gaps allowed, ...).
     pub warnings: Vec<String>,
 }

@@ -20,8 +20,15 @@ pub enum Market {
         /// Deterministic moves laid over it.
         shocks: Vec<Shock>,
     },
-    /// A named scenario (its own length).
-    Scenario(String),
+    /// A named scenario (its own length), with extra shocks.
+    Scenario(String, Vec<Shock>),
+    /// A historical window of bars, bridged to blocks (each path its own bridge).
+    Bars {
+        /// The bars.
+        bars: Vec<crate::prices::Bar>,
+        /// Their spacing in seconds.
+        interval: u64,
+    },
 }
 
 /// One sweep's inputs.
@@ -87,6 +94,12 @@ pub struct PointStats {
     pub es_1d_99: f64,
     /// Mean delever speed, leverage points per minute, over paths that delevered.
     pub delever_speed: f64,
+    /// Longest time above the band on any path, minutes (how long delevering took).
+    pub delever_minutes: f64,
+    /// Lowest health factor on any path.
+    pub min_health_factor: f64,
+    /// Share of paths where a ripcord fired and no liquidation followed ("ripcord saved it").
+    pub p_saved_by_ripcord: f64,
 }
 
 /// One grid point's outcome.
@@ -183,6 +196,8 @@ struct PathOutcome {
     drawdown: f64,
     outside: f64,
     delever_speed: Option<f64>,
+    delever_minutes: f64,
+    min_hf: f64,
 }
 
 /// A fixed histogram of daily returns in [−100%, +100%] (0.05% bins): VaR and ES without
@@ -273,9 +288,13 @@ fn source(cfg: &SweepConfig, seed: u64) -> Result<Box<dyn PriceSource + Send>, S
             cfg.horizon / cfg.block_time,
             seed,
         ))),
-        Market::Scenario(name) => scenario(name, cfg.p0, start, cfg.block_time, seed)
-            .map(|s| Box::new(s) as Box<dyn PriceSource + Send>)
+        Market::Scenario(name, shocks) => scenario(name, cfg.p0, start, cfg.block_time, seed)
+            .map(|s| Box::new(s.with_shocks(shocks)) as Box<dyn PriceSource + Send>)
             .ok_or_else(|| format!("unknown scenario {name}")),
+        Market::Bars { bars, interval } => {
+            crate::prices::BridgedBars::new(bars.clone(), *interval, cfg.block_time, seed)
+                .map(|b| Box::new(b) as Box<dyn PriceSource + Send>)
+        }
     }
 }
 
@@ -352,6 +371,8 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
                 drawdown: r.max_drawdown,
                 outside: s.time_outside_band,
                 delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
+                delever_minutes: s.delever_minutes,
+                min_hf: s.min_health_factor,
             })
         };
         let (mut indexed, tail) = (0..cfg.paths as u64)
@@ -378,6 +399,7 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
         let mut costs = CostBreakdown::default();
         let (mut te, mut pr, mut pl, mut reb, mut out_band, mut dd) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0f64);
         let (mut ds, mut dn) = (0.0, 0usize);
+        let (mut dmin, mut min_hf, mut saved) = (0.0f64, f64::INFINITY, 0.0);
         let mut rel = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             let o = o?;
@@ -393,6 +415,11 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
                 ds += v;
                 dn += 1;
             }
+            dmin = dmin.max(o.delever_minutes);
+            if o.min_hf > 0.0 {
+                min_hf = min_hf.min(o.min_hf);
+            }
+            saved += (o.ripcord && !o.liquidated) as u8 as f64;
         }
         let scale = |c: &mut CostBreakdown| {
             for f in [
@@ -426,6 +453,9 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
                 var_1d_99: var,
                 es_1d_99: es,
                 delever_speed: if dn == 0 { 0.0 } else { ds / dn as f64 },
+                delever_minutes: dmin,
+                min_health_factor: if min_hf.is_finite() { min_hf } else { 0.0 },
+                p_saved_by_ripcord: saved / n,
             }),
         });
     }

@@ -120,6 +120,17 @@ impl GeneratedPath {
         }
     }
 
+    /// Add deterministic moves to the path (a stress test's gap).
+    pub fn with_shocks(mut self, extra: &[Shock]) -> Self {
+        self.shocks.extend_from_slice(extra);
+        self
+    }
+
+    /// The path's length in blocks.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
     fn z(&mut self) -> f64 {
         self.rng.sample(StandardNormal)
     }

@@ -1,0 +1,280 @@
+//! The sweep report: heatmaps for two-parameter grids, line charts for one, and each point's
+//! distribution of final NAV against the ideal token.
+
+use keel_sim::sweep::{PointResult, PointStats};
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The metrics drawn, with a label and a formatter.
+type Metric = (&'static str, fn(&PointStats) -> f64, fn(f64) -> String);
+
+const METRICS: &[Metric] = &[
+    ("final NAV vs ideal (mean)", |s| s.nav_vs_ideal.mean, |v| format!("{:+.1}%", v * 100.0)),
+    ("rebalances per path", |s| s.mean_rebalances, |v| format!("{v:.0}")),
+    ("tracking error", |s| s.tracking_error, |v| format!("{:.1}%", v * 100.0)),
+    ("chance of a ripcord", |s| s.p_ripcord, |v| format!("{:.0}%", v * 100.0)),
+    ("chance of a liquidation", |s| s.p_liquidation, |v| format!("{:.0}%", v * 100.0)),
+    ("mean cost (USD)", |s| s.mean_total_cost, |v| format!("{v:.0}")),
+    ("delever speed (points/min)", |s| s.delever_speed, |v| format!("{v:.4}")),
+];
+
+fn color(t: f64) -> String {
+    // blue (low) → white → red (high)
+    let t = t.clamp(0.0, 1.0);
+    let (r, g, b) = if t < 0.5 {
+        let u = t / 0.5;
+        (70.0 + 185.0 * u, 130.0 + 125.0 * u, 200.0 + 55.0 * u)
+    } else {
+        let u = (t - 0.5) / 0.5;
+        (255.0, 255.0 - 140.0 * u, 255.0 - 150.0 * u)
+    };
+    format!("rgb({:.0},{:.0},{:.0})", r, g, b)
+}
+
+fn heatmap(
+    title: &str,
+    rows: &[String],
+    cols: &[String],
+    cell: &dyn Fn(usize, usize) -> Option<f64>,
+    fmt: fn(f64) -> String,
+    ykey: &str,
+    xkey: &str,
+) -> String {
+    let (cw, ch, left, top) = (90.0, 34.0, 120.0, 40.0);
+    let w = left + cw * cols.len() as f64 + 20.0;
+    let h = top + ch * rows.len() as f64 + 40.0;
+    let vals: Vec<f64> = (0..rows.len()).flat_map(|r| (0..cols.len()).filter_map(move |c| cell(r, c))).collect();
+    let (lo, hi) = vals.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" class="heat"><text x="4" y="16" class="title">{}</text>"#,
+        esc(title)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" class="xlab">{}</text>"#,
+        left + cw * cols.len() as f64 / 2.0,
+        h - 8.0,
+        esc(xkey)
+    );
+    let _ = write!(s, r#"<text x="4" y="{}" class="klab">{}</text>"#, top - 6.0, esc(ykey));
+    for (c, name) in cols.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="xlab">{}</text>"#,
+            left + cw * c as f64 + cw / 2.0,
+            top + ch * rows.len() as f64 + 16.0,
+            esc(name)
+        );
+    }
+    for (r, name) in rows.iter().enumerate() {
+        let y = top + ch * r as f64;
+        let _ =
+            write!(s, r#"<text x="{:.1}" y="{:.1}" class="ylab">{}</text>"#, left - 6.0, y + ch / 2.0 + 4.0, esc(name));
+        for c in 0..cols.len() {
+            let x = left + cw * c as f64;
+            match cell(r, c) {
+                Some(v) => {
+                    let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+                    let _ = write!(
+                        s,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cw}" height="{ch}" fill="{}" stroke="#fff"/><text x="{:.1}" y="{:.1}" class="cell">{}</text>"##,
+                        color(t),
+                        x + cw / 2.0,
+                        y + ch / 2.0 + 4.0,
+                        fmt(v)
+                    );
+                }
+                None => {
+                    let _ = write!(
+                        s,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cw}" height="{ch}" fill="#eee" stroke="#fff"/><text x="{:.1}" y="{:.1}" class="cell">invalid</text>"##,
+                        x + cw / 2.0,
+                        y + ch / 2.0 + 4.0
+                    );
+                }
+            }
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn line(title: &str, xs: &[(String, Option<f64>)], fmt: fn(f64) -> String, key: &str) -> String {
+    let (w, h, left, right, top, bottom) = (460.0, 220.0, 60.0, 20.0, 30.0, 40.0);
+    let vals: Vec<f64> = xs.iter().filter_map(|(_, v)| *v).collect();
+    if vals.is_empty() {
+        return String::new();
+    }
+    let (mut lo, mut hi) = vals.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    if hi - lo < 1e-12 {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let n = xs.len().max(2) as f64 - 1.0;
+    let sx = |i: usize| left + (w - left - right) * i as f64 / n;
+    let sy = |v: f64| top + (h - top - bottom) * (1.0 - (v - lo) / (hi - lo));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="line"><text x="4" y="16" class="title">{}</text>"#,
+        esc(title)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="4" y="{:.1}" class="klab">{}</text><text x="4" y="{:.1}" class="klab">{}</text>"#,
+        top + 10.0,
+        fmt(hi),
+        h - bottom,
+        fmt(lo)
+    );
+    let mut d = String::new();
+    for (i, (label, v)) in xs.iter().enumerate() {
+        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="xlab">{}</text>"#, sx(i), h - bottom + 16.0, esc(label));
+        if let Some(v) = v {
+            let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, sx(i), sy(*v));
+            let _ = write!(s, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1c7ed6"/>"##, sx(i), sy(*v));
+        }
+    }
+    let _ = write!(
+        s,
+        r##"<path d="{d}" fill="none" stroke="#1c7ed6" stroke-width="1.6"/><text x="{:.1}" y="{:.1}" class="xlab">{}</text></svg>"##,
+        w / 2.0,
+        h - 4.0,
+        esc(key)
+    );
+    s
+}
+
+/// The sweep report as one self-contained HTML page.
+pub fn sweep_report(title: &str, keys: &[String], results: &[PointResult]) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>keel sweep — {t}</title><style>
+body{{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#212529;padding:0 12px}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:26px}}
+table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #e9ecef;text-align:right}} th{{background:#f8f9fa}} td:first-child,th:first-child{{text-align:left}}
+svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{max-width:100%}} svg.line{{width:460px}}
+.title{{font:600 13px system-ui}} .xlab{{font:11px system-ui;text-anchor:middle;fill:#495057}} .ylab{{font:11px system-ui;text-anchor:end;fill:#495057}} .klab{{font:11px system-ui;text-anchor:start;fill:#495057}} .cell{{font:11px system-ui;text-anchor:middle;fill:#212529}}
+.bar{{fill:#a5d8ff}} .med{{stroke:#1c7ed6;stroke-width:2}}
+</style></head><body><h1>Sweep: {t}</h1><p>Every grid point ran the same paths (common random numbers). Colours run from blue (low) to red (high) within each chart.</p>"#,
+        t = esc(title)
+    );
+    let axis = |k: usize| -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for p in results {
+            let x = &p.settings[k].1;
+            if !v.contains(x) {
+                v.push(x.clone());
+            }
+        }
+        v
+    };
+    let find =
+        |vals: &[&str]| results.iter().find(|p| p.settings.iter().map(|(_, v)| v.as_str()).eq(vals.iter().copied()));
+    match keys.len() {
+        2 => {
+            let (rows, cols) = (axis(0), axis(1));
+            h.push_str("<h2>Heatmaps</h2>");
+            for (name, f, fmt) in METRICS {
+                let cell = |r: usize, c: usize| find(&[&rows[r], &cols[c]]).and_then(|p| p.stats.as_ref()).map(f);
+                h.push_str(&heatmap(name, &rows, &cols, &cell, *fmt, &keys[0], &keys[1]));
+            }
+        }
+        1 => {
+            let xs = axis(0);
+            h.push_str("<h2>Against the parameter</h2>");
+            for (name, f, fmt) in METRICS {
+                let pts: Vec<(String, Option<f64>)> =
+                    xs.iter().map(|x| (x.clone(), find(&[x]).and_then(|p| p.stats.as_ref()).map(f))).collect();
+                h.push_str(&line(name, &pts, *fmt, &keys[0]));
+            }
+        }
+        _ => {}
+    }
+    // Per-point distributions: 5%–95% bar with the median, final NAV against the ideal.
+    let valid: Vec<&PointResult> = results.iter().filter(|p| p.stats.is_some()).collect();
+    if !valid.is_empty() {
+        let (lo, hi) = valid
+            .iter()
+            .filter_map(|p| p.stats.as_ref())
+            .fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(s.nav_vs_ideal.p5), b.max(s.nav_vs_ideal.p95)));
+        let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.01, hi + 0.01) };
+        let (w, left, row) = (900.0, 220.0, 20.0);
+        let hgt = 30.0 + row * valid.len() as f64 + 20.0;
+        let sx = |v: f64| left + (w - left - 190.0) * (v - lo) / (hi - lo);
+        h.push_str("<h2>Distribution of final NAV against the ideal token (5%, median, 95%)</h2>");
+        let _ = write!(
+            h,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{hgt}" viewBox="0 0 {w} {hgt}" class="heat">"#
+        );
+        let _ = write!(
+            h,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="20" y2="{1:.1}" stroke="#adb5bd"/><text x="{0:.1}" y="14" class="xlab">0%</text>"##,
+            sx(0.0).clamp(left, w - 190.0),
+            hgt - 20.0
+        );
+        for (i, p) in valid.iter().enumerate() {
+            let s = p.stats.as_ref().expect("valid");
+            let y = 30.0 + row * i as f64;
+            let label = p.settings.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" / ");
+            let d = &s.nav_vs_ideal;
+            let _ = write!(
+                h,
+                r#"<text x="{:.1}" y="{:.1}" class="ylab">{}</text><rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="12"/><line class="med" x1="{m:.1}" x2="{m:.1}" y1="{:.1}" y2="{:.1}"/><text x="{:.1}" y="{:.1}" class="klab">{:+.1}% [{:+.1}%, {:+.1}%]</text>"#,
+                left - 6.0,
+                y + 10.0,
+                esc(&label),
+                sx(d.p5),
+                y,
+                (sx(d.p95) - sx(d.p5)).max(1.0),
+                y - 1.0,
+                y + 13.0,
+                w - 180.0,
+                y + 10.0,
+                d.median * 100.0,
+                d.p5 * 100.0,
+                d.p95 * 100.0,
+                m = sx(d.median)
+            );
+        }
+        h.push_str("</svg>");
+    }
+    h.push_str("<h2>All points</h2><table><tr><th>settings</th><th>vs ideal</th><th>p5</th><th>p95</th><th>track. err.</th><th>ripcord</th><th>liquidation</th><th>rebalances</th><th>cost $</th><th>VaR 1d 99%</th><th>ES</th><th>delever pts/min</th></tr>");
+    for p in results {
+        let label = p.settings.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("<br>");
+        match (&p.stats, &p.invalid) {
+            (Some(s), _) => {
+                let _ = write!(
+                    h,
+                    "<tr><td>{label}</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:.1}%</td><td>{:.0}%</td><td>{:.0}%</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.4}</td></tr>",
+                    s.nav_vs_ideal.mean * 100.0,
+                    s.nav_vs_ideal.p5 * 100.0,
+                    s.nav_vs_ideal.p95 * 100.0,
+                    s.tracking_error * 100.0,
+                    s.p_ripcord * 100.0,
+                    s.p_liquidation * 100.0,
+                    s.mean_rebalances,
+                    s.mean_total_cost,
+                    s.var_1d_99 * 100.0,
+                    s.es_1d_99 * 100.0,
+                    s.delever_speed
+                );
+            }
+            (None, Some(why)) => {
+                let _ = write!(
+                    h,
+                    r#"<tr><td>{label}</td><td colspan="11" style="text-align:left">skipped: {}</td></tr>"#,
+                    esc(why)
+                );
+            }
+            _ => {}
+        }
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
