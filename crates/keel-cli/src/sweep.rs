@@ -3,7 +3,9 @@
 use anyhow::{Context, Result, anyhow, bail};
 use keel_core::product::parse_duration;
 use keel_sim::prices::{Model, SCENARIOS, load_bars};
-use keel_sim::sweep::{Market, PointResult, SweepConfig, parse_values, run_sweep};
+use keel_sim::sweep::{
+    Market, PathOutcome, PointResult, SweepConfig, parse_values, run_sweep, run_sweep_with, total_cost,
+};
 use keel_sim::{Costs, SimConfig};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -62,6 +64,10 @@ pub struct Args {
     /// Output directory (results.csv, report.html).
     #[arg(long, default_value = "keel-sweep")]
     pub out: PathBuf,
+    /// Also write paths.csv: one row per grid point and path (final NAV vs ideal, ripcord,
+    /// liquidation, costs, lowest health factor, ...), streamed point by point.
+    #[arg(long)]
+    pub paths_csv: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -252,22 +258,41 @@ pub fn run(a: Args) -> Result<ExitCode> {
         pb
     });
     let pb = bar.clone();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    let mut paths_writer = if a.paths_csv {
+        let path = a.out.join("paths.csv");
+        let mut w = csv::Writer::from_path(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut header: Vec<String> = cfg.grid.iter().map(|(k, _)| k.clone()).collect();
+        header.extend(PATH_COLUMNS.iter().map(|s| s.to_string()));
+        w.write_record(&header)?;
+        Some(w)
+    } else {
+        None
+    };
     let started = std::time::Instant::now();
     let mut results = pool
         .install(|| {
-            run_sweep(&cfg, &move |d, t| {
+            let progress = move |d, t| {
                 if let Some(pb) = &pb {
                     pb.set_length(t);
                     pb.set_position(d);
                 }
-            })
+            };
+            match paths_writer.as_mut() {
+                Some(w) => run_sweep_with(&cfg, &progress, &mut |settings, outs| {
+                    write_paths(w, settings, outs).map_err(|e| format!("paths.csv: {e}"))
+                }),
+                None => run_sweep(&cfg, &progress),
+            }
         })
         .map_err(|e| anyhow!("{e}"))?;
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    if let Some(mut w) = paths_writer {
+        w.flush().context("paths.csv")?;
+    }
     write_csv(&a.out.join("results.csv"), &results)?;
     let keys_owned: Vec<String> = cfg.grid.iter().map(|(k, _)| k.clone()).collect();
     let title = format!("{} — {} paths per point", product.token.symbol, a.paths);
@@ -330,8 +355,55 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
     }
-    println!("wrote {} (results.csv, report.html)", a.out.display());
+    if block_time >= 60 && results.iter().filter_map(|p| p.stats.as_ref()).any(|s| s.p_ripcord > 0.0) {
+        println!(
+            "note: at {}s blocks a ripcord trades at most one chunk per block, so delever speed, ripcord and liquidation \
+             figures are pessimistic; rerun stress cases with --block-time 12s",
+            block_time
+        );
+    }
+    println!("wrote {} (results.csv, report.html{})", a.out.display(), if a.paths_csv { ", paths.csv" } else { "" });
     Ok(ExitCode::SUCCESS)
+}
+
+/// paths.csv columns after the grid keys.
+const PATH_COLUMNS: &[&str] = &[
+    "path",
+    "nav_vs_ideal",
+    "tracking_error",
+    "ripcord",
+    "liquidated",
+    "rebalances",
+    "cost_total",
+    "worst_drawdown",
+    "time_outside_band",
+    "delever_speed",
+    "delever_minutes",
+    "min_health_factor",
+];
+
+fn write_paths(
+    w: &mut csv::Writer<std::fs::File>,
+    settings: &[(String, String)],
+    outs: &[PathOutcome],
+) -> csv::Result<()> {
+    for o in outs {
+        let mut row: Vec<String> = settings.iter().map(|(_, v)| v.clone()).collect();
+        row.push(o.path.to_string());
+        for v in [o.nav_vs_ideal, o.tracking_error] {
+            row.push(format!("{v}"));
+        }
+        row.push(o.ripcord.to_string());
+        row.push(o.liquidated.to_string());
+        for v in [o.rebalances, total_cost(&o.costs), o.drawdown, o.outside] {
+            row.push(format!("{v}"));
+        }
+        row.push(o.delever_speed.map(|v| format!("{v}")).unwrap_or_default());
+        row.push(format!("{}", o.delever_minutes));
+        row.push(format!("{}", o.min_hf));
+        w.write_record(&row)?;
+    }
+    Ok(())
 }
 
 fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
@@ -363,6 +435,9 @@ fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
         "var_1d_99",
         "es_1d_99",
         "delever_speed",
+        "delever_minutes_max",
+        "min_health_factor",
+        "p_saved_by_ripcord",
     ] {
         header.push(h.to_string());
     }
@@ -396,6 +471,9 @@ fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
                     s.var_1d_99,
                     s.es_1d_99,
                     s.delever_speed,
+                    s.delever_minutes,
+                    s.min_health_factor,
+                    s.p_saved_by_ripcord,
                 ] {
                     row.push(format!("{v}"));
                 }

@@ -163,6 +163,7 @@ fn sweep_writes_results_and_lists_invalid_points() {
         "30d",
         "--objective",
         "cost",
+        "--paths-csv",
         "--quiet",
         "--out",
         dir.to_str().unwrap(),
@@ -176,6 +177,8 @@ fn sweep_writes_results_and_lists_invalid_points() {
     assert!(csv.lines().next().unwrap().starts_with(
         "methodology.max_leverage_ratio,exchanges.uniswap-v3.twap_max_trade_size,invalid,nav_vs_ideal_mean"
     ));
+    let paths = String::from_utf8(read(&dir, "paths.csv")).unwrap();
+    assert_eq!(paths.lines().count(), 1 + 2 * 4, "a header and one row per valid point and path:\n{paths}");
     let html = String::from_utf8(read(&dir, "report.html")).unwrap();
     assert!(
         html.contains("<h2>Heatmaps</h2>") && html.contains("skipped: "),

@@ -184,20 +184,33 @@ fn dist(mut v: Vec<f64>) -> Dist {
     Dist { mean, median: quantile(&v, 0.5), p5: quantile(&v, 0.05), p95: quantile(&v, 0.95) }
 }
 
-/// Per-path scalars.
+/// One path's outcome at one grid point: the scalars a sweep keeps (never the series).
 #[derive(Debug, Clone, Default)]
-struct PathOutcome {
-    nav_vs_ideal: f64,
-    tracking_error: f64,
-    ripcord: bool,
-    liquidated: bool,
-    rebalances: f64,
-    costs: CostBreakdown,
-    drawdown: f64,
-    outside: f64,
-    delever_speed: Option<f64>,
-    delever_minutes: f64,
-    min_hf: f64,
+pub struct PathOutcome {
+    /// Path index (its seed derives from the master seed and this).
+    pub path: u64,
+    /// Final NAV relative to the ideal token, −1..
+    pub nav_vs_ideal: f64,
+    /// Annualised tracking error against the ideal token.
+    pub tracking_error: f64,
+    /// At least one ripcord fired.
+    pub ripcord: bool,
+    /// The position was liquidated at least once.
+    pub liquidated: bool,
+    /// Rebalances, iterations and ripcords.
+    pub rebalances: f64,
+    /// Costs by kind, USD.
+    pub costs: CostBreakdown,
+    /// Worst peak-to-trough NAV drawdown.
+    pub drawdown: f64,
+    /// Share of engaged time outside [min, max].
+    pub outside: f64,
+    /// Mean delever speed, leverage points per minute, if it delevered.
+    pub delever_speed: Option<f64>,
+    /// Longest time above the band, minutes.
+    pub delever_minutes: f64,
+    /// Lowest health factor seen (0 if never levered).
+    pub min_hf: f64,
 }
 
 /// A fixed histogram of daily returns in [−100%, +100%] (0.05% bins): VaR and ES without
@@ -265,7 +278,8 @@ fn add_costs(a: &mut CostBreakdown, b: &CostBreakdown) {
     a.mint_redeem_fees += b.mint_redeem_fees;
 }
 
-fn total_cost(c: &CostBreakdown) -> f64 {
+/// The sum of every cost kind, USD.
+pub fn total_cost(c: &CostBreakdown) -> f64 {
     c.pool_fees
         + c.price_impact
         + c.gas_keeper
@@ -317,6 +331,17 @@ pub fn points(grid: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
 
 /// Run the sweep. `progress(done, total)` is called as paths finish (from worker threads).
 pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Vec<PointResult>, String> {
+    run_sweep_with(cfg, progress, &mut |_, _| Ok(()))
+}
+
+/// [`run_sweep`], handing each valid grid point's per-path outcomes (in path order) to
+/// `on_paths` before they are folded into statistics, e.g. to stream `paths.csv`. Only one
+/// point's scalars are held at a time.
+pub fn run_sweep_with(
+    cfg: &SweepConfig,
+    progress: &(dyn Fn(u64, u64) + Sync),
+    on_paths: &mut dyn FnMut(&[(String, String)], &[PathOutcome]) -> Result<(), String>,
+) -> Result<Vec<PointResult>, String> {
     let pts = points(&cfg.grid);
     let total = (pts.len() * cfg.paths) as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
@@ -362,6 +387,7 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
                 progress(d, total);
             }
             Ok(PathOutcome {
+                path: i,
                 nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
                 tracking_error: s.tracking_error,
                 ripcord: c.ripcords > 0,
@@ -393,7 +419,8 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
                 },
             );
         indexed.sort_by_key(|(i, _)| *i);
-        let outcomes: Vec<Result<PathOutcome, String>> = indexed.into_iter().map(|(_, o)| o).collect();
+        let outcomes = indexed.into_iter().map(|(_, o)| o).collect::<Result<Vec<PathOutcome>, String>>()?;
+        on_paths(&settings, &outcomes)?;
         // Aggregate in path order: the bytes do not depend on the threads.
         let n = outcomes.len().max(1) as f64;
         let mut costs = CostBreakdown::default();
@@ -402,7 +429,6 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
         let (mut dmin, mut min_hf, mut saved) = (0.0f64, f64::INFINITY, 0.0);
         let mut rel = Vec::with_capacity(outcomes.len());
         for o in outcomes {
-            let o = o?;
             rel.push(o.nav_vs_ideal);
             te += o.tracking_error;
             pr += o.ripcord as u8 as f64;

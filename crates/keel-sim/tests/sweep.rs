@@ -3,7 +3,7 @@
 
 use keel_sim::SimConfig;
 use keel_sim::prices::Model;
-use keel_sim::sweep::{Market, SweepConfig, run_sweep};
+use keel_sim::sweep::{Market, SweepConfig, run_sweep, run_sweep_with};
 
 const PRODUCT: &str = include_str!("../../../products/eth2x-fli.toml");
 
@@ -28,9 +28,22 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
 #[test]
 fn same_bytes_with_one_thread_or_two() {
     let cfg = config(vec![("methodology.max_leverage_ratio".into(), vec!["2.2".into(), "2.4".into()])], 6);
-    let one = in_pool(1, || run_sweep(&cfg, &|_, _| {}).unwrap());
-    let two = in_pool(2, || run_sweep(&cfg, &|_, _| {}).unwrap());
-    assert_eq!(serde_json::to_string(&one).unwrap(), serde_json::to_string(&two).unwrap());
+    let run = |threads| {
+        in_pool(threads, || {
+            let mut rows = Vec::new();
+            let points = run_sweep_with(&cfg, &|_, _| {}, &mut |settings, outs| {
+                rows.extend(outs.iter().map(|o| format!("{settings:?} {o:?}")));
+                Ok(())
+            })
+            .unwrap();
+            (serde_json::to_string(&points).unwrap(), rows)
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.0, two.0, "per-point statistics");
+    assert_eq!(one.1, two.1, "per-path rows, in path order");
+    assert_eq!(one.1.len(), 12);
+    assert_eq!(one.0, serde_json::to_string(&run_sweep(&cfg, &|_, _| {}).unwrap()).unwrap());
 }
 
 #[test]

@@ -1,4 +1,15 @@
 //! Leverage methodologies, one per module. Each is a pure state machine over the venues in
 //! [`crate::venue`]; drivers call its entry points with an explicit `now` and caller.
+//!
+//! - [`fli`]: Set's FLI on a lending market (with its token) and on a perp (`fli::perp`).
+//! - [`threshold`]: TLX / Synthetix Leverage rules — trigger, full-rebalance size, fees.
+//! - [`continuous`]: IndexZoo Bear rules — price levels, safety margins, tick decision, split.
+//! - [`daily`]: exchange-style daily schedule with intraday triggers.
+//!
+//! `threshold`, `continuous` and `daily` hold the pure rules only; they are not yet driven by a
+//! token, a perp venue or the simulator.
 
+pub mod continuous;
+pub mod daily;
 pub mod fli;
+pub mod threshold;
