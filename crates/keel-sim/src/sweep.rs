@@ -334,13 +334,16 @@ pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Res
     run_sweep_with(cfg, progress, &mut |_, _| Ok(()))
 }
 
+/// Receives one grid point's settings and its per-path outcomes, in path order.
+pub type PathsSink<'a> = dyn FnMut(&[(String, String)], &[PathOutcome]) -> Result<(), String> + 'a;
+
 /// [`run_sweep`], handing each valid grid point's per-path outcomes (in path order) to
 /// `on_paths` before they are folded into statistics, e.g. to stream `paths.csv`. Only one
 /// point's scalars are held at a time.
 pub fn run_sweep_with(
     cfg: &SweepConfig,
     progress: &(dyn Fn(u64, u64) + Sync),
-    on_paths: &mut dyn FnMut(&[(String, String)], &[PathOutcome]) -> Result<(), String>,
+    on_paths: &mut PathsSink<'_>,
 ) -> Result<Vec<PointResult>, String> {
     let pts = points(&cfg.grid);
     let total = (pts.len() * cfg.paths) as u64;
