@@ -67,8 +67,34 @@ fn wider_bands_rebalance_less_and_invalid_points_are_listed() {
         rebalances("1.6", "2.6"),
         rebalances("1.9", "2.1")
     );
+    let tracking = |min: &str, max: &str| {
+        let p = r.iter().find(|p| p.settings[0].1 == min && p.settings[1].1 == max).unwrap();
+        p.stats.as_ref().unwrap().tracking_error
+    };
+    assert!(tracking("1.6", "2.6") > tracking("1.9", "2.1"), "wider bounds track the target worse");
     let bad: Vec<_> = r.iter().filter(|p| p.invalid.is_some()).collect();
     assert_eq!(bad.len(), 2, "max 1.5 is below the target 2");
     assert!(bad[0].invalid.as_ref().unwrap().contains("Must be valid max leverage"), "{:?}", bad[0].invalid);
     assert!(bad.iter().all(|p| p.stats.is_none()));
+}
+
+#[test]
+fn smaller_max_trade_delevers_slower_and_ripcords_more_in_the_crash() {
+    // The crash scenario at 12 s blocks (at coarse blocks a ripcord trades one chunk per block).
+    let cfg = SweepConfig {
+        market: Market::Scenario("crash".into(), vec![]),
+        block_time: 12,
+        ..config(vec![("exchanges.uniswap-v3.twap_max_trade_size".into(), vec!["2".into(), "20".into()])], 4)
+    };
+    let r = run_sweep(&cfg, &|_, _| {}).unwrap();
+    let stats = |v: &str| r.iter().find(|p| p.settings[0].1 == v).unwrap().stats.clone().unwrap();
+    let (small, large) = (stats("2"), stats("20"));
+    assert!(small.p_ripcord > large.p_ripcord, "ripcords: max trade 2 → {}, 20 → {}", small.p_ripcord, large.p_ripcord);
+    assert!(
+        small.delever_speed < large.delever_speed,
+        "delever speed: max trade 2 → {}, 20 → {}",
+        small.delever_speed,
+        large.delever_speed
+    );
+    assert!(small.tracking_error > large.tracking_error);
 }
