@@ -357,9 +357,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if block_time >= 60 && results.iter().filter_map(|p| p.stats.as_ref()).any(|s| s.p_ripcord > 0.0) {
         println!(
-            "note: at {}s blocks a ripcord trades at most one chunk per block, so delever speed, ripcord and liquidation \
+            "note: at {} blocks a ripcord trades at most one chunk per block, so delever speed, ripcord and liquidation \
              figures are pessimistic; rerun stress cases with --block-time 12s",
-            block_time
+            a.block_time
         );
     }
     println!("wrote {} (results.csv, report.html{})", a.out.display(), if a.paths_csv { ", paths.csv" } else { "" });

@@ -244,14 +244,14 @@ svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{m
         }
         h.push_str("</svg>");
     }
-    h.push_str("<h2>All points</h2><table><tr><th>settings</th><th>vs ideal</th><th>p5</th><th>p95</th><th>track. err.</th><th>ripcord</th><th>liquidation</th><th>rebalances</th><th>cost $</th><th>VaR 1d 99%</th><th>ES</th><th>delever pts/min</th></tr>");
+    h.push_str("<h2>All points</h2><table><tr><th>settings</th><th>vs ideal</th><th>p5</th><th>p95</th><th>track. err.</th><th>ripcord</th><th>liquidation</th><th>rebalances</th><th>cost $</th><th>VaR 1d 99%</th><th>ES</th><th>delever pts/min</th><th>longest delever, min</th><th>lowest HF</th><th>ripcord saved</th></tr>");
     for p in results {
         let label = p.settings.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("<br>");
         match (&p.stats, &p.invalid) {
             (Some(s), _) => {
                 let _ = write!(
                     h,
-                    "<tr><td>{label}</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:.1}%</td><td>{:.0}%</td><td>{:.0}%</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.4}</td></tr>",
+                    "<tr><td>{label}</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:.1}%</td><td>{:.0}%</td><td>{:.0}%</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.4}</td><td>{:.0}</td><td>{:.3}</td><td>{:.0}%</td></tr>",
                     s.nav_vs_ideal.mean * 100.0,
                     s.nav_vs_ideal.p5 * 100.0,
                     s.nav_vs_ideal.p95 * 100.0,
@@ -262,13 +262,16 @@ svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{m
                     s.mean_total_cost,
                     s.var_1d_99 * 100.0,
                     s.es_1d_99 * 100.0,
-                    s.delever_speed
+                    s.delever_speed,
+                    s.delever_minutes,
+                    s.min_health_factor,
+                    s.p_saved_by_ripcord * 100.0
                 );
             }
             (None, Some(why)) => {
                 let _ = write!(
                     h,
-                    r#"<tr><td>{label}</td><td colspan="11" style="text-align:left">skipped: {}</td></tr>"#,
+                    r#"<tr><td>{label}</td><td colspan="14" style="text-align:left">skipped: {}</td></tr>"#,
                     esc(why)
                 );
             }
