@@ -1,0 +1,557 @@
+//! A Synthetix-Perps-V2-style market (`perp.md` Part C): isolated-margin positions with a stored
+//! margin, a fill price premium/discount by skew, maker/taker fees, velocity funding,
+//! liquidation margin and premium, and the reference's trade checks in order. Signed wad
+//! arithmetic truncates toward zero in the reference's order (`multiplyDecimal`/`divideDecimal`).
+//!
+//! Not modelled yet: the dynamic (volatility) fee and its "Price too volatile" refusal, delayed
+//! orders (`perp.md` C6) and the two-step flag/liquidate with endorsed force-liquidation.
+
+use crate::math::{I256, MathError, U256, WAD, pdiv_i, pmul_i};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// A day, the funding rate's unit of time.
+const DAY: i64 = 86_400;
+
+/// Why the market refused an operation. Messages are the reference's.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PerpsError {
+    /// `Δq = 0`.
+    #[error("Cannot submit empty order")]
+    EmptyOrder,
+    /// The position (before or after) is at or under its liquidation margin.
+    #[error("Position can be liquidated")]
+    CanLiquidate,
+    /// Margin after fees would be negative, or under the minimum initial margin.
+    #[error("Insufficient margin")]
+    InsufficientMargin,
+    /// Leverage after the trade above the market's maximum.
+    #[error("Max leverage exceeded")]
+    MaxLeverageExceeded,
+    /// The side's open interest after the trade above `maxMarketValue`.
+    #[error("Max market size exceeded")]
+    MaxMarketSizeExceeded,
+    /// The fill is worse than the caller's limit.
+    #[error("Price impact exceeded")]
+    PriceImpactExceeded,
+    /// Liquidating a position that is not liquidatable.
+    #[error("Position cannot be liquidated")]
+    CannotLiquidate,
+    /// The oracle price is zero.
+    #[error("Invalid price: the oracle price must be above 0")]
+    InvalidPrice,
+    /// Arithmetic refused.
+    #[error(transparent)]
+    Math(#[from] MathError),
+}
+
+/// Market parameters (wad unless stated; sizes in base units).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerpsParams {
+    /// Maximum leverage (55).
+    pub max_leverage: U256,
+    /// Open-interest cap per side, base units.
+    pub max_market_value: U256,
+    /// Skew at which the premium is 100%.
+    pub skew_scale: U256,
+    /// Fee on skew-increasing trades.
+    pub taker_fee: U256,
+    /// Fee on skew-reducing trades.
+    pub maker_fee: U256,
+    /// Change of the daily funding rate per day at full skew.
+    pub max_funding_velocity: U256,
+    /// Floor of the liquidation fee (and the delayed-order keeper deposit), sUSD.
+    pub min_keeper_fee: U256,
+    /// Cap of the liquidation fee, sUSD.
+    pub max_keeper_fee: U256,
+    /// Liquidation fee as a share of notional.
+    pub liquidation_fee_ratio: U256,
+    /// Liquidation buffer as a share of notional.
+    pub liquidation_buffer_ratio: U256,
+    /// Minimum margin for a size-increasing order, sUSD.
+    pub min_initial_margin: U256,
+    /// Fee to the liquidator, sUSD.
+    pub keeper_liquidation_fee: U256,
+    /// Multiplier of the closing-impact premium.
+    pub liquidation_premium_multiplier: U256,
+}
+
+fn wad(s: &str) -> U256 {
+    crate::math::Wad::parse(s).map(|w| w.0).unwrap_or(U256::ZERO)
+}
+
+impl PerpsParams {
+    /// sETHPERP on Optimism (`perp.md` C7): the deployed values, with the repository defaults
+    /// where the deployment files are silent (min initial margin 40, keeper liquidation fee 2),
+    /// and the off-chain delayed-order fees the threshold methodology pays.
+    pub fn eth_optimism() -> Self {
+        Self {
+            max_leverage: wad("55"),
+            max_market_value: wad("22300"),
+            skew_scale: wad("1000000"),
+            taker_fee: wad("0.0006"),
+            maker_fee: wad("0.000001"),
+            max_funding_velocity: wad("9"),
+            min_keeper_fee: wad("4"),
+            max_keeper_fee: wad("100"),
+            liquidation_fee_ratio: wad("0.0002"),
+            liquidation_buffer_ratio: wad("0.0075"),
+            min_initial_margin: wad("40"),
+            keeper_liquidation_fee: wad("2"),
+            liquidation_premium_multiplier: wad("1.5625"),
+        }
+    }
+}
+
+/// One account's position (isolated margin).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// M₀: margin stored at the last modification, sUSD wad.
+    pub margin: U256,
+    /// q: signed size, base wad.
+    pub size: I256,
+    /// p₀: fill (trade) or oracle (margin transfer) price at the last modification.
+    pub last_price: U256,
+    /// Cumulative funding per unit at the last modification.
+    pub last_funding: I256,
+}
+
+/// The outcome of a trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fill {
+    /// Price the trade filled at.
+    pub price: U256,
+    /// Fee paid from margin.
+    pub fee: U256,
+}
+
+/// A market with its positions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerpsMarket {
+    /// Parameters.
+    pub params: PerpsParams,
+    /// K: the sum of all signed sizes.
+    pub skew: I256,
+    /// Σ|q| over positions.
+    pub market_size: U256,
+    /// Daily funding rate at the last recomputation (signed wad).
+    pub funding_rate: I256,
+    /// Cumulative funding per unit at the last recomputation.
+    pub funding: I256,
+    /// When funding was last recomputed.
+    pub funding_time: u64,
+    /// Positions by account.
+    pub positions: BTreeMap<u64, Position>,
+}
+
+fn i(x: U256) -> Result<I256, MathError> {
+    I256::try_from(x).map_err(|_| MathError::Overflow("int256"))
+}
+
+fn same_side(a: I256, b: I256) -> bool {
+    a.is_zero() || b.is_zero() || a.is_positive() == b.is_positive()
+}
+
+impl PerpsMarket {
+    /// An empty market at time `now`.
+    pub fn new(params: PerpsParams, now: u64) -> Self {
+        Self {
+            params,
+            skew: I256::ZERO,
+            market_size: U256::ZERO,
+            funding_rate: I256::ZERO,
+            funding: I256::ZERO,
+            funding_time: now,
+            positions: BTreeMap::new(),
+        }
+    }
+
+    /// C2: `avg(P·(1 + K/S), P·(1 + (K+Δq)/S))`, in the reference's order.
+    pub fn fill_price(&self, size_delta: I256, price: U256) -> Result<U256, PerpsError> {
+        let (p, s) = (i(price)?, i(self.params.skew_scale)?);
+        let before = p + pmul_i(p, pdiv_i(self.skew, s)?)?;
+        let after = p + pmul_i(p, pdiv_i(self.skew + size_delta, s)?)?;
+        let fill = pdiv_i(before + after, i(WAD * U256::from(2))?)?;
+        if fill.is_negative() || fill.is_zero() {
+            return Err(PerpsError::InvalidPrice);
+        }
+        Ok(fill.unsigned_abs())
+    }
+
+    /// C3 without the dynamic fee: taker on skew-increasing notional, maker on reducing, split
+    /// when the trade flips the skew.
+    pub fn order_fee(&self, size_delta: I256, fill: U256) -> Result<U256, PerpsError> {
+        let notional = pmul_i(size_delta, i(fill)?)?;
+        let (taker, maker) = (i(self.params.taker_fee)?, i(self.params.maker_fee)?);
+        if same_side(self.skew + size_delta, self.skew) {
+            let rate = if same_side(notional, self.skew) { taker } else { maker };
+            return Ok(pmul_i(notional, rate)?.unsigned_abs());
+        }
+        let taker_size = pdiv_i(self.skew + size_delta, size_delta)?.unsigned_abs();
+        let maker_size = WAD.saturating_sub(taker_size);
+        let abs = notional.unsigned_abs();
+        let t = crate::math::pmul(crate::math::pmul(abs, taker_size)?, self.params.taker_fee)?;
+        let m = crate::math::pmul(crate::math::pmul(abs, maker_size)?, self.params.maker_fee)?;
+        Ok(crate::math::add(t, m, "order fee")?)
+    }
+
+    /// C4: the daily funding rate at `now` (it drifts with the skew at `max_funding_velocity`).
+    pub fn current_funding_rate(&self, now: u64) -> Result<I256, PerpsError> {
+        let s = i(self.params.skew_scale)?;
+        let one = i(WAD)?;
+        let p_skew = pdiv_i(self.skew, s)?.clamp(-one, one);
+        let velocity = pmul_i(p_skew, i(self.params.max_funding_velocity)?)?;
+        Ok(self.funding_rate + pmul_i(velocity, self.elapsed(now)?)?)
+    }
+
+    fn elapsed(&self, now: u64) -> Result<I256, PerpsError> {
+        let dt = now.saturating_sub(self.funding_time) as i64;
+        Ok(pdiv_i(
+            I256::try_from(dt).map_err(|_| MathError::Overflow("time"))? * i(WAD)?,
+            I256::try_from(DAY).map_err(|_| MathError::Overflow("time"))? * i(WAD)?,
+        )?)
+    }
+
+    /// C4: cumulative funding per unit at `now` and `price`, including the unrecorded part.
+    pub fn next_funding(&self, now: u64, price: U256) -> Result<I256, PerpsError> {
+        let next = self.current_funding_rate(now)?;
+        let avg = -pdiv_i(self.funding_rate + next, i(WAD * U256::from(2))?)?;
+        Ok(self.funding + pmul_i(pmul_i(avg, self.elapsed(now)?)?, i(price)?)?)
+    }
+
+    /// C4: fold funding up to `now` into the market (before every modification).
+    pub fn recompute_funding(&mut self, now: u64, price: U256) -> Result<(), PerpsError> {
+        let f = self.next_funding(now, price)?;
+        self.funding_rate = self.current_funding_rate(now)?;
+        self.funding = f;
+        self.funding_time = now.max(self.funding_time);
+        Ok(())
+    }
+
+    /// C1: `M₀ + pnl + accrued funding`, signed (negative when the position is under water).
+    pub fn margin_plus_profit_funding(&self, pos: &Position, now: u64, price: U256) -> Result<I256, PerpsError> {
+        let pnl = pmul_i(pos.size, i(price)? - i(pos.last_price)?)?;
+        let funding = pmul_i(pos.size, self.next_funding(now, price)? - pos.last_funding)?;
+        Ok(i(pos.margin)? + pnl + funding)
+    }
+
+    /// C1: `max(0, M₀ + pnl + funding)`.
+    pub fn remaining_margin(&self, account: u64, now: u64, price: U256) -> Result<U256, PerpsError> {
+        let Some(pos) = self.positions.get(&account) else { return Ok(U256::ZERO) };
+        let m = self.margin_plus_profit_funding(pos, now, price)?;
+        Ok(if m.is_negative() { U256::ZERO } else { m.unsigned_abs() })
+    }
+
+    /// C5: `clamp(|q|·P·liquidationFeeRatio, minKeeperFee, maxKeeperFee)`.
+    pub fn liquidation_fee(&self, size: I256, price: U256) -> Result<U256, PerpsError> {
+        let notional = crate::math::pmul(size.unsigned_abs(), price)?;
+        let prop = crate::math::pmul(notional, self.params.liquidation_fee_ratio)?;
+        Ok(prop.min(self.params.max_keeper_fee).max(self.params.min_keeper_fee))
+    }
+
+    /// C5: `|q|·P·bufferRatio + liquidationFee + keeperLiquidationFee`.
+    pub fn liquidation_margin(&self, size: I256, price: U256) -> Result<U256, PerpsError> {
+        let notional = crate::math::pmul(size.unsigned_abs(), price)?;
+        let buffer = crate::math::pmul(notional, self.params.liquidation_buffer_ratio)?;
+        let fee = self.liquidation_fee(size, price)?;
+        Ok(crate::math::add(
+            crate::math::add(buffer, fee, "liquidation margin")?,
+            self.params.keeper_liquidation_fee,
+            "liquidation margin",
+        )?)
+    }
+
+    /// C5: `(|q|/skewScale)·|q|·P·multiplier`, the closing impact at zero skew.
+    pub fn liquidation_premium(&self, size: I256, price: U256) -> Result<U256, PerpsError> {
+        let q = size.unsigned_abs();
+        let notional = crate::math::pmul(q, price)?;
+        let share = crate::math::pdiv(q, self.params.skew_scale)?;
+        Ok(crate::math::pmul(crate::math::pmul(share, notional)?, self.params.liquidation_premium_multiplier)?)
+    }
+
+    /// C5: `max(0, M₀ + pnl + funding − premium) ≤ liquidationMargin`, for an open position.
+    pub fn can_liquidate(&self, account: u64, now: u64, price: U256) -> Result<bool, PerpsError> {
+        let Some(pos) = self.positions.get(&account) else { return Ok(false) };
+        if pos.size.is_zero() {
+            return Ok(false);
+        }
+        let m = self.margin_plus_profit_funding(pos, now, price)? - i(self.liquidation_premium(pos.size, price)?)?;
+        let m = if m.is_negative() { U256::ZERO } else { m.unsigned_abs() };
+        Ok(m <= self.liquidation_margin(pos.size, price)?)
+    }
+
+    /// Deposit (positive) or withdraw (negative) margin at the oracle `price`. A withdrawal
+    /// with a position open must leave margin above liquidation margin plus premium and, unless
+    /// the position is empty, within max leverage. Nothing changes on refusal.
+    pub fn transfer_margin(&mut self, account: u64, delta: I256, now: u64, price: U256) -> Result<U256, PerpsError> {
+        if price.is_zero() {
+            return Err(PerpsError::InvalidPrice);
+        }
+        let pos = self.positions.get(&account).cloned().unwrap_or_default();
+        let new_margin = self.margin_plus_profit_funding(&pos, now, price)? + delta;
+        if new_margin.is_negative() {
+            return Err(PerpsError::InsufficientMargin);
+        }
+        let new_margin = new_margin.unsigned_abs();
+        if delta.is_negative() && !pos.size.is_zero() {
+            let floor = crate::math::add(
+                self.liquidation_margin(pos.size, price)?,
+                self.liquidation_premium(pos.size, price)?,
+                "margin floor",
+            )?;
+            if new_margin <= floor {
+                return Err(PerpsError::InsufficientMargin);
+            }
+            let lev = crate::math::pdiv(crate::math::pmul(pos.size.unsigned_abs(), price)?, new_margin)?;
+            if lev > crate::math::add(self.params.max_leverage, WAD / U256::from(100), "max leverage")? {
+                return Err(PerpsError::MaxLeverageExceeded);
+            }
+        }
+        self.recompute_funding(now, price)?;
+        let f = self.funding;
+        let p = self.positions.entry(account).or_default();
+        *p = Position { margin: new_margin, size: pos.size, last_price: price, last_funding: f };
+        Ok(new_margin)
+    }
+
+    /// Trade `size_delta` at the oracle `price`, refused with the first failing check of C5
+    /// (the dynamic-fee check aside) or when the fill is worse than `limit` (when given).
+    /// Nothing changes on refusal.
+    pub fn modify_position(
+        &mut self,
+        account: u64,
+        size_delta: I256,
+        now: u64,
+        price: U256,
+        limit: Option<U256>,
+    ) -> Result<Fill, PerpsError> {
+        if price.is_zero() {
+            return Err(PerpsError::InvalidPrice);
+        }
+        // 1. empty order
+        if size_delta.is_zero() {
+            return Err(PerpsError::EmptyOrder);
+        }
+        let old = self.positions.get(&account).cloned().unwrap_or_default();
+        // 2. the existing position is liquidatable
+        if self.can_liquidate(account, now, price)? {
+            return Err(PerpsError::CanLiquidate);
+        }
+        let fill = self.fill_price(size_delta, price)?;
+        if let Some(limit) = limit {
+            let worse = if size_delta.is_positive() { fill > limit } else { fill < limit };
+            if worse {
+                return Err(PerpsError::PriceImpactExceeded);
+            }
+        }
+        let fee = self.order_fee(size_delta, fill)?;
+        // 4. margin after the fee, against the old position's liquidation margin
+        let new_margin = self.margin_plus_profit_funding(&old, now, price)? - i(fee)?;
+        if new_margin.is_negative() {
+            return Err(PerpsError::InsufficientMargin);
+        }
+        let new_margin = new_margin.unsigned_abs();
+        if !old.size.is_zero() && new_margin <= self.liquidation_margin(old.size, price)? {
+            return Err(PerpsError::CanLiquidate);
+        }
+        let new_size = old.size + size_delta;
+        let decreasing = same_side(old.size, new_size) && new_size.unsigned_abs() < old.size.unsigned_abs();
+        // 5. minimum initial margin unless strictly reducing
+        if !decreasing && crate::math::add(new_margin, fee, "margin + fee")? < self.params.min_initial_margin {
+            return Err(PerpsError::InsufficientMargin);
+        }
+        // 6. above liquidation margin plus premium at the oracle price
+        let floor = crate::math::add(
+            self.liquidation_margin(new_size, price)?,
+            self.liquidation_premium(new_size, price)?,
+            "margin floor",
+        )?;
+        if new_margin <= floor {
+            return Err(PerpsError::CanLiquidate);
+        }
+        // 7. leverage with the fee added back
+        let lev = crate::math::pdiv(
+            crate::math::pmul(new_size.unsigned_abs(), fill)?,
+            crate::math::add(new_margin, fee, "margin + fee")?,
+        )?;
+        if lev > crate::math::add(self.params.max_leverage, WAD / U256::from(100), "max leverage")? {
+            return Err(PerpsError::MaxLeverageExceeded);
+        }
+        // 8. open interest per side, unless reducing
+        if !(same_side(old.size, new_size) && new_size.unsigned_abs() <= old.size.unsigned_abs()) {
+            let new_skew = self.skew - old.size + new_size;
+            let new_market = i(self.market_size)? - i(old.size.unsigned_abs())? + i(new_size.unsigned_abs())?;
+            let side = if new_size.is_positive() { new_market + new_skew } else { new_market - new_skew };
+            if (side / I256::try_from(2).map_err(|_| MathError::Overflow("int256"))?).unsigned_abs()
+                > self.params.max_market_value
+            {
+                return Err(PerpsError::MaxMarketSizeExceeded);
+            }
+        }
+        self.recompute_funding(now, price)?;
+        self.skew = self.skew - old.size + new_size;
+        self.market_size = self.market_size - old.size.unsigned_abs() + new_size.unsigned_abs();
+        let f = self.funding;
+        self.positions
+            .insert(account, Position { margin: new_margin, size: new_size, last_price: fill, last_funding: f });
+        Ok(Fill { price: fill, fee })
+    }
+
+    /// Liquidate a liquidatable position at the oracle price (flag and liquidate in one step):
+    /// the position is closed, its remaining margin goes to the fee pool; returns the fees paid
+    /// to the flagger and the liquidator.
+    pub fn liquidate(&mut self, account: u64, now: u64, price: U256) -> Result<U256, PerpsError> {
+        if !self.can_liquidate(account, now, price)? {
+            return Err(PerpsError::CannotLiquidate);
+        }
+        let pos = self.positions.get(&account).cloned().unwrap_or_default();
+        let fees = crate::math::add(
+            self.liquidation_fee(pos.size, price)?,
+            self.params.keeper_liquidation_fee,
+            "liquidation fees",
+        )?;
+        self.recompute_funding(now, price)?;
+        self.skew -= pos.size;
+        self.market_size -= pos.size.unsigned_abs();
+        let f = self.funding;
+        self.positions
+            .insert(account, Position { margin: U256::ZERO, size: I256::ZERO, last_price: price, last_funding: f });
+        Ok(fees)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> U256 {
+        crate::math::Wad::parse(s).unwrap().0
+    }
+    fn sw(s: &str) -> I256 {
+        crate::math::SignedWad::parse(s).unwrap().0
+    }
+
+    fn market() -> PerpsMarket {
+        PerpsMarket::new(PerpsParams::eth_optimism(), 1_000)
+    }
+
+    #[test]
+    fn fill_price_by_skew() {
+        let mut m = market();
+        // Zero skew: buying 10 000 ETH at 2000 pays half of 1% → 2010.
+        assert_eq!(m.fill_price(sw("10000"), w("2000")).unwrap(), w("2010"));
+        // With a long skew of 10 000, a sale of 10 000 gets 2010 (reduces the skew: a discount on the premium).
+        m.skew = sw("10000");
+        assert_eq!(m.fill_price(sw("-10000"), w("2000")).unwrap(), w("2010"));
+        assert_eq!(m.fill_price(sw("10000"), w("2000")).unwrap(), w("2030"));
+    }
+
+    #[test]
+    fn fees_maker_taker_and_flip() {
+        let mut m = market();
+        // Zero skew, buy 10 at 2000: taker 0.06% of 20 000 = 12.
+        assert_eq!(m.order_fee(sw("10"), w("2000")).unwrap(), w("12"));
+        m.skew = sw("100");
+        // Reducing the skew: maker 0.0001% of 20 000 = 0.02.
+        assert_eq!(m.order_fee(sw("-10"), w("2000")).unwrap(), w("0.02"));
+        // Flipping 100 long to 100 short with a sale of 200: half taker, half maker.
+        let fee = m.order_fee(sw("-200"), w("2000")).unwrap();
+        assert_eq!(fee, w("120") + w("0.2"), "200×2000 = 400 000; taker half 0.06% = 120, maker half = 0.2");
+    }
+
+    #[test]
+    fn funding_drifts_with_skew_and_longs_pay() {
+        let mut m = market();
+        m.skew = sw("100000"); // 10% of skew scale
+        // A day later the rate is 0.1 × 9 = 0.9 per day, and F fell by the average (0.45) × P.
+        assert_eq!(m.current_funding_rate(1_000 + 86_400).unwrap(), sw("0.9"));
+        assert_eq!(m.next_funding(1_000 + 86_400, w("2000")).unwrap(), sw("-900"));
+        // A long of 1 owes 900 over that day; a short of 1 receives it.
+        let pos = Position { margin: w("10000"), size: sw("1"), last_price: w("2000"), last_funding: I256::ZERO };
+        assert_eq!(m.margin_plus_profit_funding(&pos, 1_000 + 86_400, w("2000")).unwrap(), sw("9100"));
+        m.recompute_funding(1_000 + 86_400, w("2000")).unwrap();
+        assert_eq!((m.funding_rate, m.funding), (sw("0.9"), sw("-900")));
+    }
+
+    #[test]
+    fn trade_checks_in_order() {
+        let mut m = market();
+        let p = w("2000");
+        // A deposit, then a 5x long.
+        m.transfer_margin(1, sw("1000"), 1_000, p).unwrap();
+        let f = m.modify_position(1, sw("2.5"), 1_000, p, None).unwrap();
+        assert_eq!(m.skew, sw("2.5"));
+        assert_eq!(m.positions[&1].margin, w("1000") - f.fee);
+        let before = m.clone();
+        // Table: each refusal names the reference's message and changes nothing.
+        let big = m.params.max_market_value + WAD;
+        for (name, account, delta, deposit, want) in [
+            ("empty order", 1u64, "0", None, PerpsError::EmptyOrder),
+            ("above max leverage", 1, "30", None, PerpsError::MaxLeverageExceeded),
+            ("no margin at all", 2, "1", None, PerpsError::InsufficientMargin),
+            ("under the minimum initial margin", 3, "0.001", Some("30"), PerpsError::InsufficientMargin),
+        ] {
+            let mut m2 = m.clone();
+            if let Some(d) = deposit {
+                m2.transfer_margin(account, sw(d), 1_000, p).unwrap();
+            }
+            let snapshot = m2.clone();
+            assert_eq!(m2.modify_position(account, sw(delta), 1_000, p, None), Err(want), "{name}");
+            assert_eq!(m2, snapshot, "{name}: state unchanged");
+        }
+        // Open interest cap: a whale with plenty of margin cannot push a side past maxMarketValue.
+        let mut m3 = m.clone();
+        m3.transfer_margin(9, sw("1000000000"), 1_000, p).unwrap();
+        let err = m3.modify_position(9, i(big).unwrap(), 1_000, p, None).unwrap_err();
+        assert_eq!(err, PerpsError::MaxMarketSizeExceeded);
+        // A limit the fill cannot meet.
+        assert_eq!(
+            m.clone().modify_position(1, sw("1"), 1_000, p, Some(w("2000"))),
+            Err(PerpsError::PriceImpactExceeded)
+        );
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn liquidation_after_an_adverse_move() {
+        let mut m = market();
+        let p = w("2000");
+        m.transfer_margin(1, sw("1000"), 1_000, p).unwrap();
+        m.modify_position(1, sw("20"), 1_000, p, None).unwrap(); // 40x
+        assert!(!m.can_liquidate(1, 1_000, p).unwrap());
+        // −2.5% at 40x: the margin is gone.
+        let low = w("1950");
+        assert!(m.can_liquidate(1, 1_000, low).unwrap());
+        assert_eq!(
+            m.modify_position(1, sw("1"), 1_000, low, None),
+            Err(PerpsError::CanLiquidate),
+            "no trading a liquidatable position"
+        );
+        assert_eq!(m.transfer_margin(1, sw("-1"), 1_000, low), Err(PerpsError::InsufficientMargin));
+        let fees = m.liquidate(1, 1_000, low).unwrap();
+        // Fee: 0.02% of 39 000 = 7.8, between 4 and 100; plus the keeper's 2.
+        assert_eq!(fees, w("7.8") + w("2"));
+        assert_eq!((m.skew, m.market_size), (I256::ZERO, U256::ZERO));
+        assert_eq!(m.liquidate(1, 1_000, low), Err(PerpsError::CannotLiquidate));
+    }
+
+    #[test]
+    fn threshold_seed_2x_example_on_the_venue() {
+        // methodologies.md §5.1 with a real venue: margin 1000, 2x long at 2000, ETH −7.5%.
+        let mut m = market();
+        m.params.taker_fee = U256::ZERO;
+        m.params.maker_fee = U256::ZERO;
+        m.params.skew_scale = w("1000000000000"); // negligible premium
+        m.params.min_initial_margin = U256::ZERO;
+        let p = w("2000");
+        m.transfer_margin(7, sw("1000"), 1_000, p).unwrap();
+        m.modify_position(7, sw("1"), 1_000, p, None).unwrap();
+        let down = w("1850");
+        let remaining = m.remaining_margin(7, 1_000, down).unwrap();
+        let notional = crate::math::pmul(m.positions[&7].size.unsigned_abs(), down).unwrap();
+        let dev = crate::strategy::threshold::deviation(notional, m.positions[&7].margin, w("2")).unwrap();
+        assert!(dev.abs_diff(w("0.15")) < w("0.00001"), "deviation {dev}");
+        assert!(remaining.abs_diff(w("850")) < w("0.01"), "remaining {remaining}");
+    }
+}
