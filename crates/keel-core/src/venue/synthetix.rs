@@ -3,8 +3,10 @@
 //! liquidation margin and premium, and the reference's trade checks in order. Signed wad
 //! arithmetic truncates toward zero in the reference's order (`multiplyDecimal`/`divideDecimal`).
 //!
-//! Not modelled yet: the dynamic (volatility) fee and its "Price too volatile" refusal, delayed
-//! orders (`perp.md` C6) and the two-step flag/liquidate with endorsed force-liquidation.
+//! Off-chain delayed orders (C6) wait for a venue keeper between a minimum and a maximum age.
+//! Not modelled yet: the dynamic (volatility) fee and its "Price too volatile" refusal, the
+//! off-chain/on-chain price divergence check (one oracle here), and the two-step
+//! flag/liquidate with endorsed force-liquidation (one step here).
 
 use crate::math::{I256, MathError, U256, WAD, pdiv_i, pmul_i};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,21 @@ pub enum PerpsError {
     /// Liquidating a position that is not liquidatable.
     #[error("Position cannot be liquidated")]
     CannotLiquidate,
+    /// One pending order per account.
+    #[error("previous order exists")]
+    PreviousOrderExists,
+    /// No pending order for the account.
+    #[error("no previous order")]
+    NoOrder,
+    /// The order is younger than the minimum age.
+    #[error("executability not reached")]
+    ExecutabilityNotReached,
+    /// The order is older than the maximum age; it can only be cancelled.
+    #[error("order too old, use cancel")]
+    OrderTooOld,
+    /// Cancelling before the maximum age.
+    #[error("cannot cancel yet")]
+    CannotCancelYet,
     /// The oracle price is zero.
     #[error("Invalid price: the oracle price must be above 0")]
     InvalidPrice,
@@ -75,6 +92,10 @@ pub struct PerpsParams {
     pub keeper_liquidation_fee: U256,
     /// Multiplier of the closing-impact premium.
     pub liquidation_premium_multiplier: U256,
+    /// Seconds before a delayed order may execute.
+    pub delayed_order_min_age: u64,
+    /// Seconds after which a delayed order can only be cancelled.
+    pub delayed_order_max_age: u64,
 }
 
 fn wad(s: &str) -> U256 {
@@ -100,6 +121,8 @@ impl PerpsParams {
             min_initial_margin: wad("40"),
             keeper_liquidation_fee: wad("2"),
             liquidation_premium_multiplier: wad("1.5625"),
+            delayed_order_min_age: 1,
+            delayed_order_max_age: 30,
         }
     }
 }
@@ -115,6 +138,19 @@ pub struct Position {
     pub last_price: U256,
     /// Cumulative funding per unit at the last modification.
     pub last_funding: I256,
+}
+
+/// An off-chain delayed order waiting for a venue keeper (C6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayedOrder {
+    /// The size change.
+    pub size_delta: I256,
+    /// The worst acceptable fill.
+    pub desired_fill_price: U256,
+    /// When it was submitted.
+    pub intention_time: u64,
+    /// The keeper deposit taken from margin (`minKeeperFee`).
+    pub keeper_deposit: U256,
 }
 
 /// The outcome of a trade.
@@ -143,6 +179,8 @@ pub struct PerpsMarket {
     pub funding_time: u64,
     /// Positions by account.
     pub positions: BTreeMap<u64, Position>,
+    /// Pending delayed orders by account.
+    pub orders: BTreeMap<u64, DelayedOrder>,
 }
 
 fn i(x: U256) -> Result<I256, MathError> {
@@ -164,6 +202,7 @@ impl PerpsMarket {
             funding: I256::ZERO,
             funding_time: now,
             positions: BTreeMap::new(),
+            orders: BTreeMap::new(),
         }
     }
 
@@ -398,6 +437,106 @@ impl PerpsMarket {
         Ok(Fill { price: fill, fee })
     }
 
+    /// C6: submit a delayed order. The keeper deposit (`minKeeperFee`) leaves the margin at
+    /// once; the trade is simulated first and refused with its error. One order per account.
+    pub fn submit_delayed_order(
+        &mut self,
+        account: u64,
+        size_delta: I256,
+        desired_fill_price: U256,
+        now: u64,
+        price: U256,
+    ) -> Result<(), PerpsError> {
+        if self.orders.contains_key(&account) {
+            return Err(PerpsError::PreviousOrderExists);
+        }
+        let deposit = self.params.min_keeper_fee;
+        let mut trial = self.clone();
+        trial.transfer_margin_unchecked(account, deposit, now, price)?;
+        trial.modify_position(account, size_delta, now, price, None)?;
+        self.transfer_margin_unchecked(account, deposit, now, price)?;
+        self.orders.insert(
+            account,
+            DelayedOrder { size_delta, desired_fill_price, intention_time: now, keeper_deposit: deposit },
+        );
+        Ok(())
+    }
+
+    fn transfer_margin_unchecked(
+        &mut self,
+        account: u64,
+        withdraw: U256,
+        now: u64,
+        price: U256,
+    ) -> Result<(), PerpsError> {
+        let pos = self.positions.get(&account).cloned().unwrap_or_default();
+        let m = self.margin_plus_profit_funding(&pos, now, price)? - i(withdraw)?;
+        if m.is_negative() {
+            return Err(PerpsError::InsufficientMargin);
+        }
+        self.recompute_funding(now, price)?;
+        let f = self.funding;
+        self.positions
+            .insert(account, Position { margin: m.unsigned_abs(), size: pos.size, last_price: price, last_funding: f });
+        Ok(())
+    }
+
+    /// C6: execute a pending order at `now` with the price published at `now`. Returns the fill
+    /// and the deposit paid to the executor (0 when the owner executes: it returns to margin).
+    /// On any failure the order stays pending and nothing changes.
+    pub fn execute_delayed_order(
+        &mut self,
+        account: u64,
+        now: u64,
+        price: U256,
+        by_owner: bool,
+    ) -> Result<(Fill, U256), PerpsError> {
+        let order = self.orders.get(&account).cloned().ok_or(PerpsError::NoOrder)?;
+        let age = now.saturating_sub(order.intention_time);
+        if now <= order.intention_time || age <= self.params.delayed_order_min_age {
+            return Err(PerpsError::ExecutabilityNotReached);
+        }
+        if age >= self.params.delayed_order_max_age {
+            return Err(PerpsError::OrderTooOld);
+        }
+        let mut next = self.clone();
+        next.orders.remove(&account);
+        let fill = next.modify_position(account, order.size_delta, now, price, Some(order.desired_fill_price))?;
+        let paid = if by_owner {
+            next.transfer_margin(account, i(order.keeper_deposit)?, now, price)?;
+            U256::ZERO
+        } else {
+            order.keeper_deposit
+        };
+        *self = next;
+        Ok((fill, paid))
+    }
+
+    /// C6: cancel a pending order once it reached the maximum age. The deposit goes to a
+    /// non-owner canceller (returned) or back to the owner's margin.
+    pub fn cancel_delayed_order(
+        &mut self,
+        account: u64,
+        now: u64,
+        price: U256,
+        by_owner: bool,
+    ) -> Result<U256, PerpsError> {
+        let order = self.orders.get(&account).cloned().ok_or(PerpsError::NoOrder)?;
+        if now.saturating_sub(order.intention_time) < self.params.delayed_order_max_age {
+            return Err(PerpsError::CannotCancelYet);
+        }
+        let mut next = self.clone();
+        next.orders.remove(&account);
+        let paid = if by_owner {
+            next.transfer_margin(account, i(order.keeper_deposit)?, now, price)?;
+            U256::ZERO
+        } else {
+            order.keeper_deposit
+        };
+        *self = next;
+        Ok(paid)
+    }
+
     /// Liquidate a liquidatable position at the oracle price (flag and liquidate in one step):
     /// the position is closed, its remaining margin goes to the fee pool; returns the fees paid
     /// to the flagger and the liquidator.
@@ -534,6 +673,43 @@ mod tests {
         assert_eq!(fees, w("7.8") + w("2"));
         assert_eq!((m.skew, m.market_size), (I256::ZERO, U256::ZERO));
         assert_eq!(m.liquidate(1, 1_000, low), Err(PerpsError::CannotLiquidate));
+    }
+
+    #[test]
+    fn delayed_orders_wait_fill_or_expire() {
+        let mut m = market();
+        let p = w("2000");
+        m.transfer_margin(1, sw("1000"), 1_000, p).unwrap();
+        m.submit_delayed_order(1, sw("1"), w("2100"), 1_000, p).unwrap();
+        assert_eq!(m.positions[&1].margin, w("996"), "the 4 sUSD keeper deposit leaves margin at once");
+        assert_eq!(m.submit_delayed_order(1, sw("1"), w("2100"), 1_000, p), Err(PerpsError::PreviousOrderExists));
+        let before = m.clone();
+        for (name, now, want) in [
+            ("same second", 1_000, PerpsError::ExecutabilityNotReached),
+            ("at the minimum age", 1_001, PerpsError::ExecutabilityNotReached),
+            ("at the maximum age", 1_030, PerpsError::OrderTooOld),
+        ] {
+            assert_eq!(m.execute_delayed_order(1, now, p, false).map(|_| ()), Err(want), "{name}");
+            assert_eq!(m, before, "{name}: nothing changed");
+        }
+        assert_eq!(m.cancel_delayed_order(1, 1_010, p, false), Err(PerpsError::CannotCancelYet));
+        // A price that moved past the limit: refused, still pending.
+        assert_eq!(
+            m.execute_delayed_order(1, 1_005, w("2150"), false).map(|_| ()),
+            Err(PerpsError::PriceImpactExceeded)
+        );
+        let (fill, paid) = m.execute_delayed_order(1, 1_005, p, false).unwrap();
+        assert_eq!(paid, w("4"), "a venue keeper earns the deposit");
+        assert_eq!(m.positions[&1].size, sw("1"));
+        assert!(m.orders.is_empty());
+        assert!(fill.price > p, "a buy at zero skew pays a premium");
+        // An order nobody executes is cancelled after 30 s; the owner gets the deposit back.
+        m.submit_delayed_order(1, sw("-1"), w("1900"), 2_000, p).unwrap();
+        let margin = m.positions[&1].margin;
+        assert_eq!(m.cancel_delayed_order(1, 2_030, p, true).unwrap(), U256::ZERO);
+        assert!(m.positions[&1].margin >= margin + w("4") - w("0.01"));
+        // A trade that would fail is refused at submission, with its reason.
+        assert_eq!(m.submit_delayed_order(1, sw("30"), w("3000"), 3_000, p), Err(PerpsError::MaxLeverageExceeded));
     }
 
     #[test]
