@@ -5,6 +5,8 @@
 //! the order size and limit, mint and redeem pricing, the fees — in the integer order the spec
 //! gives. Venue mechanics (fill price, delayed orders) live with the venue.
 
+pub mod token;
+
 use crate::math::{I256, MathError, U256, WAD, pdiv, pmul};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -59,6 +61,22 @@ pub enum ThresholdError {
         /// The caller's floor.
         min_out: U256,
     },
+    /// `rebalance` while `can_rebalance` is false.
+    #[error("CannotRebalance: no pending order allowed, margin must remain and the deviation must reach the threshold")]
+    CannotRebalance,
+    /// A holder asked for more tokens than it holds.
+    #[error("InsufficientBalance: {holder} holds {balance}, asked for {amount}")]
+    InsufficientBalance {
+        /// The holder.
+        holder: String,
+        /// What it holds.
+        balance: U256,
+        /// What it asked for.
+        amount: U256,
+    },
+    /// The venue refused the operation.
+    #[error("venue: {0}")]
+    Venue(#[from] crate::venue::synthetix::PerpsError),
     /// Fixed-point arithmetic refused (overflow, underflow, division by zero).
     #[error(transparent)]
     Math(#[from] MathError),
