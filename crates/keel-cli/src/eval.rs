@@ -306,6 +306,11 @@ pub fn run(product: &Path, state: &Path, min: Option<&str>, max: Option<&str>, j
     let p = match crate::product_cmd::load_any(product)? {
         keel_core::product::AnyProduct::Lending(p) => *p,
         keel_core::product::AnyProduct::Perp(p) => return run_perp(&p, state, min, max, json),
+        keel_core::product::AnyProduct::Threshold(p) => anyhow::bail!(
+            "{}: {} is a threshold product; `strategy eval` covers FLI (lending and PerpV2) for now",
+            product.display(),
+            p.symbol
+        ),
     };
     let mut fli = p.strategy(keel_core::Address::ZERO).map_err(|e| anyhow!("{e}"))?;
     let text = std::fs::read_to_string(state).with_context(|| format!("cannot read state file {}", state.display()))?;

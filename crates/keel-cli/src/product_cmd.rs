@@ -11,11 +11,29 @@ use std::process::ExitCode;
 pub fn load(file: &Path) -> Result<Product> {
     match load_any(file)? {
         AnyProduct::Lending(p) => Ok(*p),
-        AnyProduct::Perp(_) => anyhow::bail!(
-            "{}: a perp product; this command runs lending products for now (perp venues are issue #4)",
+        AnyProduct::Perp(_) | AnyProduct::Threshold(_) => anyhow::bail!(
+            "{}: a perp product; this command runs lending products for now (perp simulation is issue #4)",
             file.display()
         ),
     }
+}
+
+fn threshold_summary(p: &keel_core::product::ThresholdProduct) -> String {
+    let s = &p.settings;
+    format!(
+        "ok: {} ({}) — threshold on synthetix-perps-v2 {}: {} {}x, full rebalance when leverage drifts θ = {} (an underlying move of about {:.2}%), close below {} sUSD of margin",
+        p.symbol,
+        p.name,
+        p.underlying,
+        match s.side {
+            keel_core::strategy::threshold::Side::Long => "long",
+            keel_core::strategy::threshold::Side::Short => "short",
+        },
+        Wad(s.target_leverage),
+        Wad(s.rebalance_threshold),
+        Wad(s.rebalance_threshold).to_f64() / Wad(s.target_leverage).to_f64() * 100.0,
+        Wad(s.min_margin)
+    )
 }
 
 /// Read and parse a product file of either shape; the error names the file.
@@ -63,6 +81,10 @@ pub fn check(file: &Path) -> Result<ExitCode> {
             println!("{}", perp_summary(&p));
             Ok(ExitCode::SUCCESS)
         }
+        Ok(AnyProduct::Threshold(p)) => {
+            println!("{}", threshold_summary(&p));
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(AnyProduct::Lending(p)) => {
             let m = &p.methodology;
             println!(
@@ -92,6 +114,11 @@ pub fn calldata(file: &Path, json: bool) -> Result<ExitCode> {
     let (symbol, name, calls) = match load_any(file)? {
         AnyProduct::Lending(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
         AnyProduct::Perp(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
+        AnyProduct::Threshold(p) => anyhow::bail!(
+            "{}: {} is a threshold product; its parameters are set when the token is created, so there are no setter calls to print",
+            file.display(),
+            p.symbol
+        ),
     };
     if json {
         let mut obj = serde_json::Map::new();

@@ -17,6 +17,9 @@ use alloy_primitives::Address;
 use std::collections::BTreeMap;
 use toml::{Table, Value};
 
+pub mod threshold;
+pub use threshold::ThresholdProduct;
+
 /// Token section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSpec {
@@ -936,13 +939,18 @@ pub enum AnyProduct {
     Lending(Box<Product>),
     /// On a perp venue.
     Perp(Box<PerpProduct>),
+    /// A threshold token on a Synthetix-Perps-V2-style venue.
+    Threshold(Box<ThresholdProduct>),
 }
 
 impl AnyProduct {
     /// Parse a product file: a `[perp]` section makes it a perp product.
     pub fn from_toml(text: &str) -> Result<Self, ProductError> {
         let root: Table = text.parse::<Table>().map_err(|e| ProductError::Syntax(e.to_string()))?;
-        if root.contains_key("perp") {
+        let venue = root.get("perp").and_then(|p| p.get("venue")).and_then(|v| v.as_str());
+        if venue == Some("synthetix-perps-v2") {
+            ThresholdProduct::from_toml(text).map(|p| AnyProduct::Threshold(Box::new(p)))
+        } else if root.contains_key("perp") {
             PerpProduct::from_toml(text).map(|p| AnyProduct::Perp(Box::new(p)))
         } else {
             Product::from_toml(text).map(|p| AnyProduct::Lending(Box::new(p)))

@@ -1,0 +1,188 @@
+//! Threshold-methodology product files: `[perp] venue = "synthetix-perps-v2"` with the
+//! market's parameters (defaults: sETHPERP on Optimism, `perp.md` C7) and
+//! `[methodology] kind = "threshold"` with the token's (`methodologies.md` §2.2, §2.9).
+
+use super::{Section, parse_duration, parse_fraction, ratio, units};
+use crate::error::{ProductError, RuleViolation};
+use crate::math::{U256, Wad};
+use crate::strategy::threshold::token::ThresholdToken;
+use crate::strategy::threshold::{Side, ThresholdSettings};
+use crate::venue::synthetix::{PerpsMarket, PerpsParams};
+use toml::Table;
+
+/// A validated threshold product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThresholdProduct {
+    /// Display name.
+    pub name: String,
+    /// Ticker.
+    pub symbol: String,
+    /// The underlying's symbol (e.g. `ETH`).
+    pub underlying: String,
+    /// Starting price for simulations (USD wad).
+    pub price: Wad,
+    /// The venue's parameters.
+    pub venue: PerpsParams,
+    /// The token's settings.
+    pub settings: ThresholdSettings,
+}
+
+fn side(s: &str) -> Result<Side, String> {
+    match s {
+        "long" => Ok(Side::Long),
+        "short" => Ok(Side::Short),
+        _ => Err(format!("'{s}' is not long or short")),
+    }
+}
+
+impl ThresholdProduct {
+    /// Parse and validate; every violated rule is reported at once.
+    pub fn from_toml(text: &str) -> Result<Self, ProductError> {
+        let root: Table = text.parse::<Table>().map_err(|e| ProductError::Syntax(e.to_string()))?;
+        for k in root.keys() {
+            if !["token", "perp", "methodology"].contains(&k.as_str()) {
+                return Err(ProductError::Unknown(k.clone()));
+            }
+        }
+        let mut t = Section::new(&root, "token");
+        let mut p = Section::new(&root, "perp");
+        let mut m = Section::new(&root, "methodology");
+        let name = t.req("name")?;
+        let symbol = t.req("symbol")?;
+        let underlying = t.raw("underlying")?.unwrap_or_else(|| "ETH".into());
+        let venue_name = p.req("venue")?;
+        if venue_name != "synthetix-perps-v2" {
+            return Err(ProductError::Field {
+                field: "perp.venue".into(),
+                reason: format!("'{venue_name}' is not supported for threshold (supported: synthetix-perps-v2)"),
+            });
+        }
+        let d = PerpsParams::eth_optimism();
+        let s = |x: U256| crate::math::format_units(x, 18);
+        let price = Wad(p.conv("price", Some("2000"), ratio)?);
+        let venue = PerpsParams {
+            max_leverage: p.conv("max_leverage", Some(&s(d.max_leverage)), ratio)?,
+            max_market_value: p.conv("max_market_value", Some(&s(d.max_market_value)), units(18))?,
+            skew_scale: p.conv("skew_scale", Some(&s(d.skew_scale)), units(18))?,
+            taker_fee: p.conv("taker_fee", Some(&s(d.taker_fee)), parse_fraction)?,
+            maker_fee: p.conv("maker_fee", Some(&s(d.maker_fee)), parse_fraction)?,
+            max_funding_velocity: p.conv("max_funding_velocity", Some(&s(d.max_funding_velocity)), ratio)?,
+            min_keeper_fee: p.conv("min_keeper_fee", Some(&s(d.min_keeper_fee)), units(18))?,
+            max_keeper_fee: p.conv("max_keeper_fee", Some(&s(d.max_keeper_fee)), units(18))?,
+            liquidation_fee_ratio: p.conv(
+                "liquidation_fee_ratio",
+                Some(&s(d.liquidation_fee_ratio)),
+                parse_fraction,
+            )?,
+            liquidation_buffer_ratio: p.conv(
+                "liquidation_buffer_ratio",
+                Some(&s(d.liquidation_buffer_ratio)),
+                parse_fraction,
+            )?,
+            min_initial_margin: p.conv("min_initial_margin", Some(&s(d.min_initial_margin)), units(18))?,
+            keeper_liquidation_fee: p.conv("keeper_liquidation_fee", Some(&s(d.keeper_liquidation_fee)), units(18))?,
+            liquidation_premium_multiplier: p.conv(
+                "liquidation_premium_multiplier",
+                Some(&s(d.liquidation_premium_multiplier)),
+                ratio,
+            )?,
+            delayed_order_min_age: p.conv("delayed_order_min_age", Some("1s"), parse_duration)?,
+            delayed_order_max_age: p.conv("delayed_order_max_age", Some("30s"), parse_duration)?,
+        };
+        let kind = m.req("kind")?;
+        if kind != "threshold" {
+            return Err(ProductError::Field {
+                field: "methodology.kind".into(),
+                reason: format!("'{kind}' on a synthetix-perps-v2 product is not supported (supported: threshold)"),
+            });
+        }
+        let settings = ThresholdSettings {
+            side: m.conv("side", Some("long"), side)?,
+            target_leverage: m.conv("target_leverage", None, ratio)?,
+            rebalance_threshold: m.conv("rebalance_threshold", Some("25%"), parse_fraction)?,
+            slippage_tolerance: m.conv("slippage_tolerance", Some("2%"), parse_fraction)?,
+            redemption_fee: m.conv("redemption_fee", Some("0.3%"), parse_fraction)?,
+            streaming_fee: m.conv("streaming_fee", Some("2%"), parse_fraction)?,
+            rebalance_fee: m.conv("rebalance_fee", Some("5"), units(18))?,
+            exit_load: m.conv("exit_load", Some("1%"), parse_fraction)?,
+            exit_load_window: m.conv("exit_load_window", Some("5m"), parse_duration)?,
+            min_margin: m.conv("min_margin", Some("100"), units(18))?,
+            max_base_asset_amount_buffer: m.conv("max_base_asset_amount_buffer", Some("20%"), parse_fraction)?,
+        };
+        for sec in [&t, &p, &m] {
+            if let Some(err) = sec.unknown() {
+                return Err(err);
+            }
+        }
+        let mut rules: Vec<RuleViolation> = settings
+            .violations(venue.max_leverage)
+            .into_iter()
+            .map(|e| RuleViolation { message: "Invalid threshold setting", detail: format!("methodology.{e}") })
+            .collect();
+        if venue.delayed_order_min_age >= venue.delayed_order_max_age {
+            rules.push(RuleViolation {
+                message: "Delayed-order ages must satisfy min < max",
+                detail: format!(
+                    "perp.delayed_order_min_age {} s and perp.delayed_order_max_age {} s",
+                    venue.delayed_order_min_age, venue.delayed_order_max_age
+                ),
+            });
+        }
+        if venue.skew_scale.is_zero() {
+            rules.push(RuleViolation { message: "Skew scale must be > 0", detail: "perp.skew_scale is 0".into() });
+        }
+        if price.0.is_zero() {
+            rules.push(RuleViolation { message: "Price must be > 0", detail: "perp.price is 0".into() });
+        }
+        if !rules.is_empty() {
+            return Err(ProductError::Rules(rules));
+        }
+        Ok(Self { name, symbol, underlying, price, venue, settings })
+    }
+
+    /// A fresh token with no supply on an empty market at `now`.
+    pub fn build(&self, now: u64) -> ThresholdToken {
+        ThresholdToken::new(self.settings.clone(), PerpsMarket::new(self.venue.clone(), now), 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[token]
+name = "ETH 3x"
+symbol = "ETH3L"
+[perp]
+venue = "synthetix-perps-v2"
+[methodology]
+kind = "threshold"
+side = "long"
+target_leverage = "3"
+rebalance_threshold = "10%"
+"#;
+
+    #[test]
+    fn defaults_and_rules() {
+        let p = ThresholdProduct::from_toml(GOOD).unwrap();
+        assert_eq!(p.venue, PerpsParams::eth_optimism());
+        assert_eq!(p.settings.rebalance_fee, Wad::parse("5").unwrap().0);
+        for (name, from, to, needle) in [
+            ("three decimals", "target_leverage = \"3\"", "target_leverage = \"3.125\"", "MaxOfTwoDecimals"),
+            ("above half of max", "target_leverage = \"3\"", "target_leverage = \"28\"", "MaxLeverage"),
+            (
+                "threshold out of range",
+                "rebalance_threshold = \"10%\"",
+                "rebalance_threshold = \"90%\"",
+                "rebalance_threshold",
+            ),
+            ("unknown key", "side = \"long\"", "sidee = \"long\"", "methodology.sidee"),
+            ("bad side", "side = \"long\"", "side = \"up\"", "not long or short"),
+            ("wrong venue", "synthetix-perps-v2", "gmx", "perp.venue"),
+        ] {
+            let err = ThresholdProduct::from_toml(&GOOD.replace(from, to)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{name}: {err}");
+        }
+    }
+}
