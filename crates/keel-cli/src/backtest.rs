@@ -81,6 +81,9 @@ fn time_arg(s: &str, flag: &str) -> Result<u64> {
 
 /// Run the backtest and write the output directory.
 pub fn run(a: Args) -> Result<ExitCode> {
+    if let keel_core::product::AnyProduct::Threshold(p) = crate::product_cmd::load_any(&a.product)? {
+        return run_threshold(&a, &p);
+    }
     let product = crate::product_cmd::load(&a.product)?;
     let chain = keel_sim::clock::profile(&a.chain)
         .ok_or_else(|| anyhow!("--chain {}: unknown (ethereum or optimism)", a.chain))?;
@@ -121,44 +124,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.keeper.poll_every = a.keeper_poll;
     cfg.keeper.latency_seconds = parse_duration(&a.keeper_latency).map_err(|e| anyhow!("--keeper-latency: {e}"))?;
     cfg.keeper.ripcord_bots = a.ripcord_bots;
-    let (mut source, name, warnings): (Box<dyn PriceSource>, String, Vec<String>) = match (&a.prices, &a.scenario) {
-        (Some(_), Some(_)) => bail!("give --prices or --scenario, not both"),
-        (Some(path), None) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read price file {}", path.display()))?;
-            let mut series = load_bars(&text, a.allow_gaps).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            let from = a.from.as_deref().map(|s| time_arg(s, "--from")).transpose()?;
-            let to = a.to.as_deref().map(|s| time_arg(s, "--to")).transpose()?;
-            series.bars.retain(|b| from.is_none_or(|f| b.time >= f) && to.is_none_or(|t| b.time < t));
-            if series.bars.len() < 2 {
-                bail!("{}: fewer than 2 bars between --from and --to", path.display());
-            }
-            let name = format!(
-                "{} ({} hourly bars from {})",
-                path.display(),
-                series.bars.len(),
-                keel_sim::prices::csv::format_time(series.bars[0].time)
-            );
-            let src = BridgedBars::new(series.bars, series.interval, block_time, a.seed)
-                .map_err(|e| anyhow!("--block-time: {e}"))?;
-            (Box::new(src), name, series.warnings)
-        }
-        (None, s) => {
-            if a.from.is_some() || a.to.is_some() {
-                bail!("--from/--to select a window of --prices; scenarios start at their own beginning");
-            }
-            let s = s.clone().unwrap_or_else(|| "default".into());
-            let start = 1_704_067_200; // 2024-01-01
-            let p0 = product_price(&product);
-            let src = scenario(&s, p0, start, block_time, a.seed).ok_or_else(|| {
-                anyhow!(
-                    "--scenario {s}: unknown; built in: {}",
-                    SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                )
-            })?;
-            (Box::new(src), format!("scenario {s}"), vec![])
-        }
-    };
+    let (mut source, name, warnings) = price_source(&a, product_price(&product), block_time)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -193,6 +159,50 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+type Source = (Box<dyn PriceSource>, String, Vec<String>);
+
+/// The run's price path: `--prices` bridged to blocks, or a named scenario from `p0`.
+fn price_source(a: &Args, p0: f64, block_time: u64) -> Result<Source> {
+    Ok(match (&a.prices, &a.scenario) {
+        (Some(_), Some(_)) => bail!("give --prices or --scenario, not both"),
+        (Some(path), None) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read price file {}", path.display()))?;
+            let mut series = load_bars(&text, a.allow_gaps).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let from = a.from.as_deref().map(|s| time_arg(s, "--from")).transpose()?;
+            let to = a.to.as_deref().map(|s| time_arg(s, "--to")).transpose()?;
+            series.bars.retain(|b| from.is_none_or(|f| b.time >= f) && to.is_none_or(|t| b.time < t));
+            if series.bars.len() < 2 {
+                bail!("{}: fewer than 2 bars between --from and --to", path.display());
+            }
+            let name = format!(
+                "{} ({} hourly bars from {})",
+                path.display(),
+                series.bars.len(),
+                keel_sim::prices::csv::format_time(series.bars[0].time)
+            );
+            let src = BridgedBars::new(series.bars, series.interval, block_time, a.seed)
+                .map_err(|e| anyhow!("--block-time: {e}"))?;
+            (Box::new(src), name, series.warnings)
+        }
+        (None, s) => {
+            if a.from.is_some() || a.to.is_some() {
+                bail!("--from/--to select a window of --prices; scenarios start at their own beginning");
+            }
+            let s = s.clone().unwrap_or_else(|| "default".into());
+            let start = 1_704_067_200; // 2024-01-01
+
+            let src = scenario(&s, p0, start, block_time, a.seed).ok_or_else(|| {
+                anyhow!(
+                    "--scenario {s}: unknown; built in: {}",
+                    SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            (Box::new(src), format!("scenario {s}"), vec![])
+        }
+    })
+}
+
 fn display_dir(p: &Path) -> String {
     p.display().to_string()
 }
@@ -200,4 +210,56 @@ fn display_dir(p: &Path) -> String {
 fn product_price(p: &Product) -> f64 {
     let w = if p.token.underlying == p.collateral.asset { p.collateral.price } else { p.borrow.price };
     w.to_f64()
+}
+
+/// `keel backtest` for a threshold product: the token on its Synthetix-style market.
+fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<ExitCode> {
+    let block_time = match &a.block_time {
+        Some(b) => parse_duration(b).map_err(|e| anyhow!("--block-time: {e}"))?,
+        None => 2, // an Optimism-like chain, where Synthetix perps live
+    };
+    if block_time == 0 {
+        bail!("--block-time must be positive");
+    }
+    let tvl = a.tvl.unwrap_or(100_000.0);
+    if !(tvl.is_finite() && tvl > 0.0) {
+        bail!("--tvl {tvl}: give a positive USD amount");
+    }
+    let sample_every = parse_duration(&a.sample).map_err(|e| anyhow!("--sample: {e}"))?.max(block_time);
+    let (mut source, name, warnings) = price_source(a, p.price.to_f64(), block_time)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    let path = a.out.join("timeseries.csv");
+    let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let s = keel_sim::threshold::run_threshold(p, source.as_mut(), tvl, sample_every, Some(&mut w))
+        .map_err(|e| anyhow!("simulation stopped: {e}"))?;
+    std::io::Write::flush(&mut w)?;
+    std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&s)?)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!("{} on {name}: {} blocks, {:.1} days, ${tvl:.0} minted at the start", s.symbol, s.blocks, s.days);
+    println!("  underlying        {:+.2}%", s.underlying_return * 100.0);
+    println!("  token (NAV)       {:+.2}%", s.token_return * 100.0);
+    println!("  ideal {}x token    {:+.2}%", keel_core::Wad(p.settings.target_leverage), s.ideal_return * 100.0);
+    println!(
+        "  rebalances        {} (orders filled {}, refused {}, cancelled {})",
+        s.rebalances, s.orders_filled, s.orders_refused, s.orders_cancelled
+    );
+    println!("  closes / liquid.  {} / {}", s.closes, s.liquidations);
+    if let Some(why) = &s.first_failure {
+        println!("  failed keeper evaluations {} (first: {why})", s.failed_evaluations);
+    }
+    println!(
+        "  max leverage      {:.3}x; outside [L−θ, L+θ] {:.1}% of the time",
+        s.max_leverage,
+        s.time_outside_band * 100.0
+    );
+    println!(
+        "  costs             venue fees ${:.2}, keeper deposits ${:.2}, fees to the recipient ${:.2}",
+        s.venue_fees, s.keeper_deposits, s.fees_to_recipient
+    );
+    println!("wrote {} (summary.json, timeseries.csv)", display_dir(&a.out));
+    Ok(ExitCode::SUCCESS)
 }

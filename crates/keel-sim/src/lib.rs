@@ -13,6 +13,7 @@ pub mod engine;
 pub mod metrics;
 pub mod prices;
 pub mod sweep;
+pub mod threshold;
 
 pub use engine::{Costs, RunResult, SimConfig, Simulation};
 pub use metrics::{EventRow, SeriesRow, Sink, Summary};

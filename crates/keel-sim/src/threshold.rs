@@ -1,0 +1,274 @@
+//! Drive a threshold token (`keel_core::strategy::threshold::token`) on its Synthetix-style
+//! market through a price path, block by block.
+//!
+//! Order of events inside a block: the price moves; a venue keeper executes the token's pending
+//! delayed order once it is older than the minimum age (or cancels it past the maximum age);
+//! anyone liquidates a liquidatable position; the token's keeper evaluates (close under the
+//! minimum margin, else a full rebalance when the trigger holds), backing off after a failure
+//! for 1, 2, 4, 8 … minutes as TLX's keeper does (§2.11). Only keel-core operations are
+//! called. The rest of the market is one arbitrage account that trades the skew back to zero at
+//! the end of every block in which it moved: the token's own orders still pay their fill
+//! premium, but funding does not run away as it would on a market holding one position (the
+//! velocity model keeps raising the rate while any skew remains).
+
+use crate::prices::PriceSource;
+use keel_core::math::{U256, WAD};
+use keel_core::product::ThresholdProduct;
+use keel_core::strategy::threshold::Side;
+use keel_core::strategy::threshold::token::{Evaluation, ThresholdToken};
+use serde::Serialize;
+use std::io::Write;
+use thiserror::Error;
+
+/// Why a run stopped.
+#[derive(Debug, Error)]
+pub enum ThresholdRunError {
+    /// The first deposit was refused.
+    #[error("cannot issue the first tokens: {0}")]
+    Start(String),
+    /// A price could not be represented (non-finite, non-positive or too large).
+    #[error("price {0} at {1} cannot be used (must be finite and positive)")]
+    Price(f64, u64),
+    /// Writing the time series failed.
+    #[error("cannot write the time series: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Summary of a threshold run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ThresholdSummary {
+    /// The product's symbol.
+    pub symbol: String,
+    /// Blocks simulated.
+    pub blocks: u64,
+    /// Simulated days.
+    pub days: f64,
+    /// Underlying return over the run.
+    pub underlying_return: f64,
+    /// Token NAV-per-token return.
+    pub token_return: f64,
+    /// The ideal constant-leverage token's return (rebalanced every block, no costs).
+    pub ideal_return: f64,
+    /// Rebalance orders submitted by the keeper.
+    pub rebalances: u64,
+    /// Orders filled by the venue keeper.
+    pub orders_filled: u64,
+    /// Orders cancelled after the maximum age.
+    pub orders_cancelled: u64,
+    /// Orders the venue refused at execution (limit, margin), retried or cancelled later.
+    pub orders_refused: u64,
+    /// Keeper evaluations that failed, each followed by a back-off (the first reason is kept in
+    /// `first_failure`).
+    pub failed_evaluations: u64,
+    /// The first failed evaluation's reason.
+    pub first_failure: Option<String>,
+    /// Times the position was closed under the minimum margin.
+    pub closes: u64,
+    /// Liquidations.
+    pub liquidations: u64,
+    /// Highest leverage seen at a block's start.
+    pub max_leverage: f64,
+    /// Share of blocks with leverage outside [L − θ, L + θ].
+    pub time_outside_band: f64,
+    /// Fees kept by the token's fee recipient (keeper, streaming, redemption), USD.
+    pub fees_to_recipient: f64,
+    /// Venue trading fees paid by the token, USD.
+    pub venue_fees: f64,
+    /// Delayed-order keeper deposits paid to venue keepers, USD.
+    pub keeper_deposits: f64,
+}
+
+fn wad_price(p: f64, t: u64) -> Result<U256, ThresholdRunError> {
+    if !(p.is_finite() && p > 0.0 && p < 1e15) {
+        return Err(ThresholdRunError::Price(p, t));
+    }
+    // Eight decimals, as oracle answers have.
+    Ok(U256::from((p * 1e8).round() as u128) * U256::from(10_000_000_000u64))
+}
+
+fn f(x: U256) -> f64 {
+    keel_core::math::to_f64(x, 18)
+}
+
+/// Run `product` over `source`, starting with `deposit_usd` minted by one holder.
+/// `series`, when given, receives one CSV row per `sample_every` seconds.
+pub fn run_threshold(
+    product: &ThresholdProduct,
+    source: &mut dyn PriceSource,
+    deposit_usd: f64,
+    sample_every: u64,
+    mut series: Option<&mut dyn Write>,
+) -> Result<ThresholdSummary, ThresholdRunError> {
+    let t0 = source.start_time();
+    let p0 = source.start_price();
+    let mut token: ThresholdToken = product.build(t0);
+    let deposit = U256::from((deposit_usd.max(0.0) * 1e6).round() as u128) * U256::from(1_000_000_000_000u64);
+    token
+        .mint("holder", deposit, U256::ZERO, t0, wad_price(p0, t0)?)
+        .map_err(|e| ThresholdRunError::Start(e.to_string()))?;
+    const ARB: u64 = 2;
+    token
+        .market
+        .transfer_margin(
+            ARB,
+            keel_core::math::I256::try_from(U256::from(10u64).pow(U256::from(30))).unwrap_or_default(),
+            t0,
+            wad_price(p0, t0)?,
+        )
+        .map_err(|e| ThresholdRunError::Start(e.to_string()))?;
+    let l = f(product.settings.target_leverage);
+    let theta = f(product.settings.rebalance_threshold);
+    let beta = if product.settings.side == Side::Long { l } else { -l };
+    let nav0 = 1.0f64;
+    let mut ideal = 1.0f64;
+    let mut prev = p0;
+    let mut s = ThresholdSummary { symbol: product.symbol.clone(), ..Default::default() };
+    let (mut outside, mut counted) = (0u64, 0u64);
+    let mut last_sample = 0u64;
+    if let Some(w) = series.as_deref_mut() {
+        writeln!(w, "time,price,nav_per_token,ideal,leverage,size,margin")?;
+    }
+    let mut now = t0;
+    let (mut next_attempt, mut failures) = (0u64, 0u32);
+    while let Some(tick) = source.next_tick() {
+        now = tick.time;
+        s.blocks += 1;
+        let p = wad_price(tick.price, now)?;
+        ideal *= (1.0 + beta * (tick.price / prev - 1.0)).max(0.0);
+        prev = tick.price;
+        // Venue keeper: fills the order as soon as it is executable — within the block, at
+        // `intention + min age + 1 s` when blocks are longer than that — at this block's price.
+        if let Some(order) = token.market.orders.get(&token.account).cloned() {
+            let exec_time = now.min(order.intention_time + token.market.params.delayed_order_min_age + 1);
+            if exec_time > order.intention_time + token.market.params.delayed_order_min_age {
+                let fee = token
+                    .market
+                    .fill_price(order.size_delta, p)
+                    .and_then(|fp| token.market.order_fee(order.size_delta, fp))
+                    .unwrap_or(U256::ZERO);
+                match token.market.execute_delayed_order(token.account, exec_time, p, false) {
+                    Ok((_, paid)) => {
+                        s.orders_filled += 1;
+                        s.keeper_deposits += f(paid);
+                        s.venue_fees += f(fee);
+                    }
+                    Err(_) => s.orders_refused += 1,
+                }
+            }
+            // Still pending after the maximum age (refused at execution): cancelled.
+            if token.pending()
+                && now.saturating_sub(order.intention_time) >= token.market.params.delayed_order_max_age
+                && token.market.cancel_delayed_order(token.account, now, p, false).is_ok()
+            {
+                s.orders_cancelled += 1;
+                s.keeper_deposits += f(order.keeper_deposit);
+            }
+        }
+        if !token.market.skew.is_zero() {
+            let k = token.market.skew;
+            let _ = token.market.modify_position(ARB, -k, now, p, None);
+        }
+        if token.market.can_liquidate(token.account, now, p).unwrap_or(false)
+            && token.market.liquidate(token.account, now, p).is_ok()
+        {
+            s.liquidations += 1;
+        }
+        let lev = token.leverage(now, p).map(f).unwrap_or(0.0);
+        if token.size() != keel_core::math::I256::ZERO {
+            counted += 1;
+            if (lev - l).abs() > theta {
+                outside += 1;
+            }
+            s.max_leverage = s.max_leverage.max(lev);
+        }
+        if now >= next_attempt {
+            match token.evaluate(now, p) {
+                Ok(e) => {
+                    failures = 0;
+                    match e {
+                        Evaluation::Rebalanced(_) => s.rebalances += 1,
+                        Evaluation::Closed => s.closes += 1,
+                        Evaluation::Idle => {}
+                    }
+                }
+                Err(e) => {
+                    s.failed_evaluations += 1;
+                    s.first_failure.get_or_insert_with(|| format!("{e} (at {now})"));
+                    next_attempt = keel_core::strategy::threshold::next_attempt(now, 60, failures);
+                    failures = failures.saturating_add(1).min(16);
+                }
+            }
+        }
+        if let Some(w) = series.as_deref_mut()
+            && now >= last_sample + sample_every
+        {
+            last_sample = now;
+            let nav = token.exchange_rate(now, p).map(f).unwrap_or(0.0);
+            let pos = token.market.positions.get(&token.account).cloned().unwrap_or_default();
+            writeln!(
+                w,
+                "{now},{},{nav:.8},{:.8},{lev:.6},{},{}",
+                tick.price,
+                ideal * nav0,
+                keel_core::math::SignedWad(pos.size),
+                f(pos.margin)
+            )?;
+        }
+    }
+    let p_end = wad_price(prev, now)?;
+    s.days = now.saturating_sub(t0) as f64 / 86_400.0;
+    s.underlying_return = prev / p0 - 1.0;
+    s.token_return = token.exchange_rate(now, p_end).map(f).unwrap_or(0.0) / nav0 - 1.0;
+    s.ideal_return = ideal - 1.0;
+    s.time_outside_band = if counted == 0 { 0.0 } else { outside as f64 / counted as f64 };
+    s.fees_to_recipient = f(token.fees_collected);
+    let _ = WAD;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prices::FixedPath;
+
+    const PRODUCT: &str = include_str!("../../../products/eth-3x-threshold.toml");
+
+    #[test]
+    fn a_steady_fall_rebalances_every_theta_over_l() {
+        let p = ThresholdProduct::from_toml(PRODUCT).unwrap();
+        // −1% a minute for 20 minutes at 2 s blocks (30 blocks a minute).
+        let mut prices = vec![2000.0];
+        for _ in 0..(20 * 30) {
+            let last = *prices.last().unwrap();
+            prices.push(last * (1.0 - 0.01 / 30.0));
+        }
+        let mut src = FixedPath::new(1_700_000_000, 2, prices);
+        let s = run_threshold(&p, &mut src, 100_000.0, 3_600, None).unwrap();
+        // ETH falls ~18%; θ/L = 3.33% a trigger: about 5–6 rebalances beyond the first open.
+        assert!((4..=8).contains(&s.rebalances), "{s:?}");
+        assert_eq!(s.orders_filled, s.rebalances + 1, "the mint's open plus every rebalance filled");
+        assert_eq!(s.liquidations, 0);
+        // A 3x token on a steady fall loses less than 3× the move but more than the ideal
+        // compounding token (it rebalances late), and pays fees.
+        assert!(s.token_return < 0.0 && s.token_return > 3.0 * s.underlying_return, "{s:?}");
+        assert!(s.max_leverage > 3.1 && s.max_leverage < 3.5, "{s:?}");
+    }
+
+    #[test]
+    fn frictionless_with_a_tight_threshold_tracks_the_ideal_token() {
+        let text = PRODUCT
+            .replace("streaming_fee = \"2%\"", "streaming_fee = \"0\"")
+            .replace("rebalance_fee = \"5\"", "rebalance_fee = \"0\"")
+            .replace("taker_fee = \"0.06%\"", "taker_fee = \"0\"")
+            .replace("maker_fee = \"0.0001%\"", "maker_fee = \"0\"")
+            .replace("min_keeper_fee = \"4\"", "min_keeper_fee = \"0\"")
+            .replace("rebalance_threshold = \"10%\"", "rebalance_threshold = \"1%\"");
+        let p = ThresholdProduct::from_toml(&text).unwrap();
+        let mut src = crate::prices::scenario("default", 2000.0, 1_704_067_200, 60, 7).unwrap();
+        let s = run_threshold(&p, &mut src, 100_000.0, 86_400, None).unwrap();
+        assert!(s.rebalances > 1_000, "{s:?}");
+        assert_eq!((s.liquidations, s.failed_evaluations), (0, 0), "{s:?}");
+        let gap = (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0;
+        assert!(gap.abs() < 0.01, "token {} vs ideal {}: {gap}; {s:?}", s.token_return, s.ideal_return);
+    }
+}
