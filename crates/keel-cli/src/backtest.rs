@@ -15,22 +15,9 @@ pub struct Args {
     /// The product TOML file.
     #[arg(long, default_value = "products/eth2x-fli.toml")]
     pub product: PathBuf,
-    /// Historical OHLC bars (CSV: timestamp, open, high, low, close[, volume]); blocks between
-    /// closes follow a seeded Brownian bridge through each bar's open, high, low and close.
-    #[arg(long, conflicts_with = "scenario")]
-    pub prices: Option<PathBuf>,
-    /// A built-in market: default, calm, bull, bear, zigzag, crash.
-    #[arg(long)]
-    pub scenario: Option<String>,
-    /// Seed of every random stream (path, holders, keepers).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Start of the --prices window (unix seconds or ISO-8601).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// End of the --prices window, exclusive.
-    #[arg(long)]
-    pub to: Option<String>,
+    /// The market.
+    #[command(flatten)]
+    pub market: MarketArgs,
     /// Seconds per block (30s, 1m, 1h, ...); default: the chain's (12 s on ethereum).
     #[arg(long)]
     pub block_time: Option<String>,
@@ -43,9 +30,6 @@ pub struct Args {
     /// Output directory.
     #[arg(long, default_value = "keel-out")]
     pub out: PathBuf,
-    /// Bridge missing bars in --prices with a warning instead of refusing the file.
-    #[arg(long)]
-    pub allow_gaps: bool,
     /// Time between rows of timeseries.csv (at least one block).
     #[arg(long, default_value = "1h")]
     pub sample: String,
@@ -73,6 +57,30 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Where prices come from: a CSV of bars or a built-in scenario, and the seed.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MarketArgs {
+    /// Historical OHLC bars (CSV: timestamp, open, high, low, close[, volume]); blocks between
+    /// closes follow a seeded Brownian bridge through each bar's open, high, low and close.
+    #[arg(long, conflicts_with = "scenario")]
+    pub prices: Option<PathBuf>,
+    /// A built-in market: default, calm, bull, bear, zigzag, crash.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Seed of every random stream (path, holders, keepers).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Start of the --prices window (unix seconds or ISO-8601).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the --prices window, exclusive.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Bridge missing bars in --prices with a warning instead of refusing the file.
+    #[arg(long)]
+    pub allow_gaps: bool,
 }
 
 fn time_arg(s: &str, flag: &str) -> Result<u64> {
@@ -105,8 +113,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         other => bail!("--costs {other}: use 'all' or 'none'"),
     };
     let sample_every = parse_duration(&a.sample).map_err(|e| anyhow!("--sample: {e}"))?.max(block_time);
-    let mut cfg =
-        SimConfig { seed: a.seed, costs, sample_every, initial_tvl_usd: a.tvl.unwrap_or(0.0), ..SimConfig::default() };
+    let mut cfg = SimConfig {
+        seed: a.market.seed,
+        costs,
+        sample_every,
+        initial_tvl_usd: a.tvl.unwrap_or(0.0),
+        ..SimConfig::default()
+    };
     cfg.keeper.gas.base_gwei = chain.base_gas_gwei;
     for (flag, v) in
         [("--mints-per-day", a.mints_per_day), ("--redeems-per-day", a.redeems_per_day), ("--flow-size", a.flow_size)]
@@ -124,7 +137,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.keeper.poll_every = a.keeper_poll;
     cfg.keeper.latency_seconds = parse_duration(&a.keeper_latency).map_err(|e| anyhow!("--keeper-latency: {e}"))?;
     cfg.keeper.ripcord_bots = a.ripcord_bots;
-    let (mut source, name, warnings) = price_source(&a, product_price(&product), block_time)?;
+    let (mut source, name, warnings) = price_source(&a.market, product_price(&product), block_time)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -159,10 +172,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-type Source = (Box<dyn PriceSource>, String, Vec<String>);
+/// A price path, its name, and warnings from loading it.
+pub type Source = (Box<dyn PriceSource>, String, Vec<String>);
 
 /// The run's price path: `--prices` bridged to blocks, or a named scenario from `p0`.
-fn price_source(a: &Args, p0: f64, block_time: u64) -> Result<Source> {
+pub fn price_source(a: &MarketArgs, p0: f64, block_time: u64) -> Result<Source> {
     Ok(match (&a.prices, &a.scenario) {
         (Some(_), Some(_)) => bail!("give --prices or --scenario, not both"),
         (Some(path), None) => {
@@ -207,7 +221,8 @@ fn display_dir(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn product_price(p: &Product) -> f64 {
+/// The starting price of a lending product's underlying.
+pub fn product_price(p: &Product) -> f64 {
     let w = if p.token.underlying == p.collateral.asset { p.collateral.price } else { p.borrow.price };
     w.to_f64()
 }
@@ -226,7 +241,7 @@ fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<E
         bail!("--tvl {tvl}: give a positive USD amount");
     }
     let sample_every = parse_duration(&a.sample).map_err(|e| anyhow!("--sample: {e}"))?.max(block_time);
-    let (mut source, name, warnings) = price_source(a, p.price.to_f64(), block_time)?;
+    let (mut source, name, warnings) = price_source(&a.market, p.price.to_f64(), block_time)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }

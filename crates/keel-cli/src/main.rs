@@ -2,6 +2,7 @@
 //! library call; errors are printed with their context and exit non-zero.
 
 mod backtest;
+mod compare;
 mod eval;
 mod product_cmd;
 mod sweep;
@@ -32,6 +33,9 @@ enum Command {
     /// Monte Carlo and parameter sweeps: a grid of settings × N paths (the same paths for every
     /// point), run in parallel; a table sorted by --objective and results.csv.
     Sweep(Box<sweep::Args>),
+    /// Run several products on the same market (same path, same starting TVL, no holder
+    /// flows) and compare returns against their ideal tokens, rebalances, stress and costs.
+    Compare(Box<compare::Args>),
     /// Evaluate a methodology on a position snapshot.
     Strategy {
         #[command(subcommand)]
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Product { command: ProductCommand::Calldata { file, json } } => product_cmd::calldata(&file, json),
         Command::Backtest(args) => backtest::run(*args),
         Command::Sweep(args) => sweep::run(*args),
+        Command::Compare(args) => compare::run(*args),
         Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
             eval::run(&product, &state, min.as_deref(), max.as_deref(), json)
         }

@@ -230,3 +230,35 @@ fn threshold_product_backtests_on_its_perp_market() {
     assert_eq!(summary["liquidations"].as_u64().unwrap(), 0);
     assert!(String::from_utf8(read(&dir, "timeseries.csv")).unwrap().starts_with("time,price,nav_per_token"));
 }
+
+#[test]
+fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let o = keel(&[
+        "compare",
+        "--product",
+        &format!("{root}/products/eth2x-fli.toml"),
+        "--product",
+        &format!("{root}/products/eth-3x-threshold.toml"),
+        "--scenario",
+        "zigzag",
+        "--block-time",
+        "5m",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.starts_with("2 products on scenario zigzag"), "{out}");
+    assert!(
+        out.contains("ETH2x-FLI") && out.contains("fli (lending") && out.contains("ETH3L") && out.contains("threshold"),
+        "{out}"
+    );
+    let mixed = keel(&[
+        "compare",
+        "--product",
+        &format!("{root}/products/eth2x-fli.toml"),
+        "--product",
+        &format!("{root}/products/btc2x-fli.toml"),
+    ]);
+    assert!(!mixed.status.success());
+    assert!(String::from_utf8_lossy(&mixed.stderr).contains("compare products on the same underlying"));
+}

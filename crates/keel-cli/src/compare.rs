@@ -1,0 +1,165 @@
+//! `keel compare`: several products, one market. Every product runs on the same price path
+//! (the same scenario and seed, or the same bars) with the same starting TVL and no holder
+//! flows, so the differences are the methodologies' and venues' own.
+
+use crate::backtest::{MarketArgs, price_source, product_price};
+use anyhow::{Result, anyhow, bail};
+use keel_core::product::{AnyProduct, parse_duration};
+use keel_sim::metrics::NullSink;
+use keel_sim::{SimConfig, Simulation};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `keel compare`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A product TOML file; repeat for each product (lending FLI and threshold products).
+    #[arg(long = "product", required = true, num_args = 1)]
+    pub products: Vec<PathBuf>,
+    /// The market every product runs on.
+    #[command(flatten)]
+    pub market: MarketArgs,
+    /// Seconds per block for every product.
+    #[arg(long, default_value = "12s")]
+    pub block_time: String,
+    /// USD issued at the start of every product.
+    #[arg(long, default_value_t = 1_000_000.0)]
+    pub tvl: f64,
+}
+
+/// One product's line.
+struct Row {
+    symbol: String,
+    methodology: String,
+    token: f64,
+    ideal: f64,
+    rebalances: u64,
+    stress: String,
+    max_leverage: f64,
+    costs: f64,
+}
+
+/// `keel compare`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let block_time = parse_duration(&a.block_time).map_err(|e| anyhow!("--block-time: {e}"))?;
+    if block_time == 0 {
+        bail!("--block-time must be positive");
+    }
+    if !(a.tvl.is_finite() && a.tvl > 0.0) {
+        bail!("--tvl {}: give a positive USD amount", a.tvl);
+    }
+    let loaded: Vec<(PathBuf, AnyProduct)> =
+        a.products.iter().map(|p| crate::product_cmd::load_any(p).map(|x| (p.clone(), x))).collect::<Result<_>>()?;
+    let underlying_of = |p: &AnyProduct| -> String {
+        match p {
+            AnyProduct::Lending(p) => p.token.underlying.trim_start_matches('W').to_string(),
+            AnyProduct::Threshold(p) => p.underlying.clone(),
+            AnyProduct::Perp(p) => p.token.underlying.clone(),
+        }
+    };
+    let first = underlying_of(&loaded[0].1);
+    for (path, p) in &loaded[1..] {
+        let u = underlying_of(p);
+        if u != first {
+            bail!(
+                "{}: tracks {u}, but {} tracks {first}; compare products on the same underlying",
+                path.display(),
+                loaded[0].0.display()
+            );
+        }
+    }
+    // Every product starts from the first product's price, so the paths are identical.
+    let p0 = match &loaded[0].1 {
+        AnyProduct::Lending(p) => product_price(p),
+        AnyProduct::Threshold(p) => p.price.to_f64(),
+        AnyProduct::Perp(p) => p.price.to_f64(),
+    };
+    let mut rows = Vec::new();
+    let mut market_name = String::new();
+    let mut underlying = 0.0;
+    for (path, product) in &loaded {
+        let (mut src, name, warnings) = price_source(&a.market, p0, block_time)?;
+        if market_name.is_empty() {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            market_name = name;
+        }
+        match product {
+            AnyProduct::Lending(p) => {
+                let mut cfg = SimConfig { seed: a.market.seed, initial_tvl_usd: a.tvl, ..SimConfig::default() };
+                cfg.holders.mints_per_day = 0.0;
+                cfg.holders.redeems_per_day = 0.0;
+                let sim = Simulation::new(p, cfg, src.start_time(), src.start_price(), &market_name)
+                    .map_err(|e| anyhow!("{}: cannot start: {e}", path.display()))?;
+                let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                let s = &r.summary;
+                let c = &s.costs_usd;
+                underlying = s.underlying_return;
+                rows.push(Row {
+                    symbol: p.token.symbol.clone(),
+                    methodology: "fli (lending + v3 pool)".into(),
+                    token: s.token_return,
+                    ideal: s.ideal_return,
+                    rebalances: s.counts.rebalances + s.counts.iterations + s.counts.ripcords,
+                    stress: format!("{} ripcord, {} liquid.", s.counts.ripcords, s.counts.liquidations),
+                    max_leverage: s.max_leverage,
+                    costs: c.pool_fees
+                        + c.price_impact
+                        + c.gas_keeper
+                        + c.gas_bots
+                        + c.interest
+                        + c.ether_rewards
+                        + c.streaming_fee
+                        + c.mint_redeem_fees,
+                });
+            }
+            AnyProduct::Threshold(p) => {
+                let s = keel_sim::threshold::run_threshold(p, src.as_mut(), a.tvl, u64::MAX, None)
+                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                underlying = s.underlying_return;
+                rows.push(Row {
+                    symbol: p.symbol.clone(),
+                    methodology: "threshold (synthetix perp)".into(),
+                    token: s.token_return,
+                    ideal: s.ideal_return,
+                    rebalances: s.rebalances,
+                    stress: format!("{} close, {} liquid.", s.closes, s.liquidations),
+                    max_leverage: s.max_leverage,
+                    costs: s.venue_fees + s.keeper_deposits + s.fees_to_recipient,
+                });
+            }
+            AnyProduct::Perp(p) => bail!(
+                "{}: {} is a PerpV2 FLI product; its simulation (the Perp-v2 venue) is not built yet — `keel strategy eval` covers it",
+                path.display(),
+                p.token.symbol
+            ),
+        }
+    }
+    println!(
+        "{} products on {market_name}, {}-second blocks, ${:.0} each at the start; underlying {:+.2}%",
+        rows.len(),
+        block_time,
+        a.tvl,
+        underlying * 100.0
+    );
+    println!(
+        "{:<12} {:<28} {:>10} {:>10} {:>10} {:>10} {:>20} {:>8} {:>12}",
+        "token", "methodology", "return", "ideal", "vs ideal", "rebal.", "stress", "max lev", "costs $"
+    );
+    for r in &rows {
+        println!(
+            "{:<12} {:<28} {:>9.2}% {:>9.2}% {:>9.2}% {:>10} {:>20} {:>8.3} {:>12.0}",
+            r.symbol,
+            r.methodology,
+            r.token * 100.0,
+            r.ideal * 100.0,
+            ((1.0 + r.token) / (1.0 + r.ideal) - 1.0) * 100.0,
+            r.rebalances,
+            r.stress,
+            r.max_leverage,
+            r.costs
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
