@@ -256,19 +256,25 @@ mod tests {
 
     #[test]
     fn frictionless_with_a_tight_threshold_tracks_the_ideal_token() {
-        let text = PRODUCT
-            .replace("streaming_fee = \"2%\"", "streaming_fee = \"0\"")
-            .replace("rebalance_fee = \"5\"", "rebalance_fee = \"0\"")
-            .replace("taker_fee = \"0.06%\"", "taker_fee = \"0\"")
-            .replace("maker_fee = \"0.0001%\"", "maker_fee = \"0\"")
-            .replace("min_keeper_fee = \"4\"", "min_keeper_fee = \"0\"")
-            .replace("rebalance_threshold = \"10%\"", "rebalance_threshold = \"1%\"");
-        let p = ThresholdProduct::from_toml(&text).unwrap();
-        let mut src = crate::prices::scenario("default", 2000.0, 1_704_067_200, 60, 7).unwrap();
-        let s = run_threshold(&p, &mut src, 100_000.0, 86_400, None).unwrap();
-        assert!(s.rebalances > 1_000, "{s:?}");
-        assert_eq!((s.liquidations, s.failed_evaluations), (0, 0), "{s:?}");
-        let gap = (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0;
-        assert!(gap.abs() < 0.01, "token {} vs ideal {}: {gap}; {s:?}", s.token_return, s.ideal_return);
+        for (name, text, scenario_name) in [
+            ("3x long, default", PRODUCT, "default"),
+            ("−1x short, bear", include_str!("../../../products/eth-minus1x-threshold.toml"), "bear"),
+        ] {
+            let text = text
+                .replace("streaming_fee = \"2%\"", "streaming_fee = \"0\"")
+                .replace("rebalance_fee = \"5\"", "rebalance_fee = \"0\"")
+                .replace("taker_fee = \"0.06%\"", "taker_fee = \"0\"")
+                .replace("maker_fee = \"0.0001%\"", "maker_fee = \"0\"")
+                .replace("min_keeper_fee = \"4\"", "min_keeper_fee = \"0\"")
+                .replace("rebalance_threshold = \"10%\"", "rebalance_threshold = \"1%\"")
+                .replace("rebalance_threshold = \"3%\"", "rebalance_threshold = \"1%\"");
+            let p = ThresholdProduct::from_toml(&text).unwrap();
+            let mut src = crate::prices::scenario(scenario_name, 2000.0, 1_704_067_200, 60, 7).unwrap();
+            let s = run_threshold(&p, &mut src, 100_000.0, 86_400, None).unwrap();
+            assert!(s.rebalances > 500, "{name}: {s:?}");
+            assert_eq!((s.liquidations, s.failed_evaluations), (0, 0), "{name}: {s:?}");
+            let gap = (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0;
+            assert!(gap.abs() < 0.02, "{name}: token {} vs ideal {}: {gap}", s.token_return, s.ideal_return);
+        }
     }
 }
