@@ -168,7 +168,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let text = std::fs::read_to_string(&a.product)
         .with_context(|| format!("cannot read product file {}", a.product.display()))?;
-    let product = crate::product_cmd::load(&a.product)?;
+    let (symbol, p0) = match crate::product_cmd::load_any(&a.product)? {
+        keel_core::product::AnyProduct::Lending(p) => (p.token.symbol.clone(), crate::backtest::product_price(&p)),
+        keel_core::product::AnyProduct::Threshold(p) => (p.symbol.clone(), p.price.to_f64()),
+        keel_core::product::AnyProduct::Perp(p) => bail!(
+            "{}: {} is a PerpV2 FLI product; sweeps run lending FLI and threshold products (the Perp-v2 venue is not simulated yet)",
+            a.product.display(),
+            p.token.symbol
+        ),
+    };
     let mut grid = Vec::new();
     for g in &a.grid {
         let (k, v) = g.split_once('=').ok_or_else(|| anyhow!("--grid {g}: write KEY=VALUES"))?;
@@ -228,11 +236,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "all" => Costs::ALL,
         "none" => Costs::NONE,
         other => bail!("--costs {other}: use 'all' or 'none'"),
-    };
-    let p0 = if product.token.underlying == product.collateral.asset {
-        product.collateral.price.to_f64()
-    } else {
-        product.borrow.price.to_f64()
     };
     let cfg = SweepConfig {
         product_toml: text,
@@ -295,7 +298,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     write_csv(&a.out.join("results.csv"), &results)?;
     let keys_owned: Vec<String> = cfg.grid.iter().map(|(k, _)| k.clone()).collect();
-    let title = format!("{} — {} paths per point", product.token.symbol, a.paths);
+    let title = format!("{symbol} — {} paths per point", a.paths);
     std::fs::write(a.out.join("report.html"), keel_report::sweep_report(&title, &keys_owned, &results))
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     results.sort_by(|x, y| metric(x, &a.objective).total_cmp(&metric(y, &a.objective)));

@@ -1063,21 +1063,7 @@ impl Simulation {
         let stream_tokens = if nav_end > 0.0 { self.costs.streaming_fee / nav_end } else { 0.0 };
         self.costs.mint_redeem_fees = (fee_tokens - stream_tokens).max(0.0) * nav_end;
         let days = (last_time - start) as f64 / 86_400.0;
-        let te = {
-            let d: Vec<f64> = self
-                .daily
-                .windows(2)
-                .filter(|w| w[0].0 > 0.0 && w[1].0 > 0.0)
-                .map(|w| (w[1].0 / w[0].0).ln() - (w[1].1 / w[0].1).ln())
-                .collect();
-            let n = d.len() as f64;
-            if n < 2.0 {
-                0.0
-            } else {
-                let mean = d.iter().sum::<f64>() / n;
-                (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) * 365.0).sqrt()
-            }
-        };
+        let (te, daily_nav_returns, max_drawdown) = crate::metrics::daily_stats(&self.daily);
         let years = (days / 365.0).max(1e-9);
         let decay = ((self.beta - self.beta * self.beta) / 2.0 * self.sum_r2).exp();
         let summary = Summary {
@@ -1123,16 +1109,6 @@ impl Simulation {
             delever_minutes: self.delever_minutes.iter().cloned().fold(0.0, f64::max),
             warnings: self.warnings.clone(),
         };
-        let daily_nav_returns: Vec<f64> =
-            self.daily.windows(2).filter(|w| w[0].0 > 0.0 && w[1].0 > 0.0).map(|w| (w[1].0 / w[0].0).ln()).collect();
-        let mut peak = f64::MIN;
-        let mut max_drawdown: f64 = 0.0;
-        for (nav, _) in &self.daily {
-            peak = peak.max(*nav);
-            if peak > 0.0 {
-                max_drawdown = max_drawdown.max(1.0 - nav / peak);
-            }
-        }
         Ok(RunResult { summary, daily_nav_returns, max_drawdown })
     }
 }

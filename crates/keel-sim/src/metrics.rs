@@ -206,3 +206,27 @@ impl Sink for NullSink {
     fn row(&mut self, _row: &SeriesRow) {}
     fn event(&mut self, _event: &EventRow) {}
 }
+
+/// From daily (token NAV, ideal NAV) pairs: annualised tracking error of daily log returns
+/// against the ideal, the token's daily log returns, and its worst peak-to-trough drawdown.
+pub fn daily_stats(daily: &[(f64, f64)]) -> (f64, Vec<f64>, f64) {
+    let pairs = || daily.windows(2).filter(|w| w[0].0 > 0.0 && w[1].0 > 0.0);
+    let d: Vec<f64> = pairs().map(|w| (w[1].0 / w[0].0).ln() - (w[1].1 / w[0].1).ln()).collect();
+    let n = d.len() as f64;
+    let te = if n < 2.0 {
+        0.0
+    } else {
+        let mean = d.iter().sum::<f64>() / n;
+        (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) * 365.0).sqrt()
+    };
+    let returns = pairs().map(|w| (w[1].0 / w[0].0).ln()).collect();
+    let mut peak = f64::MIN;
+    let mut max_drawdown: f64 = 0.0;
+    for (nav, _) in daily {
+        peak = peak.max(*nav);
+        if peak > 0.0 {
+            max_drawdown = max_drawdown.max(1.0 - nav / peak);
+        }
+    }
+    (te, returns, max_drawdown)
+}

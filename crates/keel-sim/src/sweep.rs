@@ -6,7 +6,7 @@
 use crate::engine::{SimConfig, Simulation};
 use crate::metrics::{CostBreakdown, NullSink};
 use crate::prices::{GeneratedPath, Model, PriceSource, Shock, scenario};
-use keel_core::product::Product;
+use keel_core::product::AnyProduct;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -29,6 +29,14 @@ pub enum Market {
         /// Their spacing in seconds.
         interval: u64,
     },
+}
+
+/// What a grid point runs.
+enum Runner {
+    /// A lending FLI product, warmed up once (issued and engaged) and cloned per path.
+    Fli(Box<Simulation>),
+    /// A threshold product, built fresh per path.
+    Threshold(Box<keel_core::product::ThresholdProduct>),
 }
 
 /// One sweep's inputs.
@@ -354,21 +362,32 @@ pub fn run_sweep_with(
         for (k, v) in &settings {
             text = with_setting(&text, k, v)?;
         }
-        let product = match Product::from_toml(&text) {
-            Ok(p) => p,
+        let runner = match AnyProduct::from_toml(&text) {
+            Ok(AnyProduct::Lending(product)) => {
+                // One warm-up (issue and engage) per point; each path starts from a copy.
+                let probe = source(cfg, path_seed(cfg.seed, 0))?;
+                match Simulation::new(&product, cfg.sim.clone(), probe.start_time(), probe.start_price(), "sweep") {
+                    Ok(s) => Runner::Fli(Box::new(s)),
+                    Err(e) => {
+                        results.push(PointResult { settings, invalid: Some(e.to_string()), stats: None });
+                        continue;
+                    }
+                }
+            }
+            Ok(AnyProduct::Threshold(p)) => Runner::Threshold(p),
+            Ok(AnyProduct::Perp(_)) => {
+                results.push(PointResult {
+                    settings,
+                    invalid: Some("PerpV2 FLI products are not simulated yet".into()),
+                    stats: None,
+                });
+                done.fetch_add(cfg.paths as u64, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
             Err(e) => {
                 results.push(PointResult { settings, invalid: Some(e.to_string().replace('\n', "; ")), stats: None });
                 done.fetch_add(cfg.paths as u64, std::sync::atomic::Ordering::Relaxed);
                 progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
-                continue;
-            }
-        };
-        // One warm-up (issue and engage) per point; each path starts from a copy.
-        let probe = source(cfg, path_seed(cfg.seed, 0))?;
-        let base = match Simulation::new(&product, cfg.sim.clone(), probe.start_time(), probe.start_price(), "sweep") {
-            Ok(s) => s,
-            Err(e) => {
-                results.push(PointResult { settings, invalid: Some(e.to_string()), stats: None });
                 continue;
             }
         };
@@ -377,32 +396,65 @@ pub fn run_sweep_with(
         let run_path = |i: u64, tail: &mut Tail| -> Result<PathOutcome, String> {
             let seed = path_seed(cfg.seed, i);
             let mut src = source(cfg, seed)?;
-            let mut sim = base.clone();
-            sim.reseed(seed);
-            let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?;
-            for d in &r.daily_nav_returns {
-                tail.add(d.exp() - 1.0);
-            }
-            let s = &r.summary;
-            let c = s.counts;
+            let outcome = match &runner {
+                Runner::Fli(base) => {
+                    let mut sim = (**base).clone();
+                    sim.reseed(seed);
+                    let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?;
+                    for d in &r.daily_nav_returns {
+                        tail.add(d.exp() - 1.0);
+                    }
+                    let s = &r.summary;
+                    let c = s.counts;
+                    PathOutcome {
+                        path: i,
+                        nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
+                        tracking_error: s.tracking_error,
+                        ripcord: c.ripcords > 0,
+                        liquidated: c.liquidations > 0,
+                        rebalances: (c.rebalances + c.iterations + c.ripcords) as f64,
+                        costs: s.costs_usd,
+                        drawdown: r.max_drawdown,
+                        outside: s.time_outside_band,
+                        delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
+                        delever_minutes: s.delever_minutes,
+                        min_hf: s.min_health_factor,
+                    }
+                }
+                Runner::Threshold(p) => {
+                    let tvl = if cfg.sim.initial_tvl_usd > 0.0 { cfg.sim.initial_tvl_usd } else { 1_000_000.0 };
+                    let s = crate::threshold::run_threshold(p, src.as_mut(), tvl, u64::MAX, None)
+                        .map_err(|e| e.to_string())?;
+                    for d in &s.daily_nav_returns {
+                        tail.add(d.exp() - 1.0);
+                    }
+                    PathOutcome {
+                        path: i,
+                        nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
+                        tracking_error: s.tracking_error,
+                        // A close under the minimum margin is the threshold token's emergency exit.
+                        ripcord: s.closes > 0,
+                        liquidated: s.liquidations > 0,
+                        rebalances: s.rebalances as f64,
+                        costs: CostBreakdown {
+                            pool_fees: s.venue_fees,
+                            gas_keeper: s.keeper_deposits,
+                            streaming_fee: s.fees_to_recipient,
+                            ..CostBreakdown::default()
+                        },
+                        drawdown: s.max_drawdown,
+                        outside: s.time_outside_band,
+                        delever_speed: None,
+                        delever_minutes: 0.0,
+                        min_hf: 0.0,
+                    }
+                }
+            };
             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if d.is_multiple_of(16) || d == total {
                 progress(d, total);
             }
-            Ok(PathOutcome {
-                path: i,
-                nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
-                tracking_error: s.tracking_error,
-                ripcord: c.ripcords > 0,
-                liquidated: c.liquidations > 0,
-                rebalances: (c.rebalances + c.iterations + c.ripcords) as f64,
-                costs: s.costs_usd,
-                drawdown: r.max_drawdown,
-                outside: s.time_outside_band,
-                delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
-                delever_minutes: s.delever_minutes,
-                min_hf: s.min_health_factor,
-            })
+            Ok(outcome)
         };
         let (mut indexed, tail) = (0..cfg.paths as u64)
             .into_par_iter()

@@ -49,6 +49,13 @@ pub struct ThresholdSummary {
     pub token_return: f64,
     /// The ideal constant-leverage token's return (rebalanced every block, no costs).
     pub ideal_return: f64,
+    /// Annualised tracking error of daily log returns against the ideal token.
+    pub tracking_error: f64,
+    /// Worst peak-to-trough drawdown of daily NAV.
+    pub max_drawdown: f64,
+    /// Daily log returns of NAV per token (for VaR in sweeps; not written to summary.json).
+    #[serde(skip)]
+    pub daily_nav_returns: Vec<f64>,
     /// Rebalance orders submitted by the keeper.
     pub rebalances: u64,
     /// Orders filled by the venue keeper.
@@ -130,6 +137,8 @@ pub fn run_threshold(
     }
     let mut now = t0;
     let (mut next_attempt, mut failures) = (0u64, 0u32);
+    let mut daily = vec![(1.0f64, 1.0f64)];
+    let mut next_day = t0 + 86_400;
     while let Some(tick) = source.next_tick() {
         now = tick.time;
         s.blocks += 1;
@@ -199,6 +208,10 @@ pub fn run_threshold(
                 }
             }
         }
+        if now >= next_day {
+            next_day += 86_400;
+            daily.push((token.exchange_rate(now, p).map(f).unwrap_or(0.0), ideal));
+        }
         if let Some(w) = series.as_deref_mut()
             && now >= last_sample + sample_every
         {
@@ -222,6 +235,9 @@ pub fn run_threshold(
     s.ideal_return = ideal - 1.0;
     s.time_outside_band = if counted == 0 { 0.0 } else { outside as f64 / counted as f64 };
     s.fees_to_recipient = f(token.fees_collected);
+    daily.push((1.0 + s.token_return, ideal));
+    let (te, returns, dd) = crate::metrics::daily_stats(&daily);
+    (s.tracking_error, s.daily_nav_returns, s.max_drawdown) = (te, returns, dd);
     let _ = WAD;
     Ok(s)
 }

@@ -98,3 +98,20 @@ fn smaller_max_trade_delevers_slower_and_ripcords_more_in_the_crash() {
     );
     assert!(small.tracking_error > large.tracking_error);
 }
+
+#[test]
+fn threshold_products_sweep_over_theta() {
+    let cfg = SweepConfig {
+        product_toml: include_str!("../../../products/eth-3x-threshold.toml").to_string(),
+        block_time: 300,
+        horizon: 60 * 86_400,
+        ..config(vec![("methodology.rebalance_threshold".into(), vec!["5%".into(), "30%".into(), "95%".into()])], 4)
+    };
+    let r = run_sweep(&cfg, &|_, _| {}).unwrap();
+    let stats = |v: &str| r.iter().find(|p| p.settings[0].1 == v).unwrap().stats.clone();
+    let (tight, wide) = (stats("5%").unwrap(), stats("30%").unwrap());
+    assert!(tight.mean_rebalances > wide.mean_rebalances, "{} vs {}", tight.mean_rebalances, wide.mean_rebalances);
+    assert!(tight.tracking_error < wide.tracking_error, "{} vs {}", tight.tracking_error, wide.tracking_error);
+    let bad = r.iter().find(|p| p.settings[0].1 == "95%").unwrap();
+    assert!(bad.invalid.as_deref().unwrap_or("").contains("rebalance_threshold"), "{:?}", bad.invalid);
+}
