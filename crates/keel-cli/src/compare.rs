@@ -120,7 +120,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 underlying = s.underlying_return;
                 rows.push(Row {
                     symbol: p.symbol.clone(),
-                    methodology: "threshold (synthetix perp)".into(),
+                    methodology: format!("{} (synthetix perp)", p.kind()),
                     token: s.token_return,
                     ideal: s.ideal_return,
                     rebalances: s.rebalances,

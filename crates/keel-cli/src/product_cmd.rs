@@ -19,19 +19,33 @@ pub fn load(file: &Path) -> Result<Product> {
 }
 
 fn threshold_summary(p: &keel_core::product::ThresholdProduct) -> String {
+    use keel_core::strategy::threshold::{Side, token::Policy};
     let s = &p.settings;
+    let side = match s.side {
+        Side::Long => "long",
+        Side::Short => "short",
+    };
+    let rule = match p.policy {
+        Policy::Threshold => format!(
+            "full rebalance when leverage drifts θ = {} (an underlying move of about {:.2}%)",
+            Wad(s.rebalance_threshold),
+            Wad(s.rebalance_threshold).to_f64() / Wad(s.target_leverage).to_f64() * 100.0
+        ),
+        Policy::Daily(d) => format!(
+            "rebalance daily at {:02}:{:02} UTC and intraday at {}x{}",
+            d.rebalance_time / 3600,
+            d.rebalance_time % 3600 / 60,
+            Wad(d.upper_trigger),
+            d.lower_trigger.map(|l| format!(" or {}x", Wad(l))).unwrap_or_default()
+        ),
+    };
     format!(
-        "ok: {} ({}) — threshold on synthetix-perps-v2 {}: {} {}x, full rebalance when leverage drifts θ = {} (an underlying move of about {:.2}%), close below {} sUSD of margin",
+        "ok: {} ({}) — {} on synthetix-perps-v2 {}: {side} {}x, {rule}, close below {} sUSD of margin",
         p.symbol,
         p.name,
+        p.kind(),
         p.underlying,
-        match s.side {
-            keel_core::strategy::threshold::Side::Long => "long",
-            keel_core::strategy::threshold::Side::Short => "short",
-        },
         Wad(s.target_leverage),
-        Wad(s.rebalance_threshold),
-        Wad(s.rebalance_threshold).to_f64() / Wad(s.target_leverage).to_f64() * 100.0,
         Wad(s.min_margin)
     )
 }

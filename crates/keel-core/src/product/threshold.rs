@@ -1,11 +1,14 @@
-//! Threshold-methodology product files: `[perp] venue = "synthetix-perps-v2"` with the
-//! market's parameters (defaults: sETHPERP on Optimism, `perp.md` C7) and
-//! `[methodology] kind = "threshold"` with the token's (`methodologies.md` §2.2, §2.9).
+//! Product files for tokens on a Synthetix-Perps-V2-style market: `[perp] venue =
+//! "synthetix-perps-v2"` with the market's parameters (defaults: sETHPERP on Optimism,
+//! `perp.md` C7) and `[methodology] kind = "threshold"` (`methodologies.md` §2.2, §2.9) or
+//! `kind = "daily"` (§4: a scheduled daily rebalance plus intraday triggers, with the same
+//! mint/redeem mechanics and fee keys as the threshold token).
 
 use super::{Section, parse_duration, parse_fraction, ratio, units};
 use crate::error::{ProductError, RuleViolation};
 use crate::math::{U256, Wad};
-use crate::strategy::threshold::token::ThresholdToken;
+use crate::strategy::daily::DailySettings;
+use crate::strategy::threshold::token::{Policy, ThresholdToken};
 use crate::strategy::threshold::{Side, ThresholdSettings};
 use crate::venue::synthetix::{PerpsMarket, PerpsParams};
 use toml::Table;
@@ -25,6 +28,12 @@ pub struct ThresholdProduct {
     pub venue: PerpsParams,
     /// The token's settings.
     pub settings: ThresholdSettings,
+    /// `threshold` or `daily`.
+    pub policy: Policy,
+}
+
+fn wad25() -> U256 {
+    U256::from(250_000_000_000_000_000u64)
 }
 
 fn side(s: &str) -> Result<Side, String> {
@@ -90,16 +99,22 @@ impl ThresholdProduct {
             delayed_order_max_age: p.conv("delayed_order_max_age", Some("30s"), parse_duration)?,
         };
         let kind = m.req("kind")?;
-        if kind != "threshold" {
+        if kind != "threshold" && kind != "daily" {
             return Err(ProductError::Field {
                 field: "methodology.kind".into(),
-                reason: format!("'{kind}' on a synthetix-perps-v2 product is not supported (supported: threshold)"),
+                reason: format!(
+                    "'{kind}' on a synthetix-perps-v2 product is not supported (supported: threshold, daily)"
+                ),
             });
         }
+        let token_side = m.conv("side", Some("long"), side)?;
+        let target_leverage = m.conv("target_leverage", None, ratio)?;
+        let rebalance_threshold =
+            if kind == "threshold" { m.conv("rebalance_threshold", Some("25%"), parse_fraction)? } else { wad25() };
         let settings = ThresholdSettings {
-            side: m.conv("side", Some("long"), side)?,
-            target_leverage: m.conv("target_leverage", None, ratio)?,
-            rebalance_threshold: m.conv("rebalance_threshold", Some("25%"), parse_fraction)?,
+            side: token_side,
+            target_leverage,
+            rebalance_threshold,
             slippage_tolerance: m.conv("slippage_tolerance", Some("2%"), parse_fraction)?,
             redemption_fee: m.conv("redemption_fee", Some("0.3%"), parse_fraction)?,
             streaming_fee: m.conv("streaming_fee", Some("2%"), parse_fraction)?,
@@ -109,16 +124,59 @@ impl ThresholdProduct {
             min_margin: m.conv("min_margin", Some("100"), units(18))?,
             max_base_asset_amount_buffer: m.conv("max_base_asset_amount_buffer", Some("20%"), parse_fraction)?,
         };
+        let mut rules: Vec<RuleViolation> = Vec::new();
+        let policy = if kind == "daily" {
+            let d = DailySettings {
+                side: token_side,
+                target_leverage,
+                rebalance_time: m.conv("rebalance_time", Some("2m"), parse_duration)?,
+                upper_trigger: m.conv("upper_trigger", None, ratio)?,
+                lower_trigger: m
+                    .raw("lower_trigger")?
+                    .map(|v| ratio(&v))
+                    .transpose()
+                    .map_err(|reason| ProductError::Field { field: "methodology.lower_trigger".into(), reason })?,
+                adverse_only: m.conv("adverse_only", Some("false"), super::boolean)?,
+            };
+            if d.upper_trigger <= target_leverage {
+                rules.push(RuleViolation {
+                    message: "Upper trigger must be above the target leverage",
+                    detail: format!(
+                        "methodology.upper_trigger {} ≤ target {}",
+                        Wad(d.upper_trigger),
+                        Wad(target_leverage)
+                    ),
+                });
+            }
+            if let Some(lo) = d.lower_trigger
+                && lo >= target_leverage
+            {
+                rules.push(RuleViolation {
+                    message: "Lower trigger must be below the target leverage",
+                    detail: format!("methodology.lower_trigger {} ≥ target {}", Wad(lo), Wad(target_leverage)),
+                });
+            }
+            if d.rebalance_time >= 86_400 {
+                rules.push(RuleViolation {
+                    message: "Rebalance time must be within the day",
+                    detail: format!("methodology.rebalance_time is {} s after 00:00 UTC", d.rebalance_time),
+                });
+            }
+            Policy::Daily(d)
+        } else {
+            Policy::Threshold
+        };
         for sec in [&t, &p, &m] {
             if let Some(err) = sec.unknown() {
                 return Err(err);
             }
         }
-        let mut rules: Vec<RuleViolation> = settings
-            .violations(venue.max_leverage)
-            .into_iter()
-            .map(|e| RuleViolation { message: "Invalid threshold setting", detail: format!("methodology.{e}") })
-            .collect();
+        rules.extend(
+            settings
+                .violations(venue.max_leverage)
+                .into_iter()
+                .map(|e| RuleViolation { message: "Invalid setting", detail: format!("methodology.{e}") }),
+        );
         if venue.delayed_order_min_age >= venue.delayed_order_max_age {
             rules.push(RuleViolation {
                 message: "Delayed-order ages must satisfy min < max",
@@ -137,12 +195,22 @@ impl ThresholdProduct {
         if !rules.is_empty() {
             return Err(ProductError::Rules(rules));
         }
-        Ok(Self { name, symbol, underlying, price, venue, settings })
+        Ok(Self { name, symbol, underlying, price, venue, settings, policy })
     }
 
     /// A fresh token with no supply on an empty market at `now`.
     pub fn build(&self, now: u64) -> ThresholdToken {
-        ThresholdToken::new(self.settings.clone(), PerpsMarket::new(self.venue.clone(), now), 1)
+        let mut t = ThresholdToken::new(self.settings.clone(), PerpsMarket::new(self.venue.clone(), now), 1);
+        t.policy = self.policy;
+        t
+    }
+
+    /// `threshold` or `daily`.
+    pub fn kind(&self) -> &'static str {
+        match self.policy {
+            Policy::Threshold => "threshold",
+            Policy::Daily(_) => "daily",
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 //! - [`fli`]: Set's FLI on a lending market (with its token) and on a perp (`fli::perp`).
 //! - [`threshold`]: TLX / Synthetix Leverage rules — trigger, full-rebalance size, fees.
 //! - [`continuous`]: IndexZoo Bear rules — price levels, safety margins, tick decision, split.
-//! - [`daily`]: exchange-style daily schedule with intraday triggers.
+//! - [`daily`]: exchange-style daily schedule with intraday triggers (a `Policy` of the
+//!   threshold token).
 //!
-//! `threshold`, `continuous` and `daily` hold the pure rules only; they are not yet driven by a
-//! token, a perp venue or the simulator.
+//! `continuous` holds the pure rules only; it is not yet driven by a token or the simulator.
 
 pub mod continuous;
 pub mod daily;

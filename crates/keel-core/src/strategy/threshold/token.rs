@@ -13,6 +13,15 @@ use crate::venue::synthetix::PerpsMarket;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// When the token trades back to target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Policy {
+    /// §2.4: when |N/M₀ − L| ≥ θ.
+    Threshold,
+    /// `methodologies.md` §4: once a day at the scheduled time, and intraday on a trigger.
+    Daily(crate::strategy::daily::DailySettings),
+}
+
 /// What an evaluation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Evaluation {
@@ -47,6 +56,10 @@ pub struct ThresholdToken {
     pub fee_clock: Option<u64>,
     /// Fees paid to the recipient so far (redemption, streaming, keeper).
     pub fees_collected: U256,
+    /// When the token trades back to target.
+    pub policy: Policy,
+    /// Time and price of the last rebalance order (the daily policy's reference).
+    pub last_rebalance: Option<(u64, U256)>,
 }
 
 impl ThresholdToken {
@@ -64,6 +77,8 @@ impl ThresholdToken {
             closed: false,
             fee_clock: None,
             fees_collected: U256::ZERO,
+            policy: Policy::Threshold,
+            last_rebalance: None,
         }
     }
 
@@ -109,7 +124,22 @@ impl ThresholdToken {
         if self.closed && m < self.settings.min_margin {
             return Ok(false);
         }
-        Ok(can_rebalance(m, self.pending(), self.deviation(price)?, self.settings.rebalance_threshold))
+        match self.policy {
+            Policy::Threshold => {
+                Ok(can_rebalance(m, self.pending(), self.deviation(price)?, self.settings.rebalance_threshold))
+            }
+            Policy::Daily(d) => {
+                if m.is_zero() || self.pending() {
+                    return Ok(false);
+                }
+                let Some((last, last_price)) = self.last_rebalance else { return Ok(true) };
+                if self.size().is_zero() && !self.closed {
+                    return Ok(true);
+                }
+                let due = crate::strategy::daily::due(&d, now, last, self.leverage(now, price)?, price, last_price);
+                Ok(due != crate::strategy::daily::Due::No)
+            }
+        }
     }
 
     fn cap(&self, price: U256) -> Result<U256, ThresholdError> {
@@ -321,12 +351,14 @@ impl ThresholdToken {
             notional,
         )?;
         if dq.is_zero() {
+            self.last_rebalance = Some((now, price));
             return Ok(dq);
         }
         let fill = self.market.fill_price(dq, price)?;
         let limit = limit_price(fill, dq, self.settings.slippage_tolerance)?;
         self.market.submit_delayed_order(self.account, dq, limit, now, price)?;
         self.closed = false;
+        self.last_rebalance = Some((now, price));
         Ok(dq)
     }
 
@@ -501,5 +533,32 @@ mod tests {
                 proptest::prop_assert_eq!(sum, t.supply);
             }
         }
+    }
+
+    #[test]
+    fn daily_policy_trades_at_the_scheduled_time_and_on_the_trigger() {
+        let mut t = token(Side::Long, "3", "0.25");
+        t.policy = Policy::Daily(crate::strategy::daily::DailySettings {
+            side: Side::Long,
+            target_leverage: w("3"),
+            rebalance_time: 120,
+            upper_trigger: w("4"),
+            lower_trigger: None,
+            adverse_only: false,
+        });
+        let day = 1_700_006_400 - 1_700_006_400 % 86_400;
+        let p = w("2000");
+        t.mint("alice", w("10000"), U256::ZERO, day + 1_000, p).unwrap();
+        assert!(t.pending(), "the first mint opens at once");
+        fill(&mut t, day + 1_005, p);
+        // A 2% move later the same day: not the schedule, not the 4x trigger.
+        assert_eq!(t.evaluate(day + 5_000, w("1960")).unwrap(), Evaluation::Idle);
+        // The next day at 00:02: the scheduled rebalance, whatever the drift.
+        assert!(matches!(t.evaluate(day + 86_400 + 130, w("1960")).unwrap(), Evaluation::Rebalanced(_)));
+        fill(&mut t, day + 86_400 + 135, w("1960"));
+        // An 11.2% fall takes a 3x to 4x: the intraday trigger fires.
+        let low = w("1740");
+        assert!(t.leverage(day + 86_400 + 3_600, low).unwrap() >= w("4"));
+        assert!(matches!(t.evaluate(day + 86_400 + 3_600, low).unwrap(), Evaluation::Rebalanced(_)));
     }
 }
