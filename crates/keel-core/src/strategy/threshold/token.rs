@@ -546,7 +546,7 @@ mod tests {
             lower_trigger: None,
             adverse_only: false,
         });
-        let day = 1_700_006_400 - 1_700_006_400 % 86_400;
+        let day = 1_700_006_400; // a midnight UTC
         let p = w("2000");
         t.mint("alice", w("10000"), U256::ZERO, day + 1_000, p).unwrap();
         assert!(t.pending(), "the first mint opens at once");
