@@ -31,6 +31,15 @@ fn threshold_summary(p: &keel_core::product::ThresholdProduct) -> String {
             Wad(s.rebalance_threshold),
             Wad(s.rebalance_threshold).to_f64() / Wad(s.target_leverage).to_f64() * 100.0
         ),
+        Policy::Continuous(c) => format!(
+            "continuous: hold L × NAV within {}, de-lever below LSM {} or MCSM {} (m {}, i {}), reverse split under ${}",
+            Wad(c.tolerance),
+            Wad(c.lsm_min),
+            Wad(c.mcsm_min),
+            Wad(c.maintenance),
+            Wad(c.initial),
+            Wad(c.reverse_split_threshold)
+        ),
         Policy::Daily(d) => format!(
             "rebalance daily at {:02}:{:02} UTC and intraday at {}x{}",
             d.rebalance_time / 3600,

@@ -324,3 +324,20 @@ fn big_json_numbers_are_exact() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("field `borrow_balance`"), "{}", text(&o).1);
 }
+
+#[test]
+fn every_bundled_product_checks_and_names_its_methodology() {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(root().join("products")).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = format!("products/{}", path.file_name().unwrap().to_string_lossy());
+        let o = keel(&["product", "check", &rel]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{rel}: {}", String::from_utf8_lossy(&o.stderr));
+        let kind = ["fli on", "threshold on", "daily on", "continuous on"].iter().find(|k| out.contains(*k));
+        seen.push(kind.copied().unwrap_or_else(|| panic!("{rel}: {out}")));
+    }
+    for k in ["fli on", "threshold on", "daily on", "continuous on"] {
+        assert!(seen.contains(&k), "a bundled product for each methodology: {seen:?}");
+    }
+}

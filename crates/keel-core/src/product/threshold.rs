@@ -99,18 +99,21 @@ impl ThresholdProduct {
             delayed_order_max_age: p.conv("delayed_order_max_age", Some("30s"), parse_duration)?,
         };
         let kind = m.req("kind")?;
-        if kind != "threshold" && kind != "daily" {
+        if !["threshold", "daily", "continuous"].contains(&kind.as_str()) {
             return Err(ProductError::Field {
                 field: "methodology.kind".into(),
                 reason: format!(
-                    "'{kind}' on a synthetix-perps-v2 product is not supported (supported: threshold, daily)"
+                    "'{kind}' on a synthetix-perps-v2 product is not supported (supported: threshold, daily, continuous)"
                 ),
             });
         }
         let token_side = m.conv("side", Some("long"), side)?;
         let target_leverage = m.conv("target_leverage", None, ratio)?;
-        let rebalance_threshold =
-            if kind == "threshold" { m.conv("rebalance_threshold", Some("25%"), parse_fraction)? } else { wad25() };
+        let rebalance_threshold = if kind == "threshold" {
+            m.conv("rebalance_threshold", Some("25%"), parse_fraction)?
+        } else {
+            wad25() // unused by the daily and continuous policies
+        };
         let settings = ThresholdSettings {
             side: token_side,
             target_leverage,
@@ -163,6 +166,47 @@ impl ThresholdProduct {
                 });
             }
             Policy::Daily(d)
+        } else if kind == "continuous" {
+            let c = crate::strategy::continuous::ContinuousSettings {
+                maintenance: m.conv("maintenance_margin", Some("6.25%"), parse_fraction)?,
+                initial: m.conv("initial_margin", Some("10%"), parse_fraction)?,
+                lsm_min: m.conv("lsm_min", Some("30%"), parse_fraction)?,
+                mcsm_min: m.conv("mcsm_min", Some("15%"), parse_fraction)?,
+                tolerance: m.conv("tolerance", Some("0.5%"), parse_fraction)?,
+                partial_relever: m.conv("partial_relever", Some("false"), super::boolean)?,
+                // The seed's $10 floor is for tokens issued at $100; keel's start at 1.0.
+                reverse_split_threshold: m.conv("reverse_split_threshold", Some("0.1"), units(18))?,
+                reverse_split_ratio: m.conv("reverse_split_ratio", Some("2"), |v| {
+                    v.parse::<u64>().map_err(|_| format!("'{v}' is not a whole number"))
+                })?,
+            };
+            if c.maintenance >= c.initial || c.initial > crate::math::WAD {
+                rules.push(RuleViolation {
+                    message: "Margin ratios must satisfy maintenance < initial ≤ 100%",
+                    detail: format!(
+                        "methodology.maintenance_margin {} and methodology.initial_margin {}",
+                        Wad(c.maintenance),
+                        Wad(c.initial)
+                    ),
+                });
+            }
+            if c.reverse_split_ratio < 2 {
+                rules.push(RuleViolation {
+                    message: "Reverse-split ratio must be at least 2",
+                    detail: format!("methodology.reverse_split_ratio is {}", c.reverse_split_ratio),
+                });
+            }
+            if c.lsm_min >= crate::math::WAD || c.mcsm_min >= crate::math::WAD {
+                rules.push(RuleViolation {
+                    message: "Safety-margin floors must be below 100%",
+                    detail: format!(
+                        "methodology.lsm_min {} and methodology.mcsm_min {}",
+                        Wad(c.lsm_min),
+                        Wad(c.mcsm_min)
+                    ),
+                });
+            }
+            Policy::Continuous(c)
         } else {
             Policy::Threshold
         };
@@ -210,6 +254,7 @@ impl ThresholdProduct {
         match self.policy {
             Policy::Threshold => "threshold",
             Policy::Daily(_) => "daily",
+            Policy::Continuous(_) => "continuous",
         }
     }
 }

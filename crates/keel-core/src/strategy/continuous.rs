@@ -9,6 +9,28 @@ use super::threshold::Side;
 use crate::math::{MathError, U256, WAD, add, mul_div_down, pdiv, pmul, sub};
 use serde::{Deserialize, Serialize};
 
+/// The Bear's risk settings as a policy of a perp token (`methodologies.md` §3.9), `mark`
+/// basis: the target is `L × NAV`, re-targeted beyond `tolerance` (a fraction of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContinuousSettings {
+    /// Maintenance margin ratio m used for the price levels.
+    pub maintenance: U256,
+    /// Initial margin ratio i = 1/λ.
+    pub initial: U256,
+    /// LSM floor.
+    pub lsm_min: U256,
+    /// MCSM floor.
+    pub mcsm_min: U256,
+    /// Re-target when the notional is off the target by more than this share of it.
+    pub tolerance: U256,
+    /// Go to the largest safe size when the target is not safe.
+    pub partial_relever: bool,
+    /// Reverse-split when the price per token falls under this (USD wad).
+    pub reverse_split_threshold: U256,
+    /// Reverse-split ratio (2 halves the token count).
+    pub reverse_split_ratio: u64,
+}
+
 /// Liquidation and margin-call prices (wad USD).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Levels {

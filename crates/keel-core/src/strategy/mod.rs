@@ -4,10 +4,9 @@
 //! - [`fli`]: Set's FLI on a lending market (with its token) and on a perp (`fli::perp`).
 //! - [`threshold`]: TLX / Synthetix Leverage rules — trigger, full-rebalance size, fees.
 //! - [`continuous`]: IndexZoo Bear rules — price levels, safety margins, tick decision, split.
-//! - [`daily`]: exchange-style daily schedule with intraday triggers (a `Policy` of the
-//!   threshold token).
+//! - [`daily`]: exchange-style daily schedule with intraday triggers.
 //!
-//! `continuous` holds the pure rules only; it is not yet driven by a token or the simulator.
+//! `daily` and `continuous` are `Policy` variants of the perp token in `threshold::token`.
 
 pub mod continuous;
 pub mod daily;

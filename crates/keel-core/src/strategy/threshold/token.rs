@@ -20,6 +20,9 @@ pub enum Policy {
     Threshold,
     /// `methodologies.md` §4: once a day at the scheduled time, and intraday on a trigger.
     Daily(crate::strategy::daily::DailySettings),
+    /// `methodologies.md` §3 (mark basis): hold `L × NAV` within a tolerance, cut to the safe
+    /// size when a safety margin is breached, re-lever when safe, reverse-split a cheap token.
+    Continuous(crate::strategy::continuous::ContinuousSettings),
 }
 
 /// What an evaluation did.
@@ -31,6 +34,8 @@ pub enum Evaluation {
     Rebalanced(I256),
     /// Margin fell under the minimum: a closing order was submitted.
     Closed,
+    /// Reverse split: every balance divided by this factor (floored).
+    ReverseSplit(u64),
 }
 
 /// The token and its venue account.
@@ -128,6 +133,12 @@ impl ThresholdToken {
             Policy::Threshold => {
                 Ok(can_rebalance(m, self.pending(), self.deviation(price)?, self.settings.rebalance_threshold))
             }
+            Policy::Continuous(c) => {
+                if m.is_zero() || self.pending() {
+                    return Ok(false);
+                }
+                Ok(self.continuous_target(now, price, &c)?.is_some())
+            }
             Policy::Daily(d) => {
                 if m.is_zero() || self.pending() {
                     return Ok(false);
@@ -140,6 +151,39 @@ impl ThresholdToken {
                 Ok(due != crate::strategy::daily::Due::No)
             }
         }
+    }
+
+    /// The notional the continuous policy wants now, or `None` when nothing is due (§3.6,
+    /// venue model, mark basis).
+    pub fn continuous_target(
+        &self,
+        now: u64,
+        price: U256,
+        c: &crate::strategy::continuous::ContinuousSettings,
+    ) -> Result<Option<U256>, ThresholdError> {
+        use crate::strategy::continuous::{Action, Tick, decide};
+        let v = self.remaining_margin(now, price)?.saturating_sub(self.market.params.min_keeper_fee);
+        let notional = pmul(self.size().unsigned_abs(), price)?;
+        let target = pmul(v, self.settings.target_leverage)?;
+        let tick = Tick {
+            side: self.settings.side,
+            account_value: v,
+            notional,
+            target_notional: target,
+            maintenance: c.maintenance,
+            initial: c.initial,
+            lsm_min: c.lsm_min,
+            mcsm_min: c.mcsm_min,
+            partial_relever: c.partial_relever,
+        };
+        let band = pmul(target, c.tolerance)?;
+        Ok(match decide(&tick)? {
+            // Aim inside the cap by the tolerance, so that the order's fees and the venue's
+            // keeper deposit do not leave it a hair above and re-trigger next tick.
+            Action::MandatoryDelever(n) | Action::ProtectiveDelever(n) => Some(n - pmul(n, c.tolerance)?),
+            Action::Relever(n) | Action::ReduceToTarget(n) => (n.abs_diff(notional) > band).then_some(n),
+            Action::Hold => None,
+        })
     }
 
     fn cap(&self, price: U256) -> Result<U256, ThresholdError> {
@@ -342,14 +386,23 @@ impl ThresholdToken {
         self.fees_collected = add(self.fees_collected, fees, "fees")?;
         let margin = self.remaining_margin(now, price)?;
         let notional = pmul(self.size().unsigned_abs(), price)?;
-        let dq = rebalance_delta(
-            self.settings.side,
-            margin,
-            self.market.params.min_keeper_fee,
-            self.settings.target_leverage,
-            price,
-            notional,
-        )?;
+        let dq = match self.policy {
+            Policy::Continuous(c) => {
+                let want = self.continuous_target(now, price, &c)?.unwrap_or(notional);
+                let q = I256::try_from(crate::math::pdiv(want, price)?)
+                    .map_err(|_| crate::math::MathError::Overflow("int256"))?;
+                let signed = if self.settings.side == Side::Short { -q } else { q };
+                signed - self.size()
+            }
+            _ => rebalance_delta(
+                self.settings.side,
+                margin,
+                self.market.params.min_keeper_fee,
+                self.settings.target_leverage,
+                price,
+                notional,
+            )?,
+        };
         if dq.is_zero() {
             self.last_rebalance = Some((now, price));
             return Ok(dq);
@@ -367,6 +420,24 @@ impl ThresholdToken {
     pub fn evaluate(&mut self, now: u64, price: U256) -> Result<Evaluation, ThresholdError> {
         if self.pending() {
             return Ok(Evaluation::Idle);
+        }
+        if let Policy::Continuous(c) = self.policy
+            && !self.supply.is_zero()
+        {
+            let rate = self.exchange_rate(now, price)?;
+            let factor = crate::strategy::continuous::reverse_split_factor(
+                rate,
+                c.reverse_split_threshold,
+                c.reverse_split_ratio,
+            )?;
+            if factor > 1 && !rate.is_zero() {
+                let f = U256::from(factor);
+                for b in self.balances.values_mut() {
+                    *b /= f;
+                }
+                self.supply = self.balances.values().fold(U256::ZERO, |a, b| a + *b);
+                return Ok(Evaluation::ReverseSplit(factor));
+            }
         }
         let size = self.size();
         let m = self.remaining_margin(now, price)?;
@@ -560,5 +631,80 @@ mod tests {
         let low = w("1740");
         assert!(t.leverage(day + 86_400 + 3_600, low).unwrap() >= w("4"));
         assert!(matches!(t.evaluate(day + 86_400 + 3_600, low).unwrap(), Evaluation::Rebalanced(_)));
+    }
+
+    fn bear() -> ThresholdToken {
+        let mut t = token(Side::Short, "2", "0.25");
+        t.policy = Policy::Continuous(crate::strategy::continuous::ContinuousSettings {
+            maintenance: w("0.0625"),
+            initial: w("0.1"),
+            lsm_min: w("0.3"),
+            mcsm_min: w("0.15"),
+            tolerance: w("0.005"),
+            partial_relever: false,
+            // The seed's $10 floor on tokens issued at $100; these start at 1.0.
+            reverse_split_threshold: w("0.1"),
+            reverse_split_ratio: 2,
+        });
+        t
+    }
+
+    #[test]
+    fn continuous_bear_delevers_when_unsafe_and_relevers_when_safe() {
+        let mut t = bear();
+        let p = w("100");
+        t.mint("alice", w("10000"), U256::ZERO, 0, p).unwrap();
+        fill(&mut t, 5, p);
+        let lev = t.leverage(5, p).unwrap();
+        assert!(lev > w("1.99") && lev < w("2.01"), "opened at −2x: {lev}");
+        // A +2% move: the mark-basis target moves beyond the 0.5% tolerance, so it re-targets.
+        assert!(matches!(t.evaluate(60, w("102")).unwrap(), Evaluation::Rebalanced(_)));
+        fill(&mut t, 65, w("102"));
+        // A +18% move against the short: leverage ~2.9 > the LSM cap of 2.62; cut to the cap.
+        let high = w("120");
+        let Evaluation::Rebalanced(dq) = t.evaluate(120, high).unwrap() else { panic!("protective delever due") };
+        assert!(dq.is_positive(), "a short delevers by buying back");
+        fill(&mut t, 125, high);
+        let lev = t.leverage(125, high).unwrap();
+        assert!(lev > w("2.58") && lev < w("2.62"), "cut to just inside the LSM cap (N/V 2.62): {lev}");
+        // Row 4 next: above the target, reduce to it.
+        assert!(matches!(t.evaluate(180, high).unwrap(), Evaluation::Rebalanced(_)));
+        fill(&mut t, 185, high);
+        let lev = t.leverage(185, high).unwrap();
+        assert!(lev > w("1.98") && lev < w("2.02"), "back at target: {lev}");
+        // A favourable fall lowers a short's leverage: re-lever to target (mark basis).
+        let Evaluation::Rebalanced(dq) = t.evaluate(240, w("110")).unwrap() else { panic!("relever due") };
+        assert!(dq.is_negative(), "a short re-levers by selling");
+    }
+
+    #[test]
+    fn continuous_reverse_split_keeps_nav() {
+        let mut t = bear();
+        let p = w("100");
+        t.mint("alice", w("500"), U256::ZERO, 0, p).unwrap();
+        t.mint("bob", w("0.5"), U256::ZERO, 0, p).unwrap_err(); // pending order: refused
+        fill(&mut t, 5, p);
+        t.mint("bob", w("300"), U256::ZERO, 10, p).unwrap();
+        fill(&mut t, 15, p);
+        // Force a cheap token: more tokens for the same margin (as after losses).
+        for b in t.balances.values_mut() {
+            *b *= U256::from(300);
+        }
+        t.supply *= U256::from(300);
+        let rate = t.exchange_rate(20, p).unwrap();
+        assert!(rate < w("0.1"));
+        let mut want = 1u64;
+        while rate * U256::from(want) < w("0.1") {
+            want *= 2;
+        }
+        let nav = pmul(t.supply, rate).unwrap();
+        let e = t.evaluate(20, p).unwrap();
+        let Evaluation::ReverseSplit(f) = e else { panic!("{e:?}") };
+        assert_eq!(f, want, "the smallest power of 2 lifting {rate} over 0.1");
+        assert!(f > 1);
+        assert_eq!(t.supply, t.balances.values().fold(U256::ZERO, |a, b| a + *b));
+        assert!(t.exchange_rate(20, p).unwrap() >= w("0.1"));
+        let after = pmul(t.supply, t.exchange_rate(20, p).unwrap()).unwrap();
+        assert!(nav.abs_diff(after) < w("0.001"), "NAV unchanged: {nav} vs {after}");
     }
 }
