@@ -1,8 +1,10 @@
 //! Venues a token lives on: the lending market, the AMM, and the leverage module that ties
-//! them together for lever / delever trades; and a Synthetix-Perps-V2-style perp market
-//! (`synthetix`, not yet driven by a token or the simulator).
+//! them together for lever / delever trades; a Synthetix-Perps-V2-style perp market
+//! (`synthetix`, where the perp tokens live); and a Perp-v2-style cross-margin account
+//! (`perp_v2`, account values, margin checks, funding and liquidation; no vAMM or token yet).
 
 pub mod amm;
 pub mod lending;
 pub mod leverage;
+pub mod perp_v2;
 pub mod synthetix;
