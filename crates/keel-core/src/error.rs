@@ -249,6 +249,9 @@ pub enum FliError {
     /// Unknown exchange name.
     #[error("Must be valid exchange: no exchange named '{0}'")]
     UnknownExchange(String),
+    /// The venue (vAMM swap) refused the trade: slippage bound, liquidity.
+    #[error("venue: {0}")]
+    Venue(String),
     /// Arithmetic failure.
     #[error(transparent)]
     Math(#[from] MathError),

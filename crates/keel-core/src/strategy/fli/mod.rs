@@ -6,6 +6,7 @@
 //! before the next step: one wei decides whether a TWAP ends.
 
 pub mod perp;
+pub mod perp_token;
 pub mod settings;
 pub mod token;
 

@@ -1,0 +1,379 @@
+//! A PerpV2 FLI token running on its venue (`perp.md` A7–A9): the strategy's entry points
+//! (`engage`, `rebalance`, `iterate_rebalance`, `ripcord`) with the reference's checks, each
+//! chunk traded through a virtual AMM (a Uniswap v3 vETH/vUSD pool from `venue::amm`) with the
+//! TWAP-derived opposite bound, and settled on a Perp-v2-style account (`venue::perp_v2`).
+//! Every entry point is atomic: on error nothing changes.
+
+use super::ShouldRebalance;
+use super::perp::{PerpFli, PerpSnapshot};
+use crate::error::FliError;
+use crate::math::{I256, MathError, U256, WAD, pdiv, pmul_i};
+use crate::venue::amm::Pool;
+use crate::venue::perp_v2::PerpV2Market;
+use serde::{Deserialize, Serialize};
+
+fn i(x: U256) -> Result<I256, FliError> {
+    I256::try_from(x).map_err(|_| FliError::Math(MathError::Overflow("int256")))
+}
+
+/// What a trade through the vAMM cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerpTrade {
+    /// Base traded (signed: positive bought).
+    pub base: I256,
+    /// Quote paid (buy) or received (sell), fee included.
+    pub quote: U256,
+    /// The pool fee part, in quote.
+    pub fee: U256,
+}
+
+/// The token, its strategy, its venue account and the venue's pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PerpFliToken {
+    /// The strategy (settings, TWAP state, timestamps, ether balance).
+    pub fli: PerpFli,
+    /// The venue account.
+    pub market: PerpV2Market,
+    /// The vAMM: token0 = virtual base, token1 = virtual quote, both 18 decimals.
+    pub pool: Pool,
+    /// Token supply (wad).
+    pub supply: U256,
+    /// Index (oracle TWAP) price of the base, USD wad: trade bounds and valuation.
+    pub index_price: U256,
+}
+
+impl PerpFliToken {
+    /// A token with `supply` tokens backed by `collateral` USD on `market`, trading through `pool`.
+    pub fn new(
+        fli: PerpFli,
+        mut market: PerpV2Market,
+        pool: Pool,
+        collateral: U256,
+        supply: U256,
+        index_price: U256,
+    ) -> Result<Self, FliError> {
+        market.deposit(collateral).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        Ok(Self { fli, market, pool, supply, index_price })
+    }
+
+    /// What the strategy reads (`_createActionInfo`).
+    pub fn snapshot(&self, now: u64) -> Result<PerpSnapshot, FliError> {
+        let a = &self.market.account;
+        let pending = self.market.pending_funding().map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        Ok(PerpSnapshot {
+            now,
+            total_supply: self.supply,
+            collateral: a.collateral,
+            base_balance: a.base,
+            quote_balance: a.quote,
+            owed_realized_pnl: a.owed_realized_pnl,
+            pending_funding: -pending,
+            base_price: i(self.index_price)?,
+        })
+    }
+
+    /// Signed leverage ratio now.
+    pub fn leverage_ratio(&self, now: u64) -> Result<I256, FliError> {
+        Ok(PerpFli::leverage(&self.snapshot(now)?)?.1)
+    }
+
+    /// NAV per token (USD wad): account value at the index over supply.
+    pub fn nav_per_token(&self) -> Result<U256, FliError> {
+        let av = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        if av.is_negative() || self.supply.is_zero() {
+            return Ok(U256::ZERO);
+        }
+        Ok(pdiv(av.unsigned_abs(), self.supply)?)
+    }
+
+    /// `shouldRebalance()`.
+    pub fn should_rebalance(&self, now: u64) -> Result<ShouldRebalance, FliError> {
+        let lr = self.leverage_ratio(now)?;
+        let m = &self.fli.methodology;
+        self.fli.should_rebalance_at(lr, m.min_leverage_ratio, m.max_leverage_ratio, now)
+    }
+
+    /// §A7: trade a chunk through the vAMM with the TWAP bound, then settle it on the account.
+    fn trade(&mut self, chunk: I256, slippage: U256) -> Result<PerpTrade, FliError> {
+        let (units, bound) = PerpFli::trade_units(chunk, self.supply, i(self.index_price)?, slippage)?;
+        let base = pmul_i(units, i(self.supply)?)?;
+        let bound = crate::math::pmul(bound, self.supply)?;
+        if base.is_zero() {
+            return Err(FliError::Revert("Amount is 0"));
+        }
+        let amount = base.unsigned_abs();
+        let (quote, fee) = if base.is_positive() {
+            // Buy base: exact output of vBase (token0), paying at most `bound` vQuote.
+            let o =
+                self.pool.swap_exact_output(false, amount, bound, None).map_err(|e| FliError::Venue(e.to_string()))?;
+            (o.amount_in, o.fee)
+        } else {
+            // Sell base: exact input of vBase, receiving at least `bound` vQuote.
+            let o =
+                self.pool.swap_exact_input(true, amount, bound, None).map_err(|e| FliError::Venue(e.to_string()))?;
+            // The fee is charged in the input token (base); value it at the fill.
+            let fee_quote = if amount.is_zero() {
+                U256::ZERO
+            } else {
+                crate::math::mul_div_down(o.fee, o.amount_out, amount, "fee")?
+            };
+            (o.amount_out, fee_quote)
+        };
+        let fill = pdiv(quote, amount)?;
+        self.market.trade(base, fill, self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        Ok(PerpTrade { base, quote, fee })
+    }
+
+    fn preamble(&self, now: u64) -> Result<(PerpSnapshot, I256), FliError> {
+        let s = self.snapshot(now)?;
+        if self.supply.is_zero() {
+            return Err(FliError::Revert("SetToken must have > 0 supply"));
+        }
+        let lr = PerpFli::leverage(&s)?.1;
+        if lr.is_zero() {
+            return Err(FliError::Revert("Current leverage ratio must NOT be 0"));
+        }
+        Ok((s, lr))
+    }
+
+    fn atomically<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, FliError>) -> Result<T, FliError> {
+        let mut next = self.clone();
+        let out = f(&mut next)?;
+        *self = next;
+        Ok(out)
+    }
+
+    /// `engage()`: open toward the target, as a TWAP when the first chunk is capped.
+    pub fn engage(&mut self, now: u64) -> Result<PerpTrade, FliError> {
+        self.atomically(|t| {
+            let s = t.snapshot(now)?;
+            if s.collateral <= I256::ZERO {
+                return Err(FliError::Revert("Collateral balance must be > 0"));
+            }
+            if t.supply.is_zero() {
+                return Err(FliError::Revert("SetToken must have > 0 supply"));
+            }
+            if !crate::math::pdiv_i(s.base_balance, i(t.supply)?)?.is_zero() {
+                return Err(FliError::Revert("Base position must NOT exist"));
+            }
+            let (chunk, total) = t.fli.engage_size(&s)?;
+            let slip = t.fli.execution.slippage_tolerance;
+            let trade = t.trade(chunk, slip)?;
+            t.fli.last_trade_timestamp = now;
+            if chunk.unsigned_abs() < total.unsigned_abs() {
+                t.fli.twap_leverage_ratio = t.fli.methodology.target_leverage_ratio;
+            }
+            Ok(trade)
+        })
+    }
+
+    fn check_rebalance(&self, lr: I256, now: u64, cooldown: u64) -> Result<(), FliError> {
+        let m = &self.fli.methodology;
+        if lr.unsigned_abs() >= self.fli.incentive.incentivized_leverage_ratio.unsigned_abs() {
+            return Err(FliError::Revert("Must be below incentivized leverage ratio"));
+        }
+        let elapsed = now.saturating_sub(self.fli.last_trade_timestamp) > cooldown;
+        if !(elapsed
+            || lr.unsigned_abs() > m.max_leverage_ratio.unsigned_abs()
+            || lr.unsigned_abs() < m.min_leverage_ratio.unsigned_abs())
+        {
+            return Err(FliError::Revert("Cooldown not elapsed or not valid leverage ratio"));
+        }
+        Ok(())
+    }
+
+    /// `rebalance()`: recenter toward the target.
+    pub fn rebalance(&mut self, now: u64) -> Result<PerpTrade, FliError> {
+        self.atomically(|t| {
+            let (_, lr) = t.preamble(now)?;
+            t.check_rebalance(lr, now, t.fli.methodology.rebalance_interval)?;
+            if !t.fli.twap_leverage_ratio.is_zero() {
+                return Err(FliError::Revert("Must call iterate"));
+            }
+            let new_lr = t.fli.recenter(lr)?;
+            let (chunk, total) = PerpFli::size(lr, new_lr, t.market.account.base, t.fli.exchange.twap_max_trade_size)?;
+            let trade = t.trade(chunk, t.fli.execution.slippage_tolerance)?;
+            t.fli.last_trade_timestamp = now;
+            if chunk.unsigned_abs() < total.unsigned_abs() {
+                t.fli.twap_leverage_ratio = new_lr;
+            }
+            Ok(trade)
+        })
+    }
+
+    /// `iterateRebalance()`: the next TWAP chunk (or the advantageous skip).
+    pub fn iterate_rebalance(&mut self, now: u64) -> Result<Option<PerpTrade>, FliError> {
+        self.atomically(|t| {
+            let (_, lr) = t.preamble(now)?;
+            t.check_rebalance(lr, now, t.fli.execution.twap_cooldown_period)?;
+            let twap = t.fli.twap_leverage_ratio;
+            if twap.is_zero() {
+                return Err(FliError::Revert("Not in TWAP state"));
+            }
+            let target = t.fli.methodology.target_leverage_ratio;
+            let (a, tw, tl) = (lr.unsigned_abs(), twap.unsigned_abs(), target.unsigned_abs());
+            let advantageous = (tw < tl && a >= tw) || (tw > tl && a <= tw);
+            let (chunk, total, trade) = if advantageous {
+                (I256::ZERO, I256::ZERO, None)
+            } else {
+                let (c, tot) = PerpFli::size(lr, twap, t.market.account.base, t.fli.exchange.twap_max_trade_size)?;
+                let tr = t.trade(c, t.fli.execution.slippage_tolerance)?;
+                (c, tot, Some(tr))
+            };
+            t.fli.last_trade_timestamp = now;
+            if chunk == total {
+                t.fli.twap_leverage_ratio = I256::ZERO;
+            }
+            Ok(trade)
+        })
+    }
+
+    /// `ripcord()`: anyone; back to the max ratio in incentivized chunks; pays the reward.
+    /// Returns the trade and the ether paid.
+    pub fn ripcord(&mut self, now: u64) -> Result<(PerpTrade, U256), FliError> {
+        self.atomically(|t| {
+            let (_, lr) = t.preamble(now)?;
+            let i_lr = t.fli.incentive.incentivized_leverage_ratio;
+            if lr.unsigned_abs() < i_lr.unsigned_abs() {
+                return Err(FliError::Revert("Must be above incentivized leverage ratio"));
+            }
+            if t.fli.last_trade_timestamp + t.fli.incentive.incentivized_twap_cooldown_period >= now {
+                return Err(FliError::Revert("TWAP cooldown must have elapsed"));
+            }
+            let max = t.fli.methodology.max_leverage_ratio;
+            let (chunk, _) =
+                PerpFli::size(lr, max, t.market.account.base, t.fli.exchange.incentivized_twap_max_trade_size)?;
+            let trade = t.trade(chunk, t.fli.incentive.incentivized_slippage_tolerance)?;
+            t.fli.last_trade_timestamp = now;
+            t.fli.twap_leverage_ratio = I256::ZERO;
+            let paid = t.fli.incentive.ether_reward.min(t.fli.ether_balance);
+            t.fli.ether_balance -= paid;
+            Ok((trade, paid))
+        })
+    }
+}
+
+fn venue_reason(e: &crate::venue::perp_v2::PerpV2Error) -> &'static str {
+    use crate::venue::perp_v2::PerpV2Error as E;
+    match e {
+        E::NotEnoughFreeCollateralIm => "CH_NEFCI",
+        E::NotEnoughFreeCollateralMm => "CH_NEFCM",
+        E::NotEnoughFreeCollateral { .. } => "V_NEFC",
+        E::EnoughAccountValue => "CH_EAV",
+        E::Invalid(_) => "invalid trade",
+        E::Math(_) => "arithmetic",
+    }
+}
+
+/// A vETH/vUSD vAMM at `price` with `tvl_usd` of liquidity in bands around it and `fee_pips`.
+pub fn vamm(price: U256, tvl_usd: U256, fee_pips: u32) -> Result<Pool, crate::error::AmmError> {
+    use crate::venue::amm::PoolToken;
+    let share = |pct: u64| tvl_usd * U256::from(pct) / U256::from(100u64);
+    let bands = [(50u32, share(15)), (200, share(25)), (1_000, share(30)), (5_000, share(20)), (30_000, share(10))];
+    Pool::from_profile(
+        "vAMM vETH/vUSD",
+        PoolToken { symbol: "vETH".into(), decimals: 18 },
+        PoolToken { symbol: "vUSD".into(), decimals: 18 },
+        fee_pips,
+        price,
+        WAD,
+        &bands,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::product::PerpProduct;
+    use crate::venue::perp_v2::PerpV2Params;
+
+    fn w(s: &str) -> U256 {
+        crate::math::Wad::parse(s).unwrap().0
+    }
+
+    fn token() -> PerpFliToken {
+        let p = PerpProduct::from_toml(include_str!("../../../../../products/eth2x-perp.toml")).unwrap();
+        let mut fli = p.strategy().unwrap();
+        fli.ether_balance = w("10");
+        let pool = vamm(w("2000"), w("500000000"), 500).unwrap();
+        PerpFliToken::new(fli, PerpV2Market::new(PerpV2Params::default(), 0), pool, w("100000"), w("1000"), w("2000"))
+            .unwrap()
+    }
+
+    #[test]
+    fn engage_twaps_to_target_then_rebalances_back() {
+        let mut t = token();
+        // 2x of $100k at $2000 is 100 vETH; chunks of 10: a TWAP.
+        let tr = t.engage(100).unwrap();
+        assert_eq!(tr.base, crate::math::SignedWad::parse("10").unwrap().0);
+        assert!(!t.fli.twap_leverage_ratio.is_zero(), "TWAP started");
+        assert_eq!(t.engage(101).unwrap_err(), FliError::Revert("Base position must NOT exist"));
+        let mut now = 100;
+        let mut n = 0;
+        // While LR is still under the 1.7 min the cooldown does not gate (the reference's
+        // "or not valid leverage ratio"): the first chunks may follow at once.
+        now += 1;
+        t.iterate_rebalance(now).unwrap();
+        while !t.fli.twap_leverage_ratio.is_zero() {
+            let lr = t.leverage_ratio(now + 1).unwrap();
+            if lr.unsigned_abs() >= w("1.7") {
+                assert_eq!(
+                    t.iterate_rebalance(now + 1).unwrap_err(),
+                    FliError::Revert("Cooldown not elapsed or not valid leverage ratio"),
+                    "inside the band, the 30 s cooldown applies"
+                );
+            }
+            now += 31;
+            t.iterate_rebalance(now).unwrap();
+            n += 1;
+            assert!(n < 20);
+        }
+        let lr = t.leverage_ratio(now).unwrap();
+        assert!(lr > w("1.98").try_into().unwrap() && lr < w("2.02").try_into().unwrap(), "engaged at 2x: {lr}");
+        assert_eq!(t.should_rebalance(now + 1).unwrap(), ShouldRebalance::None);
+        // ETH −10%: 2x → 2.25, inside the 2.3 max; a day later the epoch rebalance recenters.
+        t.index_price = w("1800");
+        let sqrt = crate::venue::amm::sqrt_price_x96_from_ratio(w("1800"), WAD).unwrap();
+        t.pool.move_price_to(sqrt).unwrap();
+        assert_eq!(t.should_rebalance(now + 10).unwrap(), ShouldRebalance::None);
+        let day = now + 86_401;
+        assert_eq!(t.should_rebalance(day).unwrap(), ShouldRebalance::Rebalance);
+        let before = t.leverage_ratio(day).unwrap();
+        let tr = t.rebalance(day).unwrap();
+        assert!(tr.base.is_negative(), "a long delevers by selling base");
+        assert!(t.leverage_ratio(day).unwrap() < before);
+    }
+
+    #[test]
+    fn ripcord_above_the_incentivized_ratio_pays_the_reward() {
+        let mut t = token();
+        t.engage(100).unwrap();
+        let mut now = 100;
+        while !t.fli.twap_leverage_ratio.is_zero() {
+            now += 31;
+            t.iterate_rebalance(now).unwrap();
+        }
+        // ETH −22%: 2x → 2.79 ≥ 2.7.
+        t.index_price = w("1560");
+        let sqrt = crate::venue::amm::sqrt_price_x96_from_ratio(w("1560"), WAD).unwrap();
+        t.pool.move_price_to(sqrt).unwrap();
+        assert_eq!(t.should_rebalance(now + 5).unwrap(), ShouldRebalance::Ripcord);
+        assert_eq!(t.rebalance(now + 5).unwrap_err(), FliError::Revert("Must be below incentivized leverage ratio"));
+        let before = t.clone();
+        let (tr, paid) = t.ripcord(now + 5).unwrap();
+        assert!(tr.base.is_negative());
+        assert_eq!(paid, w("1"));
+        assert!(t.leverage_ratio(now + 5).unwrap() < before.leverage_ratio(now + 5).unwrap());
+        // One 20 vETH chunk brought LR back under 2.7: a second ripcord is refused, nothing changes.
+        let snap = t.fli.clone();
+        assert_eq!(t.ripcord(now + 6).unwrap_err(), FliError::Revert("Must be above incentivized leverage ratio"));
+        assert_eq!(t.fli, snap);
+        // Deeper: −30% takes it over 2.7 again, but within the 1 s cooldown of the last ripcord.
+        t.index_price = w("1400");
+        let sqrt = crate::venue::amm::sqrt_price_x96_from_ratio(w("1400"), WAD).unwrap();
+        t.pool.move_price_to(sqrt).unwrap();
+        assert_eq!(t.ripcord(now + 6).unwrap_err(), FliError::Revert("TWAP cooldown must have elapsed"));
+        assert_eq!(t.fli, snap);
+        assert!(t.ripcord(now + 7).is_ok());
+    }
+}
