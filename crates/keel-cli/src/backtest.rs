@@ -89,8 +89,10 @@ fn time_arg(s: &str, flag: &str) -> Result<u64> {
 
 /// Run the backtest and write the output directory.
 pub fn run(a: Args) -> Result<ExitCode> {
-    if let keel_core::product::AnyProduct::Threshold(p) = crate::product_cmd::load_any(&a.product)? {
-        return run_threshold(&a, &p);
+    match crate::product_cmd::load_any(&a.product)? {
+        keel_core::product::AnyProduct::Threshold(p) => return run_threshold(&a, &p),
+        keel_core::product::AnyProduct::Perp(p) => return run_perp(&a, &p),
+        keel_core::product::AnyProduct::Lending(_) => {}
     }
     let product = crate::product_cmd::load(&a.product)?;
     let chain = keel_sim::clock::profile(&a.chain)
@@ -276,5 +278,51 @@ fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<E
         s.venue_fees, s.keeper_deposits, s.fees_to_recipient
     );
     println!("wrote {} (summary.json, timeseries.csv)", display_dir(&a.out));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keel backtest` for a PerpV2 FLI product: the token on a Perp-v2-style account and vAMM.
+fn run_perp(a: &Args, p: &keel_core::product::PerpProduct) -> Result<ExitCode> {
+    let block_time = match &a.block_time {
+        Some(b) => parse_duration(b).map_err(|e| anyhow!("--block-time: {e}"))?,
+        None => 2, // Perpetual Protocol v2 ran on Optimism
+    };
+    if block_time == 0 {
+        bail!("--block-time must be positive");
+    }
+    let tvl = a.tvl.unwrap_or(1_000_000.0);
+    if !(tvl.is_finite() && tvl > 0.0) {
+        bail!("--tvl {tvl}: give a positive USD amount");
+    }
+    let (mut source, name, warnings) = price_source(&a.market, p.price.to_f64(), block_time)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let s = keel_sim::perp_fli::run_perp_fli(p, source.as_mut(), tvl, 200_000_000.0)
+        .map_err(|e| anyhow!("simulation stopped: {e}"))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&s)?)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!(
+        "{} on {name}: {} blocks, {:.1} days, ${tvl:.0} issued and engaged at the start",
+        s.symbol, s.blocks, s.days
+    );
+    println!("  underlying        {:+.2}%", s.underlying_return * 100.0);
+    println!("  token (NAV)       {:+.2}%", s.token_return * 100.0);
+    println!("  ideal token       {:+.2}%  (tracking error {:.1}%)", s.ideal_return * 100.0, s.tracking_error * 100.0);
+    println!(
+        "  rebalances        {} (+{} iterations), ripcords {}, liquidations {}",
+        s.rebalances, s.iterations, s.ripcords, s.liquidations
+    );
+    if let Some(why) = &s.first_failure {
+        println!("  refused keeper calls {} (first: {why})", s.failed_calls);
+    }
+    println!(
+        "  max |leverage|    {:.3}x; outside [min, max] {:.2}% of the time",
+        s.max_leverage,
+        s.time_outside_band * 100.0
+    );
+    println!("  costs             vAMM fees ${:.2}, ripcord rewards {:.2} ETH", s.pool_fees, s.ether_rewards);
+    println!("wrote {} (summary.json)", display_dir(&a.out));
     Ok(ExitCode::SUCCESS)
 }

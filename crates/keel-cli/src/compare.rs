@@ -13,7 +13,7 @@ use std::process::ExitCode;
 /// Arguments of `keel compare`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A product TOML file; repeat for each product (lending FLI and threshold products).
+    /// A product TOML file; repeat for each product (lending FLI, PerpV2 FLI, threshold, daily, continuous).
     #[arg(long = "product", required = true, num_args = 1)]
     pub products: Vec<PathBuf>,
     /// The market every product runs on.
@@ -129,11 +129,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     costs: s.venue_fees + s.keeper_deposits + s.fees_to_recipient,
                 });
             }
-            AnyProduct::Perp(p) => bail!(
-                "{}: {} is a PerpV2 FLI product; its simulation (the Perp-v2 venue) is not built yet — `keel strategy eval` covers it",
-                path.display(),
-                p.token.symbol
-            ),
+            AnyProduct::Perp(p) => {
+                let s = keel_sim::perp_fli::run_perp_fli(p, src.as_mut(), a.tvl, 200_000_000.0)
+                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                underlying = s.underlying_return;
+                rows.push(Row {
+                    symbol: p.token.symbol.clone(),
+                    methodology: "fli (perp-v2 + vAMM)".into(),
+                    token: s.token_return,
+                    ideal: s.ideal_return,
+                    rebalances: s.rebalances + s.iterations + s.ripcords,
+                    stress: format!("{} ripcord, {} liquid.", s.ripcords, s.liquidations),
+                    max_leverage: s.max_leverage,
+                    costs: s.pool_fees,
+                });
+            }
         }
     }
     println!(

@@ -171,11 +171,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (symbol, p0) = match crate::product_cmd::load_any(&a.product)? {
         keel_core::product::AnyProduct::Lending(p) => (p.token.symbol.clone(), crate::backtest::product_price(&p)),
         keel_core::product::AnyProduct::Threshold(p) => (p.symbol.clone(), p.price.to_f64()),
-        keel_core::product::AnyProduct::Perp(p) => bail!(
-            "{}: {} is a PerpV2 FLI product; sweeps run lending FLI and threshold products (the Perp-v2 venue is not simulated yet)",
-            a.product.display(),
-            p.token.symbol
-        ),
+        keel_core::product::AnyProduct::Perp(p) => (p.token.symbol.clone(), p.price.to_f64()),
     };
     let mut grid = Vec::new();
     for g in &a.grid {

@@ -242,6 +242,8 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
         &format!("{root}/products/eth-3x-threshold.toml"),
         "--product",
         &format!("{root}/products/eth-3x-daily.toml"),
+        "--product",
+        &format!("{root}/products/eth2x-perp.toml"),
         "--scenario",
         "zigzag",
         "--block-time",
@@ -249,7 +251,8 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.starts_with("3 products on scenario zigzag"), "{out}");
+    assert!(out.starts_with("4 products on scenario zigzag"), "{out}");
+    assert!(out.contains("ETH2x-PERP") && out.contains("fli (perp-v2 + vAMM)"), "{out}");
     // The seed's warning: a fixed daily rebalance loses on a zigzag market (±6% days), where
     // the ideal continuously rebalanced token does not.
     let ret = |sym: &str| -> f64 {

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod clock;
 pub mod engine;
 pub mod metrics;
+pub mod perp_fli;
 pub mod prices;
 pub mod sweep;
 pub mod threshold;

@@ -35,8 +35,10 @@ pub enum Market {
 enum Runner {
     /// A lending FLI product, warmed up once (issued and engaged) and cloned per path.
     Fli(Box<Simulation>),
-    /// A threshold product, built fresh per path.
+    /// A threshold, daily or continuous product, built fresh per path.
     Threshold(Box<keel_core::product::ThresholdProduct>),
+    /// A PerpV2 FLI product, issued and engaged fresh per path.
+    Perp(Box<keel_core::product::PerpProduct>),
 }
 
 /// One sweep's inputs.
@@ -375,15 +377,7 @@ pub fn run_sweep_with(
                 }
             }
             Ok(AnyProduct::Threshold(p)) => Runner::Threshold(p),
-            Ok(AnyProduct::Perp(_)) => {
-                results.push(PointResult {
-                    settings,
-                    invalid: Some("PerpV2 FLI products are not simulated yet".into()),
-                    stats: None,
-                });
-                done.fetch_add(cfg.paths as u64, std::sync::atomic::Ordering::Relaxed);
-                continue;
-            }
+            Ok(AnyProduct::Perp(p)) => Runner::Perp(p),
             Err(e) => {
                 results.push(PointResult { settings, invalid: Some(e.to_string().replace('\n', "; ")), stats: None });
                 done.fetch_add(cfg.paths as u64, std::sync::atomic::Ordering::Relaxed);
@@ -419,6 +413,32 @@ pub fn run_sweep_with(
                         delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
                         delever_minutes: s.delever_minutes,
                         min_hf: s.min_health_factor,
+                    }
+                }
+                Runner::Perp(p) => {
+                    let tvl = if cfg.sim.initial_tvl_usd > 0.0 { cfg.sim.initial_tvl_usd } else { 1_000_000.0 };
+                    let s = crate::perp_fli::run_perp_fli(p, src.as_mut(), tvl, 200_000_000.0)
+                        .map_err(|e| e.to_string())?;
+                    for d in &s.daily_nav_returns {
+                        tail.add(d.exp() - 1.0);
+                    }
+                    PathOutcome {
+                        path: i,
+                        nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
+                        tracking_error: s.tracking_error,
+                        ripcord: s.ripcords > 0,
+                        liquidated: s.liquidations > 0,
+                        rebalances: (s.rebalances + s.iterations + s.ripcords) as f64,
+                        costs: CostBreakdown {
+                            pool_fees: s.pool_fees,
+                            ether_rewards: s.ether_rewards,
+                            ..CostBreakdown::default()
+                        },
+                        drawdown: s.max_drawdown,
+                        outside: s.time_outside_band,
+                        delever_speed: None,
+                        delever_minutes: 0.0,
+                        min_hf: 0.0,
                     }
                 }
                 Runner::Threshold(p) => {
