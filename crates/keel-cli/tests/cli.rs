@@ -296,19 +296,22 @@ fn perp_products_check_and_calldata() {
     let o = keel(&["product", "check", p.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("Leverage ratios must share one sign"), "{}", text(&o).1);
-    // Perp products are not simulated yet: backtest says so instead of failing obscurely.
+    // Perp products backtest on the Perp-v2-style account and vAMM.
     let o = keel(&[
         "backtest",
         "--product",
         "products/eth2x-perp.toml",
         "--scenario",
         "calm",
+        "--block-time",
+        "1h",
         "--quiet",
         "--out",
         std::env::temp_dir().join("keel-perp-bt").to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(text(&o).1.contains("perp product"), "{}", text(&o).1);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.starts_with("ETH2x-PERP on scenario calm"), "{}", text(&o).0);
+    assert!(text(&o).0.contains("ripcords 0, liquidations 0"), "{}", text(&o).0);
 }
 
 #[test]
