@@ -12,7 +12,7 @@ pub fn load(file: &Path) -> Result<Product> {
     match load_any(file)? {
         AnyProduct::Lending(p) => Ok(*p),
         AnyProduct::Perp(_) | AnyProduct::Threshold(_) => anyhow::bail!(
-            "{}: a perp product; this command runs lending products for now (perp simulation is issue #4)",
+            "{}: a perp product; this step needs a lending product",
             file.display()
         ),
     }
