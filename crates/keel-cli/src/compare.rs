@@ -3,7 +3,7 @@
 //! flows, so the differences are the methodologies' and venues' own.
 
 use crate::backtest::{MarketArgs, price_source, product_price};
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use keel_core::product::{AnyProduct, parse_duration};
 use keel_sim::metrics::NullSink;
 use keel_sim::{SimConfig, Simulation};
@@ -13,9 +13,13 @@ use std::process::ExitCode;
 /// Arguments of `keel compare`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A product TOML file; repeat for each product (lending FLI, PerpV2 FLI, threshold, daily, continuous).
-    #[arg(long = "product", required = true, num_args = 1)]
+    /// Product TOML files, one run each (lending FLI, PerpV2 FLI, threshold, daily, continuous):
+    /// `--products A.toml B.toml` or `--product A.toml --product B.toml`.
+    #[arg(long = "products", alias = "product", required = true, num_args = 1..)]
     pub products: Vec<PathBuf>,
+    /// Output directory: compare.csv and report.html (the NAV curves overlaid).
+    #[arg(long, default_value = "keel-compare")]
+    pub out: PathBuf,
     /// The market every product runs on.
     #[command(flatten)]
     pub market: MarketArgs,
@@ -33,6 +37,10 @@ struct Row {
     methodology: String,
     token: f64,
     ideal: f64,
+    tracking_error: f64,
+    drawdown: f64,
+    daily: Vec<f64>,
+    costs_by_kind: Vec<(&'static str, f64)>,
     rebalances: u64,
     stress: String,
     max_leverage: f64,
@@ -101,6 +109,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     methodology: "fli (lending + v3 pool)".into(),
                     token: s.token_return,
                     ideal: s.ideal_return,
+                    tracking_error: s.tracking_error,
+                    drawdown: r.max_drawdown,
+                    daily: r.daily_nav_returns.clone(),
+                    costs_by_kind: vec![
+                        ("pool fees", c.pool_fees),
+                        ("price impact", c.price_impact),
+                        ("gas", c.gas_keeper + c.gas_bots),
+                        ("interest", c.interest),
+                        ("ripcord rewards", c.ether_rewards),
+                        ("streaming fee", c.streaming_fee),
+                        ("mint/redeem fees", c.mint_redeem_fees),
+                    ],
                     rebalances: s.counts.rebalances + s.counts.iterations + s.counts.ripcords,
                     stress: format!("{} ripcord, {} liquid.", s.counts.ripcords, s.counts.liquidations),
                     max_leverage: s.max_leverage,
@@ -123,6 +143,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     methodology: format!("{} (synthetix perp)", p.kind()),
                     token: s.token_return,
                     ideal: s.ideal_return,
+                    tracking_error: s.tracking_error,
+                    drawdown: s.max_drawdown,
+                    daily: s.daily_nav_returns.clone(),
+                    costs_by_kind: vec![
+                        ("venue fees", s.venue_fees),
+                        ("keeper deposits", s.keeper_deposits),
+                        ("fees to recipient", s.fees_to_recipient),
+                    ],
                     rebalances: s.rebalances,
                     stress: format!("{} close, {} liquid.", s.closes, s.liquidations),
                     max_leverage: s.max_leverage,
@@ -138,6 +166,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     methodology: "fli (perp-v2 + vAMM)".into(),
                     token: s.token_return,
                     ideal: s.ideal_return,
+                    tracking_error: s.tracking_error,
+                    drawdown: s.max_drawdown,
+                    daily: s.daily_nav_returns.clone(),
+                    costs_by_kind: vec![("vAMM fees", s.pool_fees), ("ripcord rewards (ETH)", s.ether_rewards)],
                     rebalances: s.rebalances + s.iterations + s.ripcords,
                     stress: format!("{} ripcord, {} liquid.", s.ripcords, s.liquidations),
                     max_leverage: s.max_leverage,
@@ -146,30 +178,95 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
     }
-    println!(
-        "{} products on {market_name}, {}-second blocks, ${:.0} each at the start; underlying {:+.2}%",
+    let mut table = format!(
+        "{} products on {market_name}, {}-second blocks, ${:.0} each at the start; underlying {:+.2}%\n",
         rows.len(),
         block_time,
         a.tvl,
         underlying * 100.0
     );
-    println!(
-        "{:<12} {:<28} {:>10} {:>10} {:>10} {:>10} {:>20} {:>8} {:>12}",
-        "token", "methodology", "return", "ideal", "vs ideal", "rebal.", "stress", "max lev", "costs $"
-    );
+    table.push_str(&format!(
+        "{:<12} {:<28} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>20} {:>8} {:>11}\n",
+        "token",
+        "methodology",
+        "return",
+        "ideal",
+        "vs ideal",
+        "track.err",
+        "max DD",
+        "rebal.",
+        "stress",
+        "max lev",
+        "costs $"
+    ));
     for r in &rows {
-        println!(
-            "{:<12} {:<28} {:>9.2}% {:>9.2}% {:>9.2}% {:>10} {:>20} {:>8.3} {:>12.0}",
+        table.push_str(&format!(
+            "{:<12} {:<28} {:>8.2}% {:>8.2}% {:>9} {:>8.1}% {:>7.1}% {:>7} {:>20} {:>8.3} {:>11.0}\n",
             r.symbol,
             r.methodology,
             r.token * 100.0,
             r.ideal * 100.0,
-            ((1.0 + r.token) / (1.0 + r.ideal) - 1.0) * 100.0,
+            // Against an ideal that lost (almost) everything the ratio means nothing.
+            if r.ideal > -0.999 {
+                format!("{:.2}%", ((1.0 + r.token) / (1.0 + r.ideal) - 1.0) * 100.0)
+            } else {
+                "n/a".into()
+            },
+            r.tracking_error * 100.0,
+            r.drawdown * 100.0,
             r.rebalances,
             r.stress,
             r.max_leverage,
             r.costs
-        );
+        ));
     }
+    print!("{table}");
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    let mut w = csv::Writer::from_path(a.out.join("compare.csv"))
+        .with_context(|| format!("cannot write {}", a.out.join("compare.csv").display()))?;
+    w.write_record([
+        "token",
+        "methodology",
+        "return",
+        "ideal_return",
+        "tracking_error",
+        "max_drawdown",
+        "rebalances",
+        "stress",
+        "max_leverage",
+        "cost_total",
+        "costs_by_kind",
+    ])?;
+    for r in &rows {
+        let kinds = r.costs_by_kind.iter().map(|(k, v)| format!("{k}={v:.2}")).collect::<Vec<_>>().join("; ");
+        w.write_record([
+            r.symbol.clone(),
+            r.methodology.clone(),
+            format!("{}", r.token),
+            format!("{}", r.ideal),
+            format!("{}", r.tracking_error),
+            format!("{}", r.drawdown),
+            r.rebalances.to_string(),
+            r.stress.clone(),
+            format!("{}", r.max_leverage),
+            format!("{}", r.costs),
+            kinds,
+        ])?;
+    }
+    w.flush()?;
+    let series: Vec<keel_report::CompareSeries> = rows
+        .iter()
+        .map(|r| {
+            let mut nav = vec![1.0];
+            for d in &r.daily {
+                let last = *nav.last().unwrap_or(&1.0);
+                nav.push(last * d.exp());
+            }
+            keel_report::CompareSeries { label: format!("{} — {}", r.symbol, r.methodology), nav }
+        })
+        .collect();
+    std::fs::write(a.out.join("report.html"), keel_report::compare_report(&market_name, &series, &table))
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!("wrote {} (compare.csv, report.html)", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -11,10 +11,9 @@ use std::process::ExitCode;
 pub fn load(file: &Path) -> Result<Product> {
     match load_any(file)? {
         AnyProduct::Lending(p) => Ok(*p),
-        AnyProduct::Perp(_) | AnyProduct::Threshold(_) => anyhow::bail!(
-            "{}: a perp product; this step needs a lending product",
-            file.display()
-        ),
+        AnyProduct::Perp(_) | AnyProduct::Threshold(_) => {
+            anyhow::bail!("{}: a perp product; this step needs a lending product", file.display())
+        }
     }
 }
 

@@ -234,13 +234,12 @@ fn threshold_product_backtests_on_its_perp_market() {
 #[test]
 fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
     let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let dir = tmpdir("compare");
     let o = keel(&[
         "compare",
-        "--product",
+        "--products",
         &format!("{root}/products/eth2x-fli.toml"),
-        "--product",
         &format!("{root}/products/eth-3x-threshold.toml"),
-        "--product",
         &format!("{root}/products/eth-3x-daily.toml"),
         "--product",
         &format!("{root}/products/eth2x-perp.toml"),
@@ -248,6 +247,8 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
         "zigzag",
         "--block-time",
         "5m",
+        "--out",
+        dir.to_str().unwrap(),
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -260,16 +261,21 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
         line.split_whitespace().find(|w| w.ends_with('%')).unwrap().trim_end_matches('%').parse().unwrap()
     };
     assert!(ret("ETHBULL") < ret("ETH3L") - 10.0, "{out}");
+    let csv = String::from_utf8(read(&dir, "compare.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "a header and one row per product:\n{csv}");
+    let html = String::from_utf8(read(&dir, "report.html")).unwrap();
+    assert_eq!(html.matches("<path d=").count(), 4, "one NAV curve per product");
     assert!(
         out.contains("ETH2x-FLI") && out.contains("fli (lending") && out.contains("ETH3L") && out.contains("threshold"),
         "{out}"
     );
     let mixed = keel(&[
         "compare",
-        "--product",
+        "--products",
         &format!("{root}/products/eth2x-fli.toml"),
-        "--product",
         &format!("{root}/products/btc2x-fli.toml"),
+        "--out",
+        dir.to_str().unwrap(),
     ]);
     assert!(!mixed.status.success());
     assert!(String::from_utf8_lossy(&mixed.stderr).contains("compare products on the same underlying"));

@@ -4,11 +4,13 @@
 
 #![warn(missing_docs)]
 
+mod compare_html;
 mod html;
 mod svg;
 mod sweep_html;
 mod table;
 
+pub use compare_html::{CompareSeries, compare_report};
 pub use html::html_report;
 pub use sweep_html::sweep_report;
 pub use table::summary_table;

@@ -707,4 +707,41 @@ mod tests {
         let after = pmul(t.supply, t.exchange_rate(20, p).unwrap()).unwrap();
         assert!(nav.abs_diff(after) < w("0.001"), "NAV unchanged: {nav} vs {after}");
     }
+
+    #[test]
+    fn sequential_redeeming_splits_what_the_venue_cannot_release_at_once() {
+        // A 20x token: redeeming 88% of supply at once would leave the position above the
+        // venue's 55x, so it is refused with the largest amount that passes (§2.8).
+        let mut t = token(Side::Long, "20", "0.5");
+        let p = w("2000");
+        t.mint("whale", w("23091"), U256::ZERO, 0, p).unwrap();
+        fill(&mut t, 5, p);
+        let held = t.balances["whale"];
+        let big = pmul(held, w("0.88")).unwrap();
+        let before = t.clone();
+        let Err(ThresholdError::ExceedsLimit { limit, .. }) = t.redeem("whale", big, U256::ZERO, 400, p) else {
+            panic!("one transaction cannot release 88%")
+        };
+        assert_eq!(t, before, "refused: nothing changed");
+        assert!(limit > U256::ZERO && limit < pmul(big, t.exchange_rate(400, p).unwrap()).unwrap());
+        // Sequentially: each step redeems what fits (the withdrawal includes the fee), then the
+        // token's own rebalance fills and frees the next slice.
+        let (mut left, mut now, mut steps) = (big, 400u64, 0);
+        while !left.is_zero() {
+            let rate = t.exchange_rate(now, p).unwrap();
+            let fits =
+                crate::math::pdiv(pmul(t.max_redeemable_base(now, p).unwrap(), w("0.9")).unwrap(), rate).unwrap();
+            let step = left.min(fits);
+            t.redeem("whale", step, U256::ZERO, now, p).unwrap();
+            left -= step;
+            if t.pending() {
+                fill(&mut t, now + 5, p);
+            }
+            now += 10;
+            steps += 1;
+            assert!(steps < 40, "converges");
+        }
+        assert!(steps >= 2, "needed more than one transaction");
+        assert_eq!(t.balances["whale"], held - big);
+    }
 }
