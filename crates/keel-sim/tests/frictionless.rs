@@ -89,7 +89,8 @@ fn continuous_formula_within_a_tenth_of_a_percent() {
     // One year of GBM (80% vol) at 5-minute blocks; the formula uses the path's own returns.
     let bt = 300;
     let steps = 365 * 86_400 / bt;
-    for (tlr, inverse, beta) in [("2", false, 2.0), ("3", false, 3.0), ("2", true, -1.0)] {
+    let mut decay = std::collections::BTreeMap::new();
+    for (tlr, inverse, beta) in [("2", false, 2.0), ("3", false, 3.0), ("2", true, -1.0), ("3", true, -2.0)] {
         let product = pinned(tlr, inverse);
         let mut path = keel_sim::prices::GeneratedPath::new(
             Model::Gbm { drift: 0.0, vol: 0.8 },
@@ -120,6 +121,14 @@ fn continuous_formula_within_a_tenth_of_a_percent() {
         let err = (got / formula - 1.0).abs();
         eprintln!("β {beta:+}: token {got:.6}, formula {formula:.6}, off by {:.5}%", err * 100.0);
         assert!(err < 0.001, "β {beta}: NAV ratio {got:.6} vs formula {formula:.6} ({:.4}% off)", err * 100.0);
+        // The measured decay factor: what the token made over the power of the price move.
+        decay.insert(format!("{beta:+}"), got / (q[q.len() - 1] / q[0]).powf(beta));
+    }
+    // (β − β²)/2 is −1 for both 2x and −1x, and −3 for both 3x and −2x: same path, same decay.
+    for (a, b) in [("+2", "-1"), ("+3", "-2")] {
+        let (x, y) = (decay[a], decay[b]);
+        eprintln!("decay β {a}: {x:.6}, β {b}: {y:.6}");
+        assert!((x / y - 1.0).abs() < 0.002, "decay β {a} {x:.6} vs β {b} {y:.6}");
     }
 }
 
