@@ -1,6 +1,7 @@
 //! Drive a PerpV2 FLI token (`keel_core::strategy::fli::perp_token`) through a price path.
 //!
-//! Order of events inside a block: the price moves; an arbitrageur moves the vAMM to the index
+//! Order of events inside a block: the price moves; makers re-centre the vAMM's liquidity once
+//! the price has moved 20% from where it was placed; an arbitrageur moves the vAMM to the index
 //! (so the pool premium, and with it funding, stays near zero; funding is accrued on what
 //! premium remains); anyone liquidates an account under its maintenance margin; the keeper
 //! reads `shouldRebalance` and calls `rebalance`, `iterateRebalance` or `ripcord` (the
@@ -108,7 +109,9 @@ pub fn run_perp_fli(
         liquidation_penalty_ratio: product.liquidation_penalty.0,
         ..PerpV2Params::default()
     };
-    let pool = vamm(price0, U256::from(pool_tvl_usd.max(1.0) as u128) * WAD, 500).map_err(|e| start(e.to_string()))?;
+    let pool_tvl = U256::from(pool_tvl_usd.max(1.0) as u128) * WAD;
+    let pool = vamm(price0, pool_tvl, 500).map_err(|e| start(e.to_string()))?;
+    let mut pool_center = p0;
     let collateral = U256::from((tvl_usd.max(1.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
     let supply = collateral / U256::from(100u64);
     let mut token = PerpFliToken::new(fli, PerpV2Market::new(params, t0), pool, collateral, supply, price0)
@@ -131,6 +134,12 @@ pub fn run_perp_fli(
         ideal *= (1.0 + target * (tick.price / prev - 1.0)).max(0.0);
         prev = tick.price;
         token.index_price = p;
+        if (tick.price / pool_center - 1.0).abs() > 0.2
+            && let Ok(pool) = vamm(p, pool_tvl, 500)
+        {
+            token.pool = pool;
+            pool_center = tick.price;
+        }
         if let Ok(sqrt) = sqrt_price_x96_from_ratio(p, WAD) {
             let _ = token.pool.move_price_to(sqrt);
         }
@@ -211,5 +220,24 @@ mod tests {
         // a call, and keeps leverage under the 2.7 ripcord level through a −30% hour.
         assert_eq!((c.liquidations, c.failed_calls), (0, 0), "{c:?}");
         assert!(c.max_leverage > 2.3 && c.max_leverage < 2.7, "{c:?}");
+    }
+
+    #[test]
+    fn a_short_token_through_a_tripling_market_keeps_trading() {
+        // −2x through the `bull` scenario (ETH about ×4): the vAMM is re-centred as the price
+        // leaves its liquidity, so no keeper call runs out of liquidity.
+        let text = include_str!("../../../products/eth2x-perp.toml")
+            .replace("target_leverage_ratio = \"2\"", "target_leverage_ratio = \"-2\"")
+            .replace("min_leverage_ratio = \"1.7\"", "min_leverage_ratio = \"-1.7\"")
+            .replace("max_leverage_ratio = \"2.3\"", "max_leverage_ratio = \"-2.3\"")
+            .replace("incentivized_leverage_ratio = \"2.7\"", "incentivized_leverage_ratio = \"-2.7\"");
+        let p = PerpProduct::from_toml(&text).unwrap();
+        let mut src = crate::prices::scenario("bull", 2000.0, 1_704_067_200, 600, 1).unwrap();
+        let s = run_perp_fli(&p, &mut src, 1_000_000.0, 200_000_000.0).unwrap();
+        assert!(s.underlying_return > 1.0, "{s:?}");
+        assert_eq!((s.failed_calls, s.liquidations), (0, 0), "{s:?}");
+        assert!(s.token_return < 0.0 && s.max_leverage < 2.7, "{s:?}");
+        let gap = (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0;
+        assert!(gap.abs() < 0.5, "token {} vs ideal {}", s.token_return, s.ideal_return);
     }
 }
