@@ -15,6 +15,7 @@ pub mod perp_fli;
 pub mod prices;
 pub mod sweep;
 pub mod threshold;
+mod units;
 
 pub use engine::{Costs, RunResult, SimConfig, Simulation};
 pub use metrics::{EventRow, SeriesRow, Sink, Summary};

@@ -74,15 +74,10 @@ pub struct PerpFliSummary {
 }
 
 fn wad_price(p: f64, t: u64) -> Result<U256, PerpRunError> {
-    if !(p.is_finite() && p > 0.0 && p < 1e15) {
-        return Err(PerpRunError::Price(p, t));
-    }
-    Ok(U256::from((p * 1e8).round() as u128) * U256::from(10_000_000_000u64))
+    crate::units::price_wad(p).ok_or(PerpRunError::Price(p, t))
 }
 
-fn f(x: U256) -> f64 {
-    keel_core::math::to_f64(x, 18)
-}
+use crate::units::wad_f64 as f;
 
 fn fi(x: I256) -> f64 {
     let v = f(x.unsigned_abs());

@@ -88,16 +88,10 @@ pub struct ThresholdSummary {
 }
 
 fn wad_price(p: f64, t: u64) -> Result<U256, ThresholdRunError> {
-    if !(p.is_finite() && p > 0.0 && p < 1e15) {
-        return Err(ThresholdRunError::Price(p, t));
-    }
-    // Eight decimals, as oracle answers have.
-    Ok(U256::from((p * 1e8).round() as u128) * U256::from(10_000_000_000u64))
+    crate::units::price_wad(p).ok_or(ThresholdRunError::Price(p, t))
 }
 
-fn f(x: U256) -> f64 {
-    keel_core::math::to_f64(x, 18)
-}
+use crate::units::wad_f64 as f;
 
 /// Run `product` over `source`, starting with `deposit_usd` minted by one holder.
 /// `series`, when given, receives one CSV row per `sample_every` seconds.

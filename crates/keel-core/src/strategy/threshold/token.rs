@@ -207,8 +207,13 @@ impl ThresholdToken {
         now: u64,
         price: U256,
     ) -> Result<U256, ThresholdError> {
+        self.atomically(|t| t.mint_inner(holder, base_in, min_out, now, price))
+    }
+
+    /// Run `f` on a copy and keep it only if `f` succeeds: every entry point is atomic.
+    fn atomically<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, ThresholdError>) -> Result<T, ThresholdError> {
         let mut next = self.clone();
-        let out = next.mint_inner(holder, base_in, min_out, now, price)?;
+        let out = f(&mut next)?;
         *self = next;
         Ok(out)
     }
@@ -268,10 +273,7 @@ impl ThresholdToken {
         now: u64,
         price: U256,
     ) -> Result<U256, ThresholdError> {
-        let mut next = self.clone();
-        let out = next.redeem_inner(holder, tokens, min_out, now, price)?;
-        *self = next;
-        Ok(out)
+        self.atomically(|t| t.redeem_inner(holder, tokens, min_out, now, price))
     }
 
     fn redeem_inner(
@@ -362,10 +364,7 @@ impl ThresholdToken {
         if !self.can_rebalance(now, price)? {
             return Err(ThresholdError::CannotRebalance);
         }
-        let mut next = self.clone();
-        let dq = next.rebalance_inner(now, price, true)?;
-        *self = next;
-        Ok(dq)
+        self.atomically(|t| t.rebalance_inner(now, price, true))
     }
 
     fn charge_streaming_fee(&mut self, now: u64, price: U256) -> Result<U256, ThresholdError> {
@@ -442,13 +441,13 @@ impl ThresholdToken {
         let size = self.size();
         let m = self.remaining_margin(now, price)?;
         if !size.is_zero() && m < self.settings.min_margin && !m.is_zero() {
-            let mut next = self.clone();
-            let fill = next.market.fill_price(-size, price)?;
-            let limit = limit_price(fill, -size, self.settings.slippage_tolerance)?;
-            next.market.submit_delayed_order(self.account, -size, limit, now, price)?;
-            next.closed = true;
-            *self = next;
-            return Ok(Evaluation::Closed);
+            return self.atomically(|t| {
+                let fill = t.market.fill_price(-size, price)?;
+                let limit = limit_price(fill, -size, t.settings.slippage_tolerance)?;
+                t.market.submit_delayed_order(t.account, -size, limit, now, price)?;
+                t.closed = true;
+                Ok(Evaluation::Closed)
+            });
         }
         if self.can_rebalance(now, price)? {
             return Ok(Evaluation::Rebalanced(self.rebalance(now, price)?));
