@@ -12,7 +12,7 @@
 //! velocity model keeps raising the rate while any skew remains).
 
 use crate::prices::PriceSource;
-use keel_core::math::{U256, WAD};
+use keel_core::math::U256;
 use keel_core::product::ThresholdProduct;
 use keel_core::strategy::threshold::Side;
 use keel_core::strategy::threshold::token::{Evaluation, ThresholdToken};
@@ -239,7 +239,6 @@ pub fn run_threshold(
     daily.push((1.0 + s.token_return, ideal));
     let (te, returns, dd) = crate::metrics::daily_stats(&daily);
     (s.tracking_error, s.daily_nav_returns, s.max_drawdown) = (te, returns, dd);
-    let _ = WAD;
     Ok(s)
 }
 
