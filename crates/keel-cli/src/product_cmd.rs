@@ -31,7 +31,8 @@ fn threshold_summary(p: &keel_core::product::ThresholdProduct) -> String {
             Wad(s.rebalance_threshold).to_f64() / Wad(s.target_leverage).to_f64() * 100.0
         ),
         Policy::Continuous(c) => format!(
-            "continuous: hold L × NAV within {}, de-lever below LSM {} or MCSM {} (m {}, i {}), reverse split under ${}",
+            "continuous: hold {} within {}, de-lever below LSM {} or MCSM {} (m {}, i {}), reverse split under ${}",
+            if c.entry_basis { "entry exposure L × capital" } else { "L × NAV" },
             Wad(c.tolerance),
             Wad(c.lsm_min),
             Wad(c.mcsm_min),

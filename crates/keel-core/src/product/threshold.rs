@@ -179,6 +179,11 @@ impl ThresholdProduct {
                 reverse_split_ratio: m.conv("reverse_split_ratio", Some("2"), |v| {
                     v.parse::<u64>().map_err(|_| format!("'{v}' is not a whole number"))
                 })?,
+                entry_basis: m.conv("leverage_basis", Some("entry"), |v| match v {
+                    "entry" => Ok(true),
+                    "mark" => Ok(false),
+                    _ => Err(format!("'{v}' is not entry or mark")),
+                })?,
             };
             if c.maintenance >= c.initial || c.initial > crate::math::WAD {
                 rules.push(RuleViolation {

@@ -9,8 +9,10 @@ use super::threshold::Side;
 use crate::math::{MathError, U256, WAD, add, mul_div_down, pdiv, pmul, sub};
 use serde::{Deserialize, Serialize};
 
-/// The Bear's risk settings as a policy of a perp token (`methodologies.md` §3.9), `mark`
-/// basis: the target is `L × NAV`, re-targeted beyond `tolerance` (a fraction of it).
+/// The Bear's risk settings as a policy of a perp token (`methodologies.md` §3.9). With the
+/// `entry` basis (the seed's, the default) the token holds entry exposure `X = L × D` (D the
+/// capital deposited net of redemptions); with `mark` it holds `L × NAV`. Either re-targets
+/// beyond `tolerance` (a fraction of the target).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContinuousSettings {
     /// Maintenance margin ratio m used for the price levels.
@@ -29,6 +31,8 @@ pub struct ContinuousSettings {
     pub reverse_split_threshold: U256,
     /// Reverse-split ratio (2 halves the token count).
     pub reverse_split_ratio: u64,
+    /// `entry` basis (true) or `mark` basis (false).
+    pub entry_basis: bool,
 }
 
 /// Liquidation and margin-call prices (wad USD).

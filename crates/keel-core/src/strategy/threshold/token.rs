@@ -65,6 +65,12 @@ pub struct ThresholdToken {
     pub policy: Policy,
     /// Time and price of the last rebalance order (the daily policy's reference).
     pub last_rebalance: Option<(u64, U256)>,
+    /// Entry basis (§3.3): capital deposited net of redemptions, D.
+    pub capital_base: U256,
+    /// Entry basis: exposure at entry prices, X.
+    pub entry_exposure: U256,
+    /// |q| when X was last brought up to date.
+    pub synced_size: U256,
 }
 
 impl ThresholdToken {
@@ -84,6 +90,9 @@ impl ThresholdToken {
             fees_collected: U256::ZERO,
             policy: Policy::Threshold,
             last_rebalance: None,
+            capital_base: U256::ZERO,
+            entry_exposure: U256::ZERO,
+            synced_size: U256::ZERO,
         }
     }
 
@@ -176,6 +185,26 @@ impl ThresholdToken {
             mcsm_min: c.mcsm_min,
             partial_relever: c.partial_relever,
         };
+        if c.entry_basis {
+            // Safety first (rows 1–2 on the real notional); then exposure at entry against L·D.
+            let safety = decide(&Tick { target_notional: notional, ..tick })?;
+            if let Action::MandatoryDelever(n) | Action::ProtectiveDelever(n) = safety {
+                return Ok(Some(n - pmul(n, c.tolerance)?));
+            }
+            let x = self.entry_exposure_now()?;
+            let goal = pmul(self.capital_base, self.settings.target_leverage)?;
+            if x.abs_diff(goal) <= pmul(goal, c.tolerance)? {
+                return Ok(None);
+            }
+            if x > goal {
+                return Ok(Some(notional.saturating_sub(x - goal)));
+            }
+            let want = notional + (goal - x);
+            return Ok(match decide(&Tick { target_notional: want, ..tick })? {
+                Action::Relever(n) if n > notional => Some(n),
+                _ => None,
+            });
+        }
         let band = pmul(target, c.tolerance)?;
         Ok(match decide(&tick)? {
             // Aim inside the cap by the tolerance, so that the order's fees and the venue's
@@ -184,6 +213,24 @@ impl ThresholdToken {
             Action::Relever(n) | Action::ReduceToTarget(n) => (n.abs_diff(notional) > band).then_some(n),
             Action::Hold => None,
         })
+    }
+
+    /// Entry exposure with any fills since the last sync folded in: a larger |q| adds the
+    /// added units at the fill price, a smaller one removes the traded notional (floored at 0).
+    pub fn entry_exposure_now(&self) -> Result<U256, ThresholdError> {
+        let q = self.size().unsigned_abs();
+        let fill = self.market.positions.get(&self.account).map(|p| p.last_price).unwrap_or(U256::ZERO);
+        Ok(if q >= self.synced_size {
+            add(self.entry_exposure, pmul(q - self.synced_size, fill)?, "entry exposure")?
+        } else {
+            self.entry_exposure.saturating_sub(pmul(self.synced_size - q, fill)?)
+        })
+    }
+
+    fn sync_entry(&mut self) -> Result<(), ThresholdError> {
+        self.entry_exposure = self.entry_exposure_now()?;
+        self.synced_size = self.size().unsigned_abs();
+        Ok(())
     }
 
     fn cap(&self, price: U256) -> Result<U256, ThresholdError> {
@@ -252,7 +299,9 @@ impl ThresholdToken {
             return Err(ThresholdError::InsufficientAmount { out, min_out });
         }
         let a = I256::try_from(base_in).map_err(|_| crate::math::MathError::Overflow("int256"))?;
+        self.sync_entry()?;
         self.market.transfer_margin(self.account, a, now, price)?;
+        self.capital_base = add(self.capital_base, sub(base_in, charged, "cash in")?, "capital")?;
         self.fee_clock.get_or_insert(now);
         self.supply = add(self.supply, out, "supply")?;
         let b = self.balances.entry(holder.to_string()).or_default();
@@ -336,6 +385,8 @@ impl ThresholdToken {
             });
         }
         self.fees_collected = add(self.fees_collected, fee, "fees")?;
+        self.sync_entry()?;
+        self.capital_base = self.capital_base.saturating_sub(out);
         self.supply = sub(self.supply, tokens, "supply")?;
         let b = self.balances.entry(holder.to_string()).or_default();
         *b = sub(*b, tokens, "balance")?;
@@ -420,6 +471,7 @@ impl ThresholdToken {
         if self.pending() {
             return Ok(Evaluation::Idle);
         }
+        self.sync_entry()?;
         if let Policy::Continuous(c) = self.policy
             && !self.supply.is_zero()
         {
@@ -644,6 +696,7 @@ mod tests {
             // The seed's $10 floor on tokens issued at $100; these start at 1.0.
             reverse_split_threshold: w("0.1"),
             reverse_split_ratio: 2,
+            entry_basis: false,
         });
         t
     }
@@ -742,5 +795,36 @@ mod tests {
         }
         assert!(steps >= 2, "needed more than one transaction");
         assert_eq!(t.balances["whale"], held - big);
+    }
+
+    #[test]
+    fn entry_basis_follows_the_seed_table() {
+        // §5.3 on the venue: −2x, $10 000 at $100. After +15% the position is unchanged (the
+        // entry exposure stays 20 000, so no trade), a mint of $1 400 makes D = 11 400 and the
+        // token adds ~$2 800 of exposure: X/D back to 2.00.
+        let mut t = bear();
+        if let Policy::Continuous(ref mut c) = t.policy {
+            c.entry_basis = true;
+            c.lsm_min = w("0.05");
+            c.mcsm_min = w("0.01");
+        }
+        t.market.params.taker_fee = U256::ZERO;
+        t.market.params.maker_fee = U256::ZERO;
+        t.market.params.min_keeper_fee = U256::ZERO;
+        t.market.params.skew_scale = w("1000000000000");
+        t.settings.streaming_fee = U256::ZERO;
+        t.mint("alice", w("10000"), U256::ZERO, 0, w("100")).unwrap();
+        fill(&mut t, 5, w("100"));
+        t.sync_entry().unwrap();
+        assert!(t.entry_exposure.abs_diff(w("20000")) < w("0.01"), "X {}", t.entry_exposure);
+        assert_eq!(t.evaluate(60, w("115")).unwrap(), Evaluation::Idle, "a move changes neither X nor D");
+        t.mint("bob", w("1400"), U256::ZERO, 120, w("115")).unwrap();
+        assert!(t.capital_base.abs_diff(w("11400")) < w("0.01"), "D {}", t.capital_base);
+        assert!(t.pending(), "the mint's own re-lever");
+        fill(&mut t, 125, w("115"));
+        t.sync_entry().unwrap();
+        let lev = crate::math::pdiv(t.entry_exposure, t.capital_base).unwrap();
+        assert!(lev.abs_diff(w("2")) < w("0.001"), "X/D back to 2.00: {lev}");
+        assert!(t.entry_exposure.abs_diff(w("22800")) < w("0.5"), "X {}", t.entry_exposure);
     }
 }
