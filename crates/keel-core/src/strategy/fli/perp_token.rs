@@ -86,6 +86,41 @@ impl PerpFliToken {
         Ok(pdiv(av.unsigned_abs(), self.supply)?)
     }
 
+    /// Issue tokens for `usd` of collateral at NAV (a perp-backed token is issued for cash:
+    /// the position is unchanged, so leverage falls and the methodology rebalances it back).
+    /// Returns the tokens issued.
+    pub fn issue(&mut self, usd: U256) -> Result<U256, FliError> {
+        if usd.is_zero() {
+            return Err(FliError::Revert("Amount is 0"));
+        }
+        let nav = self.nav_per_token()?;
+        if nav.is_zero() {
+            return Err(FliError::Revert("NAV is 0: the token cannot be issued"));
+        }
+        let tokens = pdiv(usd, nav)?;
+        self.atomically(|t| {
+            t.market.deposit(usd).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+            t.supply = crate::math::add(t.supply, tokens, "supply")?;
+            Ok(tokens)
+        })
+    }
+
+    /// Redeem `tokens` for cash at NAV, withdrawn from the venue: refused (nothing changes)
+    /// when the withdrawal would break the initial-margin rule (`V_NEFC`) — redeem less, or
+    /// after the keeper delevers. Returns the USD paid.
+    pub fn redeem(&mut self, tokens: U256) -> Result<U256, FliError> {
+        if tokens.is_zero() || tokens > self.supply {
+            return Err(FliError::Revert("Redeem amount must be > 0 and at most the supply"));
+        }
+        let usd = crate::math::pmul(tokens, self.nav_per_token()?)?;
+        let mark = self.index_price;
+        self.atomically(|t| {
+            t.market.withdraw(usd, mark).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+            t.supply -= tokens;
+            Ok(usd)
+        })
+    }
+
     /// `shouldRebalance()`.
     pub fn should_rebalance(&self, now: u64) -> Result<ShouldRebalance, FliError> {
         let lr = self.leverage_ratio(now)?;
@@ -375,5 +410,34 @@ mod tests {
         assert_eq!(t.ripcord(now + 6).unwrap_err(), FliError::Revert("TWAP cooldown must have elapsed"));
         assert_eq!(t.fli, snap);
         assert!(t.ripcord(now + 7).is_ok());
+    }
+
+    #[test]
+    fn issuing_for_cash_lowers_leverage_and_the_keeper_brings_it_back() {
+        let mut t = token();
+        t.engage(100).unwrap();
+        let mut now = 100;
+        while !t.fli.twap_leverage_ratio.is_zero() {
+            now += 31;
+            t.iterate_rebalance(now).unwrap();
+        }
+        let nav = t.nav_per_token().unwrap();
+        // $100k more doubles the collateral: LR ~2 → ~1, under the 1.7 min.
+        let tokens = t.issue(w("100000")).unwrap();
+        assert!(t.nav_per_token().unwrap().abs_diff(nav) < w("0.001"), "issued at NAV");
+        assert!(tokens > w("990") && tokens < w("1010"), "{tokens}");
+        let lr = t.leverage_ratio(now + 1).unwrap();
+        assert!(lr < w("1.1").try_into().unwrap(), "diluted: {lr}");
+        assert_eq!(t.should_rebalance(now + 1).unwrap(), ShouldRebalance::Rebalance, "below min: rebalance at once");
+        t.rebalance(now + 1).unwrap();
+        assert!(t.leverage_ratio(now + 1).unwrap() > lr);
+        // Redeeming more than the margin rules let leave is refused and changes nothing.
+        let supply = t.supply;
+        let err = t.redeem(supply).unwrap_err();
+        assert_eq!(err, FliError::Revert("V_NEFC"));
+        assert_eq!(t.supply, supply);
+        // A small redemption is paid at NAV.
+        let paid = t.redeem(w("10")).unwrap();
+        assert!(paid.abs_diff(crate::math::pmul(w("10"), t.nav_per_token().unwrap()).unwrap()) < w("0.01"));
     }
 }
