@@ -276,8 +276,28 @@ fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<E
     let path = a.out.join("timeseries.csv");
     let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    let s = keel_sim::threshold::run_threshold(p, source.as_mut(), tvl, sample_every, Some(&mut w))
-        .map_err(|e| anyhow!("simulation stopped: {e}"))?;
+    for (flag, v) in
+        [("--mints-per-day", a.mints_per_day), ("--redeems-per-day", a.redeems_per_day), ("--flow-size", a.flow_size)]
+    {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} {v}: give a number of at least 0");
+        }
+    }
+    let flows = keel_sim::agents::HolderConfig {
+        mints_per_day: a.mints_per_day,
+        redeems_per_day: a.redeems_per_day,
+        mean_size_usd: a.flow_size,
+    };
+    let s = keel_sim::threshold::run_threshold_with_flows(
+        p,
+        source.as_mut(),
+        tvl,
+        sample_every,
+        Some(&mut w),
+        &flows,
+        a.market.seed,
+    )
+    .map_err(|e| anyhow!("simulation stopped: {e}"))?;
     std::io::Write::flush(&mut w)?;
     std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&s)?)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
@@ -290,6 +310,10 @@ fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<E
         s.rebalances, s.orders_filled, s.orders_refused, s.orders_cancelled
     );
     println!("  closes / liquid.  {} / {}", s.closes, s.liquidations);
+    println!(
+        "  holder flows      {} mints, {} redeems, {} refused (pending order or limits)",
+        s.mints, s.redeems, s.refused_flows
+    );
     if let Some(why) = &s.first_failure {
         println!("  failed keeper evaluations {} (first: {why})", s.failed_evaluations);
     }

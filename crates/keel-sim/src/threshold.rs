@@ -11,6 +11,7 @@
 //! premium, but funding does not run away as it would on a market holding one position (the
 //! velocity model keeps raising the rate while any skew remains).
 
+use crate::agents::HolderConfig;
 use crate::prices::PriceSource;
 use keel_core::math::U256;
 use keel_core::product::ThresholdProduct;
@@ -73,6 +74,12 @@ pub struct ThresholdSummary {
     pub closes: u64,
     /// Liquidations.
     pub liquidations: u64,
+    /// Holder mints that went through.
+    pub mints: u64,
+    /// Holder redeems that went through.
+    pub redeems: u64,
+    /// Holder mints and redeems refused (pending-order lock, limits, exit load floors).
+    pub refused_flows: u64,
     /// Reverse splits (NAV per token is reported per original token, i.e. undoing them).
     pub reverse_splits: u64,
     /// Highest leverage seen at a block's start.
@@ -93,21 +100,42 @@ fn wad_price(p: f64, t: u64) -> Result<U256, ThresholdRunError> {
 
 use crate::units::wad_f64 as f;
 
-/// Run `product` over `source`, starting with `deposit_usd` minted by one holder.
-/// `series`, when given, receives one CSV row per `sample_every` seconds.
+/// Run `product` over `source`, starting with `deposit_usd` minted by one holder, with no
+/// holder flows. `series`, when given, receives one CSV row per `sample_every` seconds.
 pub fn run_threshold(
     product: &ThresholdProduct,
     source: &mut dyn PriceSource,
     deposit_usd: f64,
     sample_every: u64,
-    mut series: Option<&mut dyn Write>,
+    series: Option<&mut dyn Write>,
 ) -> Result<ThresholdSummary, ThresholdRunError> {
+    let none = HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
+    run_threshold_with_flows(product, source, deposit_usd, sample_every, series, &none, 0)
+}
+
+/// [`run_threshold`] with Poisson holder mints and redeems (exponential sizes in USD; a redeem
+/// takes at most half the holders' balance), drawn from `seed`, before the keeper each block.
+/// Refusals (the pending-order lock, limits) are counted, not fatal.
+pub fn run_threshold_with_flows(
+    product: &ThresholdProduct,
+    source: &mut dyn PriceSource,
+    deposit_usd: f64,
+    sample_every: u64,
+    mut series: Option<&mut dyn Write>,
+    flows: &HolderConfig,
+    seed: u64,
+) -> Result<ThresholdSummary, ThresholdRunError> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6572);
+    let gap = |rng: &mut rand_chacha::ChaCha8Rng, per_day: f64| -> f64 {
+        if per_day <= 0.0 { f64::INFINITY } else { -(1.0 - rng.random::<f64>()).ln() / (per_day / 86_400.0) }
+    };
     let t0 = source.start_time();
     let p0 = source.start_price();
     let mut token: ThresholdToken = product.build(t0);
     let deposit = U256::from((deposit_usd.max(0.0) * 1e6).round() as u128) * U256::from(1_000_000_000_000u64);
     token
-        .mint("holder", deposit, U256::ZERO, t0, wad_price(p0, t0)?)
+        .mint("holders", deposit, U256::ZERO, t0, wad_price(p0, t0)?)
         .map_err(|e| ThresholdRunError::Start(e.to_string()))?;
     const ARB: u64 = 2;
     token
@@ -134,6 +162,8 @@ pub fn run_threshold(
     let mut now = t0;
     let (mut next_attempt, mut failures) = (0u64, 0u32);
     let mut split_factor = 1.0f64;
+    let mut next_mint = t0 as f64 + gap(&mut rng, flows.mints_per_day);
+    let mut next_redeem = t0 as f64 + gap(&mut rng, flows.redeems_per_day);
     let mut daily = vec![(1.0f64, 1.0f64)];
     let mut next_day = t0 + 86_400;
     while let Some(tick) = source.next_tick() {
@@ -178,6 +208,29 @@ pub fn run_threshold(
             && token.market.liquidate(token.account, now, p).is_ok()
         {
             s.liquidations += 1;
+        }
+        while next_mint <= now as f64 {
+            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
+            next_mint += gap(&mut rng, flows.mints_per_day);
+            let amount = U256::from((usd.max(0.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
+            match token.mint("holders", amount, U256::ZERO, now, p) {
+                Ok(_) => s.mints += 1,
+                Err(_) => s.refused_flows += 1,
+            }
+        }
+        while next_redeem <= now as f64 {
+            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
+            next_redeem += gap(&mut rng, flows.redeems_per_day);
+            let rate = token.exchange_rate(now, p).map(f).unwrap_or(0.0);
+            let held = token.balances.get("holders").copied().unwrap_or(U256::ZERO);
+            if rate <= 0.0 || held.is_zero() {
+                continue;
+            }
+            let want = U256::from((usd / rate * 1e6) as u128) * U256::from(1_000_000_000_000u64);
+            match token.redeem("holders", want.min(held / U256::from(2u64)), U256::ZERO, now, p) {
+                Ok(_) => s.redeems += 1,
+                Err(_) => s.refused_flows += 1,
+            }
         }
         let lev = token.leverage(now, p).map(f).unwrap_or(0.0);
         if token.size() != keel_core::math::I256::ZERO {
@@ -305,5 +358,20 @@ mod tests {
         // overshoot it before the next evaluation, but never by much.
         assert!(s.max_leverage < 2.9, "{s:?}");
         assert!(s.token_return > -1.0 && s.token_return < 0.0, "{s:?}");
+    }
+
+    #[test]
+    fn holder_flows_mint_and_redeem_around_the_pending_lock() {
+        let p = ThresholdProduct::from_toml(PRODUCT).unwrap();
+        let flows = HolderConfig { mints_per_day: 24.0, redeems_per_day: 24.0, mean_size_usd: 5_000.0 };
+        let run = || {
+            let mut src = crate::prices::scenario("zigzag", 2000.0, 1_704_067_200, 60, 2).unwrap();
+            run_threshold_with_flows(&p, &mut src, 100_000.0, 86_400, None, &flows, 9).unwrap()
+        };
+        let s = run();
+        assert!(s.mints > 500 && s.redeems > 500, "{s:?}");
+        assert_eq!(s.liquidations, 0);
+        // Same seed, same run.
+        assert_eq!(serde_json::to_string(&s).unwrap(), serde_json::to_string(&run()).unwrap());
     }
 }
