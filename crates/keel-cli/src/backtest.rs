@@ -347,7 +347,19 @@ fn run_perp(a: &Args, p: &keel_core::product::PerpProduct) -> Result<ExitCode> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let s = keel_sim::perp_fli::run_perp_fli(p, source.as_mut(), tvl, 200_000_000.0)
+    for (flag, v) in
+        [("--mints-per-day", a.mints_per_day), ("--redeems-per-day", a.redeems_per_day), ("--flow-size", a.flow_size)]
+    {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} {v}: give a number of at least 0");
+        }
+    }
+    let flows = keel_sim::agents::HolderConfig {
+        mints_per_day: a.mints_per_day,
+        redeems_per_day: a.redeems_per_day,
+        mean_size_usd: a.flow_size,
+    };
+    let s = keel_sim::perp_fli::run_perp_fli_with_flows(p, source.as_mut(), tvl, 200_000_000.0, &flows, a.market.seed)
         .map_err(|e| anyhow!("simulation stopped: {e}"))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
     std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&s)?)
@@ -362,6 +374,10 @@ fn run_perp(a: &Args, p: &keel_core::product::PerpProduct) -> Result<ExitCode> {
     println!(
         "  rebalances        {} (+{} iterations), ripcords {}, liquidations {}",
         s.rebalances, s.iterations, s.ripcords, s.liquidations
+    );
+    println!(
+        "  holder flows      {} issues, {} redeems, {} refused (margin rules)",
+        s.mints, s.redeems, s.refused_flows
     );
     if let Some(why) = &s.first_failure {
         println!("  refused keeper calls {} (first: {why})", s.failed_calls);

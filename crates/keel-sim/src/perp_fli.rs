@@ -8,6 +8,7 @@
 //! ripcord paying its reward to the caller). The token is issued and engaged before the first
 //! block, its TWAP completed at the first blocks' pace.
 
+use crate::agents::HolderConfig;
 use crate::prices::PriceSource;
 use keel_core::math::{I256, U256, WAD};
 use keel_core::product::PerpProduct;
@@ -63,6 +64,12 @@ pub struct PerpFliSummary {
     pub first_failure: Option<String>,
     /// Liquidations.
     pub liquidations: u64,
+    /// Holder issues that went through.
+    pub mints: u64,
+    /// Holder redeems that went through.
+    pub redeems: u64,
+    /// Holder flows refused (a withdrawal the margin rules would not allow).
+    pub refused_flows: u64,
     /// Highest |leverage ratio| seen.
     pub max_leverage: f64,
     /// Share of engaged blocks with |LR| outside [min, max].
@@ -85,13 +92,33 @@ fn fi(x: I256) -> f64 {
 }
 
 /// Run `product` over `source` with `tvl_usd` issued at 100 USD a token; the vAMM holds
-/// `pool_tvl_usd` of liquidity at the 0.05% fee tier.
+/// `pool_tvl_usd` of liquidity at the 0.05% fee tier. No holder flows.
 pub fn run_perp_fli(
     product: &PerpProduct,
     source: &mut dyn PriceSource,
     tvl_usd: f64,
     pool_tvl_usd: f64,
 ) -> Result<PerpFliSummary, PerpRunError> {
+    let none = HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
+    run_perp_fli_with_flows(product, source, tvl_usd, pool_tvl_usd, &none, 0)
+}
+
+/// [`run_perp_fli`] with Poisson holder issues and redeems for cash at NAV (exponential sizes
+/// in USD; a redeem takes at most half the supply), drawn from `seed`, before the keeper each
+/// block. Refusals (the initial-margin rule on withdrawals) are counted, not fatal.
+pub fn run_perp_fli_with_flows(
+    product: &PerpProduct,
+    source: &mut dyn PriceSource,
+    tvl_usd: f64,
+    pool_tvl_usd: f64,
+    flows: &HolderConfig,
+    seed: u64,
+) -> Result<PerpFliSummary, PerpRunError> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6572);
+    let gap = |rng: &mut rand_chacha::ChaCha8Rng, per_day: f64| -> f64 {
+        if per_day <= 0.0 { f64::INFINITY } else { -(1.0 - rng.random::<f64>()).ln() / (per_day / 86_400.0) }
+    };
     let t0 = source.start_time();
     let p0 = source.start_price();
     let price0 = wad_price(p0, t0)?;
@@ -122,6 +149,8 @@ pub fn run_perp_fli(
     let mut next_day = t0 + 86_400;
     let mut now = t0;
     let mut fees = U256::ZERO;
+    let mut next_mint = t0 as f64 + gap(&mut rng, flows.mints_per_day);
+    let mut next_redeem = t0 as f64 + gap(&mut rng, flows.redeems_per_day);
     while let Some(tick) = source.next_tick() {
         now = tick.time;
         s.blocks += 1;
@@ -150,6 +179,28 @@ pub fn run_perp_fli(
             }
         }
         s.max_leverage = s.max_leverage.max(lr);
+        while next_mint <= now as f64 {
+            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
+            next_mint += gap(&mut rng, flows.mints_per_day);
+            let amount = U256::from((usd.max(0.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
+            match token.issue(amount) {
+                Ok(_) => s.mints += 1,
+                Err(_) => s.refused_flows += 1,
+            }
+        }
+        while next_redeem <= now as f64 {
+            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
+            next_redeem += gap(&mut rng, flows.redeems_per_day);
+            let nav = token.nav_per_token().map(f).unwrap_or(0.0);
+            if nav <= 0.0 {
+                continue;
+            }
+            let want = U256::from((usd / nav * 1e6) as u128) * U256::from(1_000_000_000_000u64);
+            match token.redeem(want.min(token.supply / U256::from(2u64))) {
+                Ok(_) => s.redeems += 1,
+                Err(_) => s.refused_flows += 1,
+            }
+        }
         let call = match token.should_rebalance(now) {
             Ok(ShouldRebalance::Rebalance) => Some(token.rebalance(now).map(|t| {
                 s.rebalances += 1;
@@ -234,5 +285,18 @@ mod tests {
         assert!(s.token_return < 0.0 && s.max_leverage < 2.7, "{s:?}");
         let gap = (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0;
         assert!(gap.abs() < 0.5, "token {} vs ideal {}", s.token_return, s.ideal_return);
+    }
+
+    #[test]
+    fn holder_flows_are_issued_and_redeemed_at_nav() {
+        let p = PerpProduct::from_toml(include_str!("../../../products/eth2x-perp.toml")).unwrap();
+        let flows = HolderConfig { mints_per_day: 12.0, redeems_per_day: 12.0, mean_size_usd: 50_000.0 };
+        let mut src = crate::prices::scenario("calm", 2000.0, 1_704_067_200, 300, 4).unwrap();
+        let s = run_perp_fli_with_flows(&p, &mut src, 1_000_000.0, 200_000_000.0, &flows, 5).unwrap();
+        assert!(s.mints > 2_000 && s.redeems > 2_000, "{s:?}");
+        assert_eq!((s.liquidations, s.failed_calls), (0, 0), "{s:?}");
+        // Redeeming for cash withdraws margin with the position unchanged, so a large redemption
+        // can push leverage past the ripcord level; the keeper and ripcords bring it back.
+        assert!(s.time_outside_band < 0.01, "back inside the band almost always: {}", s.time_outside_band);
     }
 }
