@@ -254,6 +254,22 @@ pub fn product_price(p: &Product) -> f64 {
     w.to_f64()
 }
 
+/// The holder-flow flags, checked.
+fn holder_flows(a: &Args) -> Result<keel_sim::agents::HolderConfig> {
+    for (flag, v) in
+        [("--mints-per-day", a.mints_per_day), ("--redeems-per-day", a.redeems_per_day), ("--flow-size", a.flow_size)]
+    {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{flag} {v}: give a number of at least 0");
+        }
+    }
+    Ok(keel_sim::agents::HolderConfig {
+        mints_per_day: a.mints_per_day,
+        redeems_per_day: a.redeems_per_day,
+        mean_size_usd: a.flow_size,
+    })
+}
+
 /// `keel backtest` for a threshold product: the token on its Synthetix-style market.
 fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<ExitCode> {
     let block_time = match &a.block_time {
@@ -276,18 +292,7 @@ fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<E
     let path = a.out.join("timeseries.csv");
     let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    for (flag, v) in
-        [("--mints-per-day", a.mints_per_day), ("--redeems-per-day", a.redeems_per_day), ("--flow-size", a.flow_size)]
-    {
-        if !(v.is_finite() && v >= 0.0) {
-            bail!("{flag} {v}: give a number of at least 0");
-        }
-    }
-    let flows = keel_sim::agents::HolderConfig {
-        mints_per_day: a.mints_per_day,
-        redeems_per_day: a.redeems_per_day,
-        mean_size_usd: a.flow_size,
-    };
+    let flows = holder_flows(a)?;
     let s = keel_sim::threshold::run_threshold_with_flows(
         p,
         source.as_mut(),
@@ -347,18 +352,7 @@ fn run_perp(a: &Args, p: &keel_core::product::PerpProduct) -> Result<ExitCode> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    for (flag, v) in
-        [("--mints-per-day", a.mints_per_day), ("--redeems-per-day", a.redeems_per_day), ("--flow-size", a.flow_size)]
-    {
-        if !(v.is_finite() && v >= 0.0) {
-            bail!("{flag} {v}: give a number of at least 0");
-        }
-    }
-    let flows = keel_sim::agents::HolderConfig {
-        mints_per_day: a.mints_per_day,
-        redeems_per_day: a.redeems_per_day,
-        mean_size_usd: a.flow_size,
-    };
+    let flows = holder_flows(a)?;
     let s = keel_sim::perp_fli::run_perp_fli_with_flows(p, source.as_mut(), tvl, 200_000_000.0, &flows, a.market.seed)
         .map_err(|e| anyhow!("simulation stopped: {e}"))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;

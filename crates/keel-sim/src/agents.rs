@@ -105,6 +105,59 @@ impl Default for HolderConfig {
     }
 }
 
+/// Poisson holder arrivals for the perp-token drivers: the times of the next mint and redeem,
+/// and exponential sizes in USD, from one seeded stream.
+pub struct PoissonFlows {
+    cfg: HolderConfig,
+    rng: rand_chacha::ChaCha8Rng,
+    next_mint: f64,
+    next_redeem: f64,
+}
+
+impl PoissonFlows {
+    /// Arrivals from `start` (unix seconds), seeded.
+    pub fn new(cfg: &HolderConfig, start: u64, seed: u64) -> Self {
+        use rand::SeedableRng;
+        let mut f = PoissonFlows {
+            cfg: *cfg,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6572),
+            next_mint: start as f64,
+            next_redeem: start as f64,
+        };
+        f.next_mint += f.gap(cfg.mints_per_day);
+        f.next_redeem += f.gap(cfg.redeems_per_day);
+        f
+    }
+
+    fn gap(&mut self, per_day: f64) -> f64 {
+        use rand::Rng;
+        if per_day <= 0.0 { f64::INFINITY } else { -(1.0 - self.rng.random::<f64>()).ln() / (per_day / 86_400.0) }
+    }
+
+    fn size(&mut self) -> f64 {
+        use rand::Rng;
+        -(1.0 - self.rng.random::<f64>()).ln() * self.cfg.mean_size_usd
+    }
+
+    /// The next mint due by `now`, as a USD size (and schedules the one after), or `None`.
+    pub fn next_mint(&mut self, now: u64) -> Option<f64> {
+        (self.next_mint <= now as f64).then(|| {
+            let usd = self.size();
+            self.next_mint += self.gap(self.cfg.mints_per_day);
+            usd
+        })
+    }
+
+    /// The next redeem due by `now`, as a USD size (and schedules the one after), or `None`.
+    pub fn next_redeem(&mut self, now: u64) -> Option<f64> {
+        (self.next_redeem <= now as f64).then(|| {
+            let usd = self.size();
+            self.next_redeem += self.gap(self.cfg.redeems_per_day);
+            usd
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

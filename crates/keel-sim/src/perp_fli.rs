@@ -114,11 +114,6 @@ pub fn run_perp_fli_with_flows(
     flows: &HolderConfig,
     seed: u64,
 ) -> Result<PerpFliSummary, PerpRunError> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6572);
-    let gap = |rng: &mut rand_chacha::ChaCha8Rng, per_day: f64| -> f64 {
-        if per_day <= 0.0 { f64::INFINITY } else { -(1.0 - rng.random::<f64>()).ln() / (per_day / 86_400.0) }
-    };
     let t0 = source.start_time();
     let p0 = source.start_price();
     let price0 = wad_price(p0, t0)?;
@@ -149,8 +144,7 @@ pub fn run_perp_fli_with_flows(
     let mut next_day = t0 + 86_400;
     let mut now = t0;
     let mut fees = U256::ZERO;
-    let mut next_mint = t0 as f64 + gap(&mut rng, flows.mints_per_day);
-    let mut next_redeem = t0 as f64 + gap(&mut rng, flows.redeems_per_day);
+    let mut arrivals = crate::agents::PoissonFlows::new(flows, t0, seed);
     while let Some(tick) = source.next_tick() {
         now = tick.time;
         s.blocks += 1;
@@ -179,18 +173,14 @@ pub fn run_perp_fli_with_flows(
             }
         }
         s.max_leverage = s.max_leverage.max(lr);
-        while next_mint <= now as f64 {
-            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
-            next_mint += gap(&mut rng, flows.mints_per_day);
+        while let Some(usd) = arrivals.next_mint(now) {
             let amount = U256::from((usd.max(0.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
             match token.issue(amount) {
                 Ok(_) => s.mints += 1,
                 Err(_) => s.refused_flows += 1,
             }
         }
-        while next_redeem <= now as f64 {
-            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
-            next_redeem += gap(&mut rng, flows.redeems_per_day);
+        while let Some(usd) = arrivals.next_redeem(now) {
             let nav = token.nav_per_token().map(f).unwrap_or(0.0);
             if nav <= 0.0 {
                 continue;

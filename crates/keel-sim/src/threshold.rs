@@ -125,11 +125,6 @@ pub fn run_threshold_with_flows(
     flows: &HolderConfig,
     seed: u64,
 ) -> Result<ThresholdSummary, ThresholdRunError> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6572);
-    let gap = |rng: &mut rand_chacha::ChaCha8Rng, per_day: f64| -> f64 {
-        if per_day <= 0.0 { f64::INFINITY } else { -(1.0 - rng.random::<f64>()).ln() / (per_day / 86_400.0) }
-    };
     let t0 = source.start_time();
     let p0 = source.start_price();
     let mut token: ThresholdToken = product.build(t0);
@@ -162,8 +157,7 @@ pub fn run_threshold_with_flows(
     let mut now = t0;
     let (mut next_attempt, mut failures) = (0u64, 0u32);
     let mut split_factor = 1.0f64;
-    let mut next_mint = t0 as f64 + gap(&mut rng, flows.mints_per_day);
-    let mut next_redeem = t0 as f64 + gap(&mut rng, flows.redeems_per_day);
+    let mut arrivals = crate::agents::PoissonFlows::new(flows, t0, seed);
     let mut daily = vec![(1.0f64, 1.0f64)];
     let mut next_day = t0 + 86_400;
     while let Some(tick) = source.next_tick() {
@@ -209,18 +203,14 @@ pub fn run_threshold_with_flows(
         {
             s.liquidations += 1;
         }
-        while next_mint <= now as f64 {
-            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
-            next_mint += gap(&mut rng, flows.mints_per_day);
+        while let Some(usd) = arrivals.next_mint(now) {
             let amount = U256::from((usd.max(0.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
             match token.mint("holders", amount, U256::ZERO, now, p) {
                 Ok(_) => s.mints += 1,
                 Err(_) => s.refused_flows += 1,
             }
         }
-        while next_redeem <= now as f64 {
-            let usd = -(1.0 - rng.random::<f64>()).ln() * flows.mean_size_usd;
-            next_redeem += gap(&mut rng, flows.redeems_per_day);
+        while let Some(usd) = arrivals.next_redeem(now) {
             let rate = token.exchange_rate(now, p).map(f).unwrap_or(0.0);
             let held = token.balances.get("holders").copied().unwrap_or(U256::ZERO);
             if rate <= 0.0 || held.is_zero() {
