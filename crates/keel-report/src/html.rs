@@ -4,7 +4,7 @@ use crate::svg::{HLine, Line, Marker, chart, date};
 use keel_sim::{EventRow, SeriesRow, Summary};
 use std::fmt::Write;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -4,9 +4,7 @@
 use keel_sim::sweep::{PointResult, PointStats};
 use std::fmt::Write;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
+use crate::html::esc;
 
 /// The metrics drawn, with a label and a formatter.
 type Metric = (&'static str, fn(&PointStats) -> f64, fn(f64) -> String);

@@ -105,6 +105,15 @@ impl Default for HolderConfig {
     }
 }
 
+/// An exponential waiting time (seconds) at `rate_per_sec`; infinite at rate 0.
+pub(crate) fn exp_sample(rng: &mut rand_chacha::ChaCha8Rng, rate_per_sec: f64) -> f64 {
+    use rand::Rng;
+    if rate_per_sec <= 0.0 {
+        return f64::INFINITY;
+    }
+    -(1.0 - rng.random::<f64>()).ln() / rate_per_sec
+}
+
 /// Poisson holder arrivals for the perp-token drivers: the times of the next mint and redeem,
 /// and exponential sizes in USD, from one seeded stream.
 pub struct PoissonFlows {
@@ -130,8 +139,7 @@ impl PoissonFlows {
     }
 
     fn gap(&mut self, per_day: f64) -> f64 {
-        use rand::Rng;
-        if per_day <= 0.0 { f64::INFINITY } else { -(1.0 - self.rng.random::<f64>()).ln() / (per_day / 86_400.0) }
+        exp_sample(&mut self.rng, per_day / 86_400.0)
     }
 
     fn size(&mut self) -> f64 {

@@ -11,6 +11,7 @@
 //!
 //! Every change to the token goes through keel-core's public operations.
 
+use crate::agents::exp_sample;
 use crate::agents::{HolderConfig, KeeperConfig};
 use crate::clock::Clock;
 use crate::metrics::{CostBreakdown, Counts, EventRow, SeriesRow, Sink, Summary};
@@ -169,13 +170,6 @@ pub struct Simulation {
     next_day: u64,
     warnings: Vec<String>,
     source_name: String,
-}
-
-fn exp_sample(rng: &mut ChaCha8Rng, rate_per_sec: f64) -> f64 {
-    if rate_per_sec <= 0.0 {
-        return f64::INFINITY;
-    }
-    -(1.0 - rng.random::<f64>()).ln() / rate_per_sec
 }
 
 fn usd_e8(p: f64) -> i128 {

@@ -248,6 +248,12 @@ impl Tail {
         self.bins[Self::bin(r)] += 1;
         self.n += 1;
     }
+    /// Fold a path's daily log returns in as simple returns.
+    fn add_log_returns(&mut self, log_returns: &[f64]) {
+        for d in log_returns {
+            self.add(d.exp() - 1.0);
+        }
+    }
     fn merge(mut self, other: Tail) -> Tail {
         for (a, b) in self.bins.iter_mut().zip(other.bins) {
             *a += b;
@@ -387,6 +393,8 @@ pub fn run_sweep_with(
         };
         // Each worker folds its paths' daily returns into its own histogram as they finish and
         // keeps only per-path scalars: memory is flat in the number of paths.
+        // Perp tokens start from the configured TVL, or $1M.
+        let perp_tvl = if cfg.sim.initial_tvl_usd > 0.0 { cfg.sim.initial_tvl_usd } else { 1_000_000.0 };
         let run_path = |i: u64, tail: &mut Tail| -> Result<PathOutcome, String> {
             let seed = path_seed(cfg.seed, i);
             let mut src = source(cfg, seed)?;
@@ -395,9 +403,7 @@ pub fn run_sweep_with(
                     let mut sim = (**base).clone();
                     sim.reseed(seed);
                     let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?;
-                    for d in &r.daily_nav_returns {
-                        tail.add(d.exp() - 1.0);
-                    }
+                    tail.add_log_returns(&r.daily_nav_returns);
                     let s = &r.summary;
                     let c = s.counts;
                     PathOutcome {
@@ -416,12 +422,9 @@ pub fn run_sweep_with(
                     }
                 }
                 Runner::Perp(p) => {
-                    let tvl = if cfg.sim.initial_tvl_usd > 0.0 { cfg.sim.initial_tvl_usd } else { 1_000_000.0 };
-                    let s = crate::perp_fli::run_perp_fli(p, src.as_mut(), tvl, 200_000_000.0)
+                    let s = crate::perp_fli::run_perp_fli(p, src.as_mut(), perp_tvl, 200_000_000.0)
                         .map_err(|e| e.to_string())?;
-                    for d in &s.daily_nav_returns {
-                        tail.add(d.exp() - 1.0);
-                    }
+                    tail.add_log_returns(&s.daily_nav_returns);
                     PathOutcome {
                         path: i,
                         nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
@@ -442,12 +445,9 @@ pub fn run_sweep_with(
                     }
                 }
                 Runner::Threshold(p) => {
-                    let tvl = if cfg.sim.initial_tvl_usd > 0.0 { cfg.sim.initial_tvl_usd } else { 1_000_000.0 };
-                    let s = crate::threshold::run_threshold(p, src.as_mut(), tvl, u64::MAX, None)
+                    let s = crate::threshold::run_threshold(p, src.as_mut(), perp_tvl, u64::MAX, None)
                         .map_err(|e| e.to_string())?;
-                    for d in &s.daily_nav_returns {
-                        tail.add(d.exp() - 1.0);
-                    }
+                    tail.add_log_returns(&s.daily_nav_returns);
                     PathOutcome {
                         path: i,
                         nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
