@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use keel_core::product::{Product, parse_duration};
 use keel_report::{DirSink, summary_table};
-use keel_sim::prices::{BridgedBars, PriceSource, SCENARIOS, load_bars, scenario};
+use keel_sim::prices::{BridgedBars, PriceSource, SCENARIOS, load_bars_window, scenario};
 use keel_sim::{Costs, SimConfig, Simulation};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -186,36 +186,8 @@ pub fn price_source(a: &MarketArgs, p0: f64, block_time: u64) -> Result<Source> 
                 std::fs::read_to_string(path).with_context(|| format!("cannot read price file {}", path.display()))?;
             let from = a.from.as_deref().map(|s| time_arg(s, "--from")).transpose()?;
             let to = a.to.as_deref().map(|s| time_arg(s, "--to")).transpose()?;
-            // With a window, only gaps inside it matter: load leniently, then check the window.
-            let windowed = from.is_some() || to.is_some();
-            let mut series =
-                load_bars(&text, a.allow_gaps || windowed).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            series.bars.retain(|b| from.is_none_or(|f| b.time >= f) && to.is_none_or(|t| b.time < t));
-            if series.bars.len() < 2 {
-                bail!("{}: fewer than 2 bars between --from and --to", path.display());
-            }
-            if windowed {
-                let interval = series.interval;
-                let gaps: Vec<String> = series
-                    .bars
-                    .windows(2)
-                    .filter(|w| w[1].time - w[0].time > interval)
-                    .map(|w| {
-                        format!(
-                            "gap: {} missing bar(s) between {} and {}",
-                            (w[1].time - w[0].time) / interval - 1,
-                            w[0].time,
-                            w[1].time
-                        )
-                    })
-                    .collect();
-                if let Some(g) = gaps.first()
-                    && !a.allow_gaps
-                {
-                    bail!("{}: {g} inside --from/--to (pass --allow-gaps to bridge it)", path.display());
-                }
-                series.warnings = gaps;
-            }
+            let series =
+                load_bars_window(&text, a.allow_gaps, from, to).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             let name = format!(
                 "{} ({} hourly bars from {})",
                 path.display(),

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use keel_core::product::parse_duration;
-use keel_sim::prices::{Model, SCENARIOS, load_bars};
+use keel_sim::prices::{Model, SCENARIOS, load_bars_window};
 use keel_sim::sweep::{
     Market, PathOutcome, PointResult, SweepConfig, parse_values, run_sweep, run_sweep_with, total_cost,
 };
@@ -187,21 +187,26 @@ pub fn run(a: Args) -> Result<ExitCode> {
         (Some(s), None) => parse_market(s)?,
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let mut s = load_bars(&text, true).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            match (&a.window, a.bootstrap) {
-                (Some(w), _) => {
+            let window = match &a.window {
+                Some(w) => {
                     let (from, to) = w.split_once("..").ok_or_else(|| anyhow!("--window {w}: write FROM..TO"))?;
                     let t = |x: &str| keel_sim::prices::csv::parse_time(x).map_err(|e| anyhow!("--window: {e}"));
                     let (lo, mut hi) = (t(from)?, t(to)?);
                     if to.trim().len() == 10 {
                         hi += 86_400; // a date alone includes its whole day
                     }
-                    s.bars.retain(|b| b.time >= lo && b.time < hi);
-                    if s.bars.len() < 2 {
-                        bail!("--window {w}: fewer than 2 bars of {} fall in it", path.display());
-                    }
-                    Market::Bars { bars: s.bars, interval: s.interval }
+                    Some((lo, hi))
                 }
+                None => None,
+            };
+            // Gaps are bridged (each path has its own bridge) and listed, never passed over silently.
+            let s = load_bars_window(&text, true, window.map(|w| w.0), window.map(|w| w.1))
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            for w in &s.warnings {
+                eprintln!("warning: {}: {w} (bridged)", path.display());
+            }
+            match (window, a.bootstrap) {
+                (Some(_), _) => Market::Bars { bars: s.bars, interval: s.interval },
                 (None, true) => {
                     let returns: Vec<f64> = s.bars.windows(2).map(|w| (w[1].close / w[0].close).ln()).collect();
                     let block = (86_400 / s.interval).max(1) as usize;

@@ -144,6 +144,17 @@ fn price(field: &str, name: &str, line: usize) -> Result<f64, CsvError> {
 /// Load bars from CSV text. With `allow_gaps`, missing bars are listed as warnings instead of
 /// refused; everything else is always an error.
 pub fn load_bars(text: &str, allow_gaps: bool) -> Result<BarSeries, CsvError> {
+    load_bars_window(text, allow_gaps, None, None)
+}
+
+/// [`load_bars`] keeping only bars with `from ≤ time < to`: every row is still checked, but
+/// spacing (gaps) only inside the window, so a gap elsewhere in the file does not matter.
+pub fn load_bars_window(
+    text: &str,
+    allow_gaps: bool,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<BarSeries, CsvError> {
     let mut rdr = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -199,8 +210,17 @@ pub fn load_bars(text: &str, allow_gaps: bool) -> Result<BarSeries, CsvError> {
         bars.push(Bar { time, open, high, low, close });
         lines.push(line);
     }
+    if from.is_some() || to.is_some() {
+        let keep: Vec<bool> =
+            bars.iter().map(|b| from.is_none_or(|f| b.time >= f) && to.is_none_or(|t| b.time < t)).collect();
+        let mut k = keep.iter();
+        bars.retain(|_| *k.next().unwrap_or(&false));
+        let mut k = keep.iter();
+        lines.retain(|_| *k.next().unwrap_or(&false));
+    }
     if bars.len() < 2 {
-        return Err(err(0, format!("need at least 2 bars, found {}", bars.len())));
+        let scope = if from.is_some() || to.is_some() { " in the window" } else { "" };
+        return Err(err(0, format!("need at least 2 bars{scope}, found {}", bars.len())));
     }
     // The interval is the most common spacing.
     let mut counts = std::collections::BTreeMap::new();
@@ -310,6 +330,17 @@ mod tests {
         for (case, text, want) in cases {
             assert_eq!(load_bars(text, false).unwrap_err().to_string(), want, "case {case}");
         }
+    }
+
+    #[test]
+    fn a_window_only_checks_spacing_inside_it() {
+        let text = "0,1,1,1,1\n3600,1,1,1,1\n10800,1,1,1,1\n14400,1,1,1,1\n18000,1,1,1,1\n";
+        assert!(load_bars(text, false).is_err(), "the gap at 7200 counts for the whole file");
+        let s = load_bars_window(text, false, Some(10_800), None).unwrap();
+        assert_eq!(s.bars.len(), 3);
+        let e = load_bars_window(text, false, Some(0), Some(14_400)).unwrap_err().to_string();
+        assert!(e.contains("gap") && e.contains("line 3"), "{e}");
+        assert!(load_bars_window(text, false, Some(20_000), None).unwrap_err().to_string().contains("in the window"));
     }
 
     #[test]
