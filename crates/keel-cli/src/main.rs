@@ -5,6 +5,7 @@ mod backtest;
 mod compare;
 mod eval;
 mod product_cmd;
+mod serve_cmd;
 mod sweep;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,12 @@ enum Command {
     /// Run several products on the same market (same path, same starting TVL, no holder
     /// flows) and compare returns against their ideal tokens, rebalances, stress and costs.
     Compare(Box<compare::Args>),
+    /// Run products for real: an HTTP API (mint and redeem at NAV, keeper and operator calls),
+    /// an event-sourced store on SQLite or PostgreSQL, a keeper loop, metrics and a dashboard.
+    Serve(Box<serve_cmd::ServeArgs>),
+    /// Keep a keel server's products: rebalance, iterate and ripcord as their state says, over
+    /// the HTTP API with a keeper key (the same code as `keel serve --keeper`).
+    Keeper(Box<serve_cmd::KeeperArgs>),
     /// Evaluate a methodology on a position snapshot.
     Strategy {
         #[command(subcommand)]
@@ -107,6 +114,8 @@ fn main() -> ExitCode {
         Command::Backtest(args) => backtest::run(*args),
         Command::Sweep(args) => sweep::run(*args),
         Command::Compare(args) => compare::run(*args),
+        Command::Serve(args) => serve_cmd::serve(*args),
+        Command::Keeper(args) => serve_cmd::keeper(*args),
         Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
             eval::run(&product, &state, min.as_deref(), max.as_deref(), json)
         }

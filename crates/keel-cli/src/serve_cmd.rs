@@ -1,0 +1,128 @@
+//! `keel serve` and `keel keeper --server`.
+
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use keel_core::Address;
+use keel_serve::keeper::{self, KeeperConfig, OverHttp, Submitted};
+use keel_serve::prices::PriceSource;
+use keel_serve::{ServeConfig, writer::WriterConfig};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// `keel serve` options.
+#[derive(ClapArgs)]
+pub struct ServeArgs {
+    /// Event store: sqlite://PATH (WAL, full sync) or postgres://USER:PASS@HOST/DB
+    /// (PostgreSQL 15+). Default: an SQLite file keel.db in the working directory.
+    #[arg(long, default_value = "sqlite://keel.db")]
+    db: String,
+    /// Address to listen on; port 0 picks a free port (the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Run the keeper in-process: it rebalances, iterates and ripcords as the products' views
+    /// say, as the account --keeper-address (put it on each product's allow-list).
+    #[arg(long)]
+    keeper: bool,
+    /// The in-process keeper's account.
+    #[arg(long)]
+    keeper_address: Option<Address>,
+    /// Prices: push (oracle keys POST them), csv:PATH[@SPEED] (replay bars' closes, SPEED
+    /// seconds of data per second, default 60) or synthetic[:SEED][@SPEED] (GBM, 80% vol).
+    #[arg(long, default_value = "push")]
+    prices: String,
+    /// Save a snapshot of the state every N events (start-up replays at most N).
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+fn init_logs(format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        "text" => b.init(),
+        "json" => b.json().init(),
+        other => bail!("--log-format {other}: use text or json"),
+    }
+    Ok(())
+}
+
+/// Run the service.
+pub fn serve(a: ServeArgs) -> Result<ExitCode> {
+    init_logs(&a.log_format)?;
+    let prices = PriceSource::parse(&a.prices).map_err(anyhow::Error::msg)?;
+    if a.snapshot_every == 0 {
+        bail!("--snapshot-every must be at least 1");
+    }
+    let cfg = ServeConfig {
+        db: a.db,
+        listen: a.listen,
+        keeper: a.keeper,
+        keeper_address: a.keeper_address.unwrap_or_else(keel_serve::default_keeper_address),
+        prices,
+        bootstrap_key: std::env::var("KEEL_OPERATOR_KEY").ok().filter(|k| !k.is_empty()),
+        writer: WriterConfig { snapshot_every: a.snapshot_every, ..WriterConfig::default() },
+    };
+    keel_serve::run(cfg).context("keel serve")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keel keeper` options.
+#[derive(ClapArgs)]
+pub struct KeeperArgs {
+    /// The keel server to keep, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    server: String,
+    /// A keeper API key (or set KEEL_KEEPER_KEY). Its account must be on each product's
+    /// allow-list unless the product is anyone-callable.
+    #[arg(long, env = "KEEL_KEEPER_KEY", hide_env_values = true)]
+    key: String,
+    /// Time between rounds.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    interval: Duration,
+    /// Stop after N rounds (default: run until interrupted).
+    #[arg(long)]
+    rounds: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().map(Duration::from_millis).map_err(|_| format!("'{s}' is not a duration"));
+    }
+    keel_core::product::parse_duration(s).map(Duration::from_secs)
+}
+
+/// Run the keeper against a server.
+pub fn keeper(a: KeeperArgs) -> Result<ExitCode> {
+    init_logs("text")?;
+    if !a.server.starts_with("http://") {
+        bail!("--server {}: give an http:// URL (TLS is not built in; put a proxy in front)", a.server);
+    }
+    let mut io = OverHttp::new(&a.server, &a.key);
+    let cfg = KeeperConfig { interval: a.interval, ..KeeperConfig::default() };
+    let stop = AtomicBool::new(false);
+    let (mut done, mut failed) = (0u64, 0u64);
+    keeper::run(&mut io, &cfg, &stop, a.rounds, |l| {
+        let d = &l.decision;
+        match &l.result {
+            Submitted::Done(_) => {
+                done += 1;
+                println!("{} {} on {}: done (seq {})", d.product, d.call.name(), d.exchange, d.seq)
+            }
+            Submitted::Refused(s, m) => {
+                failed += 1;
+                println!("{} {} on {}: refused ({s}): {m}", d.product, d.call.name(), d.exchange)
+            }
+            Submitted::Lost(m) => {
+                failed += 1;
+                println!("{} {} on {}: not acknowledged, will resend: {m}", d.product, d.call.name(), d.exchange)
+            }
+        }
+    });
+    eprintln!("keeper stopped: {done} call(s) done, {failed} failed");
+    Ok(ExitCode::SUCCESS)
+}

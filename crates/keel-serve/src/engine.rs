@@ -1,0 +1,652 @@
+//! The service's state machine: products on the deterministic core, API keys, idempotency
+//! records. Pure: no I/O, no clock, no randomness — the time of every command is given, so
+//! the state is exactly the replay of the log.
+//!
+//! [`Engine::apply`] authorises a request, runs it on the core and either returns the event to
+//! append (with the acknowledgement it carries) or refuses it having changed nothing.
+
+use crate::error::{ApiError, StoreError};
+use crate::model::{
+    Actor, Call, Command, Idempotency, KeyRecord, Request, Role, StoredEvent, units_str, wad_str,
+};
+use keel_core::error::ProductError;
+use keel_core::math::mul_div_down;
+use keel_core::product::{AnyProduct, Product, price_e8};
+use keel_core::strategy::fli::{FliOutcome, FliToken};
+use keel_core::venue::amm::sqrt_price_x96_from_ratio;
+use keel_core::{Address, U256, Wad};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// LPs re-centre a pool's liquidity when the price has moved this far (log distance) from
+/// where it was built, as the simulator's LP agent does.
+const RECENTER_LOG_DISTANCE: f64 = 0.2;
+
+/// One product run by the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductState {
+    /// Product id.
+    pub id: String,
+    /// The product file, with every accepted settings patch merged in.
+    pub toml: String,
+    /// Unix seconds of creation.
+    pub created_at: u64,
+    /// The operator's address (fee recipient, settings).
+    pub operator: Address,
+    /// The token and its venues.
+    pub token: FliToken,
+    /// Collateral USD price (wad) around which the pools' liquidity is centred.
+    pub pool_center: U256,
+    /// Last observed USD price (wad) and time, by asset.
+    pub prices: BTreeMap<String, (U256, u64)>,
+}
+
+impl ProductState {
+    /// The product definition as it stands.
+    pub fn product(&self) -> Result<Product, ApiError> {
+        Product::from_toml(&self.toml).map_err(|e| ApiError::Unavailable(format!("stored product file: {e}")))
+    }
+}
+
+/// What an idempotency key was first used for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Hash of the first request.
+    pub request_hash: String,
+    /// The event it produced.
+    pub seq: u64,
+    /// Status of the first acknowledgement.
+    pub status: u16,
+    /// Body of the first acknowledgement.
+    pub result: Value,
+}
+
+/// The result of applying a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A new event to append; acknowledge with its status and result once it is durable.
+    Applied(Box<StoredEvent>),
+    /// The idempotency key was seen with the same request: return the first result again.
+    Replayed {
+        /// Status of the first acknowledgement.
+        status: u16,
+        /// Its body.
+        result: Value,
+        /// The event it produced.
+        seq: u64,
+    },
+}
+
+/// Products, keys and idempotency records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Engine {
+    /// Sequence number of the last event applied.
+    pub seq: u64,
+    /// Time of the last event applied.
+    pub last_at: u64,
+    /// Keys by hash.
+    pub keys: BTreeMap<String, KeyRecord>,
+    /// Products by id.
+    pub products: BTreeMap<String, ProductState>,
+    /// Idempotency records by scope.
+    pub idempotency: BTreeMap<String, IdempotencyRecord>,
+}
+
+fn need(actor: &Actor, roles: &[Role], what: &str) -> Result<(), ApiError> {
+    if roles.contains(&actor.role) {
+        return Ok(());
+    }
+    let names: Vec<&str> = roles.iter().filter(|r| **r != Role::System).map(|r| r.name()).collect();
+    Err(ApiError::Forbidden(format!(
+        "{what} needs a key with role {}; this key has role {}",
+        names.join(" or "),
+        actor.role.name()
+    )))
+}
+
+fn core(e: impl Into<keel_core::Error>) -> ApiError {
+    ApiError::from_core(e.into())
+}
+
+/// Collateral or borrow-asset base units valued in USD (wad).
+fn usd(units: U256, decimals: u8, price: U256) -> Result<U256, ApiError> {
+    mul_div_down(units, price, U256::from(10u64).pow(U256::from(decimals)), "usd").map_err(core)
+}
+
+fn describe_product_error(e: &ProductError) -> String {
+    match e {
+        ProductError::Rules(v) => {
+            let list: Vec<String> = v.iter().map(|r| r.to_string()).collect();
+            format!("{} rule(s) violated: {}", v.len(), list.join("; "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Validate a product id: 1–64 of `a-z 0-9 - _`.
+pub fn check_product_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad("id", format!("'{id}' must be 1-64 characters of a-z, 0-9, '-' and '_'")))
+    }
+}
+
+/// Parse a product file for the service: the same messages as `keel product check`.
+pub fn parse_product(toml: &str) -> Result<Product, ApiError> {
+    match AnyProduct::from_toml(toml) {
+        Ok(AnyProduct::Lending(p)) => Ok(*p),
+        Ok(AnyProduct::Perp(_)) | Ok(AnyProduct::Threshold(_)) => Err(ApiError::bad(
+            "toml",
+            "keel serve runs FLI products on a lending market; perp and threshold products run in `keel backtest`",
+        )),
+        Err(e) => Err(ApiError::bad("toml", describe_product_error(&e))),
+    }
+}
+
+fn merge(into: &mut toml::Table, patch: toml::Table) {
+    for (k, v) in patch {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// A fresh engine.
+    pub fn new() -> Self {
+        Engine::default()
+    }
+
+    /// Apply a request at `now`. On `Err` nothing changed.
+    pub fn apply(&mut self, req: &Request, now: u64) -> Result<Outcome, ApiError> {
+        let now = now.max(self.last_at);
+        if let Some(idem) = &req.idempotency
+            && let Some(r) = self.idempotency.get(&idem.scope)
+        {
+            if r.request_hash == idem.request_hash {
+                return Ok(Outcome::Replayed { status: r.status, result: r.result.clone(), seq: r.seq });
+            }
+            return Err(ApiError::Conflict(format!(
+                "Idempotency-Key '{}' was first used with a different request (event {}); send a new key for a new request",
+                idem.scope.split_once(':').map(|x| x.1).unwrap_or(&idem.scope),
+                r.seq
+            )));
+        }
+        let (status, result) = self.execute(&req.actor, &req.command, now)?;
+        self.seq += 1;
+        self.last_at = now;
+        if let Some(Idempotency { scope, request_hash }) = &req.idempotency {
+            self.idempotency.insert(
+                scope.clone(),
+                IdempotencyRecord { request_hash: request_hash.clone(), seq: self.seq, status, result: result.clone() },
+            );
+        }
+        Ok(Outcome::Applied(Box::new(StoredEvent { seq: self.seq, at: now, request: req.clone(), status, result })))
+    }
+
+    /// Replay a stored event: it must apply, at its sequence number, with the result recorded.
+    pub fn replay(&mut self, ev: &StoredEvent) -> Result<(), StoreError> {
+        if ev.seq != self.seq + 1 {
+            return Err(StoreError::Diverged { seq: ev.seq, detail: format!("expected event {}", self.seq + 1) });
+        }
+        match self.apply(&ev.request, ev.at) {
+            Ok(Outcome::Applied(got)) if got.status == ev.status && got.result == ev.result => Ok(()),
+            Ok(Outcome::Applied(got)) => Err(StoreError::Diverged {
+                seq: ev.seq,
+                detail: format!("recorded {} {}, replay gave {} {}", ev.status, ev.result, got.status, got.result),
+            }),
+            Ok(Outcome::Replayed { .. }) => {
+                Err(StoreError::Diverged { seq: ev.seq, detail: "idempotency key already used".into() })
+            }
+            Err(e) => Err(StoreError::Diverged { seq: ev.seq, detail: format!("refused on replay: {e}") }),
+        }
+    }
+
+    fn product_mut(&mut self, id: &str) -> Result<&mut ProductState, ApiError> {
+        self.products.get_mut(id).ok_or_else(|| ApiError::NotFound(format!("no product '{id}'")))
+    }
+
+    fn execute(&mut self, actor: &Actor, cmd: &Command, now: u64) -> Result<(u16, Value), ApiError> {
+        match cmd {
+            Command::CreateKey { key } => {
+                if actor.role == Role::System && !self.keys.is_empty() {
+                    return Err(ApiError::Forbidden("the service creates only the first key".into()));
+                }
+                need(actor, &[Role::Operator, Role::System], "creating a key")?;
+                if key.role == Role::System {
+                    return Err(ApiError::bad("role", "keys cannot have the system role"));
+                }
+                if self.keys.contains_key(&key.hash) {
+                    return Err(ApiError::Conflict("that key already exists".into()));
+                }
+                self.keys.insert(key.hash.clone(), key.clone());
+                Ok((
+                    201,
+                    json!({ "key_id": &key.hash[..16], "role": key.role, "address": key.address, "label": key.label }),
+                ))
+            }
+            Command::CreateProduct { id, toml, allowed_callers, anyone_callable } => {
+                need(actor, &[Role::Operator], "creating a product")?;
+                check_product_id(id)?;
+                if self.products.contains_key(id) {
+                    return Err(ApiError::Conflict(format!("product '{id}' already exists")));
+                }
+                let product = parse_product(toml)?;
+                let mut token = product.build(actor.address, now).map_err(core)?;
+                if !allowed_callers.is_empty() {
+                    let statuses = vec![true; allowed_callers.len()];
+                    token
+                        .update_caller_status(actor.address, allowed_callers, &statuses)
+                        .map_err(|e| ApiError::bad("allowed_callers", e.to_string()))?;
+                }
+                if *anyone_callable {
+                    token.update_anyone_callable(actor.address, true).map_err(core)?;
+                }
+                let mut prices = BTreeMap::new();
+                prices.insert(product.collateral.asset.clone(), (product.collateral.price.0, now));
+                prices.insert(product.borrow.asset.clone(), (product.borrow.price.0, now));
+                let state = ProductState {
+                    id: id.clone(),
+                    toml: toml.clone(),
+                    created_at: now,
+                    operator: actor.address,
+                    token,
+                    pool_center: product.collateral.price.0,
+                    prices,
+                };
+                self.products.insert(id.clone(), state);
+                Ok((
+                    201,
+                    json!({
+                        "id": id,
+                        "symbol": product.token.symbol,
+                        "name": product.token.name,
+                        "operator": actor.address,
+                        "exchanges": product.exchanges.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+                    }),
+                ))
+            }
+            Command::UpdateSettings { product, patch } => {
+                need(actor, &[Role::Operator], "changing settings")?;
+                let p = self.product_mut(product)?;
+                let next = update_settings(p, actor.address, patch, now)?;
+                let changed = next.1;
+                *p = next.0;
+                Ok((200, json!({ "product": product, "changed": changed })))
+            }
+            Command::RemoveExchange { product, exchange } => {
+                need(actor, &[Role::Operator], "removing an exchange")?;
+                let p = self.product_mut(product)?;
+                let mut table: toml::Table = p.toml.parse().map_err(|e| ApiError::Unavailable(format!("{e}")))?;
+                if let Some(toml::Value::Table(x)) = table.get_mut("exchanges") {
+                    x.remove(exchange);
+                }
+                let text = toml::to_string(&table).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                if Product::from_toml(&text).is_err() {
+                    return Err(ApiError::Rejected(format!(
+                        "removing '{exchange}' would leave the product without a valid exchange"
+                    )));
+                }
+                p.token.remove_enabled_exchange(actor.address, exchange).map_err(core)?;
+                p.toml = text;
+                Ok((200, json!({ "product": product, "removed": exchange })))
+            }
+            Command::SetCallers { product, callers, allowed } => {
+                need(actor, &[Role::Operator], "changing the keeper allow-list")?;
+                let p = self.product_mut(product)?;
+                p.token.update_caller_status(actor.address, callers, allowed).map_err(core)?;
+                Ok((200, json!({ "product": product, "callers": callers, "allowed": allowed })))
+            }
+            Command::SetAnyoneCallable { product, value } => {
+                need(actor, &[Role::Operator], "changing anyone-callable")?;
+                let p = self.product_mut(product)?;
+                p.token.update_anyone_callable(actor.address, *value).map_err(core)?;
+                Ok((200, json!({ "product": product, "anyone_callable": value })))
+            }
+            Command::ObservePrice { product, asset, price } => {
+                need(actor, &[Role::Oracle, Role::System], "pushing a price")?;
+                let p = self.product_mut(product)?;
+                observe_price(p, asset, *price, now)?;
+                Ok((200, json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now })))
+            }
+            Command::Mint { product, quantity } => {
+                need(actor, &[Role::Holder], "minting")?;
+                let p = self.product_mut(product)?;
+                mint_or_redeem(p, actor.address, *quantity, true, now)
+            }
+            Command::Redeem { product, quantity } => {
+                need(actor, &[Role::Holder], "redeeming")?;
+                let p = self.product_mut(product)?;
+                mint_or_redeem(p, actor.address, *quantity, false, now)
+            }
+            Command::Transfer { product, to, quantity } => {
+                need(actor, &[Role::Holder], "transferring")?;
+                let p = self.product_mut(product)?;
+                if quantity.is_zero() {
+                    return Err(ApiError::bad("quantity", "must be greater than 0"));
+                }
+                if *to == Address::ZERO {
+                    return Err(ApiError::bad("to", "cannot transfer to the zero address"));
+                }
+                p.token.ledger.transfer(actor.address, *to, *quantity).map_err(core)?;
+                Ok((
+                    200,
+                    json!({
+                        "product": product,
+                        "from": actor.address,
+                        "to": to,
+                        "quantity": wad_str(*quantity),
+                        "balance": wad_str(p.token.ledger.balance_of(actor.address)),
+                    }),
+                ))
+            }
+            Command::Call { product, call, exchange } => {
+                let what = format!("{} on {product}", call.name());
+                match call {
+                    Call::Engage | Call::Disengage => need(actor, &[Role::Operator], &what)?,
+                    Call::Rebalance | Call::Iterate => need(actor, &[Role::Keeper], &what)?,
+                    Call::Ripcord => {
+                        need(actor, &[Role::Public, Role::Keeper, Role::Holder, Role::Operator, Role::Oracle], &what)?
+                    }
+                }
+                let p = self.product_mut(product)?;
+                if p.token.fli.exchange(exchange).is_err() {
+                    return Err(ApiError::NotFound(format!("product '{product}' has no exchange '{exchange}'")));
+                }
+                let before = p.token.current_leverage_ratio(now).ok();
+                let t = &mut p.token;
+                let out: FliOutcome = match call {
+                    Call::Engage => t.engage(actor.address, exchange, now),
+                    Call::Rebalance => t.rebalance(actor.address, exchange, now),
+                    Call::Iterate => t.iterate_rebalance(actor.address, exchange, now),
+                    Call::Ripcord => t.ripcord(actor.address, exchange, now),
+                    Call::Disengage => t.disengage(actor.address, exchange, now),
+                }
+                .map_err(core)?;
+                let after = p.token.current_leverage_ratio(now).ok();
+                Ok((
+                    200,
+                    json!({
+                        "product": product,
+                        "call": call.name(),
+                        "exchange": exchange,
+                        "leverage_before": before.map(wad_str),
+                        "leverage_after": after.map(wad_str),
+                        "event": event_json(&out.event),
+                        "trade": out.trade.map(|t| json!({
+                            "is_lever": t.is_lever,
+                            "sold": t.sold.to_string(),
+                            "bought": t.bought.to_string(),
+                            "pool_fee": t.pool_fee.to_string(),
+                        })),
+                        "reward_paid_wei": out.reward_paid.to_string(),
+                    }),
+                ))
+            }
+            Command::Liquidate { product } => {
+                need(
+                    actor,
+                    &[Role::Public, Role::Keeper, Role::Holder, Role::Operator, Role::Oracle],
+                    "liquidating",
+                )?;
+                let p = self.product_mut(product)?;
+                let t = &mut p.token;
+                let data = t.market.account_data(t.account, now).map_err(core)?;
+                if data.health_factor >= U256::from(10u64).pow(U256::from(18u64)) {
+                    return Err(ApiError::Rejected(format!(
+                        "the token's health factor {} is not below 1; nothing to liquidate",
+                        if data.health_factor == U256::MAX { "∞".to_string() } else { wad_str(data.health_factor) }
+                    )));
+                }
+                let (c, b, acct) = (t.collateral, t.borrow, t.account);
+                let mut market = t.market.clone();
+                let out = market.liquidation_call(c, b, acct, U256::MAX, now).map_err(core)?;
+                t.market = market;
+                Ok((
+                    200,
+                    json!({
+                        "product": product,
+                        "debt_repaid": out.debt_repaid.to_string(),
+                        "collateral_to_liquidator": out.collateral_to_liquidator.to_string(),
+                        "protocol_fee": out.protocol_fee.to_string(),
+                        "health_factor_before": wad_str(out.health_factor_before),
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+/// A core event with its numbers as decimal strings (leverage ratios as wads, amounts in
+/// collateral base units).
+fn event_json(e: &keel_core::strategy::fli::FliEvent) -> Value {
+    let name = serde_json::to_value(e)
+        .ok()
+        .and_then(|v| match v {
+            Value::Object(m) => m.keys().next().cloned(),
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+        .unwrap_or_default();
+    match e.notional() {
+        Some(n) => json!({
+            "name": name,
+            "current_leverage_ratio": wad_str(n.current_leverage_ratio),
+            "new_leverage_ratio": wad_str(n.new_leverage_ratio),
+            "chunk": n.chunk.to_string(),
+            "total": n.total.to_string(),
+        }),
+        None => json!({ "name": name }),
+    }
+}
+
+/// Post an observed price on the product's oracle and let the arbitrageur trade each pool to
+/// it; LPs re-centre liquidity after a large move. Checks everything before it changes anything.
+fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Result<(), ApiError> {
+    let product = p.product()?;
+    let id = if asset == product.collateral.asset {
+        p.token.collateral
+    } else if asset == product.borrow.asset {
+        p.token.borrow
+    } else {
+        return Err(ApiError::bad(
+            "asset",
+            format!("'{asset}' is not an asset of this product; one of {}, {}", product.collateral.asset, product.borrow.asset),
+        ));
+    };
+    let answer = price_e8(Wad(price)).map_err(|e| ApiError::bad("price", e.to_string().replace("field `price`: ", "")))?;
+    if answer <= 0 {
+        return Err(ApiError::bad("price", "must be at least 0.00000001 USD"));
+    }
+    let mut prices = p.prices.clone();
+    prices.insert(asset.to_string(), (price, now));
+    let pc = prices.get(&product.collateral.asset).map(|x| x.0).unwrap_or(product.collateral.price.0);
+    let pb = prices.get(&product.borrow.asset).map(|x| x.0).unwrap_or(product.borrow.price.0);
+    let recenter = {
+        let ratio = Wad(pc).to_f64() / Wad(p.pool_center).to_f64();
+        ratio.ln().abs() >= RECENTER_LOG_DISTANCE
+    };
+    // pools: token0 = borrow asset, token1 = collateral; raw token1 per raw token0
+    let ten = |d: u8| U256::from(10u64).pow(U256::from(d));
+    let target = sqrt_price_x96_from_ratio(pb * ten(product.collateral.decimals), pc * ten(product.borrow.decimals))
+        .map_err(|e| ApiError::bad("price", format!("the pools cannot trade at this price: {e}")))?;
+    let mut pools = p.token.pools.clone();
+    for (name, pool) in pools.iter_mut() {
+        if recenter {
+            *pool = product.build_pool(name, Wad(pc), Wad(pb)).map_err(core)?;
+        } else {
+            pool.move_price_to(target).map_err(|e| ApiError::Rejected(format!("pool {name}: {e}")))?;
+        }
+    }
+    p.token.market.post_price(id, answer, now);
+    p.token.pools = pools;
+    p.prices = prices;
+    if recenter {
+        p.pool_center = pc;
+    }
+    Ok(())
+}
+
+fn mint_or_redeem(
+    p: &mut ProductState,
+    holder: Address,
+    quantity: U256,
+    mint: bool,
+    now: u64,
+) -> Result<(u16, Value), ApiError> {
+    let what = if mint { "minting" } else { "redeeming" };
+    let nav = p.token.nav(now).map_err(|e| ApiError::Rejected(format!("{what} is paused: {e}")))?;
+    let product = p.product()?;
+    let pc = p.token.market.price(p.token.collateral, now).map_err(core)? * U256::from(10_000_000_000u64);
+    let pb = p.token.market.price(p.token.borrow, now).map_err(core)? * U256::from(10_000_000_000u64);
+    // accrue the streaming fee first (new holders do not pay for the past); undone on refusal
+    let last = p.token.ledger.last_fee_accrual;
+    let fee_minted = p.token.accrue_streaming_fee(now).map_err(core)?;
+    let undo = |p: &mut ProductState| {
+        let r = p.token.ledger.config.fee_recipient;
+        p.token.ledger.burn(r, fee_minted);
+        p.token.ledger.last_fee_accrual = last;
+    };
+    let (cd, bd) = (product.collateral.decimals, product.borrow.decimals);
+    let body = if mint {
+        let r = match p.token.issue(holder, quantity, now) {
+            Ok(r) => r,
+            Err(e) => {
+                undo(p);
+                return Err(core(e));
+            }
+        };
+        let paid = usd(r.collateral_in, cd, pc)? + usd(r.cash_in, bd, pb)?;
+        let got = usd(r.borrow_out, bd, pb)?;
+        json!({
+            "product": p.id,
+            "holder": holder,
+            "quantity": wad_str(r.quantity),
+            "fee": wad_str(r.fee),
+            "nav_per_token": wad_str(nav.per_token),
+            "collateral_in": units_str(r.collateral_in, cd),
+            "cash_in": units_str(r.cash_in, bd),
+            "borrow_out": units_str(r.borrow_out, bd),
+            "net_paid_usd": wad_str(paid.saturating_sub(got)),
+            "balance": wad_str(p.token.ledger.balance_of(holder)),
+            "supply": wad_str(p.token.ledger.total_supply()),
+        })
+    } else {
+        let r = match p.token.redeem(holder, quantity, now) {
+            Ok(r) => r,
+            Err(e) => {
+                undo(p);
+                return Err(core(e));
+            }
+        };
+        let got = usd(r.collateral_out, cd, pc)? + usd(r.cash_out, bd, pb)?;
+        let paid = usd(r.borrow_in, bd, pb)?;
+        json!({
+            "product": p.id,
+            "holder": holder,
+            "quantity": wad_str(r.quantity),
+            "fee": wad_str(r.fee),
+            "nav_per_token": wad_str(nav.per_token),
+            "collateral_out": units_str(r.collateral_out, cd),
+            "cash_out": units_str(r.cash_out, bd),
+            "borrow_in": units_str(r.borrow_in, bd),
+            "net_received_usd": wad_str(got.saturating_sub(paid)),
+            "balance": wad_str(p.token.ledger.balance_of(holder)),
+            "supply": wad_str(p.token.ledger.total_supply()),
+        })
+    };
+    Ok((200, body))
+}
+
+/// Merge `patch` over the product file, validate the whole, and apply what changed through
+/// the core's setters, on a copy: the copy replaces the product only if every step succeeds.
+fn update_settings(
+    p: &ProductState,
+    operator: Address,
+    patch: &str,
+    now: u64,
+) -> Result<(ProductState, Vec<String>), ApiError> {
+    let patch_table: toml::Table =
+        patch.parse().map_err(|e| ApiError::bad("patch", format!("not valid TOML: {e}")))?;
+    if patch_table.is_empty() {
+        return Err(ApiError::bad("patch", "is empty; give the sections and fields to change"));
+    }
+    for section in ["collateral", "borrow", "lending"] {
+        if patch_table.contains_key(section) {
+            return Err(ApiError::bad(
+                "patch",
+                format!("section [{section}] cannot change on a running product; create a new product"),
+            ));
+        }
+    }
+    let mut table: toml::Table = p.toml.parse().map_err(|e| ApiError::Unavailable(format!("{e}")))?;
+    merge(&mut table, patch_table);
+    let text = toml::to_string(&table).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let old = p.product()?;
+    let new = parse_product(&text).map_err(|e| match e {
+        ApiError::BadRequest { reason, .. } => ApiError::bad("patch", reason),
+        other => other,
+    })?;
+    let mut next = p.clone();
+    let mut changed = Vec::new();
+    let t = &mut next.token;
+    if new.token.supply_cap != old.token.supply_cap
+        || new.token.mint_fee != old.token.mint_fee
+        || new.token.redeem_fee != old.token.redeem_fee
+        || new.token.streaming_fee != old.token.streaming_fee
+    {
+        if operator != p.operator {
+            return Err(ApiError::Forbidden("Must be operator".into()));
+        }
+        t.accrue_streaming_fee(now).map_err(core)?;
+        let c = &mut t.ledger.config;
+        c.supply_cap = new.token.supply_cap;
+        c.mint_fee = new.token.mint_fee;
+        c.redeem_fee = new.token.redeem_fee;
+        c.streaming_fee = new.token.streaming_fee;
+        changed.push("token".to_string());
+    }
+    if new.methodology != old.methodology {
+        t.set_methodology_settings(operator, new.methodology.clone()).map_err(core)?;
+        changed.push("methodology".into());
+    }
+    if new.execution != old.execution {
+        t.set_execution_settings(operator, new.execution.clone()).map_err(core)?;
+        changed.push("execution".into());
+    }
+    if new.incentive != old.incentive {
+        t.set_incentive_settings(operator, new.incentive.clone()).map_err(core)?;
+        changed.push("incentive".into());
+    }
+    for (name, x) in &new.exchanges {
+        match old.exchanges.iter().find(|(n, _)| n == name) {
+            Some((_, o)) if o.settings == x.settings => {}
+            Some(_) => {
+                t.update_enabled_exchange(operator, name, x.settings.clone()).map_err(core)?;
+                changed.push(format!("exchanges.{name}"));
+            }
+            None => {
+                let pc = p.prices.get(&new.collateral.asset).map(|v| v.0).unwrap_or(new.collateral.price.0);
+                let pb = p.prices.get(&new.borrow.asset).map(|v| v.0).unwrap_or(new.borrow.price.0);
+                let pool = new.build_pool(name, Wad(pc), Wad(pb)).map_err(core)?;
+                t.pools.insert(x.settings.lever_route.clone(), pool.clone());
+                t.pools.insert(x.settings.delever_route.clone(), pool);
+                t.add_enabled_exchange(operator, name, x.settings.clone()).map_err(core)?;
+                changed.push(format!("exchanges.{name}"));
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Err(ApiError::bad("patch", "changes nothing: every value given equals the current one"));
+    }
+    next.toml = text;
+    Ok((next, changed))
+}

@@ -1,0 +1,189 @@
+//! What readers see of a product: NAV, leverage and its band, what a keeper should do on each
+//! exchange, the position, the venue accounts, prices and why anything is blocked.
+//!
+//! Views are computed by the writer after each committed batch (and once a second, so a price
+//! going stale shows without any write) and published as ready-to-send JSON.
+
+use crate::engine::ProductState;
+use crate::model::{units_str, wad_str};
+use keel_core::U256;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One observed price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceView {
+    /// USD per whole unit.
+    pub price: String,
+    /// Unix seconds of the observation.
+    pub observed_at: u64,
+    /// Seconds since.
+    pub age_s: u64,
+    /// The oracle's heartbeat, seconds.
+    pub heartbeat_s: u64,
+    /// Age beyond which the price is refused (heartbeat + 10%), seconds.
+    pub max_age_s: u64,
+    /// Older than the heartbeat: minting, redeeming and rebalancing are paused.
+    pub stale: bool,
+}
+
+/// The leverage band.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    /// Minimum leverage ratio.
+    pub min: String,
+    /// Target.
+    pub target: String,
+    /// Maximum.
+    pub max: String,
+    /// Ripcord (incentivized) leverage ratio.
+    pub ripcord: String,
+}
+
+/// A product's state as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductView {
+    /// Product id.
+    pub id: String,
+    /// Ticker.
+    pub symbol: String,
+    /// Name.
+    pub name: String,
+    /// Log position the view reflects.
+    pub seq: u64,
+    /// Unix seconds the view was computed at.
+    pub as_of: u64,
+    /// Why minting, redeeming and rebalancing are refused now (a stale price), if they are.
+    pub blocked: Option<String>,
+    /// NAV per token, USD.
+    pub nav_per_token: Option<String>,
+    /// Equity, USD.
+    pub equity_usd: Option<String>,
+    /// Leverage ratio (collateral value / equity).
+    pub leverage_ratio: Option<String>,
+    /// The band it is kept in.
+    pub band: Band,
+    /// TWAP target while a rebalance is in progress.
+    pub twap_leverage_ratio: Option<String>,
+    /// What a keeper should call on each exchange: none, rebalance, iterate, ripcord.
+    pub should_rebalance: BTreeMap<String, String>,
+    /// Keepers allowed to rebalance (empty with anyone-callable).
+    pub allowed_callers: Vec<String>,
+    /// Rebalance and iterate open to any keeper key.
+    pub anyone_callable: bool,
+    /// Collateral supplied, debt owed and idle cash, in asset units.
+    pub position: BTreeMap<String, String>,
+    /// The token's lending account: collateral and debt values (USD), health factor.
+    pub lending_account: BTreeMap<String, String>,
+    /// Each pool's price of the collateral, USD.
+    pub pools: BTreeMap<String, String>,
+    /// Last observed prices by asset.
+    pub prices: BTreeMap<String, PriceView>,
+    /// Total supply.
+    pub supply: String,
+    /// Supply cap.
+    pub supply_cap: String,
+    /// Number of holders.
+    pub holders: usize,
+    /// The ledger invariant: supply equals the sum of balances.
+    pub supply_equals_balances: bool,
+}
+
+fn fmt_hf(v: U256) -> String {
+    if v == U256::MAX { "inf".into() } else { wad_str(v) }
+}
+
+/// Compute the view of `p` at `now`, after event `seq`.
+pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
+    let t = &p.token;
+    let f = &t.fli;
+    let (collateral, borrow) = (&t.market.reserves[t.collateral], &t.market.reserves[t.borrow]);
+    let (cd, bd) = (collateral.config.decimals, borrow.config.decimals);
+    let (cs, bs) = (collateral.config.symbol.clone(), borrow.config.symbol.clone());
+    let mut prices = BTreeMap::new();
+    let mut blocked = Vec::new();
+    for (asset, r) in [(&cs, collateral), (&bs, borrow)] {
+        let (price, at) = p.prices.get(asset).copied().unwrap_or((U256::ZERO, 0));
+        let age = now.saturating_sub(at);
+        let stale = r.feed.latest(now).is_err();
+        if let Err(e) = r.feed.latest(now) {
+            blocked.push(format!("{asset} price: {e}"));
+        }
+        prices.insert(
+            asset.clone(),
+            PriceView { price: wad_str(price), observed_at: at, age_s: age, heartbeat_s: r.feed.heartbeat, max_age_s: r.feed.max_staleness, stale },
+        );
+    }
+    let nav = t.nav(now).ok();
+    let lr = t.current_leverage_ratio(now).ok();
+    let mut should = BTreeMap::new();
+    match t.should_rebalance(now) {
+        Ok(list) => {
+            for (name, s) in list {
+                should.insert(
+                    name,
+                    match s {
+                        keel_core::strategy::fli::ShouldRebalance::None => "none",
+                        keel_core::strategy::fli::ShouldRebalance::Rebalance => "rebalance",
+                        keel_core::strategy::fli::ShouldRebalance::IterateRebalance => "iterate",
+                        keel_core::strategy::fli::ShouldRebalance::Ripcord => "ripcord",
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        Err(_) => {
+            for (name, _) in &f.exchanges {
+                should.insert(name.clone(), "none".to_string());
+            }
+        }
+    }
+    let mut position = BTreeMap::new();
+    let supplied = t.market.supply_balance(t.account, t.collateral, now).unwrap_or_default();
+    let owed = t.market.debt_balance(t.account, t.borrow, now).unwrap_or_default();
+    position.insert(format!("collateral_{cs}"), units_str(supplied, cd));
+    position.insert(format!("debt_{bs}"), units_str(owed, bd));
+    position.insert(format!("idle_{bs}"), units_str(t.idle_borrow, bd));
+    let mut lending = BTreeMap::new();
+    if let Ok(a) = t.market.account_data(t.account, now) {
+        lending.insert("collateral_usd".into(), units_str(a.collateral_base, 8));
+        lending.insert("debt_usd".into(), units_str(a.debt_base, 8));
+        lending.insert("health_factor".into(), fmt_hf(a.health_factor));
+    }
+    let mut pools = BTreeMap::new();
+    for (name, pool) in &t.pools {
+        // chart figure only (f64): the collateral's price in the pool, in the borrow asset
+        let p1in0 = pool.price1_in_0_f64();
+        let usd = if pool.token1.symbol == cs { p1in0 } else if p1in0 > 0.0 { 1.0 / p1in0 } else { 0.0 };
+        pools.insert(name.clone(), format!("{usd:.2}"));
+    }
+    ProductView {
+        id: p.id.clone(),
+        symbol: t.ledger.config.symbol.clone(),
+        name: t.ledger.config.name.clone(),
+        seq,
+        as_of: now,
+        blocked: if blocked.is_empty() { None } else { Some(blocked.join("; ")) },
+        nav_per_token: nav.map(|n| wad_str(n.per_token)),
+        equity_usd: nav.map(|n| wad_str(n.equity)),
+        leverage_ratio: lr.map(wad_str),
+        band: Band {
+            min: wad_str(f.methodology.min_leverage_ratio),
+            target: wad_str(f.methodology.target_leverage_ratio),
+            max: wad_str(f.methodology.max_leverage_ratio),
+            ripcord: wad_str(f.incentive.incentivized_leverage_ratio),
+        },
+        twap_leverage_ratio: if f.twap_leverage_ratio.is_zero() { None } else { Some(wad_str(f.twap_leverage_ratio)) },
+        should_rebalance: should,
+        allowed_callers: f.allowed_callers.iter().map(|a| a.to_string()).collect(),
+        anyone_callable: f.anyone_callable,
+        position,
+        lending_account: lending,
+        pools,
+        prices,
+        supply: wad_str(t.ledger.total_supply()),
+        supply_cap: wad_str(t.ledger.config.supply_cap),
+        holders: t.ledger.balances().count(),
+        supply_equals_balances: t.ledger.supply_matches_balances(),
+    }
+}
