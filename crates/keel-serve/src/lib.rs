@@ -24,6 +24,7 @@ pub mod model;
 pub mod openapi;
 pub mod prices;
 pub mod store;
+pub mod testing;
 pub mod view;
 pub mod writer;
 
