@@ -2,55 +2,16 @@
 //! restart every acknowledged request is in the state, none twice, and supply equals the sum
 //! of balances. On SQLite and on PostgreSQL.
 
+mod common;
+
+use common::{OP, agent, call, get, spawn};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ETH2X: &str = include_str!("../../../products/eth2x-fli.toml");
-const OP: &str = "crash-test-operator";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn spawn(db: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["serve", "--db", db, "--listen", "127.0.0.1:0", "--snapshot-every", "500"])
-        .env("KEEL_OPERATOR_KEY", OP)
-        .env("KEEL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start keel serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
-    Server { child, base }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(20))).build().into()
-}
-
-fn call(a: &ureq::Agent, base: &str, path: &str, key: &str, idem: Option<&str>, body: Value) -> Result<(u16, Value), String> {
-    let mut r = a.post(format!("{base}{path}")).header("Authorization", &format!("Bearer {key}"));
-    if let Some(i) = idem {
-        r = r.header("Idempotency-Key", i);
-    }
-    let mut resp = r.send_json(&body).map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let v = resp.body_mut().read_json::<Value>().map_err(|e| e.to_string())?;
-    Ok((status, v))
-}
-
-fn get(a: &ureq::Agent, url: &str) -> Value {
-    a.get(url).call().unwrap().body_mut().read_json::<Value>().unwrap()
-}
 
 fn all_events(a: &ureq::Agent, base: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -75,7 +36,7 @@ struct Sent {
 }
 
 fn crash_and_recover(db: &str) {
-    let srv = spawn(db);
+    let srv = spawn(db, &["--snapshot-every", "100"]);
     let a = agent();
     let (s, _) = call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap();
     assert_eq!(s, 201);
@@ -136,7 +97,7 @@ fn crash_and_recover(db: &str) {
     let in_flight = in_flight.lock().unwrap().clone();
     assert!(acked.len() >= 400, "only {} acknowledged", acked.len());
 
-    let srv = spawn(db);
+    let srv = spawn(db, &["--snapshot-every", "100"]);
     let events = all_events(&a, &srv.base);
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut per_holder: BTreeMap<String, i128> = BTreeMap::new();
@@ -185,9 +146,7 @@ fn crash_and_recover(db: &str) {
     let events2 = all_events(&a, &srv.base);
     let retried_new = in_flight.iter().filter(|(_, s)| !seen.contains_key(&s.idem)).count();
     assert_eq!(events2.len(), events.len() + retried_new, "retries of logged requests add nothing");
-    let mut child = srv.child;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    srv.kill();
     eprintln!("{db}: {} acknowledged, {} in flight at SIGKILL, {} events after restart", acked.len(), in_flight.len(), events.len());
 }
 

@@ -56,10 +56,8 @@ pub struct IdempotencyRecord {
     pub request_hash: String,
     /// The event it produced.
     pub seq: u64,
-    /// Status of the first acknowledgement.
+    /// Status of the first acknowledgement (its body is in the event).
     pub status: u16,
-    /// Body of the first acknowledgement.
-    pub result: Value,
 }
 
 /// The result of applying a request.
@@ -67,13 +65,12 @@ pub struct IdempotencyRecord {
 pub enum Outcome {
     /// A new event to append; acknowledge with its status and result once it is durable.
     Applied(Box<StoredEvent>),
-    /// The idempotency key was seen with the same request: return the first result again.
+    /// The idempotency key was seen with the same request: return the first result again
+    /// (the body of event `seq`).
     Replayed {
         /// Status of the first acknowledgement.
         status: u16,
-        /// Its body.
-        result: Value,
-        /// The event it produced.
+        /// The event that holds its body.
         seq: u64,
     },
 }
@@ -89,7 +86,9 @@ pub struct Engine {
     pub keys: BTreeMap<String, KeyRecord>,
     /// Products by id.
     pub products: BTreeMap<String, ProductState>,
-    /// Idempotency records by scope.
+    /// Idempotency records by scope. Not part of a snapshot: the log's unique index holds
+    /// them, and the store rebuilds this map from it at start-up.
+    #[serde(skip)]
     pub idempotency: BTreeMap<String, IdempotencyRecord>,
 }
 
@@ -165,6 +164,18 @@ impl Engine {
         Engine::default()
     }
 
+    /// A copy of what a snapshot holds (everything but the idempotency records, which the log's
+    /// index keeps): cheap enough for the writer to hand to the snapshot thread.
+    pub fn snapshot_copy(&self) -> Engine {
+        Engine {
+            seq: self.seq,
+            last_at: self.last_at,
+            keys: self.keys.clone(),
+            products: self.products.clone(),
+            idempotency: BTreeMap::new(),
+        }
+    }
+
     /// Apply a request at `now`. On `Err` nothing changed.
     pub fn apply(&mut self, req: &Request, now: u64) -> Result<Outcome, ApiError> {
         let now = now.max(self.last_at);
@@ -172,7 +183,7 @@ impl Engine {
             && let Some(r) = self.idempotency.get(&idem.scope)
         {
             if r.request_hash == idem.request_hash {
-                return Ok(Outcome::Replayed { status: r.status, result: r.result.clone(), seq: r.seq });
+                return Ok(Outcome::Replayed { status: r.status, seq: r.seq });
             }
             return Err(ApiError::Conflict(format!(
                 "Idempotency-Key '{}' was first used with a different request (event {}); send a new key for a new request",
@@ -186,7 +197,7 @@ impl Engine {
         if let Some(Idempotency { scope, request_hash }) = &req.idempotency {
             self.idempotency.insert(
                 scope.clone(),
-                IdempotencyRecord { request_hash: request_hash.clone(), seq: self.seq, status, result: result.clone() },
+                IdempotencyRecord { request_hash: request_hash.clone(), seq: self.seq, status },
             );
         }
         Ok(Outcome::Applied(Box::new(StoredEvent { seq: self.seq, at: now, request: req.clone(), status, result })))

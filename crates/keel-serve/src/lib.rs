@@ -35,7 +35,6 @@ use model::{Actor, Command, KeyRecord, Request, Role, address_of_hash, sha256_he
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use store::Store;
 use writer::{Shared, Submitter};
 use thiserror::Error;
 
@@ -121,16 +120,18 @@ impl Running {
     }
 }
 
-/// Start the writer on `store` (replaying it) and the HTTP API on `listen`; `reader` is a second
-/// connection to the same store for reading the log.
+/// Open the store at `db` (three connections: the writer's, the snapshot thread's and the log
+/// reader's), replay it, and start the writer and the HTTP API on `listen`.
 pub fn start(
-    store: Box<dyn Store>,
-    reader: Box<dyn Store>,
+    db: &str,
     clock: Arc<dyn writer::Clock>,
     writer_cfg: writer::WriterConfig,
     listen: SocketAddr,
 ) -> Result<Running, ServeError> {
-    let (shared, submitter, startup, writer_thread) = writer::start(store, clock, writer_cfg)?;
+    let store = store::open(db)?;
+    tracing::info!(store = %store.describe(), "opened the event log");
+    let (snapshots, reader) = (store::open(db)?, store::open(db)?);
+    let (shared, submitter, startup, writer_thread) = writer::start(store, snapshots, clock, writer_cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind(listen))?;
     let addr = listener.local_addr()?;
@@ -183,10 +184,7 @@ pub fn bootstrap_operator(running: &Running, key: Option<&str>) -> Result<Option
 /// Run the service until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout once
 /// it accepts connections.
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
-    let store = store::open(&cfg.db)?;
-    let reader = store::open(&cfg.db)?;
-    tracing::info!(store = %store.describe(), "opened the event log");
-    let running = start(store, reader, Arc::new(writer::SystemClock), cfg.writer.clone(), cfg.listen)?;
+    let running = start(&cfg.db, Arc::new(writer::SystemClock), cfg.writer.clone(), cfg.listen)?;
     let s = &running.startup;
     tracing::info!(snapshot = s.snapshot_seq, replayed = s.replayed, elapsed_ms = s.elapsed.as_millis() as u64, "state restored");
     match bootstrap_operator(&running, cfg.bootstrap_key.as_deref())? {

@@ -5,7 +5,7 @@
 //! engine, so start-up replays only the tail. A unique index on the idempotency scope makes
 //! "none twice" a property of the database as well as of the engine.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, IdempotencyRecord};
 use crate::error::StoreError;
 use crate::model::{Request, StoredEvent};
 
@@ -29,6 +29,16 @@ pub trait Store: Send {
     fn load(&mut self) -> Result<Loaded, StoreError>;
     /// Events after `after`, oldest first, at most `limit`, optionally of one product.
     fn events(&mut self, product: Option<&str>, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Housekeeping off the writer's path, called about once a second by the snapshot thread
+    /// (SQLite: a passive WAL checkpoint, so the writer's commits never copy much).
+    fn maintain(&mut self) {}
+    /// Housekeeping the writer itself does between batches, every few seconds (SQLite: a
+    /// checkpoint that completes because no commit runs meanwhile, so the WAL restarts).
+    fn checkpoint(&mut self) {}
+    /// One event.
+    fn event(&mut self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self.events(None, seq.saturating_sub(1), 1)?.into_iter().find(|e| e.seq == seq))
+    }
     /// Which database this is, for logs.
     fn describe(&self) -> String;
 }
@@ -81,6 +91,9 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // checkpoints run from the snapshot thread ([`Store::maintain`]), not inside commits
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         let mut s = SqliteStore { conn, path: path.to_string() };
         s.migrate()?;
         Ok(s)
@@ -96,6 +109,7 @@ impl Store for SqliteStore {
                 product TEXT,
                 kind TEXT NOT NULL,
                 idem TEXT,
+                req_hash TEXT,
                 request TEXT NOT NULL,
                 status INTEGER NOT NULL,
                 result TEXT NOT NULL
@@ -111,7 +125,7 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO events (seq, at, product, kind, idem, request, status, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (seq, at, product, kind, idem, req_hash, request, status, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for e in events {
                 let (req, res) = encode(e)?;
@@ -121,6 +135,7 @@ impl Store for SqliteStore {
                     e.request.command.product(),
                     e.request.command.kind(),
                     e.request.idempotency.as_ref().map(|i| i.scope.as_str()),
+                    e.request.idempotency.as_ref().map(|i| i.request_hash.as_str()),
                     req,
                     e.status as i64,
                     res
@@ -129,6 +144,21 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn maintain(&mut self) {
+        // a passive checkpoint copies what it can without blocking the writer; under steady
+        // load it never quite catches up, so the writer finishes the job between batches
+        // ([`Store::checkpoint`]) with only a few frames left to copy
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 
     fn save_snapshot(&mut self, engine: &Engine) -> Result<(), StoreError> {
@@ -152,10 +182,22 @@ impl Store for SqliteStore {
                 None => None,
             }
         };
-        let engine = match &snap {
+        let mut engine = match &snap {
             Some((seq, text)) => decode_snapshot(*seq, text)?,
             None => Engine::new(),
         };
+        {
+            let mut st = self.conn.prepare("SELECT idem, req_hash, seq, status FROM events WHERE idem IS NOT NULL AND seq <= ?1")?;
+            let mut rows = st.query([engine.seq as i64])?;
+            while let Some(r) = rows.next()? {
+                let rec = IdempotencyRecord {
+                    request_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    seq: r.get::<_, i64>(2)? as u64,
+                    status: r.get::<_, i64>(3)? as u16,
+                };
+                engine.idempotency.insert(r.get(0)?, rec);
+            }
+        }
         let mut tail = Vec::new();
         let mut st = self.conn.prepare("SELECT seq, at, request, status, result FROM events WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = st.query([engine.seq as i64])?;
@@ -211,6 +253,7 @@ impl Store for PgStore {
                 product TEXT,
                 kind TEXT NOT NULL,
                 idem TEXT,
+                req_hash TEXT,
                 request TEXT NOT NULL,
                 status INTEGER NOT NULL,
                 result TEXT NOT NULL
@@ -225,17 +268,19 @@ impl Store for PgStore {
     fn append(&mut self, events: &[StoredEvent]) -> Result<(), StoreError> {
         let mut tx = self.client.transaction()?;
         let st = tx.prepare(
-            "INSERT INTO events (seq, at, product, kind, idem, request, status, result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO events (seq, at, product, kind, idem, req_hash, request, status, result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )?;
         for e in events {
             let (req, res) = encode(e)?;
             let idem = e.request.idempotency.as_ref().map(|i| i.scope.as_str());
+            let hash = e.request.idempotency.as_ref().map(|i| i.request_hash.as_str());
             tx.execute(&st, &[
                 &(e.seq as i64),
                 &(e.at as i64),
                 &e.request.command.product(),
                 &e.request.command.kind(),
                 &idem,
+                &hash,
                 &req,
                 &(e.status as i32),
                 &res,
@@ -259,10 +304,21 @@ impl Store for PgStore {
 
     fn load(&mut self) -> Result<Loaded, StoreError> {
         let snap = self.client.query_opt("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1", &[])?;
-        let engine = match snap {
+        let mut engine = match snap {
             Some(r) => decode_snapshot(r.get(0), r.get::<_, &str>(1))?,
             None => Engine::new(),
         };
+        for r in self.client.query(
+            "SELECT idem, req_hash, seq, status FROM events WHERE idem IS NOT NULL AND seq <= $1",
+            &[&(engine.seq as i64)],
+        )? {
+            let rec = IdempotencyRecord {
+                request_hash: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                seq: r.get::<_, i64>(2) as u64,
+                status: r.get::<_, i32>(3) as u16,
+            };
+            engine.idempotency.insert(r.get(0), rec);
+        }
         let rows = self.client.query(
             "SELECT seq, at, request, status, result FROM events WHERE seq > $1 ORDER BY seq",
             &[&(engine.seq as i64)],

@@ -157,9 +157,11 @@ pub struct Startup {
     pub elapsed: Duration,
 }
 
-/// Load the store, replay, and start the writer thread.
+/// Load the store, replay, and start the writer thread; `snapshots` is a second connection on
+/// which a background thread saves snapshots, so the writer never waits for one.
 pub fn start(
     mut store: Box<dyn Store>,
+    mut snapshots: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     cfg: WriterConfig,
 ) -> Result<(Arc<Shared>, Submitter, Startup, std::thread::JoinHandle<()>), StoreError> {
@@ -190,7 +192,31 @@ pub fn start(
             b.insert(id.clone(), p.token.ledger.balances().map(|(a, v)| (*a, *v)).collect());
         }
     }
-    let mut w = Writer { engine, store, clock, cfg: cfg.clone(), shared: shared.clone(), last_snapshot: 0 };
+    let (snap_tx, snap_rx) = std::sync::mpsc::sync_channel::<Engine>(1);
+    std::thread::Builder::new()
+        .name("keel-snapshots".into())
+        .spawn(move || {
+            let mut last_maintain = Instant::now();
+            loop {
+                if last_maintain.elapsed() >= Duration::from_millis(250) {
+                    snapshots.maintain();
+                    last_maintain = Instant::now();
+                }
+                match snap_rx.recv_timeout(Duration::from_millis(250)) {
+                    Ok(engine) => {
+                        let t = Instant::now();
+                        match snapshots.save_snapshot(&engine) {
+                            Ok(()) => tracing::debug!(seq = engine.seq, ms = t.elapsed().as_millis() as u64, "snapshot saved"),
+                            Err(e) => tracing::warn!(error = %e, "snapshot failed; start-up will replay more events"),
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the snapshot thread: {e}")))?;
+    let mut w = Writer { engine, store, clock, cfg: cfg.clone(), shared: shared.clone(), last_snapshot: 0, snap_tx };
     w.last_snapshot = w.engine.seq;
     w.refresh_all();
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
@@ -208,11 +234,13 @@ struct Writer {
     cfg: WriterConfig,
     shared: Arc<Shared>,
     last_snapshot: u64,
+    snap_tx: SyncSender<Engine>,
 }
 
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
         let mut last_refresh = Instant::now();
+        let mut last_checkpoint = Instant::now();
         loop {
             let first = match rx.recv_timeout(self.cfg.refresh) {
                 Ok(j) => j,
@@ -237,10 +265,14 @@ impl Writer {
                 self.refresh_all();
                 last_refresh = Instant::now();
             }
+            if last_checkpoint.elapsed() >= Duration::from_secs(2) {
+                self.store.checkpoint();
+                last_checkpoint = Instant::now();
+            }
             if self.engine.seq >= self.last_snapshot + self.cfg.snapshot_every {
-                match self.store.save_snapshot(&self.engine) {
-                    Ok(()) => self.last_snapshot = self.engine.seq,
-                    Err(e) => tracing::warn!(error = %e, "snapshot failed; start-up will replay more events"),
+                // a copy goes to the snapshot thread; if it is still busy, try again later
+                if self.snap_tx.try_send(self.engine.snapshot_copy()).is_ok() {
+                    self.last_snapshot = self.engine.seq;
                 }
             }
         }
@@ -252,6 +284,7 @@ impl Writer {
         let now = self.clock.now();
         let mut events: Vec<StoredEvent> = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
+        let mut replayed = Vec::new();
         for job in batch {
             let r = match self.engine.apply(&job.req, now) {
                 Ok(Outcome::Applied(ev)) => {
@@ -259,7 +292,10 @@ impl Writer {
                     events.push(*ev);
                     Ok(ack)
                 }
-                Ok(Outcome::Replayed { status, result, seq }) => Ok(Ack { status, result, seq, replayed: true }),
+                Ok(Outcome::Replayed { status, seq }) => {
+                    replayed.push(replies.len());
+                    Ok(Ack { status, result: serde_json::Value::Null, seq, replayed: true })
+                }
                 Err(e) => Err(e),
             };
             replies.push((job.reply, r));
@@ -278,6 +314,21 @@ impl Writer {
             self.shared.metrics.commit.observe(t.elapsed().as_secs_f64());
             self.shared.metrics.batches.fetch_add(1, Ordering::Relaxed);
             self.publish(&events, now);
+        }
+        // the first result of each retried request: from this batch or from the log
+        for i in replayed {
+            if let Ok(ack) = &mut replies[i].1 {
+                let body = match events.iter().find(|e| e.seq == ack.seq) {
+                    Some(e) => Ok(Some(e.result.clone())),
+                    None => self.store.event(ack.seq).map(|e| e.map(|e| e.result)),
+                };
+                match body {
+                    Ok(Some(b)) => ack.result = b,
+                    Ok(None) | Err(_) => {
+                        replies[i].1 = Err(ApiError::Unavailable(format!("cannot read event {} of the log; retry", ack.seq)))
+                    }
+                }
+            }
         }
         for (reply, r) in replies {
             let _ = reply.send(r);

@@ -4,7 +4,7 @@
 
 use keel_serve::testing::backends;
 use keel_serve::writer::{ManualClock, WriterConfig};
-use keel_serve::{Running, store};
+use keel_serve::Running;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -32,8 +32,7 @@ impl Srv {
     fn start(url: &str, clock: Arc<ManualClock>) -> Srv {
         let cfg = WriterConfig { refresh: Duration::from_millis(50), snapshot_every: 25, ..WriterConfig::default() };
         let running = keel_serve::start(
-            store::open(url).unwrap(),
-            store::open(url).unwrap(),
+            url,
             clock.clone(),
             cfg,
             "127.0.0.1:0".parse().unwrap(),
