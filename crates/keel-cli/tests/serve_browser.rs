@@ -26,7 +26,10 @@ fn wd(a: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> Value {
 fn the_dashboard_shows_a_mint() {
     let (chromium, driver) = ("/usr/bin/chromium", "/usr/bin/chromedriver");
     if !std::path::Path::new(chromium).exists() || !std::path::Path::new(driver).exists() {
-        assert!(std::env::var("KEEL_REQUIRE_BROWSER").as_deref() != Ok("1"), "KEEL_REQUIRE_BROWSER=1 but chromium or chromedriver is missing");
+        assert!(
+            std::env::var("KEEL_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "KEEL_REQUIRE_BROWSER=1 but chromium or chromedriver is missing"
+        );
         eprintln!("skipping: install chromium and chromium-driver");
         return;
     }
@@ -59,7 +62,9 @@ fn the_dashboard_shows_a_mint() {
     let session = wd(&a, "POST", &format!("{wdb}/session"), Some(caps));
     let sid = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_string();
     let s = format!("{wdb}/session/{sid}");
-    let run = |script: &str| wd(&a, "POST", &format!("{s}/execute/sync"), Some(json!({ "script": script, "args": [] })))["value"].clone();
+    let run = |script: &str| {
+        wd(&a, "POST", &format!("{s}/execute/sync"), Some(json!({ "script": script, "args": [] })))["value"].clone()
+    };
     let wait_for = |script: &str, what: &str| {
         let t0 = Instant::now();
         loop {
@@ -74,7 +79,8 @@ fn the_dashboard_shows_a_mint() {
     wd(&a, "POST", &format!("{s}/url"), Some(json!({ "url": srv.base })));
     wait_for("return document.getElementById('status').textContent === 'live'", "the stream connected");
     wait_for("return !!document.querySelector('[data-product=\"eth2x\"]')", "the product");
-    let (status, _) = call(&a, &srv.base, "/products/eth2x/mint", &holder, None, json!({ "quantity": "7.25" })).unwrap();
+    let (status, _) =
+        call(&a, &srv.base, "/products/eth2x/mint", &holder, None, json!({ "quantity": "7.25" })).unwrap();
     assert_eq!(status, 200);
     wait_for(
         "const r = document.querySelector('#events tr[data-kind=\"mint\"]'); return !!r && r.textContent.includes('7.25 tokens')",

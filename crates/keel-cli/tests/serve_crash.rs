@@ -132,7 +132,11 @@ fn crash_and_recover(db: &str) {
             .filter(|(j, s)| *j == i && seen.contains_key(&s.idem))
             .map(|(_, s)| if s.kind == "mint" { s.milli as i128 } else { -(s.milli as i128) })
             .sum();
-        assert_eq!(want, acked_net + maybe, "holder {i}: acknowledged requests (and only in-flight extras) are in the state");
+        assert_eq!(
+            want,
+            acked_net + maybe,
+            "holder {i}: acknowledged requests (and only in-flight extras) are in the state"
+        );
     }
     let view = get(&a, &format!("{}/products/eth2x", srv.base));
     assert_eq!(view["supply_equals_balances"], true, "supply equals the sum of balances");
@@ -147,7 +151,12 @@ fn crash_and_recover(db: &str) {
     let retried_new = in_flight.iter().filter(|(_, s)| !seen.contains_key(&s.idem)).count();
     assert_eq!(events2.len(), events.len() + retried_new, "retries of logged requests add nothing");
     srv.kill();
-    eprintln!("{db}: {} acknowledged, {} in flight at SIGKILL, {} events after restart", acked.len(), in_flight.len(), events.len());
+    eprintln!(
+        "{db}: {} acknowledged, {} in flight at SIGKILL, {} events after restart",
+        acked.len(),
+        in_flight.len(),
+        events.len()
+    );
 }
 
 #[test]

@@ -18,7 +18,11 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 fn post(a: &ureq::Agent, url: &str, key: &str, idem: Option<&str>, body: &Value) -> (u16, Value) {
@@ -42,11 +46,17 @@ fn main() {
     let secs: u64 = args[5].parse().expect("SECONDS");
     let a = agent();
     let id = format!("load{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
-    let toml = include_str!("../../../products/eth2x-fli.toml").replace("supply_cap = \"5000\"", "supply_cap = \"100000000\"");
+    let toml =
+        include_str!("../../../products/eth2x-fli.toml").replace("supply_cap = \"5000\"", "supply_cap = \"100000000\"");
     let (s, v) = post(&a, &format!("{base}/products"), &op, None, &json!({ "id": id, "toml": toml }));
     assert_eq!(s, 201, "create product: {v}");
     let keys: Vec<String> = (0..threads)
-        .map(|_| post(&a, &format!("{base}/keys"), &op, None, &json!({ "role": "holder" })).1["key"].as_str().unwrap().to_string())
+        .map(|_| {
+            post(&a, &format!("{base}/keys"), &op, None, &json!({ "role": "holder" })).1["key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     // seed every holder so redeems have something to redeem
     for k in &keys {
@@ -78,9 +88,15 @@ fn main() {
                         let _ = r.body_mut().read_to_string();
                         ok
                     } else {
-                        let kind = if n % 2 == 0 { "mint" } else { "redeem" };
+                        let kind = if n.is_multiple_of(2) { "mint" } else { "redeem" };
                         let idem = format!("lg-{i}-{n}");
-                        let (s, _) = post(&a, &format!("{base}/products/{id}/{kind}"), &key, Some(&idem), &json!({ "quantity": "0.001" }));
+                        let (s, _) = post(
+                            &a,
+                            &format!("{base}/products/{id}/{kind}"),
+                            &key,
+                            Some(&idem),
+                            &json!({ "quantity": "0.001" }),
+                        );
                         s == 200
                     };
                     lat.push(t.elapsed().as_micros() as u64);

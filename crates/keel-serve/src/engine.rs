@@ -6,9 +6,7 @@
 //! append (with the acknowledgement it carries) or refuses it having changed nothing.
 
 use crate::error::{ApiError, StoreError};
-use crate::model::{
-    Actor, Call, Command, Idempotency, KeyRecord, Request, Role, StoredEvent, units_str, wad_str,
-};
+use crate::model::{Actor, Call, Command, Idempotency, KeyRecord, Request, Role, StoredEvent, units_str, wad_str};
 use keel_core::error::ProductError;
 use keel_core::math::mul_div_down;
 use keel_core::product::{AnyProduct, Product, price_e8};
@@ -195,10 +193,8 @@ impl Engine {
         self.seq += 1;
         self.last_at = now;
         if let Some(Idempotency { scope, request_hash }) = &req.idempotency {
-            self.idempotency.insert(
-                scope.clone(),
-                IdempotencyRecord { request_hash: request_hash.clone(), seq: self.seq, status },
-            );
+            self.idempotency
+                .insert(scope.clone(), IdempotencyRecord { request_hash: request_hash.clone(), seq: self.seq, status });
         }
         Ok(Outcome::Applied(Box::new(StoredEvent { seq: self.seq, at: now, request: req.clone(), status, result })))
     }
@@ -403,11 +399,7 @@ impl Engine {
                 ))
             }
             Command::Liquidate { product } => {
-                need(
-                    actor,
-                    &[Role::Public, Role::Keeper, Role::Holder, Role::Operator, Role::Oracle],
-                    "liquidating",
-                )?;
+                need(actor, &[Role::Public, Role::Keeper, Role::Holder, Role::Operator, Role::Oracle], "liquidating")?;
                 let p = self.product_mut(product)?;
                 let t = &mut p.token;
                 let data = t.market.account_data(t.account, now).map_err(core)?;
@@ -470,10 +462,14 @@ fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Re
     } else {
         return Err(ApiError::bad(
             "asset",
-            format!("'{asset}' is not an asset of this product; one of {}, {}", product.collateral.asset, product.borrow.asset),
+            format!(
+                "'{asset}' is not an asset of this product; one of {}, {}",
+                product.collateral.asset, product.borrow.asset
+            ),
         ));
     };
-    let answer = price_e8(Wad(price)).map_err(|e| ApiError::bad("price", e.to_string().replace("field `price`: ", "")))?;
+    let answer =
+        price_e8(Wad(price)).map_err(|e| ApiError::bad("price", e.to_string().replace("field `price`: ", "")))?;
     if answer <= 0 {
         return Err(ApiError::bad("price", "must be at least 0.00000001 USD"));
     }
@@ -585,8 +581,7 @@ fn update_settings(
     patch: &str,
     now: u64,
 ) -> Result<(ProductState, Vec<String>), ApiError> {
-    let patch_table: toml::Table =
-        patch.parse().map_err(|e| ApiError::bad("patch", format!("not valid TOML: {e}")))?;
+    let patch_table: toml::Table = patch.parse().map_err(|e| ApiError::bad("patch", format!("not valid TOML: {e}")))?;
     if patch_table.is_empty() {
         return Err(ApiError::bad("patch", "is empty; give the sections and fields to change"));
     }

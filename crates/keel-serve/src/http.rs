@@ -35,7 +35,8 @@ pub struct AppState {
     pub reader: Reader,
 }
 
-type EventsQuery = (Option<String>, u64, u32, tokio::sync::oneshot::Sender<Result<Vec<crate::model::StoredEvent>, String>>);
+type EventsQuery =
+    (Option<String>, u64, u32, tokio::sync::oneshot::Sender<Result<Vec<crate::model::StoredEvent>, String>>);
 
 /// The log reader: its own thread and connection (database clients block).
 #[derive(Clone)]
@@ -58,9 +59,16 @@ impl Reader {
         Reader { tx: tx.clone() }
     }
 
-    async fn events(&self, product: Option<String>, after: u64, limit: u32) -> Result<Vec<crate::model::StoredEvent>, ApiError> {
+    async fn events(
+        &self,
+        product: Option<String>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::model::StoredEvent>, ApiError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx.send((product, after, limit, reply)).map_err(|_| ApiError::Unavailable("the log reader stopped".into()))?;
+        self.tx
+            .send((product, after, limit, reply))
+            .map_err(|_| ApiError::Unavailable("the log reader stopped".into()))?;
         rx.await.map_err(|_| ApiError::Unavailable("the log reader stopped".into()))?.map_err(ApiError::Unavailable)
     }
 }
@@ -84,14 +92,34 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/products/{id}/mint", "holder", "Mint at NAV to the caller's account. Body: {quantity}."),
     ("post", "/products/{id}/redeem", "holder", "Redeem the caller's tokens at NAV. Body: {quantity}."),
     ("post", "/products/{id}/transfer", "holder", "Transfer the caller's tokens. Body: {to, quantity}."),
-    ("post", "/products/{id}/prices", "oracle", "Push a USD price. Body: {price, asset?} (asset defaults to the collateral)."),
+    (
+        "post",
+        "/products/{id}/prices",
+        "oracle",
+        "Push a USD price. Body: {price, asset?} (asset defaults to the collateral).",
+    ),
     ("post", "/products/{id}/engage", "operator", "engage(exchange). Body: {exchange?}."),
     ("post", "/products/{id}/disengage", "operator", "disengage(exchange). Body: {exchange?}."),
     ("post", "/products/{id}/rebalance", "keeper", "rebalance(exchange), allow-listed keepers. Body: {exchange?}."),
-    ("post", "/products/{id}/iterate", "keeper", "iterateRebalance(exchange), allow-listed keepers. Body: {exchange?}."),
+    (
+        "post",
+        "/products/{id}/iterate",
+        "keeper",
+        "iterateRebalance(exchange), allow-listed keepers. Body: {exchange?}.",
+    ),
     ("post", "/products/{id}/ripcord", "any key", "ripcord(exchange): anyone, as on-chain. Body: {exchange?}."),
-    ("post", "/products/{id}/liquidate", "any key", "Liquidate the token's lending account when its health factor is below 1."),
-    ("patch", "/products/{id}/settings", "operator", "Change settings. Body: {patch: TOML fragment of the product file}."),
+    (
+        "post",
+        "/products/{id}/liquidate",
+        "any key",
+        "Liquidate the token's lending account when its health factor is below 1.",
+    ),
+    (
+        "patch",
+        "/products/{id}/settings",
+        "operator",
+        "Change settings. Body: {patch: TOML fragment of the product file}.",
+    ),
     ("delete", "/products/{id}/exchanges/{name}", "operator", "Remove an exchange."),
     ("post", "/products/{id}/callers", "operator", "Keeper allow-list. Body: {callers: [address], allowed: [bool]}."),
     ("post", "/products/{id}/anyone-callable", "operator", "Open rebalance/iterate to any keeper key. Body: {value}."),
@@ -143,7 +171,8 @@ fn require_key(shared: &Shared, headers: &HeaderMap) -> Result<Actor, ApiError> 
     match authenticate(shared, headers)? {
         Some(k) => Ok(k.actor()),
         None => Err(ApiError::Unauthorized(
-            "this call needs an API key: send `Authorization: Bearer KEY` (operators create keys with POST /keys)".into(),
+            "this call needs an API key: send `Authorization: Bearer KEY` (operators create keys with POST /keys)"
+                .into(),
         )),
     }
 }
@@ -159,7 +188,13 @@ fn parse_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> 
     }
 }
 
-fn idempotency(actor: &Actor, headers: &HeaderMap, method: &Method, path: &str, body: &Bytes) -> Result<Option<Idempotency>, ApiError> {
+fn idempotency(
+    actor: &Actor,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+) -> Result<Option<Idempotency>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
     let key = v.to_str().map_err(|_| ApiError::bad("Idempotency-Key", "must be printable ASCII"))?.trim();
     if key.is_empty() || key.len() > 200 {
@@ -283,10 +318,14 @@ async fn create_product(State(st): State<AppState>, headers: HeaderMap, body: By
         };
         let allowed_callers = match f.get("allowed_callers") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => {
-                a.iter().enumerate().map(|(i, v)| parse_address(&format!("allowed_callers[{i}]"), Some(v))).collect::<Result<_, _>>()?
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| parse_address(&format!("allowed_callers[{i}]"), Some(v)))
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(ApiError::bad("allowed_callers", format!("must be an array of addresses, got {other}")));
             }
-            Some(other) => return Err(ApiError::bad("allowed_callers", format!("must be an array of addresses, got {other}"))),
         };
         let anyone_callable = match f.get("anyone_callable") {
             None | Some(Value::Null) => false,
@@ -309,8 +348,17 @@ async fn get_balance(State(st): State<AppState>, Path((id, addr)): Path<(String,
     let run = || -> Result<Value, ApiError> {
         product_exists(&st, &id)?;
         let a = parse_address("address", Some(&Value::String(addr.clone())))?;
-        let b = st.shared.balances.read().expect("balances lock").get(&id).and_then(|m| m.get(&a).copied()).unwrap_or_default();
-        Ok(json!({ "product": id, "address": a, "balance": wad_str(b), "seq": st.shared.seq.load(std::sync::atomic::Ordering::SeqCst) }))
+        let b = st
+            .shared
+            .balances
+            .read()
+            .expect("balances lock")
+            .get(&id)
+            .and_then(|m| m.get(&a).copied())
+            .unwrap_or_default();
+        Ok(
+            json!({ "product": id, "address": a, "balance": wad_str(b), "seq": st.shared.seq.load(std::sync::atomic::Ordering::SeqCst) }),
+        )
     };
     match run() {
         Ok(v) => axum::Json(v).into_response(),
@@ -361,7 +409,11 @@ async fn push_price(State(st): State<AppState>, Path(id): Path<String>, headers:
             Some(Value::String(s)) => s.clone(),
             None | Some(Value::Null) => {
                 let v = st.shared.view(&id).ok_or_else(|| ApiError::NotFound(format!("no product '{id}'")))?;
-                v.view.position.keys().find_map(|k| k.strip_prefix("collateral_").map(str::to_string)).unwrap_or_default()
+                v.view
+                    .position
+                    .keys()
+                    .find_map(|k| k.strip_prefix("collateral_").map(str::to_string))
+                    .unwrap_or_default()
             }
             Some(other) => return Err(ApiError::bad("asset", format!("must be an asset symbol, got {other}"))),
         };
@@ -401,14 +453,22 @@ async fn call(
     .await
 }
 
-async fn update_settings(State(st): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn update_settings(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = format!("/products/{id}/settings");
     submit(&st, &headers, Method::PATCH, &path, &body, |_, f| {
         check_known(f, &["patch"])?;
         product_exists(&st, &id)?;
         match f.get("patch") {
             Some(Value::String(s)) => Ok(Command::UpdateSettings { product: id.clone(), patch: s.clone() }),
-            _ => Err(ApiError::bad("patch", "is required: a TOML fragment, e.g. \"[methodology]\\nmax_leverage_ratio = \\\"2.4\\\"\"")),
+            _ => Err(ApiError::bad(
+                "patch",
+                "is required: a TOML fragment, e.g. \"[methodology]\\nmax_leverage_ratio = \\\"2.4\\\"\"",
+            )),
         }
     })
     .await
@@ -434,16 +494,20 @@ async fn set_callers(State(st): State<AppState>, Path(id): Path<String>, headers
         check_known(f, &["callers", "allowed"])?;
         product_exists(&st, &id)?;
         let callers = match f.get("callers") {
-            Some(Value::Array(a)) => {
-                a.iter().enumerate().map(|(i, v)| parse_address(&format!("callers[{i}]"), Some(v))).collect::<Result<Vec<_>, _>>()?
-            }
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| parse_address(&format!("callers[{i}]"), Some(v)))
+                .collect::<Result<Vec<_>, _>>()?,
             _ => return Err(ApiError::bad("callers", "is required: an array of addresses")),
         };
         let allowed = match f.get("allowed") {
             Some(Value::Array(a)) => a
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_bool().ok_or_else(|| ApiError::bad(format!("allowed[{i}]"), "must be true or false")))
+                .map(|(i, v)| {
+                    v.as_bool().ok_or_else(|| ApiError::bad(format!("allowed[{i}]"), "must be true or false"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             Some(Value::Bool(b)) => vec![*b; callers.len()],
             _ => return Err(ApiError::bad("allowed", "is required: true, false, or one per caller")),
@@ -501,7 +565,7 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
 async fn stream(State(st): State<AppState>) -> Response {
     let rx = st.shared.stream.subscribe();
     let s = BroadcastStream::new(rx).filter_map(|m| match m {
-        Ok(text) => Some(Ok::<Event, std::convert::Infallible>(Event::default().event("event").data(text.to_string()))),
+        Ok(text) => Some(Ok::<Event, std::convert::Infallible>(Event::default().event("event").data(&*text))),
         Err(_) => Some(Ok(Event::default().event("lagged").data("{}"))),
     });
     Sse::new(s).keep_alive(KeepAlive::default()).into_response()
@@ -552,7 +616,12 @@ async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
 }
 
-async fn track(State(st): State<AppState>, matched: Option<MatchedPath>, req: axum::extract::Request, next: Next) -> Response {
+async fn track(
+    State(st): State<AppState>,
+    matched: Option<MatchedPath>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
     let route = matched.map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let t = Instant::now();
     let resp = next.run(req).await;

@@ -171,7 +171,13 @@ pub struct KeeperLog {
 }
 
 /// Run rounds until `stop` is set (or `rounds` have run).
-pub fn run(io: &mut dyn KeeperIo, cfg: &KeeperConfig, stop: &AtomicBool, rounds: Option<u64>, mut log: impl FnMut(&KeeperLog)) {
+pub fn run(
+    io: &mut dyn KeeperIo,
+    cfg: &KeeperConfig,
+    stop: &AtomicBool,
+    rounds: Option<u64>,
+    mut log: impl FnMut(&KeeperLog),
+) {
     let t0 = Instant::now();
     let mut mem = Memory::default();
     let mut n = 0u64;
@@ -218,7 +224,10 @@ impl KeeperIo for InProcess {
         let request_hash = sha256_hex(serde_json::to_string(&command).unwrap_or_default().as_bytes());
         let req = Request {
             actor: self.actor.clone(),
-            idempotency: Some(Idempotency { scope: format!("{}:{}", self.actor.key_id, d.idempotency_key), request_hash }),
+            idempotency: Some(Idempotency {
+                scope: format!("{}:{}", self.actor.key_id, d.idempotency_key),
+                request_hash,
+            }),
             command,
         };
         match self.submitter.submit_blocking(req) {
@@ -321,9 +330,15 @@ mod tests {
     #[test]
     fn decisions_table() {
         let cfg = KeeperConfig::default();
-        let cases: Vec<(&str, Vec<ProductView>, Memory, Vec<(&str, Call)>)> = vec![
+        type Case = (&'static str, Vec<ProductView>, Memory, Vec<(&'static str, Call)>);
+        let cases: Vec<Case> = vec![
             ("nothing to do", vec![view("a", 5, &[("x", "none")], false)], Memory::default(), vec![]),
-            ("rebalance", vec![view("a", 5, &[("x", "rebalance")], false)], Memory::default(), vec![("a", Call::Rebalance)]),
+            (
+                "rebalance",
+                vec![view("a", 5, &[("x", "rebalance")], false)],
+                Memory::default(),
+                vec![("a", Call::Rebalance)],
+            ),
             (
                 "ripcord first",
                 vec![view("a", 5, &[("x", "iterate"), ("y", "ripcord")], false)],
@@ -354,7 +369,8 @@ mod tests {
             ),
         ];
         for (name, views, mem, want) in cases {
-            let got: Vec<(String, Call)> = decide(&views, &mem, 1_000).into_iter().map(|d| (d.product, d.call)).collect();
+            let got: Vec<(String, Call)> =
+                decide(&views, &mem, 1_000).into_iter().map(|d| (d.product, d.call)).collect();
             let want: Vec<(String, Call)> = want.into_iter().map(|(p, c)| (p.to_string(), c)).collect();
             assert_eq!(got, want, "{name}");
         }

@@ -33,10 +33,10 @@ pub use error::{ApiError, StoreError};
 use keel_core::Address;
 use model::{Actor, Command, KeyRecord, Request, Role, address_of_hash, sha256_hex};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use writer::{Shared, Submitter};
+use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
+use writer::{Shared, Submitter};
 
 /// Why the service could not start or stopped.
 #[derive(Debug, Error)]
@@ -135,7 +135,8 @@ pub fn start(
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind(listen))?;
     let addr = listener.local_addr()?;
-    let state = http::AppState { shared: shared.clone(), submitter: submitter.clone(), reader: http::Reader::spawn(reader) };
+    let state =
+        http::AppState { shared: shared.clone(), submitter: submitter.clone(), reader: http::Reader::spawn(reader) };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = http::router(state);
     let server = rt.spawn(async move {
@@ -172,11 +173,19 @@ pub fn bootstrap_operator(running: &Running, key: Option<&str>) -> Result<Option
         }
     };
     let hash = sha256_hex(key.as_bytes());
-    let record =
-        KeyRecord { hash: hash.clone(), role: Role::Operator, address: address_of_hash(&hash), label: "bootstrap operator".into() };
+    let record = KeyRecord {
+        hash: hash.clone(),
+        role: Role::Operator,
+        address: address_of_hash(&hash),
+        label: "bootstrap operator".into(),
+    };
     running
         .submitter
-        .submit_blocking(Request { actor: Actor::system("bootstrap"), idempotency: None, command: Command::CreateKey { key: record } })
+        .submit_blocking(Request {
+            actor: Actor::system("bootstrap"),
+            idempotency: None,
+            command: Command::CreateKey { key: record },
+        })
         .map_err(|e| ServeError::Config(format!("creating the first operator key: {e}")))?;
     Ok(Some(key))
 }
@@ -186,7 +195,12 @@ pub fn bootstrap_operator(running: &Running, key: Option<&str>) -> Result<Option
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let running = start(&cfg.db, Arc::new(writer::SystemClock), cfg.writer.clone(), cfg.listen)?;
     let s = &running.startup;
-    tracing::info!(snapshot = s.snapshot_seq, replayed = s.replayed, elapsed_ms = s.elapsed.as_millis() as u64, "state restored");
+    tracing::info!(
+        snapshot = s.snapshot_seq,
+        replayed = s.replayed,
+        elapsed_ms = s.elapsed.as_millis() as u64,
+        "state restored"
+    );
     match bootstrap_operator(&running, cfg.bootstrap_key.as_deref())? {
         Some(k) if cfg.bootstrap_key.is_none() => {
             eprintln!("created the first operator key (shown once; it is stored hashed): {k}")
@@ -206,9 +220,13 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         let stop = stop.clone();
         tracing::info!(address = %cfg.keeper_address, "in-process keeper running; put this address on each product's allow-list");
         Some(std::thread::spawn(move || {
-            keeper::run(&mut io, &keeper::KeeperConfig::default(), &stop, None, |l| {
-                tracing::info!(product = %l.decision.product, exchange = %l.decision.exchange, call = l.decision.call.name(), result = ?l.result, "keeper")
-            })
+            keeper::run(
+                &mut io,
+                &keeper::KeeperConfig::default(),
+                &stop,
+                None,
+                |l| tracing::info!(product = %l.decision.product, exchange = %l.decision.exchange, call = l.decision.call.name(), result = ?l.result, "keeper"),
+            )
         }))
     } else {
         None

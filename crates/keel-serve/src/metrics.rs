@@ -88,7 +88,9 @@ impl Metrics {
     /// Render counters and histograms, then `gauges` (already formatted lines).
     pub fn render(&self, gauges: &str) -> String {
         let mut out = String::with_capacity(8192);
-        out.push_str("# HELP keel_events_total Events appended to the log, by kind.\n# TYPE keel_events_total counter\n");
+        out.push_str(
+            "# HELP keel_events_total Events appended to the log, by kind.\n# TYPE keel_events_total counter\n",
+        );
         for (k, v) in self.events.read().expect("metrics lock").iter() {
             let _ = writeln!(out, "keel_events_total{{kind=\"{k}\"}} {}", v.load(Ordering::Relaxed));
         }
@@ -105,9 +107,12 @@ impl Metrics {
             "# TYPE keel_keeper_submissions_total counter\nkeel_keeper_submissions_total {}",
             self.keeper_submissions.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP keel_http_requests_total Requests by route and status.\n# TYPE keel_http_requests_total counter\n");
+        out.push_str(
+            "# HELP keel_http_requests_total Requests by route and status.\n# TYPE keel_http_requests_total counter\n",
+        );
         for ((r, s), v) in self.requests.read().expect("metrics lock").iter() {
-            let _ = writeln!(out, "keel_http_requests_total{{route=\"{r}\",status=\"{s}\"}} {}", v.load(Ordering::Relaxed));
+            let _ =
+                writeln!(out, "keel_http_requests_total{{route=\"{r}\",status=\"{s}\"}} {}", v.load(Ordering::Relaxed));
         }
         out.push_str("# HELP keel_http_request_duration_seconds Request latency by route.\n# TYPE keel_http_request_duration_seconds histogram\n");
         for (r, h) in self.latency.read().expect("metrics lock").iter() {
@@ -115,7 +120,11 @@ impl Metrics {
         }
         out.push_str("# HELP keel_commit_duration_seconds Time to make a batch durable.\n# TYPE keel_commit_duration_seconds histogram\n");
         self.commit.render(&mut out, "keel_commit_duration_seconds", "");
-        let _ = writeln!(out, "# TYPE keel_batches_total counter\nkeel_batches_total {}", self.batches.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# TYPE keel_batches_total counter\nkeel_batches_total {}",
+            self.batches.load(Ordering::Relaxed)
+        );
         out.push_str(gauges);
         out
     }

@@ -359,7 +359,9 @@ pub fn parse_quantity(field: &str, v: Option<&serde_json::Value>) -> Result<U256
 /// Parse a positive USD price (wad).
 pub fn parse_price(field: &str, v: Option<&serde_json::Value>) -> Result<U256, ApiError> {
     parse_quantity(field, v).map_err(|e| match e {
-        ApiError::BadRequest { field, reason } => ApiError::BadRequest { field, reason: reason.replace("tokens", "USD") },
+        ApiError::BadRequest { field, reason } => {
+            ApiError::BadRequest { field, reason: reason.replace("tokens", "USD") }
+        }
         other => other,
     })
 }
@@ -367,10 +369,12 @@ pub fn parse_price(field: &str, v: Option<&serde_json::Value>) -> Result<U256, A
 /// Parse an address (`0x` and 40 hex digits).
 pub fn parse_address(field: &str, v: Option<&serde_json::Value>) -> Result<Address, ApiError> {
     match v {
-        Some(serde_json::Value::String(s)) => {
-            s.parse::<Address>().map_err(|_| ApiError::bad(field, format!("'{s}' is not an address (0x and 40 hex digits)")))
+        Some(serde_json::Value::String(s)) => s
+            .parse::<Address>()
+            .map_err(|_| ApiError::bad(field, format!("'{s}' is not an address (0x and 40 hex digits)"))),
+        None | Some(serde_json::Value::Null) => {
+            Err(ApiError::bad(field, "is required: an address (0x and 40 hex digits)"))
         }
-        None | Some(serde_json::Value::Null) => Err(ApiError::bad(field, "is required: an address (0x and 40 hex digits)")),
         Some(other) => Err(ApiError::bad(field, format!("must be an address string, got {other}"))),
     }
 }

@@ -6,7 +6,8 @@ use serde_json::{Map, Value, json};
 fn body_schema(method: &str, path: &str) -> Option<Value> {
     let s = |props: Value, required: &[&str]| json!({ "type": "object", "properties": props, "required": required, "additionalProperties": false });
     let qty = json!({ "type": "string", "description": "Tokens, a positive decimal with up to 18 decimals", "example": "1.5" });
-    let exchange = json!({ "type": "object", "properties": { "exchange": { "type": "string" } }, "additionalProperties": false });
+    let exchange =
+        json!({ "type": "object", "properties": { "exchange": { "type": "string" } }, "additionalProperties": false });
     Some(match (method, path) {
         ("post", "/keys") => s(
             json!({ "role": { "enum": ["operator", "keeper", "holder", "oracle", "public"] }, "address": { "type": "string" }, "label": { "type": "string" } }),
@@ -16,16 +17,29 @@ fn body_schema(method: &str, path: &str) -> Option<Value> {
             json!({ "id": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" }, "toml": { "type": "string" }, "allowed_callers": { "type": "array", "items": { "type": "string" } }, "anyone_callable": { "type": "boolean" } }),
             &["id", "toml"],
         ),
-        ("post", "/products/{id}/mint") | ("post", "/products/{id}/redeem") => s(json!({ "quantity": qty }), &["quantity"]),
-        ("post", "/products/{id}/transfer") => s(json!({ "to": { "type": "string" }, "quantity": qty }), &["to", "quantity"]),
-        ("post", "/products/{id}/prices") => s(json!({ "price": { "type": "string", "example": "2000.5" }, "asset": { "type": "string" } }), &["price"]),
+        ("post", "/products/{id}/mint") | ("post", "/products/{id}/redeem") => {
+            s(json!({ "quantity": qty }), &["quantity"])
+        }
+        ("post", "/products/{id}/transfer") => {
+            s(json!({ "to": { "type": "string" }, "quantity": qty }), &["to", "quantity"])
+        }
+        ("post", "/products/{id}/prices") => {
+            s(json!({ "price": { "type": "string", "example": "2000.5" }, "asset": { "type": "string" } }), &["price"])
+        }
         ("patch", "/products/{id}/settings") => s(json!({ "patch": { "type": "string" } }), &["patch"]),
         ("post", "/products/{id}/callers") => s(
             json!({ "callers": { "type": "array", "items": { "type": "string" } }, "allowed": { "type": "array", "items": { "type": "boolean" } } }),
             &["callers", "allowed"],
         ),
         ("post", "/products/{id}/anyone-callable") => s(json!({ "value": { "type": "boolean" } }), &["value"]),
-        ("post", p) if p.ends_with("engage") || p.ends_with("rebalance") || p.ends_with("iterate") || p.ends_with("ripcord") => exchange,
+        ("post", p)
+            if p.ends_with("engage")
+                || p.ends_with("rebalance")
+                || p.ends_with("iterate")
+                || p.ends_with("ripcord") =>
+        {
+            exchange
+        }
         _ => return None,
     })
 }
@@ -57,7 +71,10 @@ pub fn document() -> Value {
             op.insert("parameters".into(), Value::Array(params));
         }
         if let Some(schema) = body_schema(method, path) {
-            op.insert("requestBody".into(), json!({ "required": true, "content": { "application/json": { "schema": schema } } }));
+            op.insert(
+                "requestBody".into(),
+                json!({ "required": true, "content": { "application/json": { "schema": schema } } }),
+            );
         }
         let ok = if *method == "post" && (*path == "/products" || *path == "/keys") { "201" } else { "200" };
         let mut responses = Map::new();

@@ -111,7 +111,12 @@ pub fn run(
             let text = std::fs::read_to_string(&path).map_err(|e| format!("--prices csv:{path}: {e}"))?;
             let series = keel_sim::prices::csv::load_bars(&text, false)
                 .map_err(|e| format!("--prices csv:{path}: line {}: {}", e.line, e.message))?;
-            tracing::info!(bars = series.bars.len(), interval_s = series.interval, speed, "replaying prices from {path}");
+            tracing::info!(
+                bars = series.bars.len(),
+                interval_s = series.interval,
+                speed,
+                "replaying prices from {path}"
+            );
             let h = std::thread::spawn(move || {
                 let bars = series.bars;
                 for (i, bar) in bars.iter().enumerate() {

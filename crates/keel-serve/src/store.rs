@@ -164,10 +164,10 @@ impl Store for SqliteStore {
     fn save_snapshot(&mut self, engine: &Engine) -> Result<(), StoreError> {
         let text = serde_json::to_string(engine).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let tx = self.conn.transaction()?;
-        tx.execute("INSERT OR REPLACE INTO snapshots (seq, state) VALUES (?1, ?2)", rusqlite::params![
-            engine.seq as i64,
-            text
-        ])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO snapshots (seq, state) VALUES (?1, ?2)",
+            rusqlite::params![engine.seq as i64, text],
+        )?;
         tx.execute("DELETE FROM snapshots WHERE seq < ?1", [engine.seq as i64])?;
         tx.commit()?;
         Ok(())
@@ -187,7 +187,9 @@ impl Store for SqliteStore {
             None => Engine::new(),
         };
         {
-            let mut st = self.conn.prepare("SELECT idem, req_hash, seq, status FROM events WHERE idem IS NOT NULL AND seq <= ?1")?;
+            let mut st = self
+                .conn
+                .prepare("SELECT idem, req_hash, seq, status FROM events WHERE idem IS NOT NULL AND seq <= ?1")?;
             let mut rows = st.query([engine.seq as i64])?;
             while let Some(r) = rows.next()? {
                 let rec = IdempotencyRecord {
@@ -199,7 +201,8 @@ impl Store for SqliteStore {
             }
         }
         let mut tail = Vec::new();
-        let mut st = self.conn.prepare("SELECT seq, at, request, status, result FROM events WHERE seq > ?1 ORDER BY seq")?;
+        let mut st =
+            self.conn.prepare("SELECT seq, at, request, status, result FROM events WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = st.query([engine.seq as i64])?;
         while let Some(r) = rows.next()? {
             tail.push(decode(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, r.get(3)?, &r.get::<_, String>(4)?)?);
@@ -274,17 +277,20 @@ impl Store for PgStore {
             let (req, res) = encode(e)?;
             let idem = e.request.idempotency.as_ref().map(|i| i.scope.as_str());
             let hash = e.request.idempotency.as_ref().map(|i| i.request_hash.as_str());
-            tx.execute(&st, &[
-                &(e.seq as i64),
-                &(e.at as i64),
-                &e.request.command.product(),
-                &e.request.command.kind(),
-                &idem,
-                &hash,
-                &req,
-                &(e.status as i32),
-                &res,
-            ])?;
+            tx.execute(
+                &st,
+                &[
+                    &(e.seq as i64),
+                    &(e.at as i64),
+                    &e.request.command.product(),
+                    &e.request.command.kind(),
+                    &idem,
+                    &hash,
+                    &req,
+                    &(e.status as i32),
+                    &res,
+                ],
+            )?;
         }
         tx.commit()?;
         Ok(())

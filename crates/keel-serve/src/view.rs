@@ -111,7 +111,14 @@ pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
         }
         prices.insert(
             asset.clone(),
-            PriceView { price: wad_str(price), observed_at: at, age_s: age, heartbeat_s: r.feed.heartbeat, max_age_s: r.feed.max_staleness, stale },
+            PriceView {
+                price: wad_str(price),
+                observed_at: at,
+                age_s: age,
+                heartbeat_s: r.feed.heartbeat,
+                max_age_s: r.feed.max_staleness,
+                stale,
+            },
         );
     }
     let nav = t.nav(now).ok();
@@ -154,7 +161,13 @@ pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
     for (name, pool) in &t.pools {
         // chart figure only (f64): the collateral's price in the pool, in the borrow asset
         let p1in0 = pool.price1_in_0_f64();
-        let usd = if pool.token1.symbol == cs { p1in0 } else if p1in0 > 0.0 { 1.0 / p1in0 } else { 0.0 };
+        let usd = if pool.token1.symbol == cs {
+            p1in0
+        } else if p1in0 > 0.0 {
+            1.0 / p1in0
+        } else {
+            0.0
+        };
         pools.insert(name.clone(), format!("{usd:.2}"));
     }
     ProductView {

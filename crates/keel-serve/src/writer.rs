@@ -108,7 +108,9 @@ impl Submitter {
     /// Submit and wait (async) for the durable acknowledgement.
     pub async fn submit(&self, req: Request) -> Result<Ack, ApiError> {
         let rx = self.enqueue(req)?;
-        rx.await.map_err(|_| ApiError::Unavailable("the writer stopped before acknowledging; retry with the same Idempotency-Key".into()))?
+        rx.await.map_err(|_| {
+            ApiError::Unavailable("the writer stopped before acknowledging; retry with the same Idempotency-Key".into())
+        })?
     }
 
     /// Submit and block until acknowledged (for threads outside the async runtime).
@@ -206,7 +208,9 @@ pub fn start(
                     Ok(engine) => {
                         let t = Instant::now();
                         match snapshots.save_snapshot(&engine) {
-                            Ok(()) => tracing::debug!(seq = engine.seq, ms = t.elapsed().as_millis() as u64, "snapshot saved"),
+                            Ok(()) => {
+                                tracing::debug!(seq = engine.seq, ms = t.elapsed().as_millis() as u64, "snapshot saved")
+                            }
                             Err(e) => tracing::warn!(error = %e, "snapshot failed; start-up will replay more events"),
                         }
                     }
@@ -325,7 +329,8 @@ impl Writer {
                 match body {
                     Ok(Some(b)) => ack.result = b,
                     Ok(None) | Err(_) => {
-                        replies[i].1 = Err(ApiError::Unavailable(format!("cannot read event {} of the log; retry", ack.seq)))
+                        replies[i].1 =
+                            Err(ApiError::Unavailable(format!("cannot read event {} of the log; retry", ack.seq)))
                     }
                 }
             }

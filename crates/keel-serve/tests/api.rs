@@ -2,9 +2,9 @@
 //! (a 4xx with a clear message and no change to state), stale prices, the OpenAPI document,
 //! metrics, the live stream and a restart.
 
+use keel_serve::Running;
 use keel_serve::testing::backends;
 use keel_serve::writer::{ManualClock, WriterConfig};
-use keel_serve::Running;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -31,13 +31,7 @@ struct Resp {
 impl Srv {
     fn start(url: &str, clock: Arc<ManualClock>) -> Srv {
         let cfg = WriterConfig { refresh: Duration::from_millis(50), snapshot_every: 25, ..WriterConfig::default() };
-        let running = keel_serve::start(
-            url,
-            clock.clone(),
-            cfg,
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .unwrap();
+        let running = keel_serve::start(url, clock.clone(), cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
         keel_serve::bootstrap_operator(&running, Some(OP)).unwrap();
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Srv { base: format!("http://{}", running.addr), running: Some(running), agent, clock }
@@ -107,11 +101,7 @@ fn setup(url: &str) -> (Srv, String, String, String, String) {
     clock.0.store(T0, Ordering::SeqCst);
     let s = Srv::start(url, clock);
     let (keeper, keeper_addr) = s.key("keeper");
-    let created = s.post(
-        "/products",
-        OP,
-        json!({ "id": "eth2x", "toml": ETH2X, "allowed_callers": [keeper_addr] }),
-    );
+    let created = s.post("/products", OP, json!({ "id": "eth2x", "toml": ETH2X, "allowed_callers": [keeper_addr] }));
     assert_eq!(created["symbol"], "ETH2x-FLI");
     let (holder, _) = s.key("holder");
     let (oracle, _) = s.key("oracle");
@@ -130,28 +120,172 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>, String, u16, &'a str);
         let h = Some(holder.as_str());
         let cases: Vec<Case> = vec![
-            ("malformed JSON", "POST", "/products/eth2x/mint", h, None, "{quantity: 1".into(), 400, "body: not valid JSON"),
+            (
+                "malformed JSON",
+                "POST",
+                "/products/eth2x/mint",
+                h,
+                None,
+                "{quantity: 1".into(),
+                400,
+                "body: not valid JSON",
+            ),
             ("not an object", "POST", "/products/eth2x/mint", h, None, "[1]".into(), 400, "must be a JSON object"),
-            ("unknown field", "POST", "/products/eth2x/mint", h, None, r#"{"qty":"1"}"#.into(), 400, "qty: unknown field"),
+            (
+                "unknown field",
+                "POST",
+                "/products/eth2x/mint",
+                h,
+                None,
+                r#"{"qty":"1"}"#.into(),
+                400,
+                "qty: unknown field",
+            ),
             ("missing quantity", "POST", "/products/eth2x/mint", h, None, "{}".into(), 400, "quantity: is required"),
-            ("negative amount", "POST", "/products/eth2x/mint", h, None, r#"{"quantity":"-1"}"#.into(), 400, "quantity: must be positive"),
-            ("negative number", "POST", "/products/eth2x/redeem", h, None, r#"{"quantity":-2}"#.into(), 400, "must be positive"),
-            ("zero amount", "POST", "/products/eth2x/mint", h, None, r#"{"quantity":"0"}"#.into(), 400, "must be greater than 0"),
-            ("unknown product", "POST", "/products/nope/mint", h, None, r#"{"quantity":"1"}"#.into(), 404, "no product 'nope'"),
-            ("redeem more than held", "POST", "/products/eth2x/redeem", h, None, r#"{"quantity":"12"}"#.into(), 422, "Insufficient balance"),
-            ("mint past the supply cap", "POST", "/products/eth2x/mint", h, None, r#"{"quantity":"4990"}"#.into(), 422, "Supply cap exceeded"),
-            ("wrong role", "POST", "/products/eth2x/mint", Some(&keeper), None, r#"{"quantity":"1"}"#.into(), 403, "needs a key with role holder"),
+            (
+                "negative amount",
+                "POST",
+                "/products/eth2x/mint",
+                h,
+                None,
+                r#"{"quantity":"-1"}"#.into(),
+                400,
+                "quantity: must be positive",
+            ),
+            (
+                "negative number",
+                "POST",
+                "/products/eth2x/redeem",
+                h,
+                None,
+                r#"{"quantity":-2}"#.into(),
+                400,
+                "must be positive",
+            ),
+            (
+                "zero amount",
+                "POST",
+                "/products/eth2x/mint",
+                h,
+                None,
+                r#"{"quantity":"0"}"#.into(),
+                400,
+                "must be greater than 0",
+            ),
+            (
+                "unknown product",
+                "POST",
+                "/products/nope/mint",
+                h,
+                None,
+                r#"{"quantity":"1"}"#.into(),
+                404,
+                "no product 'nope'",
+            ),
+            (
+                "redeem more than held",
+                "POST",
+                "/products/eth2x/redeem",
+                h,
+                None,
+                r#"{"quantity":"12"}"#.into(),
+                422,
+                "Insufficient balance",
+            ),
+            (
+                "mint past the supply cap",
+                "POST",
+                "/products/eth2x/mint",
+                h,
+                None,
+                r#"{"quantity":"4990"}"#.into(),
+                422,
+                "Supply cap exceeded",
+            ),
+            (
+                "wrong role",
+                "POST",
+                "/products/eth2x/mint",
+                Some(&keeper),
+                None,
+                r#"{"quantity":"1"}"#.into(),
+                403,
+                "needs a key with role holder",
+            ),
             ("holder engages", "POST", "/products/eth2x/engage", h, None, "{}".into(), 403, "role operator"),
-            ("no key", "POST", "/products/eth2x/mint", None, None, r#"{"quantity":"1"}"#.into(), 401, "needs an API key"),
-            ("unknown key", "POST", "/products/eth2x/mint", Some("nope"), None, r#"{"quantity":"1"}"#.into(), 401, "unknown API key"),
-            ("idempotency key, other body", "POST", "/products/eth2x/mint", h, Some("once"), r#"{"quantity":"2"}"#.into(), 409, "different request"),
-            ("bad address", "POST", "/products/eth2x/transfer", h, None, r#"{"to":"0x12","quantity":"1"}"#.into(), 400, "to: '0x12' is not an address"),
+            (
+                "no key",
+                "POST",
+                "/products/eth2x/mint",
+                None,
+                None,
+                r#"{"quantity":"1"}"#.into(),
+                401,
+                "needs an API key",
+            ),
+            (
+                "unknown key",
+                "POST",
+                "/products/eth2x/mint",
+                Some("nope"),
+                None,
+                r#"{"quantity":"1"}"#.into(),
+                401,
+                "unknown API key",
+            ),
+            (
+                "idempotency key, other body",
+                "POST",
+                "/products/eth2x/mint",
+                h,
+                Some("once"),
+                r#"{"quantity":"2"}"#.into(),
+                409,
+                "different request",
+            ),
+            (
+                "bad address",
+                "POST",
+                "/products/eth2x/transfer",
+                h,
+                None,
+                r#"{"to":"0x12","quantity":"1"}"#.into(),
+                400,
+                "to: '0x12' is not an address",
+            ),
             ("bad product file", "POST", "/products", Some(OP), None, bad_product, 400, "max_leverage_ratio"),
-            ("keys need a role", "POST", "/keys", Some(OP), None, r#"{"role":"admin"}"#.into(), 400, "unknown role 'admin'"),
+            (
+                "keys need a role",
+                "POST",
+                "/keys",
+                Some(OP),
+                None,
+                r#"{"role":"admin"}"#.into(),
+                400,
+                "unknown role 'admin'",
+            ),
             ("holder creates keys", "POST", "/keys", h, None, r#"{"role":"holder"}"#.into(), 403, "role operator"),
-            ("bad page size", "GET", "/events?limit=abc", None, None, String::new(), 400, "limit: must be a whole number"),
+            (
+                "bad page size",
+                "GET",
+                "/events?limit=abc",
+                None,
+                None,
+                String::new(),
+                400,
+                "limit: must be a whole number",
+            ),
             ("unknown route", "GET", "/nothing", None, None, String::new(), 404, "no such route"),
-            ("unknown balance product", "GET", "/products/nope/balances/0x0000000000000000000000000000000000000001", None, None, String::new(), 404, "no product"),
+            (
+                "unknown balance product",
+                "GET",
+                "/products/nope/balances/0x0000000000000000000000000000000000000001",
+                None,
+                None,
+                String::new(),
+                404,
+                "no product",
+            ),
         ];
         for (name, method, path, key, idem, body, status, msg) in cases {
             let before = (s.get("/health")["seq"].clone(), s.state());
@@ -201,7 +335,13 @@ fn roles_idempotency_prices_keeper_calls_and_restart() {
         assert_eq!(v["prices"]["WETH"]["price"], "2100");
         s.post("/products/eth2x/mint", &holder, json!({ "quantity": "1" }));
         // settings: a patch through the core's setters
-        let p = s.req("PATCH", "/products/eth2x/settings", Some(OP), None, Some(&json!({ "patch": "[methodology]\nrecentering_speed = \"6%\"" }).to_string()));
+        let p = s.req(
+            "PATCH",
+            "/products/eth2x/settings",
+            Some(OP),
+            None,
+            Some(&json!({ "patch": "[methodology]\nrecentering_speed = \"6%\"" }).to_string()),
+        );
         assert_eq!(p.status, 200, "{}", p.body);
         // the log: paged, with the idempotency key
         let page = s.get("/events?product=eth2x&limit=3");

@@ -27,7 +27,12 @@ fn events(n: usize) -> (Engine, Vec<StoredEvent>) {
         Request {
             actor: op,
             idempotency: None,
-            command: Command::CreateProduct { id: "eth2x".into(), toml: ETH2X.into(), allowed_callers: vec![], anyone_callable: false },
+            command: Command::CreateProduct {
+                id: "eth2x".into(),
+                toml: ETH2X.into(),
+                allowed_callers: vec![],
+                anyone_callable: false,
+            },
         },
         T0,
     );

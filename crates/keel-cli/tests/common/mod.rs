@@ -36,17 +36,32 @@ pub fn spawn(db: &str, extra: &[&str]) -> Server {
         .expect("start keel serve");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
     Server { child, base }
 }
 
 /// An HTTP client that returns non-2xx responses instead of failing.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(20))).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
 }
 
 /// POST JSON with a key and optional idempotency key.
-pub fn call(a: &ureq::Agent, base: &str, path: &str, key: &str, idem: Option<&str>, body: Value) -> Result<(u16, Value), String> {
+pub fn call(
+    a: &ureq::Agent,
+    base: &str,
+    path: &str,
+    key: &str,
+    idem: Option<&str>,
+    body: Value,
+) -> Result<(u16, Value), String> {
     let mut r = a.post(format!("{base}{path}")).header("Authorization", &format!("Bearer {key}"));
     if let Some(i) = idem {
         r = r.header("Idempotency-Key", i);
