@@ -193,6 +193,7 @@ pub fn bootstrap_operator(running: &Running, key: Option<&str>) -> Result<Option
 /// Run the service until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout once
 /// it accepts connections.
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
+    let feed = prices::Feed::open(&cfg.prices).map_err(ServeError::Config)?;
     let running = start(&cfg.db, Arc::new(writer::SystemClock), cfg.writer.clone(), cfg.listen)?;
     let s = &running.startup;
     tracing::info!(
@@ -209,8 +210,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         None => {}
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let feed = prices::run(cfg.prices.clone(), running.shared.clone(), running.submitter.clone(), stop.clone())
-        .map_err(ServeError::Config)?;
+    let feed = feed.spawn(running.shared.clone(), running.submitter.clone(), stop.clone());
     let keeper = if cfg.keeper {
         let mut io = keeper::InProcess {
             shared: running.shared.clone(),

@@ -75,8 +75,18 @@ fn wad_of(p: f64) -> Option<keel_core::U256> {
     parse_units(&format!("{p:.8}"), 18).ok()
 }
 
-/// Post `price` of each product's collateral, and 1 USD for its borrow asset.
+/// Whether a feed would post `next` now, as a Chainlink transmitter does: the move since the
+/// last answer reaches the feed's deviation threshold, or half its heartbeat has passed.
+pub fn should_post(last: Option<&crate::view::PriceView>, next: f64, now: u64) -> bool {
+    let Some(l) = last else { return true };
+    let (Ok(p), Ok(dev)) = (l.price.parse::<f64>(), l.deviation.parse::<f64>()) else { return true };
+    p <= 0.0 || (next / p - 1.0).abs() >= dev * (1.0 - 1e-9) || now.saturating_sub(l.observed_at) >= l.heartbeat_s / 2
+}
+
+/// Post the price of each product's collateral (and 1 USD for its borrow asset) when its feed
+/// would: on a deviation or before the heartbeat runs out.
 fn post_all(shared: &Shared, submitter: &Submitter, price_of: &mut dyn FnMut(&str, f64) -> Option<f64>) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     for p in shared.all_views() {
         let collateral = p.view.position.keys().find_map(|k| k.strip_prefix("collateral_").map(str::to_string));
         let borrow = p.view.position.keys().find_map(|k| k.strip_prefix("debt_").map(str::to_string));
@@ -84,6 +94,9 @@ fn post_all(shared: &Shared, submitter: &Submitter, price_of: &mut dyn FnMut(&st
         let last = p.view.prices.get(&c).and_then(|x| x.price.parse::<f64>().ok()).unwrap_or(0.0);
         let Some(next) = price_of(&p.view.id, last) else { continue };
         for (asset, price) in [(c, next), (b, 1.0)] {
+            if !should_post(p.view.prices.get(&asset), price, now) {
+                continue;
+            }
             let Some(w) = wad_of(price) else { continue };
             let req = Request {
                 actor: Actor::system("price-feed"),
@@ -97,47 +110,72 @@ fn post_all(shared: &Shared, submitter: &Submitter, price_of: &mut dyn FnMut(&st
     }
 }
 
-/// Run a price source until `stop` is set. Returns an error only for a source that cannot
-/// start (a CSV that does not load).
-pub fn run(
-    source: PriceSource,
-    shared: Arc<Shared>,
-    submitter: Submitter,
-    stop: Arc<AtomicBool>,
-) -> Result<Option<std::thread::JoinHandle<()>>, String> {
-    match source {
-        PriceSource::Push => Ok(None),
-        PriceSource::Csv { path, speed } => {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("--prices csv:{path}: {e}"))?;
-            let series = keel_sim::prices::csv::load_bars(&text, false)
-                .map_err(|e| format!("--prices csv:{path}: line {}: {}", e.line, e.message))?;
-            tracing::info!(
-                bars = series.bars.len(),
-                interval_s = series.interval,
-                speed,
-                "replaying prices from {path}"
-            );
-            let h = std::thread::spawn(move || {
-                let bars = series.bars;
+/// A price source ready to run: a CSV is read and checked before the server starts, so a bad
+/// file stops `keel serve` before it listens.
+pub enum Feed {
+    /// Nothing to run.
+    Push,
+    /// Bars to replay.
+    Csv {
+        /// The bars.
+        bars: Vec<keel_sim::prices::csv::Bar>,
+        /// Seconds of data per wall second.
+        speed: f64,
+    },
+    /// GBM.
+    Synthetic {
+        /// Seed.
+        seed: u64,
+        /// Annual volatility.
+        vol: f64,
+        /// Seconds of simulated time per wall second.
+        speed: f64,
+    },
+}
+
+impl Feed {
+    /// Load what the source needs. Gaps in a CSV are fine for a replay (it waits across them);
+    /// anything else wrong with the file is an error naming its line.
+    pub fn open(source: &PriceSource) -> Result<Feed, String> {
+        Ok(match source {
+            PriceSource::Push => Feed::Push,
+            PriceSource::Csv { path, speed } => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("--prices csv:{path}: {e}"))?;
+                let series = keel_sim::prices::csv::load_bars(&text, true)
+                    .map_err(|e| format!("--prices csv:{path}: line {}: {}", e.line, e.message))?;
+                if series.bars.is_empty() {
+                    return Err(format!("--prices csv:{path}: no bars"));
+                }
+                tracing::info!(bars = series.bars.len(), interval_s = series.interval, gaps = series.warnings.len(), speed, "replaying prices from {path}");
+                Feed::Csv { bars: series.bars, speed: *speed }
+            }
+            PriceSource::Synthetic { seed, vol, speed } => Feed::Synthetic { seed: *seed, vol: *vol, speed: *speed },
+        })
+    }
+
+    /// Run until `stop` is set.
+    pub fn spawn(self, shared: Arc<Shared>, submitter: Submitter, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+        match self {
+            Feed::Push => None,
+            Feed::Csv { bars, speed } => Some(std::thread::spawn(move || {
                 for (i, bar) in bars.iter().enumerate() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
                     post_all(&shared, &submitter, &mut |_, _| Some(bar.close));
                     if let Some(next) = bars.get(i + 1) {
-                        let wait = (next.time - bar.time) as f64 / speed;
-                        std::thread::sleep(Duration::from_secs_f64(wait.min(3600.0)));
+                        let mut wait = ((next.time - bar.time) as f64 / speed).min(3600.0);
+                        while wait > 0.0 {
+                            if stop.load(Ordering::SeqCst) {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_secs_f64(wait.min(0.2)));
+                            wait -= 0.2;
+                        }
                     }
                 }
                 tracing::info!("price replay finished; prices go stale after the oracle heartbeat");
-            });
-            Ok(Some(h))
-        }
-        PriceSource::Synthetic { seed, vol, speed } => {
-            let h = std::thread::spawn(move || {
+            })),
+            Feed::Synthetic { seed, vol, speed } => Some(std::thread::spawn(move || {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
                 let mut paths: HashMap<String, f64> = HashMap::new();
-                let step = Duration::from_secs(1);
                 let dt = speed / 31_557_600.0;
                 while !stop.load(Ordering::SeqCst) {
                     post_all(&shared, &submitter, &mut |id, last| {
@@ -149,10 +187,9 @@ pub fn run(
                         *p *= (-0.5 * vol * vol * dt + vol * dt.sqrt() * z).exp();
                         Some(*p)
                     });
-                    std::thread::sleep(step);
+                    std::thread::sleep(Duration::from_secs(1));
                 }
-            });
-            Ok(Some(h))
+            })),
         }
     }
 }
@@ -160,6 +197,29 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feeds_post_on_deviation_or_heartbeat() {
+        let last = crate::view::PriceView {
+            price: "2000".into(),
+            observed_at: 1_000,
+            age_s: 0,
+            heartbeat_s: 3_600,
+            max_age_s: 3_960,
+            deviation: "0.005".into(),
+            stale: false,
+        };
+        let cases = [
+            ("first answer", None, 2000.0, 1_000, true),
+            ("small move", Some(&last), 2009.0, 1_010, false),
+            ("deviation", Some(&last), 2010.0, 1_010, true),
+            ("down move", Some(&last), 1989.0, 1_010, true),
+            ("half a heartbeat", Some(&last), 2000.0, 2_800, true),
+        ];
+        for (name, l, p, now, want) in cases {
+            assert_eq!(should_post(l, p, now), want, "{name}");
+        }
+    }
 
     #[test]
     fn sources_table() {

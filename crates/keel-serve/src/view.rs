@@ -23,6 +23,8 @@ pub struct PriceView {
     pub heartbeat_s: u64,
     /// Age beyond which the price is refused (heartbeat + 10%), seconds.
     pub max_age_s: u64,
+    /// Relative move that makes a feed post (e.g. `0.005`).
+    pub deviation: String,
     /// Older than the heartbeat: minting, redeeming and rebalancing are paused.
     pub stale: bool,
 }
@@ -117,6 +119,7 @@ pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
                 age_s: age,
                 heartbeat_s: r.feed.heartbeat,
                 max_age_s: r.feed.max_staleness,
+                deviation: wad_str(r.feed.deviation_threshold.0),
                 stale,
             },
         );
