@@ -146,7 +146,13 @@ impl Feed {
                 if series.bars.is_empty() {
                     return Err(format!("--prices csv:{path}: no bars"));
                 }
-                tracing::info!(bars = series.bars.len(), interval_s = series.interval, gaps = series.warnings.len(), speed, "replaying prices from {path}");
+                tracing::info!(
+                    bars = series.bars.len(),
+                    interval_s = series.interval,
+                    gaps = series.warnings.len(),
+                    speed,
+                    "replaying prices from {path}"
+                );
                 Feed::Csv { bars: series.bars, speed: *speed }
             }
             PriceSource::Synthetic { seed, vol, speed } => Feed::Synthetic { seed: *seed, vol: *vol, speed: *speed },
@@ -154,7 +160,12 @@ impl Feed {
     }
 
     /// Run until `stop` is set.
-    pub fn spawn(self, shared: Arc<Shared>, submitter: Submitter, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+    pub fn spawn(
+        self,
+        shared: Arc<Shared>,
+        submitter: Submitter,
+        stop: Arc<AtomicBool>,
+    ) -> Option<std::thread::JoinHandle<()>> {
         match self {
             Feed::Push => None,
             Feed::Csv { bars, speed } => Some(std::thread::spawn(move || {

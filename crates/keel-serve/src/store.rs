@@ -269,29 +269,37 @@ impl Store for PgStore {
     }
 
     fn append(&mut self, events: &[StoredEvent]) -> Result<(), StoreError> {
-        let mut tx = self.client.transaction()?;
-        let st = tx.prepare(
-            "INSERT INTO events (seq, at, product, kind, idem, req_hash, request, status, result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )?;
+        // one round trip per batch: the rows as arrays, unnested into one INSERT
+        let n = events.len();
+        let (mut seq, mut at, mut product, mut kind, mut idem, mut hash, mut req, mut status, mut res) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for e in events {
-            let (req, res) = encode(e)?;
-            let idem = e.request.idempotency.as_ref().map(|i| i.scope.as_str());
-            let hash = e.request.idempotency.as_ref().map(|i| i.request_hash.as_str());
-            tx.execute(
-                &st,
-                &[
-                    &(e.seq as i64),
-                    &(e.at as i64),
-                    &e.request.command.product(),
-                    &e.request.command.kind(),
-                    &idem,
-                    &hash,
-                    &req,
-                    &(e.status as i32),
-                    &res,
-                ],
-            )?;
+            let (r, s) = encode(e)?;
+            seq.push(e.seq as i64);
+            at.push(e.at as i64);
+            product.push(e.request.command.product().map(str::to_string));
+            kind.push(e.request.command.kind().to_string());
+            idem.push(e.request.idempotency.as_ref().map(|i| i.scope.clone()));
+            hash.push(e.request.idempotency.as_ref().map(|i| i.request_hash.clone()));
+            req.push(r);
+            status.push(e.status as i32);
+            res.push(s);
         }
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "INSERT INTO events (seq, at, product, kind, idem, req_hash, request, status, result)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::INTEGER[], $9::TEXT[])",
+            &[&seq, &at, &product, &kind, &idem, &hash, &req, &status, &res],
+        )?;
         tx.commit()?;
         Ok(())
     }

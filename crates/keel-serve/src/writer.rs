@@ -269,7 +269,7 @@ impl Writer {
                 self.refresh_all();
                 last_refresh = Instant::now();
             }
-            if last_checkpoint.elapsed() >= Duration::from_secs(2) {
+            if last_checkpoint.elapsed() >= Duration::from_secs(1) {
                 self.store.checkpoint();
                 last_checkpoint = Instant::now();
             }
