@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use keel_core::Address;
-use keel_serve::keeper::{self, KeeperConfig, OverHttp, Submitted};
+use keel_serve::keeper::{self, KeeperConfig, Outcome, OverHttp};
 use keel_serve::prices::PriceSource;
 use keel_serve::{ServeConfig, writer::WriterConfig};
 use std::process::ExitCode;
@@ -108,18 +108,20 @@ pub fn keeper(a: KeeperArgs) -> Result<ExitCode> {
     let (mut done, mut failed) = (0u64, 0u64);
     keeper::run(&mut io, &cfg, &stop, a.rounds, |l| {
         let d = &l.decision;
+        let call = d.action.name();
         match &l.result {
-            Submitted::Done(_) => {
+            Outcome::Done => {
                 done += 1;
-                println!("{} {} on {}: done (seq {})", d.product, d.call.name(), d.exchange, d.seq)
+                println!("{} {call} on {}: done (seq {})", d.id, d.exchange, d.seq)
             }
-            Submitted::Refused(s, m) => {
+            Outcome::Raced(m) => println!("{} {call} on {}: another keeper was first: {m}", d.id, d.exchange),
+            Outcome::Refused(m) => {
                 failed += 1;
-                println!("{} {} on {}: refused ({s}): {m}", d.product, d.call.name(), d.exchange)
+                println!("{} {call} on {}: refused: {m}", d.id, d.exchange)
             }
-            Submitted::Lost(m) => {
+            Outcome::Lost(m) => {
                 failed += 1;
-                println!("{} {} on {}: not acknowledged, will resend: {m}", d.product, d.call.name(), d.exchange)
+                println!("{} {call} on {}: not acknowledged, will resend: {m}", d.id, d.exchange)
             }
         }
     });

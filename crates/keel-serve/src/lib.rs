@@ -225,7 +225,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 &keeper::KeeperConfig::default(),
                 &stop,
                 None,
-                |l| tracing::info!(product = %l.decision.product, exchange = %l.decision.exchange, call = l.decision.call.name(), result = ?l.result, "keeper"),
+                |l| tracing::info!(product = %l.decision.id, exchange = %l.decision.exchange, call = l.decision.action.name(), result = ?l.result, "keeper"),
             )
         }))
     } else {
