@@ -1,0 +1,244 @@
+//! The keeper against a real EVM node (Hardhat) and mock strategy contracts: each enum leads to
+//! the right call; reverts are skipped without sending; a ripcord lost to a rival is normal; a
+//! gas price above the cap waits; a dropped transaction is resent and a stuck one replaced;
+//! the node failing and coming back; a PerpV2 strategy; dry-run sends nothing. Every check
+//! reads the node's blocks, not the keeper's logs.
+
+use alloy_primitives::{Address, U256};
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{SolCall, SolValue, sol};
+use keel_keeper::config::Config;
+use keel_keeper::keeper::Keeper;
+use keel_keeper::testing::{DRIVER, KEEPER, KEEPER_KEY, Node, RIVAL, available, describe_call};
+
+sol! {
+    interface Mock {
+        function setStates(uint8[] calldata s) external;
+        function setChunks(uint256[] calldata c) external;
+        function setRevert(string calldata r) external;
+        function setIncentive(uint256 i) external;
+        function setState(uint8 s) external;
+        function ripcord(string calldata e) external;
+    }
+}
+
+fn config(address: Address, kind: &str, extra: &str) -> Config {
+    let exchanges = if kind == "fli" { "" } else { "" };
+    Config::from_toml(&format!(
+        r#"
+poll = "100ms"
+[signer]
+key_env = "UNUSED_IN_TESTS"
+[gas]
+max_fee_gwei = "20"
+ripcord_max_fee_gwei = "100"
+priority_fee_gwei = "1"
+stuck_after_blocks = 3
+[[strategy]]
+name = "s"
+address = "{address}"
+kind = "{kind}"
+{exchanges}{extra}
+"#
+    ))
+    .unwrap()
+}
+
+fn keeper(node: &Node, cfg: Config, dry_run: bool) -> Keeper {
+    let signer: PrivateKeySigner = KEEPER_KEY.parse().unwrap();
+    let mut k = Keeper::new(&node.url, cfg, signer, dry_run).unwrap();
+    k.set_backoff(keel_core::strategy::keeper::BackoffConfig { base_ms: 0, max_ms: 0 });
+    k
+}
+
+fn fli(node: &Node, names: &[&str]) -> Address {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    node.deploy("MockFliStrategy", (names,).abi_encode_params())
+}
+
+fn set_states(node: &Node, at: Address, s: &[u8]) {
+    node.send(DRIVER, at, Mock::setStatesCall { s: s.to_vec() }.abi_encode());
+}
+
+fn calls(node: &Node) -> Vec<String> {
+    node.transactions_from(KEEPER).iter().map(|(_, _, input)| describe_call(input)).collect()
+}
+
+/// Rounds until the keeper has nothing in flight and nothing to do (at most `n`).
+fn rounds(k: &mut Keeper, n: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        all.extend(k.round().unwrap());
+    }
+    all
+}
+
+#[test]
+fn each_enum_leads_to_the_right_call_and_the_largest_chunk_wins() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let at = fli(&node, &["uniswap-v3", "balancer"]);
+    let mut k = keeper(&node, config(at, "fli", ""), false);
+    let script: &[(&[u8], &[u64], &str)] = &[
+        (&[1, 0], &[0, 0], "rebalance(uniswap-v3)"),
+        (&[0, 2], &[0, 0], "iterateRebalance(balancer)"),
+        (&[1, 1], &[5, 9], "rebalance(balancer)"),
+        (&[2, 3], &[9, 1], "ripcord(balancer)"),
+    ];
+    let mut want = Vec::new();
+    for (states, chunks, call) in script {
+        node.send(DRIVER, at, Mock::setChunksCall { c: chunks.iter().map(|c| U256::from(*c)).collect() }.abi_encode());
+        set_states(&node, at, states);
+        let lines = rounds(&mut k, 3);
+        want.push(call.to_string());
+        assert_eq!(calls(&node), want, "{lines:?}");
+    }
+    assert_eq!(k.metrics.strategies.lock().unwrap()["s"].failures, 0);
+}
+
+#[test]
+fn a_call_that_would_revert_is_skipped_without_sending() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let at = fli(&node, &["uniswap-v3"]);
+    node.send(DRIVER, at, Mock::setRevertCall { r: "Cooldown not elapsed or not valid leverage ratio".into() }.abi_encode());
+    set_states(&node, at, &[1]);
+    let mut k = keeper(&node, config(at, "fli", ""), false);
+    let lines = rounds(&mut k, 2);
+    assert!(lines.iter().any(|l| l.contains("not sent, it would revert: Cooldown not elapsed or not valid leverage ratio")), "{lines:?}");
+    assert!(calls(&node).is_empty());
+    assert_eq!(node.rpc.nonce(KEEPER.parse().unwrap(), "latest").unwrap(), 0);
+}
+
+#[test]
+fn a_ripcord_lost_to_a_rival_is_normal() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let at = fli(&node, &["uniswap-v3"]);
+    set_states(&node, at, &[3]);
+    let mut k = keeper(&node, config(at, "fli", ""), false);
+    node.automine(false);
+    let sent = k.round().unwrap();
+    assert!(sent.iter().any(|l| l.contains("ripcord(\"uniswap-v3\"): sent")), "{sent:?}");
+    // the rival pays a higher tip and lands first in the same block
+    node.call(
+        "eth_sendTransaction",
+        serde_json::json!([{ "from": RIVAL, "to": at, "data": alloy_primitives::Bytes::from(Mock::ripcordCall { e: "uniswap-v3".into() }.abi_encode()),
+            "gas": "0x100000", "maxPriorityFeePerGas": "0xba43b7400", "maxFeePerGas": "0x174876e800" }]),
+    );
+    node.mine();
+    let lines = k.round().unwrap();
+    assert!(lines.iter().any(|l| l.contains("another keeper's ripcord landed first")), "{lines:?}");
+    assert_eq!(k.metrics.strategies.lock().unwrap()["s"].failures, 0, "a lost race is not a failure");
+    assert_eq!(node.transactions_from(RIVAL).len(), 1);
+    assert_eq!(calls(&node), vec!["ripcord(uniswap-v3)".to_string()], "our ripcord was mined (and reverted)");
+}
+
+#[test]
+fn a_gas_price_above_the_cap_waits_then_sends() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let at = fli(&node, &["uniswap-v3"]);
+    set_states(&node, at, &[1]);
+    let mut k = keeper(&node, config(at, "fli", ""), false);
+    node.next_base_fee_gwei(50);
+    node.mine();
+    let lines = rounds(&mut k, 2);
+    assert!(lines.iter().any(|l| l.contains("above the 20.000 gwei cap")), "{lines:?}");
+    assert!(calls(&node).is_empty(), "nothing sent while gas is above the cap");
+    node.next_base_fee_gwei(2);
+    node.mine();
+    rounds(&mut k, 2);
+    assert_eq!(calls(&node), vec!["rebalance(uniswap-v3)".to_string()]);
+}
+
+#[test]
+fn a_dropped_transaction_is_resent_and_a_stuck_one_replaced() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let at = fli(&node, &["uniswap-v3"]);
+    set_states(&node, at, &[1]);
+    let mut k = keeper(&node, config(at, "fli", ""), false);
+    node.automine(false);
+    let sent = k.round().unwrap();
+    let hash = sent.iter().find_map(|l| l.split("sent ").nth(1)).unwrap().split(' ').next().unwrap().to_string();
+    node.call("hardhat_dropTransaction", serde_json::json!([hash]));
+    let lines = k.round().unwrap();
+    assert!(lines.iter().any(|l| l.contains("was dropped by the node; resent it")), "{lines:?}");
+    // blocks too expensive for it: stuck for 3 blocks, then replaced with a higher fee
+    for _ in 0..3 {
+        node.next_base_fee_gwei(10);
+        node.mine();
+    }
+    let lines = k.round().unwrap();
+    assert!(lines.iter().any(|l| l.contains("replacing")), "{lines:?}");
+    node.mine();
+    let lines = rounds(&mut k, 2);
+    assert!(lines.iter().any(|l| l.contains("mined")), "{lines:?}");
+    let txs = node.transactions_from(KEEPER);
+    assert_eq!(txs.len(), 1, "one transaction for one decision");
+    assert_eq!(describe_call(&txs[0].2), "rebalance(uniswap-v3)");
+    assert_ne!(txs[0].0.to_string(), hash, "the replacement was mined");
+}
+
+#[test]
+fn node_failures_are_survived() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let port = node.port;
+    let at = fli(&node, &["uniswap-v3"]);
+    let mut k = keeper(&node, config(at, "fli", ""), false);
+    node.kill();
+    assert!(k.round().is_err(), "the node is down");
+    assert!(k.round().is_err());
+    // the node comes back (a fresh chain; the same deployer nonce gives the same address)
+    let node = Node::start_on(port);
+    assert_eq!(fli(&node, &["uniswap-v3"]), at);
+    set_states(&node, at, &[1]);
+    rounds(&mut k, 2);
+    assert_eq!(calls(&node), vec!["rebalance(uniswap-v3)".to_string()]);
+}
+
+#[test]
+fn a_perp_v2_strategy_with_bounds() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let at = node.deploy("MockPerpStrategy", vec![]);
+    let mut k = keeper(&node, config(at, "perp-v2", "bounds = { min = \"-1.8\", max = \"-2.2\" }"), false);
+    let mut want = Vec::new();
+    for (state, call) in [(2u8, "iterateRebalance()"), (1, "rebalance()"), (3, "ripcord()")] {
+        node.send(DRIVER, at, Mock::setStateCall { s: state }.abi_encode());
+        rounds(&mut k, 3);
+        want.push(call.to_string());
+        assert_eq!(calls(&node), want);
+    }
+}
+
+#[test]
+fn dry_run_sends_nothing() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let at = fli(&node, &["uniswap-v3"]);
+    set_states(&node, at, &[1]);
+    let mut k = keeper(&node, config(at, "fli", ""), true);
+    let lines = rounds(&mut k, 3);
+    assert!(lines.iter().any(|l| l.contains("dry run, would send")), "{lines:?}");
+    assert!(calls(&node).is_empty());
+    assert_eq!(node.rpc.nonce(KEEPER.parse().unwrap(), "pending").unwrap(), 0);
+}
