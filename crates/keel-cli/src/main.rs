@@ -40,8 +40,9 @@ enum Command {
     /// Run products for real: an HTTP API (mint and redeem at NAV, keeper and operator calls),
     /// an event-sourced store on SQLite or PostgreSQL, a keeper loop, metrics and a dashboard.
     Serve(Box<serve_cmd::ServeArgs>),
-    /// Keep a keel server's products: rebalance, iterate and ripcord as their state says, over
-    /// the HTTP API with a keeper key (the same code as `keel serve --keeper`).
+    /// Keep products: a keel server's over its HTTP API (--server, the same code as
+    /// `keel serve --keeper`), or deployed FLI / PerpV2 strategy contracts over Ethereum
+    /// JSON-RPC (--rpc --config keeper.toml): rebalance, iterate and ripcord as they ask.
     Keeper(Box<serve_cmd::KeeperArgs>),
     /// Evaluate a methodology on a position snapshot.
     Strategy {

@@ -74,14 +74,26 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
 /// `keel keeper` options.
 #[derive(ClapArgs)]
 pub struct KeeperArgs {
-    /// The keel server to keep, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    server: String,
-    /// A keeper API key (or set KEEL_KEEPER_KEY). Its account must be on each product's
-    /// allow-list unless the product is anyone-callable.
+    /// Keep a keel server's products over its HTTP API, e.g. http://127.0.0.1:8080.
+    #[arg(long, conflicts_with_all = ["rpc", "config", "dry_run", "metrics"], required_unless_present = "rpc")]
+    server: Option<String>,
+    /// With --server: a keeper API key (or set KEEL_KEEPER_KEY). Its account must be on each
+    /// product's allow-list unless the product is anyone-callable.
     #[arg(long, env = "KEEL_KEEPER_KEY", hide_env_values = true)]
-    key: String,
-    /// Time between rounds.
+    key: Option<String>,
+    /// Keep deployed strategy contracts over Ethereum JSON-RPC at this URL.
+    #[arg(long, requires = "config")]
+    rpc: Option<String>,
+    /// With --rpc: keeper.toml (strategies, signer, gas caps and budgets, poll mode).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// With --rpc: read, decide, simulate and log what would be sent; send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --rpc: serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics: Option<String>,
+    /// With --server: time between rounds.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
     /// Stop after N rounds (default: run until interrupted).
@@ -96,13 +108,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     keel_core::product::parse_duration(s).map(Duration::from_secs)
 }
 
-/// Run the keeper against a server.
+/// Run the keeper against a server or a chain.
 pub fn keeper(a: KeeperArgs) -> Result<ExitCode> {
     init_logs("text")?;
-    if !a.server.starts_with("http://") {
-        bail!("--server {}: give an http:// URL (TLS is not built in; put a proxy in front)", a.server);
+    if let Some(rpc) = &a.rpc {
+        return keeper_rpc(rpc, &a);
     }
-    let mut io = OverHttp::new(&a.server, &a.key);
+    let server = a.server.clone().unwrap_or_default();
+    let Some(key) = a.key.clone() else { bail!("--server needs --key KEY (or KEEL_KEEPER_KEY)") };
+    if !server.starts_with("http://") {
+        bail!("--server {server}: give an http:// URL (TLS is not built in; put a proxy in front)");
+    }
+    let mut io = OverHttp::new(&server, &key);
     let cfg = KeeperConfig { interval: a.interval, ..KeeperConfig::default() };
     let stop = AtomicBool::new(false);
     let (mut done, mut failed) = (0u64, 0u64);
@@ -126,5 +143,30 @@ pub fn keeper(a: KeeperArgs) -> Result<ExitCode> {
         }
     });
     eprintln!("keeper stopped: {done} call(s) done, {failed} failed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keel keeper --rpc URL --config FILE`.
+fn keeper_rpc(rpc: &str, a: &KeeperArgs) -> Result<ExitCode> {
+    let path = a.config.as_ref().expect("clap requires --config with --rpc");
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let cfg = keel_keeper::config::Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let signer = keel_keeper::signer::load(&cfg.key).map_err(anyhow::Error::msg)?;
+    let poll = cfg.poll;
+    let names: Vec<String> = cfg.strategies.iter().map(|s| format!("{} ({})", s.name, s.address)).collect();
+    let mut k = keel_keeper::keeper::Keeper::new(rpc, cfg, signer, a.dry_run).map_err(anyhow::Error::msg)?;
+    if let Some(addr) = &a.metrics {
+        let bound =
+            keel_keeper::metrics::serve(k.metrics.clone(), addr).with_context(|| format!("--metrics {addr}"))?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
+    eprintln!(
+        "keeping {} as {}{}",
+        names.join(", "),
+        k.address(),
+        if a.dry_run { " (dry run: nothing is sent)" } else { "" }
+    );
+    let stop = AtomicBool::new(false);
+    keel_keeper::run(&mut k, poll, &stop, a.rounds, |l| println!("{l}"));
     Ok(ExitCode::SUCCESS)
 }

@@ -194,7 +194,10 @@ impl Config {
             return Err(err("gas.max_fee_gwei", "must be above 0"));
         }
         if gas.ripcord_max_fee < gas.max_fee {
-            return Err(err("gas.ripcord_max_fee_gwei", "must be at least gas.max_fee_gwei (ripcords are the urgent calls)"));
+            return Err(err(
+                "gas.ripcord_max_fee_gwei",
+                "must be at least gas.max_fee_gwei (ripcords are the urgent calls)",
+            ));
         }
         if gas.priority_fee > gas.max_fee {
             return Err(err("gas.priority_fee_gwei", "must not exceed gas.max_fee_gwei"));
@@ -208,7 +211,10 @@ impl Config {
         let mut strategies = Vec::new();
         for (i, s) in raw.strategy.into_iter().enumerate() {
             let f = |k: &str| format!("strategy[{i}].{k}");
-            let address = s.address.parse::<Address>().map_err(|_| err(f("address"), format!("'{}' is not an address", s.address)))?;
+            let address = s
+                .address
+                .parse::<Address>()
+                .map_err(|_| err(f("address"), format!("'{}' is not an address", s.address)))?;
             let kind = match s.kind.as_str() {
                 "fli" => Kind::Fli,
                 "perp-v2" => Kind::PerpV2,
@@ -281,12 +287,28 @@ bounds = { min = "-1.9", max = "-2.1" }
     #[test]
     fn bad_configs_name_the_field() {
         let cases = [
-            ("key in the file", GOOD.replace("key_env = \"KEEL_KEEPER_PRIVATE_KEY\"", "key = \"0xabc\""), "signer.key: never put a private key"),
-            ("two key sources", GOOD.replace("key_env = \"KEEL_KEEPER_PRIVATE_KEY\"", "key_env = \"A\"\nkey_file = \"b\""), "signer: give exactly one"),
-            ("ripcord cap below routine cap", GOOD.replace("\"300\"", "\"30\""), "gas.ripcord_max_fee_gwei: must be at least"),
+            (
+                "key in the file",
+                GOOD.replace("key_env = \"KEEL_KEEPER_PRIVATE_KEY\"", "key = \"0xabc\""),
+                "signer.key: never put a private key",
+            ),
+            (
+                "two key sources",
+                GOOD.replace("key_env = \"KEEL_KEEPER_PRIVATE_KEY\"", "key_env = \"A\"\nkey_file = \"b\""),
+                "signer: give exactly one",
+            ),
+            (
+                "ripcord cap below routine cap",
+                GOOD.replace("\"300\"", "\"30\""),
+                "gas.ripcord_max_fee_gwei: must be at least",
+            ),
             ("bad address", GOOD.replace("0x0000000000000000000000000000000000000001", "0x1"), "strategy[0].address"),
             ("bad kind", GOOD.replace("kind = \"fli\"", "kind = \"aave\""), "strategy[0].kind: 'aave'"),
-            ("bad bounds", GOOD.replace("min = \"1.9\", max = \"2.1\"", "min = \"2.2\", max = \"2.1\""), "strategy[0].bounds"),
+            (
+                "bad bounds",
+                GOOD.replace("min = \"1.9\", max = \"2.1\"", "min = \"2.2\", max = \"2.1\""),
+                "strategy[0].bounds",
+            ),
             ("typo", GOOD.replace("poll = ", "pol = "), "unknown field"),
             ("no strategies", GOOD.split("[[strategy]]").next().unwrap().to_string(), "strategy: list at least one"),
             ("bad gwei", GOOD.replace("\"60\"", "\"sixty\""), "gas.max_fee_gwei"),

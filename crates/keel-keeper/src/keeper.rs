@@ -13,7 +13,9 @@ use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
-use keel_core::strategy::keeper::{Action, BackoffConfig, Candidate, Decision, Memory, Observation, Outcome, decide, record};
+use keel_core::strategy::keeper::{
+    Action, BackoffConfig, Candidate, Decision, Memory, Observation, Outcome, decide, record,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -127,11 +129,11 @@ impl Keeper {
     pub fn round(&mut self) -> Result<Vec<String>, RpcError> {
         let mut lines = Vec::new();
         let head = self.rpc.head()?;
-        if let Some(f) = self.inflight.take() {
-            if let Some(still) = self.follow(f, head, &mut lines)? {
-                self.inflight = Some(still);
-                return Ok(lines);
-            }
+        if let Some(f) = self.inflight.take()
+            && let Some(still) = self.follow(f, head, &mut lines)?
+        {
+            self.inflight = Some(still);
+            return Ok(lines);
         }
         let mut observed = Vec::new();
         for i in 0..self.cfg.strategies.len() {
@@ -172,12 +174,15 @@ impl Keeper {
                             customMinLeverageRatio: b.min.into_raw(),
                             customMaxLeverageRatio: b.max.into_raw(),
                         };
-                        let r = IFliStrategy::shouldRebalanceWithBoundsCall::abi_decode_returns(&call(c.abi_encode())?).map_err(decode_err)?;
+                        let r = IFliStrategy::shouldRebalanceWithBoundsCall::abi_decode_returns(&call(c.abi_encode())?)
+                            .map_err(decode_err)?;
                         (r._0, r._1)
                     }
                     None => {
-                        let r = IFliStrategy::shouldRebalanceCall::abi_decode_returns(&call(IFliStrategy::shouldRebalanceCall {}.abi_encode())?)
-                            .map_err(decode_err)?;
+                        let r = IFliStrategy::shouldRebalanceCall::abi_decode_returns(&call(
+                            IFliStrategy::shouldRebalanceCall {}.abi_encode(),
+                        )?)
+                        .map_err(decode_err)?;
                         (r._0, r._1)
                     }
                 };
@@ -192,29 +197,40 @@ impl Keeper {
                 if candidates.len() > 1 {
                     let names: Vec<String> = candidates.iter().map(|c| c.exchange.clone()).collect();
                     let c = IFliStrategy::getChunkRebalanceNotionalCall { exchangeNames: names };
-                    let r = IFliStrategy::getChunkRebalanceNotionalCall::abi_decode_returns(&call(c.abi_encode())?).map_err(decode_err)?;
+                    let r = IFliStrategy::getChunkRebalanceNotionalCall::abi_decode_returns(&call(c.abi_encode())?)
+                        .map_err(decode_err)?;
                     for (c, size) in candidates.iter_mut().zip(r.sizes) {
                         c.chunk = size;
                     }
                 }
-                let lr = IFliStrategy::getCurrentLeverageRatioCall::abi_decode_returns(&call(IFliStrategy::getCurrentLeverageRatioCall {}.abi_encode())?)
-                    .map_err(decode_err)?;
+                let lr = IFliStrategy::getCurrentLeverageRatioCall::abi_decode_returns(&call(
+                    IFliStrategy::getCurrentLeverageRatioCall {}.abi_encode(),
+                )?)
+                .map_err(decode_err)?;
                 self.metrics.with(&s.name, |m| m.leverage = lr.to::<u128>() as f64 / 1e18);
             }
             Kind::PerpV2 => {
                 let e = match &s.bounds {
                     Some(b) => {
-                        let c = IPerpStrategy::shouldRebalanceWithBoundsCall { customMinLeverageRatio: b.min, customMaxLeverageRatio: b.max };
-                        IPerpStrategy::shouldRebalanceWithBoundsCall::abi_decode_returns(&call(c.abi_encode())?).map_err(decode_err)?
+                        let c = IPerpStrategy::shouldRebalanceWithBoundsCall {
+                            customMinLeverageRatio: b.min,
+                            customMaxLeverageRatio: b.max,
+                        };
+                        IPerpStrategy::shouldRebalanceWithBoundsCall::abi_decode_returns(&call(c.abi_encode())?)
+                            .map_err(decode_err)?
                     }
-                    None => IPerpStrategy::shouldRebalanceCall::abi_decode_returns(&call(IPerpStrategy::shouldRebalanceCall {}.abi_encode())?)
-                        .map_err(decode_err)?,
+                    None => IPerpStrategy::shouldRebalanceCall::abi_decode_returns(&call(
+                        IPerpStrategy::shouldRebalanceCall {}.abi_encode(),
+                    )?)
+                    .map_err(decode_err)?,
                 };
                 if let Some(a) = Action::from_enum(e) {
                     candidates.push(Candidate { exchange: String::new(), action: a, chunk: U256::ZERO });
                 }
-                let lr = IPerpStrategy::getCurrentLeverageRatioCall::abi_decode_returns(&call(IPerpStrategy::getCurrentLeverageRatioCall {}.abi_encode())?)
-                    .map_err(decode_err)?;
+                let lr = IPerpStrategy::getCurrentLeverageRatioCall::abi_decode_returns(&call(
+                    IPerpStrategy::getCurrentLeverageRatioCall {}.abi_encode(),
+                )?)
+                .map_err(decode_err)?;
                 let f = lr.unsigned_abs().to::<u128>() as f64 / 1e18;
                 self.metrics.with(&s.name, |m| m.leverage = if lr.is_negative() { -f } else { f });
             }
@@ -301,7 +317,8 @@ impl Keeper {
         let gas_limit = gas + gas / 5 + 10_000;
         let worst = U256::from(gas_limit) * max_fee;
         if !is_ripcord && self.spent_today(&s.name) + worst > s.daily_budget {
-            let reason = format!("daily gas budget: spent {} ETH of {}", eth(self.spent_today(&s.name)), eth(s.daily_budget));
+            let reason =
+                format!("daily gas budget: spent {} ETH of {}", eth(self.spent_today(&s.name)), eth(s.daily_budget));
             lines.push(format!("{label}: not sent, {reason}"));
             self.finish(&d, Outcome::Refused(reason), lines);
             return Ok(());
@@ -311,7 +328,12 @@ impl Keeper {
                 Kind::Fli => IFliStrategy::getCurrentEtherIncentiveCall {}.abi_encode(),
                 Kind::PerpV2 => IPerpStrategy::getCurrentEtherIncentiveCall {}.abi_encode(),
             };
-            let reward = self.rpc.eth_call(self.from, s.address, &data).ok().and_then(|b| U256::try_from_be_slice(&b)).unwrap_or_default();
+            let reward = self
+                .rpc
+                .eth_call(self.from, s.address, &data)
+                .ok()
+                .and_then(|b| U256::try_from_be_slice(&b))
+                .unwrap_or_default();
             lines.push(format!(
                 "{label}: ripcord pays {:.6} ETH and costs at most {:.6} ETH{}",
                 eth(reward),
@@ -414,13 +436,21 @@ impl Keeper {
             self.finish(&d, Outcome::Lost("nonce used elsewhere".into()), lines);
             // a fresh decision on the next state, not this one again
             let now = self.now_ms();
-            record(&mut self.mem, &d, &Outcome::Refused("nonce used elsewhere".into()), now, BackoffConfig { base_ms: 0, max_ms: 0 });
+            record(
+                &mut self.mem,
+                &d,
+                &Outcome::Refused("nonce used elsewhere".into()),
+                now,
+                BackoffConfig { base_ms: 0, max_ms: 0 },
+            );
             return Ok(None);
         }
         let last = *f.hashes.last().expect("a sent transaction");
         if !self.rpc.known(last)? {
             match self.rpc.send_raw(&f.raw) {
-                Ok(_) => lines.push(format!("{label}: {last} was dropped by the node; resent it (same nonce {})", f.nonce)),
+                Ok(_) => {
+                    lines.push(format!("{label}: {last} was dropped by the node; resent it (same nonce {})", f.nonce))
+                }
                 Err(RpcError::Transport(e)) => return Err(RpcError::Transport(e)),
                 Err(e) => lines.push(format!("{label}: {last} was dropped and could not be resent: {e}")),
             }
@@ -466,7 +496,12 @@ impl Keeper {
         self.metrics.with(&s.name, |m| m.gas_spent_eth += eth(paid));
         let d = f.decision.clone();
         if r.success {
-            lines.push(format!("{label}: mined {hash} in block {}, gas used {}, paid {:.6} ETH", r.block_number, r.gas_used, eth(paid)));
+            lines.push(format!(
+                "{label}: mined {hash} in block {}, gas used {}, paid {:.6} ETH",
+                r.block_number,
+                r.gas_used,
+                eth(paid)
+            ));
             self.finish(&d, Outcome::Done, lines);
         } else {
             let reason = self
@@ -476,7 +511,10 @@ impl Keeper {
                 .and_then(|e| e.revert_reason())
                 .unwrap_or_else(|| "reverted".to_string());
             if d.action == Action::Ripcord {
-                lines.push(format!("{label}: {hash} reverted in block {}: another keeper's ripcord landed first ({reason})", r.block_number));
+                lines.push(format!(
+                    "{label}: {hash} reverted in block {}: another keeper's ripcord landed first ({reason})",
+                    r.block_number
+                ));
                 self.finish(&d, Outcome::Raced(reason), lines);
             } else {
                 lines.push(format!("{label}: {hash} reverted in block {}: {reason}", r.block_number));

@@ -18,7 +18,13 @@ use std::time::Duration;
 
 /// Run rounds until `stop` (or `rounds` rounds), backing off exponentially while the node
 /// fails and recovering on its own. `on_line` sees every line of what happened.
-pub fn run(k: &mut keeper::Keeper, poll: config::Poll, stop: &AtomicBool, rounds: Option<u64>, mut on_line: impl FnMut(&str)) {
+pub fn run(
+    k: &mut keeper::Keeper,
+    poll: config::Poll,
+    stop: &AtomicBool,
+    rounds: Option<u64>,
+    mut on_line: impl FnMut(&str),
+) {
     let mut n = 0u64;
     let mut failures = 0u32;
     let mut last_block = None;

@@ -55,13 +55,20 @@ impl Metrics {
         gauge("keel_keeper_seconds_since_success", "Seconds since the last successful call (-1: none yet).", &|v| {
             v.last_success.map(|t| t.elapsed().as_secs_f64()).unwrap_or(-1.0)
         });
-        let _ = writeln!(out, "# HELP keel_keeper_last_action Last action, as a label.\n# TYPE keel_keeper_last_action gauge");
+        let _ = writeln!(
+            out,
+            "# HELP keel_keeper_last_action Last action, as a label.\n# TYPE keel_keeper_last_action gauge"
+        );
         for (k, v) in s.iter() {
             if !v.last_action.is_empty() {
                 let _ = writeln!(out, "keel_keeper_last_action{{strategy=\"{k}\",action=\"{}\"}} 1", v.last_action);
             }
         }
-        let _ = writeln!(out, "# TYPE keel_keeper_rpc_failures_total counter\nkeel_keeper_rpc_failures_total {}", self.rpc_failures.lock().expect("metrics lock"));
+        let _ = writeln!(
+            out,
+            "# TYPE keel_keeper_rpc_failures_total counter\nkeel_keeper_rpc_failures_total {}",
+            self.rpc_failures.lock().expect("metrics lock")
+        );
         out
     }
 }
@@ -75,7 +82,11 @@ pub fn serve(metrics: Arc<Metrics>, addr: &str) -> std::io::Result<std::net::Soc
             let mut buf = [0u8; 1024];
             let _ = conn.read(&mut buf);
             let body = metrics.render();
-            let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     Ok(bound)

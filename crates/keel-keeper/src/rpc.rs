@@ -36,7 +36,8 @@ impl RpcError {
                     return Some(r);
                 }
                 let m = message.as_str();
-                let m = m.split_once("reverted with reason string '").map(|(_, r)| r.trim_end_matches('\'')).unwrap_or(m);
+                let m =
+                    m.split_once("reverted with reason string '").map(|(_, r)| r.trim_end_matches('\'')).unwrap_or(m);
                 Some(m.strip_prefix("execution reverted: ").unwrap_or(m).to_string())
             }
             _ => None,
@@ -136,13 +137,15 @@ impl Rpc {
 
     /// `eth_call` from `from` at the latest block.
     pub fn eth_call(&self, from: Address, to: Address, data: &[u8]) -> Result<Bytes, RpcError> {
-        let v = self.call("eth_call", json!([{ "from": from, "to": to, "data": Bytes::copy_from_slice(data) }, "latest"]))?;
+        let v =
+            self.call("eth_call", json!([{ "from": from, "to": to, "data": Bytes::copy_from_slice(data) }, "latest"]))?;
         v.as_str().and_then(|s| s.parse::<Bytes>().ok()).ok_or_else(|| RpcError::Decode("eth_call".into()))
     }
 
     /// `eth_estimateGas`.
     pub fn estimate_gas(&self, from: Address, to: Address, data: &[u8]) -> Result<u64, RpcError> {
-        let v = self.call("eth_estimateGas", json!([{ "from": from, "to": to, "data": Bytes::copy_from_slice(data) }]))?;
+        let v =
+            self.call("eth_estimateGas", json!([{ "from": from, "to": to, "data": Bytes::copy_from_slice(data) }]))?;
         hex_u64(&v, "eth_estimateGas")
     }
 

@@ -4,7 +4,8 @@
 //! `KEEL_REQUIRE_EVM=1` (CI sets it), which makes that a failure.
 
 use crate::rpc::Rpc;
-use alloy_primitives::{Address, B256, Bytes};
+use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_sol_types::{SolCall, SolValue, sol};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -92,7 +93,10 @@ impl Node {
 
     /// Send a transaction from an unlocked account; with automine on, wait for it.
     pub fn send(&self, from: &str, to: Address, data: Vec<u8>) -> B256 {
-        let h = self.call("eth_sendTransaction", json!([{ "from": from, "to": to, "data": Bytes::from(data), "gas": "0x7a1200" }]));
+        let h = self.call(
+            "eth_sendTransaction",
+            json!([{ "from": from, "to": to, "data": Bytes::from(data), "gas": "0x7a1200" }]),
+        );
         h.as_str().unwrap().parse().unwrap()
     }
 
@@ -101,7 +105,10 @@ impl Node {
         let code = contracts()[name]["bytecode"].as_str().unwrap();
         let mut data: Vec<u8> = code.parse::<Bytes>().unwrap().to_vec();
         data.extend(args);
-        let h = self.call("eth_sendTransaction", json!([{ "from": DRIVER, "data": Bytes::from(data), "gas": "0x7a1200", "value": "0xde0b6b3a7640000" }]));
+        let h = self.call(
+            "eth_sendTransaction",
+            json!([{ "from": DRIVER, "data": Bytes::from(data), "gas": "0x7a1200", "value": "0xde0b6b3a7640000" }]),
+        );
         let r = self.call("eth_getTransactionReceipt", json!([h]));
         r["contractAddress"].as_str().unwrap().parse().unwrap()
     }
@@ -154,6 +161,46 @@ impl Drop for Node {
     }
 }
 
+sol! {
+    /// The mocks' test-only setters.
+    interface Mock {
+        function setStates(uint8[] calldata s) external;
+        function setChunks(uint256[] calldata c) external;
+        function setRevert(string calldata r) external;
+        function setIncentive(uint256 i) external;
+        function setState(uint8 s) external;
+        function ripcord(string calldata e) external;
+    }
+}
+
+impl Node {
+    /// Deploy a mock lending FLI strategy with these exchanges.
+    pub fn deploy_fli(&self, names: &[&str]) -> Address {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        self.deploy("MockFliStrategy", (names,).abi_encode_params())
+    }
+
+    /// Set what the FLI mock's `shouldRebalance` returns, one enum per exchange.
+    pub fn set_states(&self, at: Address, s: &[u8]) {
+        self.send(DRIVER, at, Mock::setStatesCall { s: s.to_vec() }.abi_encode());
+    }
+
+    /// Set the FLI mock's chunk sizes.
+    pub fn set_chunks(&self, at: Address, c: &[u64]) {
+        self.send(DRIVER, at, Mock::setChunksCall { c: c.iter().map(|x| U256::from(*x)).collect() }.abi_encode());
+    }
+
+    /// Make the FLI mock's rebalance and iterate revert with `reason` ("" to stop).
+    pub fn set_revert(&self, at: Address, reason: &str) {
+        self.send(DRIVER, at, Mock::setRevertCall { r: reason.to_string() }.abi_encode());
+    }
+
+    /// The calls the keeper made, from the blocks.
+    pub fn keeper_calls(&self) -> Vec<String> {
+        self.transactions_from(KEEPER).iter().map(|(_, _, input)| describe_call(input)).collect()
+    }
+}
+
 /// A call as the tests compare it: function name and exchange argument.
 pub fn describe_call(input: &[u8]) -> String {
     use crate::abi::{IFliStrategy, IPerpStrategy};
@@ -161,11 +208,20 @@ pub fn describe_call(input: &[u8]) -> String {
     let sel: [u8; 4] = input[..4].try_into().unwrap();
     let arg = || String::from_utf8_lossy(&input[4 + 64 + 32..]).trim_end_matches('\0').to_string();
     match sel {
-        IFliStrategy::rebalanceCall::SELECTOR => format!("rebalance({})", IFliStrategy::rebalanceCall::abi_decode(input).map(|c| c.exchangeName).unwrap_or_else(|_| arg())),
+        IFliStrategy::rebalanceCall::SELECTOR => format!(
+            "rebalance({})",
+            IFliStrategy::rebalanceCall::abi_decode(input).map(|c| c.exchangeName).unwrap_or_else(|_| arg())
+        ),
         IFliStrategy::iterateRebalanceCall::SELECTOR => {
-            format!("iterateRebalance({})", IFliStrategy::iterateRebalanceCall::abi_decode(input).map(|c| c.exchangeName).unwrap_or_default())
+            format!(
+                "iterateRebalance({})",
+                IFliStrategy::iterateRebalanceCall::abi_decode(input).map(|c| c.exchangeName).unwrap_or_default()
+            )
         }
-        IFliStrategy::ripcordCall::SELECTOR => format!("ripcord({})", IFliStrategy::ripcordCall::abi_decode(input).map(|c| c.exchangeName).unwrap_or_default()),
+        IFliStrategy::ripcordCall::SELECTOR => format!(
+            "ripcord({})",
+            IFliStrategy::ripcordCall::abi_decode(input).map(|c| c.exchangeName).unwrap_or_default()
+        ),
         IPerpStrategy::rebalanceCall::SELECTOR => "rebalance()".into(),
         IPerpStrategy::iterateRebalanceCall::SELECTOR => "iterateRebalance()".into(),
         IPerpStrategy::ripcordCall::SELECTOR => "ripcord()".into(),

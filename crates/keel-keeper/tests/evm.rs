@@ -4,26 +4,14 @@
 //! the node failing and coming back; a PerpV2 strategy; dry-run sends nothing. Every check
 //! reads the node's blocks, not the keeper's logs.
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::Address;
 use alloy_signer_local::PrivateKeySigner;
-use alloy_sol_types::{SolCall, SolValue, sol};
+use alloy_sol_types::SolCall;
 use keel_keeper::config::Config;
 use keel_keeper::keeper::Keeper;
-use keel_keeper::testing::{DRIVER, KEEPER, KEEPER_KEY, Node, RIVAL, available, describe_call};
-
-sol! {
-    interface Mock {
-        function setStates(uint8[] calldata s) external;
-        function setChunks(uint256[] calldata c) external;
-        function setRevert(string calldata r) external;
-        function setIncentive(uint256 i) external;
-        function setState(uint8 s) external;
-        function ripcord(string calldata e) external;
-    }
-}
+use keel_keeper::testing::{DRIVER, KEEPER, KEEPER_KEY, Mock, Node, RIVAL, available, describe_call};
 
 fn config(address: Address, kind: &str, extra: &str) -> Config {
-    let exchanges = if kind == "fli" { "" } else { "" };
     Config::from_toml(&format!(
         r#"
 poll = "100ms"
@@ -38,7 +26,7 @@ stuck_after_blocks = 3
 name = "s"
 address = "{address}"
 kind = "{kind}"
-{exchanges}{extra}
+{extra}
 "#
     ))
     .unwrap()
@@ -52,16 +40,15 @@ fn keeper(node: &Node, cfg: Config, dry_run: bool) -> Keeper {
 }
 
 fn fli(node: &Node, names: &[&str]) -> Address {
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    node.deploy("MockFliStrategy", (names,).abi_encode_params())
+    node.deploy_fli(names)
 }
 
 fn set_states(node: &Node, at: Address, s: &[u8]) {
-    node.send(DRIVER, at, Mock::setStatesCall { s: s.to_vec() }.abi_encode());
+    node.set_states(at, s)
 }
 
 fn calls(node: &Node) -> Vec<String> {
-    node.transactions_from(KEEPER).iter().map(|(_, _, input)| describe_call(input)).collect()
+    node.keeper_calls()
 }
 
 /// Rounds until the keeper has nothing in flight and nothing to do (at most `n`).
@@ -89,7 +76,7 @@ fn each_enum_leads_to_the_right_call_and_the_largest_chunk_wins() {
     ];
     let mut want = Vec::new();
     for (states, chunks, call) in script {
-        node.send(DRIVER, at, Mock::setChunksCall { c: chunks.iter().map(|c| U256::from(*c)).collect() }.abi_encode());
+        node.set_chunks(at, chunks);
         set_states(&node, at, states);
         let lines = rounds(&mut k, 3);
         want.push(call.to_string());
@@ -105,11 +92,14 @@ fn a_call_that_would_revert_is_skipped_without_sending() {
     }
     let node = Node::start();
     let at = fli(&node, &["uniswap-v3"]);
-    node.send(DRIVER, at, Mock::setRevertCall { r: "Cooldown not elapsed or not valid leverage ratio".into() }.abi_encode());
+    node.set_revert(at, "Cooldown not elapsed or not valid leverage ratio");
     set_states(&node, at, &[1]);
     let mut k = keeper(&node, config(at, "fli", ""), false);
     let lines = rounds(&mut k, 2);
-    assert!(lines.iter().any(|l| l.contains("not sent, it would revert: Cooldown not elapsed or not valid leverage ratio")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("not sent, it would revert: Cooldown not elapsed or not valid leverage ratio")),
+        "{lines:?}"
+    );
     assert!(calls(&node).is_empty());
     assert_eq!(node.rpc.nonce(KEEPER.parse().unwrap(), "latest").unwrap(), 0);
 }

@@ -133,10 +133,7 @@ impl KeeperIo for InProcess {
         let request_hash = sha256_hex(serde_json::to_string(&command).unwrap_or_default().as_bytes());
         let req = Request {
             actor: self.actor.clone(),
-            idempotency: Some(Idempotency {
-                scope: format!("{}:{}", self.actor.key_id, d.key),
-                request_hash,
-            }),
+            idempotency: Some(Idempotency { scope: format!("{}:{}", self.actor.key_id, d.key), request_hash }),
             command,
         };
         match self.submitter.submit_blocking(req) {

@@ -229,7 +229,12 @@ mod tests {
         };
         let cases: Vec<Case> = vec![
             ("nothing to do", vec![obs("a", 5, &[], false)], Memory::default(), vec![]),
-            ("rebalance", vec![obs("a", 5, &[("x", Rebalance, 1)], false)], Memory::default(), vec![("a", "x", Rebalance)]),
+            (
+                "rebalance",
+                vec![obs("a", 5, &[("x", Rebalance, 1)], false)],
+                Memory::default(),
+                vec![("a", "x", Rebalance)],
+            ),
             (
                 "ripcord first",
                 vec![obs("a", 5, &[("x", Iterate, 9), ("y", Ripcord, 1)], false)],
