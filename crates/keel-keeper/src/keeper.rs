@@ -235,6 +235,8 @@ impl Keeper {
                 self.metrics.with(&s.name, |m| m.leverage = if lr.is_negative() { -f } else { f });
             }
         }
+        let wants: Vec<String> = candidates.iter().map(|c| format!("{}:{}", c.exchange, c.action.name())).collect();
+        tracing::debug!(strategy = %s.name, block, leverage = self.metrics.strategies.lock().map(|m| m.get(&s.name).map(|f| f.leverage).unwrap_or(0.0)).unwrap_or(0.0), wants = ?wants, "state read");
         Ok(Observation { id: s.name.clone(), seq: block, blocked: None, candidates })
     }
 

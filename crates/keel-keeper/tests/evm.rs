@@ -192,7 +192,13 @@ fn node_failures_are_survived() {
     let mut k = keeper(&node, config(at, "fli", ""), false);
     node.kill();
     assert!(k.round().is_err(), "the node is down");
-    assert!(k.round().is_err());
+    // the run loop backs off and keeps going
+    let mut lines = Vec::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    keel_keeper::run(&mut k, keel_keeper::config::Poll::Every(10), &stop, Some(2), |l| lines.push(l.to_string()));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("node error") && l.contains("backing off")), "{lines:?}");
+    assert_eq!(*k.metrics.rpc_failures.lock().unwrap(), 2);
     // the node comes back (a fresh chain; the same deployer nonce gives the same address)
     let node = Node::start_on(port);
     assert_eq!(fli(&node, &["uniswap-v3"]), at);
