@@ -31,11 +31,12 @@ fn threshold_summary(p: &keel_core::product::ThresholdProduct) -> String {
             Wad(s.rebalance_threshold).to_f64() / Wad(s.target_leverage).to_f64() * 100.0
         ),
         Policy::Continuous(c) => format!(
-            "continuous: hold {} within {}, de-lever below LSM {} or MCSM {} (m {}, i {}), reverse split under ${}",
+            "continuous: hold {} within {}, de-lever below LSM {} or MCSM {} ({} price levels; m {}, i {}), reverse split under ${}",
             if c.entry_basis { "entry exposure L × capital" } else { "L × NAV" },
             Wad(c.tolerance),
             Wad(c.lsm_min),
             Wad(c.mcsm_min),
+            if c.seed_model { "seed" } else { "venue" },
             Wad(c.maintenance),
             Wad(c.initial),
             Wad(c.reverse_split_threshold)

@@ -184,7 +184,18 @@ impl ThresholdProduct {
                     "mark" => Ok(false),
                     _ => Err(format!("'{v}' is not entry or mark")),
                 })?,
+                seed_model: m.conv("price_level_model", Some("venue"), |v| match v {
+                    "venue" => Ok(false),
+                    "seed" => Ok(true),
+                    _ => Err(format!("'{v}' is not venue or seed")),
+                })?,
             };
+            if c.seed_model && (token_side == crate::strategy::threshold::Side::Long || !c.entry_basis) {
+                rules.push(RuleViolation {
+                    message: "The seed price-level model is defined for short tokens on the entry basis",
+                    detail: "methodology.price_level_model = \"seed\" needs a negative target and leverage_basis = \"entry\"".into(),
+                });
+            }
             if c.maintenance >= c.initial || c.initial > crate::math::WAD {
                 rules.push(RuleViolation {
                     message: "Margin ratios must satisfy maintenance < initial ≤ 100%",
@@ -302,5 +313,21 @@ rebalance_threshold = "10%"
             let err = ThresholdProduct::from_toml(&GOOD.replace(from, to)).unwrap_err().to_string();
             assert!(err.contains(needle), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn the_seed_level_model_is_for_short_entry_basis_bears() {
+        let bear = include_str!("../../../../products/eth-minus2x-bear.toml");
+        let seeded = bear.replace("price_level_model = \"venue\"", "price_level_model = \"seed\"");
+        match ThresholdProduct::from_toml(&seeded).unwrap().policy {
+            Policy::Continuous(c) => assert!(c.seed_model && c.entry_basis),
+            other => panic!("{other:?}"),
+        }
+        let mark = seeded.replace("leverage_basis = \"entry\"", "leverage_basis = \"mark\"");
+        let err = ThresholdProduct::from_toml(&mark).unwrap_err().to_string();
+        assert!(err.contains("seed price-level model is defined for short tokens on the entry basis"), "{err}");
+        let bad = seeded.replace("price_level_model = \"seed\"", "price_level_model = \"chainlink\"");
+        let err = ThresholdProduct::from_toml(&bad).unwrap_err().to_string();
+        assert!(err.contains("methodology.price_level_model") && err.contains("not venue or seed"), "{err}");
     }
 }

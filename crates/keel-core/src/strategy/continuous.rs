@@ -33,6 +33,9 @@ pub struct ContinuousSettings {
     pub reverse_split_ratio: u64,
     /// `entry` basis (true) or `mark` basis (false).
     pub entry_basis: bool,
+    /// Price levels from the `seed` model (short Bear, entry basis) instead of `venue`.
+    #[serde(default)]
+    pub seed_model: bool,
 }
 
 /// Liquidation and margin-call prices (wad USD).
@@ -74,6 +77,56 @@ pub fn seed_levels(p_bar: U256, x: U256, d: U256, m: U256, lambda: U256) -> Resu
     let k = sub(d, pdiv(x, lambda)?, "cash left")?;
     let margin_call_price = add(p_bar, pdiv(k, pdiv(x, p_bar)?)?, "MCP")?;
     Ok(Levels { liquidation_price, margin_call_price })
+}
+
+/// A margin so large it never binds (a level the price cannot reach).
+const SAFE: U256 = U256::from_limbs([0, 0, 0, 1 << 60]);
+
+/// §3.4–§3.5 in the `seed` model for a short: the safety margins (LSM, MCSM) of a position with
+/// entry exposure `x` (USD), average entry `p_bar`, capital `d`, at price `p`. Where the seed's
+/// formula has no level (`Le·(1+m) ≤ 1`: no liquidation price; `x = 0`: no position) the margin
+/// never binds; a margin-call price below zero (cash left below zero by more than the entry
+/// notional) gives MCSM 0.
+pub fn seed_margins(p_bar: U256, x: U256, d: U256, m: U256, lambda: U256, p: U256) -> Result<(U256, U256), MathError> {
+    if x.is_zero() || p.is_zero() {
+        return Ok((SAFE, SAFE));
+    }
+    let le = pdiv(x, d)?;
+    let grown = add(le, pmul(m, le)?, "Le + m·Le")?;
+    let lsm = if grown <= WAD {
+        SAFE
+    } else {
+        let liq = pdiv(pmul(p_bar, le)?, grown - WAD)?;
+        if liq > p { pdiv(liq - p, p)? } else { U256::ZERO }
+    };
+    // MCP = p̄ + K·p̄/X with K = D − X/λ, signed
+    let used = pdiv(x, lambda)?;
+    let mcp = if d >= used {
+        add(p_bar, mul_div_down(d - used, p_bar, x, "MCP")?, "MCP")?
+    } else {
+        p_bar.saturating_sub(mul_div_down(used - d, p_bar, x, "MCP")?)
+    };
+    let mcsm = if mcp > p { pdiv(mcp - p, mcp)? } else { U256::ZERO };
+    Ok((lsm, mcsm))
+}
+
+/// The largest `t` in `[0, hi]` with `ok(t)`, by bisection (`ok` must hold at 0 and be
+/// monotone: true up to some point, false after); `lot` is the resolution (rounded down).
+pub fn largest_safe(hi: U256, lot: U256, ok: impl Fn(U256) -> Result<bool, MathError>) -> Result<U256, MathError> {
+    if ok(hi)? {
+        return Ok(hi);
+    }
+    let (mut lo, mut hi) = (U256::ZERO, hi);
+    let lot = lot.max(U256::from(1u64));
+    while hi - lo > lot {
+        let mid = lo + (hi - lo) / U256::from(2u64);
+        if ok(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo - lo % lot)
 }
 
 /// §3.5 safety margins (wad fractions; 0 once the price is through the level):
@@ -214,6 +267,27 @@ mod tests {
     fn r(x: U256, dp: u32) -> f64 {
         let scale = 10f64.powi(dp as i32);
         (crate::math::to_f64(x, 18) * scale).round() / scale
+    }
+
+    #[test]
+    fn seed_margins_and_bisection() {
+        let lambda = w("10");
+        // the seed's initial state: LiqP $177.78, MCP $140 → LSM 77.78%, MCSM 28.57% at $100
+        let (lsm, mcsm) = seed_margins(w("100"), w("20000"), w("10000"), w("0.0625"), lambda, w("100")).unwrap();
+        assert_eq!((r(lsm, 4), r(mcsm, 4)), (0.7778, 0.2857));
+        let (_, mcsm) = seed_margins(w("100"), w("20000"), w("10000"), w("0.0625"), lambda, w("120")).unwrap();
+        assert_eq!(r(mcsm, 4), 0.1429, "(140 − 120)/140");
+        // low leverage: no liquidation price, the margin never binds
+        let (lsm, _) = seed_margins(w("100"), w("5000"), w("10000"), w("0.0625"), lambda, w("100")).unwrap();
+        assert!(lsm > w("1000"));
+        // bisection: the largest exposure (p̄ $100, price $121) with MCSM ≥ 15%, to 1e12
+        let ok = |x: U256| -> Result<bool, MathError> {
+            let (l, m) = seed_margins(w("100"), x, w("10000"), w("0.0625"), lambda, w("121"))?;
+            Ok(l >= w("0.3") && m >= w("0.15"))
+        };
+        let x = largest_safe(w("20000"), U256::from(1_000_000_000_000u64), ok).unwrap();
+        assert!(ok(x).unwrap() && !ok(x + U256::from(1_000_000_000_000u64)).unwrap(), "{x}");
+        assert!(x < w("20000") && x > w("10000"));
     }
 
     #[test]

@@ -185,6 +185,9 @@ impl ThresholdToken {
             mcsm_min: c.mcsm_min,
             partial_relever: c.partial_relever,
         };
+        if c.seed_model {
+            return self.seed_target(price, notional, c);
+        }
         if c.entry_basis {
             // Safety first (rows 1–2 on the real notional); then exposure at entry against L·D.
             let safety = decide(&Tick { target_notional: notional, ..tick })?;
@@ -213,6 +216,66 @@ impl ThresholdToken {
             Action::Relever(n) | Action::ReduceToTarget(n) => (n.abs_diff(notional) > band).then_some(n),
             Action::Hold => None,
         })
+    }
+
+    /// §3.6 with the `seed` price levels (short, entry basis). The levels depend on the average
+    /// entry `p̄ = X/|q|`, the entry exposure X and the capital D, so sizes are found by
+    /// bisection on base units (0.0001 lots, rounded down). X follows the fills as the entry
+    /// basis tracks it: a cut removes the traded notional at the price, an addition adds it.
+    /// Like the venue model, a cut aims inside the floor by the tolerance (fees and impact).
+    fn seed_target(
+        &self,
+        price: U256,
+        notional: U256,
+        c: &crate::strategy::continuous::ContinuousSettings,
+    ) -> Result<Option<U256>, ThresholdError> {
+        use crate::strategy::continuous::{largest_safe, seed_margins};
+        let q = self.size().unsigned_abs();
+        let x = self.entry_exposure_now()?;
+        let d = self.capital_base;
+        if d.is_zero() {
+            return Ok(None);
+        }
+        let lambda = crate::math::pdiv(crate::math::WAD, c.initial)?;
+        let lot = U256::from(100_000_000_000_000u64); // 0.0001 base units
+        let safe = |p_bar: U256, x: U256| -> Result<bool, crate::math::MathError> {
+            let (lsm, mcsm) = seed_margins(p_bar, x, d, c.maintenance, lambda, price)?;
+            Ok(lsm >= c.lsm_min && mcsm >= c.mcsm_min)
+        };
+        if !q.is_zero() && !safe(crate::math::pdiv(x, q)?, x)? {
+            // rows 1–2: the largest size whose margins clear both floors after the cut
+            let cut = |q2: U256| -> Result<bool, crate::math::MathError> {
+                if q2.is_zero() {
+                    return Ok(true);
+                }
+                let x2 = x.saturating_sub(pmul(q - q2, price)?);
+                safe(crate::math::pdiv(x2, q2)?, x2)
+            };
+            let n = pmul(largest_safe(q, lot, cut)?, price)?;
+            return Ok(Some(n - pmul(n, c.tolerance)?));
+        }
+        let goal = pmul(d, self.settings.target_leverage)?;
+        if x.abs_diff(goal) <= pmul(goal, c.tolerance)? {
+            return Ok(None);
+        }
+        if x > goal {
+            return Ok(Some(notional.saturating_sub(x - goal)));
+        }
+        // row 3: add Δx of exposure at the price; p̄ moves to (X + Δx)/(|q| + Δx/P)
+        let after = |dx: U256| -> Result<bool, crate::math::MathError> {
+            let q2 = add(q, crate::math::pdiv(dx, price)?, "size")?;
+            let x2 = add(x, dx, "exposure")?;
+            safe(crate::math::pdiv(x2, q2)?, x2)
+        };
+        let want = goal - x;
+        if after(want)? {
+            return Ok(Some(notional + want));
+        }
+        if !c.partial_relever {
+            return Ok(None);
+        }
+        let dx = largest_safe(want, pmul(lot, price)?, after)?;
+        Ok((!dx.is_zero()).then(|| notional + dx))
     }
 
     /// Entry exposure with any fills since the last sync folded in: a larger |q| adds the
@@ -697,6 +760,7 @@ mod tests {
             reverse_split_threshold: w("0.1"),
             reverse_split_ratio: 2,
             entry_basis: false,
+            seed_model: false,
         });
         t
     }
@@ -727,6 +791,47 @@ mod tests {
         // A favourable fall lowers a short's leverage: re-lever to target (mark basis).
         let Evaluation::Rebalanced(dq) = t.evaluate(240, w("110")).unwrap() else { panic!("relever due") };
         assert!(dq.is_negative(), "a short re-levers by selling");
+    }
+
+    #[test]
+    fn seed_price_levels_delever_by_bisection_where_the_venue_model_holds() {
+        use crate::strategy::continuous::seed_margins;
+        let mut t = bear();
+        if let Policy::Continuous(ref mut c) = t.policy {
+            c.entry_basis = true;
+            c.seed_model = true;
+        }
+        let p = w("100");
+        t.mint("alice", w("10000"), U256::ZERO, 0, p).unwrap();
+        fill(&mut t, 5, p);
+        t.sync_entry().unwrap();
+        let (x, d) = (t.entry_exposure, t.capital_base);
+        assert!(x.abs_diff(w("20000")) < w("100") && d.abs_diff(w("10000")) < w("100"), "X {x} D {d}");
+        // $110: the seed's levels (LiqP ≈ $178, MCP ≈ $140) leave both margins above their
+        // floors (61%, 21%): nothing to do.
+        assert_eq!(t.evaluate(60, w("110")).unwrap(), Evaluation::Idle);
+        // $121: MCSM = (140 − 121)/140 ≈ 13.6% < 15%: mandatory delever, sized by bisection.
+        let high = w("121");
+        let Evaluation::Rebalanced(dq) = t.evaluate(120, high).unwrap() else { panic!("mandatory delever due") };
+        assert!(dq.is_positive(), "a short delevers by buying back");
+        fill(&mut t, 125, high);
+        t.sync_entry().unwrap();
+        let q = t.size().unsigned_abs();
+        let p_bar = crate::math::pdiv(t.entry_exposure, q).unwrap();
+        let lambda = w("10");
+        let (lsm, mcsm) = seed_margins(p_bar, t.entry_exposure, t.capital_base, w("0.0625"), lambda, high).unwrap();
+        assert!(mcsm >= w("0.15") && lsm >= w("0.3"), "safe after the cut: LSM {lsm} MCSM {mcsm}");
+        assert!(mcsm < w("0.16"), "and no smaller than it needs to be: MCSM {mcsm}");
+        // the venue model at the same state and price cuts to its closed-form LSM cap (N/V 2.62
+        // on V ≈ $5 800), deeper than the seed model's cut
+        let mut v = bear();
+        if let Policy::Continuous(ref mut c) = v.policy {
+            c.entry_basis = true;
+        }
+        v.mint("alice", w("10000"), U256::ZERO, 0, p).unwrap();
+        fill(&mut v, 5, p);
+        let Evaluation::Rebalanced(dv) = v.evaluate(120, high).unwrap() else { panic!("venue delever due") };
+        assert!(dv > dq, "venue cut {dv} vs seed cut {dq}");
     }
 
     #[test]
