@@ -278,32 +278,56 @@ fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<E
     std::io::Write::flush(&mut w)?;
     std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&s)?)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
-    println!("{} on {name}: {} blocks, {:.1} days, ${tvl:.0} minted at the start", s.symbol, s.blocks, s.days);
-    println!("  underlying        {:+.2}%", s.underlying_return * 100.0);
-    println!("  token (NAV)       {:+.2}%", s.token_return * 100.0);
-    println!("  ideal {}x token    {:+.2}%", keel_core::Wad(p.settings.target_leverage), s.ideal_return * 100.0);
-    println!(
-        "  rebalances        {} (orders filled {}, refused {}, cancelled {})",
-        s.rebalances, s.orders_filled, s.orders_refused, s.orders_cancelled
-    );
-    println!("  closes / liquid.  {} / {}", s.closes, s.liquidations);
-    println!(
-        "  holder flows      {} mints, {} redeems, {} refused (pending order or limits)",
-        s.mints, s.redeems, s.refused_flows
-    );
+    let head =
+        format!("{} on {name}: {} blocks, {:.1} days, ${tvl:.0} minted at the start", s.symbol, s.blocks, s.days);
+    let mut rows = vec![
+        ("underlying".to_string(), format!("{:+.2}%", s.underlying_return * 100.0)),
+        ("token (NAV)".to_string(), format!("{:+.2}%", s.token_return * 100.0)),
+        (
+            format!("ideal {}x token", keel_core::Wad(p.settings.target_leverage)),
+            format!("{:+.2}%", s.ideal_return * 100.0),
+        ),
+        (
+            "rebalances".to_string(),
+            format!(
+                "{} (orders filled {}, refused {}, cancelled {})",
+                s.rebalances, s.orders_filled, s.orders_refused, s.orders_cancelled
+            ),
+        ),
+        ("closes / liquid.".to_string(), format!("{} / {}", s.closes, s.liquidations)),
+        (
+            "holder flows".to_string(),
+            format!("{} mints, {} redeems, {} refused (pending order or limits)", s.mints, s.redeems, s.refused_flows),
+        ),
+    ];
     if let Some(why) = &s.first_failure {
-        println!("  failed keeper evaluations {} (first: {why})", s.failed_evaluations);
+        rows.push(("failed keeper evaluations".to_string(), format!("{} (first: {why})", s.failed_evaluations)));
     }
-    println!(
-        "  max leverage      {:.3}x; outside [L−θ, L+θ] {:.1}% of the time",
-        s.max_leverage,
-        s.time_outside_band * 100.0
-    );
-    println!(
-        "  costs             venue fees ${:.2}, keeper deposits ${:.2}, fees to the recipient ${:.2}",
-        s.venue_fees, s.keeper_deposits, s.fees_to_recipient
-    );
-    println!("wrote {} (summary.json, timeseries.csv)", display_dir(&a.out));
+    rows.push((
+        "max leverage".to_string(),
+        format!("{:.3}x; outside [L−θ, L+θ] {:.1}% of the time", s.max_leverage, s.time_outside_band * 100.0),
+    ));
+    rows.push((
+        "costs".to_string(),
+        format!(
+            "venue fees ${:.2}, keeper deposits ${:.2}, fees to the recipient ${:.2}",
+            s.venue_fees, s.keeper_deposits, s.fees_to_recipient
+        ),
+    ));
+    print_rows(&head, &rows);
+    let points = read_perp_points(&path)?;
+    let l = keel_core::Wad(p.settings.target_leverage).to_f64();
+    let band = match p.policy {
+        keel_core::strategy::threshold::token::Policy::Threshold => {
+            let t = keel_core::Wad(p.settings.rebalance_threshold).to_f64();
+            vec![(l - t, "L − θ".to_string()), (l + t, "L + θ".to_string())]
+        }
+        _ => vec![(l, "target".to_string())],
+    };
+    let html =
+        keel_report::perp_report(&format!("{}: backtest ({})", s.symbol, p.kind()), &head, &rows, &points, &band);
+    std::fs::write(a.out.join("report.html"), html).with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!("wrote {} (summary.json, timeseries.csv, report.html)", display_dir(&a.out));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -330,30 +354,103 @@ fn run_perp(a: &Args, p: &keel_core::product::PerpProduct) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
     std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&s)?)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
-    println!(
+    let head = format!(
         "{} on {name}: {} blocks, {:.1} days, ${tvl:.0} issued and engaged at the start",
         s.symbol, s.blocks, s.days
     );
-    println!("  underlying        {:+.2}%", s.underlying_return * 100.0);
-    println!("  token (NAV)       {:+.2}%", s.token_return * 100.0);
-    println!("  ideal token       {:+.2}%  (tracking error {:.1}%)", s.ideal_return * 100.0, s.tracking_error * 100.0);
-    println!(
-        "  rebalances        {} (+{} iterations), ripcords {}, liquidations {}",
-        s.rebalances, s.iterations, s.ripcords, s.liquidations
-    );
-    println!(
-        "  holder flows      {} issues, {} redeems, {} refused (margin rules)",
-        s.mints, s.redeems, s.refused_flows
-    );
+    let mut rows = vec![
+        ("underlying".to_string(), format!("{:+.2}%", s.underlying_return * 100.0)),
+        ("token (NAV)".to_string(), format!("{:+.2}%", s.token_return * 100.0)),
+        (
+            "ideal token".to_string(),
+            format!("{:+.2}%  (tracking error {:.1}%)", s.ideal_return * 100.0, s.tracking_error * 100.0),
+        ),
+        (
+            "rebalances".to_string(),
+            format!(
+                "{} (+{} iterations), ripcords {}, liquidations {}",
+                s.rebalances, s.iterations, s.ripcords, s.liquidations
+            ),
+        ),
+        (
+            "holder flows".to_string(),
+            format!("{} issues, {} redeems, {} refused (margin rules)", s.mints, s.redeems, s.refused_flows),
+        ),
+    ];
     if let Some(why) = &s.first_failure {
-        println!("  refused keeper calls {} (first: {why})", s.failed_calls);
+        rows.push(("refused keeper calls".to_string(), format!("{} (first: {why})", s.failed_calls)));
     }
-    println!(
-        "  max |leverage|    {:.3}x; outside [min, max] {:.2}% of the time",
-        s.max_leverage,
-        s.time_outside_band * 100.0
-    );
-    println!("  costs             vAMM fees ${:.2}, ripcord rewards {:.2} ETH", s.pool_fees, s.ether_rewards);
-    println!("wrote {} (summary.json)", display_dir(&a.out));
+    rows.push((
+        "max |leverage|".to_string(),
+        format!("{:.3}x; outside [min, max] {:.2}% of the time", s.max_leverage, s.time_outside_band * 100.0),
+    ));
+    rows.push((
+        "costs".to_string(),
+        format!(
+            "vAMM fees ${:.2}, keeper gas ${:.2}, streaming fee ${:.2}, ripcord rewards {:.2} ETH",
+            s.pool_fees, s.gas_keeper, s.streaming_fee, s.ether_rewards
+        ),
+    ));
+    print_rows(&head, &rows);
+    let path = a.out.join("timeseries.csv");
+    let mut csv = String::from("time,price,nav,ideal,leverage\n");
+    for (t, price, nav, ideal, lev) in &s.series {
+        csv.push_str(&format!("{t},{price},{nav:.8},{ideal:.8},{lev:.6}\n"));
+    }
+    std::fs::write(&path, csv).with_context(|| format!("cannot write {}", path.display()))?;
+    let points: Vec<keel_report::PerpPoint> = s
+        .series
+        .iter()
+        .map(|(time, price, nav, ideal, leverage)| keel_report::PerpPoint {
+            time: *time,
+            price: *price,
+            nav: *nav,
+            ideal: *ideal,
+            leverage: *leverage,
+        })
+        .collect();
+    let m = &p.methodology;
+    let mag = |x: keel_core::I256| keel_core::Wad(x.unsigned_abs()).to_f64();
+    let band = vec![
+        (mag(m.min_leverage_ratio), "min".to_string()),
+        (mag(m.max_leverage_ratio), "max".to_string()),
+        (mag(p.incentive.incentivized_leverage_ratio), "ripcord".to_string()),
+    ];
+    let html =
+        keel_report::perp_report(&format!("{}: backtest (fli on perp-v2)", s.symbol), &head, &rows, &points, &band);
+    std::fs::write(a.out.join("report.html"), html).with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!("wrote {} (summary.json, timeseries.csv, report.html)", display_dir(&a.out));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Print a run's headline and its rows, aligned.
+fn print_rows(head: &str, rows: &[(String, String)]) {
+    println!("{head}");
+    for (k, v) in rows {
+        println!("  {k:<17} {v}");
+    }
+}
+
+/// The samples a threshold-family run wrote (time, price, NAV, ideal, leverage), relative to the
+/// first NAV and ideal, for the report.
+fn read_perp_points(path: &std::path::Path) -> Result<Vec<keel_report::PerpPoint>> {
+    let mut rdr = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    let (mut nav0, mut ideal0) = (0.0, 0.0);
+    for r in rdr.records() {
+        let r = r?;
+        let num = |i: usize| r.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        let (nav, ideal) = (num(2), num(3));
+        if out.is_empty() {
+            (nav0, ideal0) = (nav, ideal);
+        }
+        out.push(keel_report::PerpPoint {
+            time: num(0) as u64,
+            price: num(1),
+            nav: nav / nav0,
+            ideal: ideal / ideal0,
+            leverage: num(4).abs(),
+        });
+    }
+    Ok(out)
 }

@@ -169,11 +169,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     tracking_error: s.tracking_error,
                     drawdown: s.max_drawdown,
                     daily: s.daily_nav_returns.clone(),
-                    costs_by_kind: vec![("vAMM fees", s.pool_fees), ("ripcord rewards (ETH)", s.ether_rewards)],
+                    costs_by_kind: vec![
+                        ("vAMM fees", s.pool_fees),
+                        ("gas (keeper)", s.gas_keeper),
+                        ("streaming fee", s.streaming_fee),
+                        ("ripcord rewards (ETH)", s.ether_rewards),
+                    ],
                     rebalances: s.rebalances + s.iterations + s.ripcords,
                     stress: format!("{} ripcord, {} liquid.", s.ripcords, s.liquidations),
                     max_leverage: s.max_leverage,
-                    costs: s.pool_fees,
+                    costs: s.pool_fees + s.gas_keeper + s.streaming_fee,
                 });
             }
         }

@@ -284,3 +284,33 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
     assert!(!mixed.status.success());
     assert!(String::from_utf8_lossy(&mixed.stderr).contains("compare products on the same underlying"));
 }
+
+#[test]
+fn perp_and_threshold_backtests_write_a_report() {
+    for (product, kind) in [
+        ("products/eth2x-perp.toml", "fli on perp-v2"),
+        ("products/eth-3x-threshold.toml", "threshold"),
+        ("products/eth-minus2x-bear.toml", "continuous"),
+    ] {
+        let dir = tmpdir(kind.split(' ').next().unwrap());
+        let o = keel(&[
+            "backtest",
+            "--product",
+            product,
+            "--scenario",
+            "calm",
+            "--block-time",
+            "1h",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{product}: {}", String::from_utf8_lossy(&o.stderr));
+        let html = String::from_utf8(read(&dir, "report.html")).unwrap();
+        assert_eq!(html.matches("<svg").count(), 3, "{product}: price, NAV vs ideal, leverage");
+        assert!(html.contains(&format!("backtest ({kind})")), "{product}");
+        let csv = String::from_utf8(read(&dir, "timeseries.csv")).unwrap();
+        assert!(csv.lines().count() > 100, "{product}: hourly samples over a year");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("report.html"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

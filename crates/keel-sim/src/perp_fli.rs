@@ -78,6 +78,14 @@ pub struct PerpFliSummary {
     pub pool_fees: f64,
     /// Ether paid as ripcord rewards.
     pub ether_rewards: f64,
+    /// Streaming fee taken from holders (supply minted to the fee recipient, valued at NAV), USD.
+    pub streaming_fee: f64,
+    /// Gas the keeper paid for its calls (Optimism-like fees, default `GasUnits`; ETH at the base
+    /// price for an ETH market, else a flat $2 000), USD.
+    pub gas_keeper: f64,
+    /// Samples for charts: (time, price, NAV per token / NAV₀, ideal, |leverage|), hourly.
+    #[serde(skip)]
+    pub series: Vec<(u64, f64, f64, f64, f64)>,
 }
 
 fn wad_price(p: f64, t: u64) -> Result<U256, PerpRunError> {
@@ -145,6 +153,15 @@ pub fn run_perp_fli_with_flows(
     let mut now = t0;
     let mut fees = U256::ZERO;
     let mut arrivals = crate::agents::PoissonFlows::new(flows, t0, seed);
+    let streaming = product.token.streaming_fee.0;
+    let mut last_fee = t0;
+    let units = crate::agents::GasUnits::default();
+    let gwei = crate::clock::OPTIMISM.base_gas_gwei;
+    let mut next_sample = t0;
+    let mut engaged = false; // samples start once the engage TWAP is done
+    // gas is paid in ETH: valued at the base price for an ETH market, else at a flat $2 000
+    let eth_market = product.base.to_uppercase().contains("ETH");
+    let eth_usd = |p: f64| if eth_market { p } else { 2_000.0 };
     while let Some(tick) = source.next_tick() {
         now = tick.time;
         s.blocks += 1;
@@ -191,6 +208,18 @@ pub fn run_perp_fli_with_flows(
                 Err(_) => s.refused_flows += 1,
             }
         }
+        // the streaming fee, accrued daily by inflating supply to the fee recipient (Set's
+        // StreamingFeeModule): holders' NAV per token falls by the fee
+        if now >= last_fee + 86_400 && !streaming.is_zero() {
+            let pct = U256::from(now - last_fee) * streaming / U256::from(keel_core::token::STREAMING_FEE_YEAR);
+            if pct < WAD {
+                let minted =
+                    keel_core::math::mul_div_down(pct, token.supply, WAD - pct, "streaming fee").unwrap_or_default();
+                token.supply += minted;
+                s.streaming_fee += f(minted) * token.nav_per_token().map(f).unwrap_or(0.0);
+            }
+            last_fee = now;
+        }
         let call = match token.should_rebalance(now) {
             Ok(ShouldRebalance::Rebalance) => Some(token.rebalance(now).map(|t| {
                 s.rebalances += 1;
@@ -207,6 +236,17 @@ pub fn run_perp_fli_with_flows(
             })),
             Ok(ShouldRebalance::None) | Err(_) => None,
         };
+        let gas_units = match &call {
+            None => 0,
+            Some(Ok(_)) => units.rebalance,
+            Some(Err(_)) => units.failed,
+        };
+        s.gas_keeper += gas_units as f64 * gwei * 1e-9 * eth_usd(tick.price);
+        engaged |= twap_done(&token);
+        if engaged && now >= next_sample {
+            next_sample = now + 3_600;
+            s.series.push((now, tick.price, token.nav_per_token().map(f).unwrap_or(0.0) / nav0, ideal, lr));
+        }
         match call {
             Some(Ok(fee)) => fees += fee,
             Some(Err(e)) => {
