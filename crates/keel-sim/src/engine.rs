@@ -843,7 +843,7 @@ impl Simulation {
                 None => self.token.should_rebalance(now),
             };
             if let Ok(list) = list
-                && let Some((ex, action)) = list.into_iter().find(|(_, a)| *a != ShouldRebalance::None)
+                && let Some((ex, action)) = keeper_choice(&list, block)
             {
                 let latency = self.cfg.keeper.latency_seconds / self.clock.block_time.max(1);
                 if latency == 0 {
@@ -1105,4 +1105,25 @@ impl Simulation {
         };
         Ok(RunResult { summary, daily_nav_returns, max_drawdown })
     }
+}
+
+/// The operator keeper's choice from `shouldRebalance`: keel's keeper policy
+/// ([`keel_core::strategy::keeper::decide`], the one the service and the RPC keeper run) —
+/// a ripcord first, otherwise the first exchange in the list that asks for a call.
+fn keeper_choice(list: &[(String, ShouldRebalance)], block: u64) -> Option<(String, ShouldRebalance)> {
+    use keel_core::strategy::keeper::{Action, Candidate, Memory, Observation, decide};
+    let candidates = list
+        .iter()
+        .filter_map(|(ex, a)| {
+            Action::from_enum(*a as u8).map(|action| Candidate { exchange: ex.clone(), action, chunk: U256::ZERO })
+        })
+        .collect();
+    let o = Observation { id: String::new(), seq: block, blocked: None, candidates };
+    let d = decide(&[o], &Memory::default(), 0).into_iter().next()?;
+    let action = match d.action {
+        Action::Rebalance => ShouldRebalance::Rebalance,
+        Action::Iterate => ShouldRebalance::IterateRebalance,
+        Action::Ripcord => ShouldRebalance::Ripcord,
+    };
+    Some((d.exchange, action))
 }
