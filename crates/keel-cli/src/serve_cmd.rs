@@ -3,9 +3,9 @@
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use keel_core::Address;
-use keel_serve::keeper::{self, KeeperConfig, Outcome, OverHttp};
-use keel_serve::prices::PriceSource;
-use keel_serve::{ServeConfig, writer::WriterConfig};
+use keel_server::keeper::{self, KeeperConfig, Outcome, OverHttp};
+use keel_server::prices::PriceSource;
+use keel_server::{ServeConfig, writer::WriterConfig};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -62,12 +62,12 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         db: a.db,
         listen: a.listen,
         keeper: a.keeper,
-        keeper_address: a.keeper_address.unwrap_or_else(keel_serve::default_keeper_address),
+        keeper_address: a.keeper_address.unwrap_or_else(keel_server::default_keeper_address),
         prices,
         bootstrap_key: std::env::var("KEEL_OPERATOR_KEY").ok().filter(|k| !k.is_empty()),
         writer: WriterConfig { snapshot_every: a.snapshot_every, ..WriterConfig::default() },
     };
-    keel_serve::run(cfg).context("keel serve")?;
+    keel_server::run(cfg).context("keel serve")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,7 +33,7 @@ fn the_dashboard_shows_a_mint() {
         eprintln!("skipping: install chromium and chromium-driver");
         return;
     }
-    let srv = spawn(&keel_serve::testing::sqlite_url("browser"), &[]);
+    let srv = spawn(&keel_server::testing::sqlite_url("browser"), &[]);
     let a = agent();
     assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
     let (_, h) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "holder" })).unwrap();

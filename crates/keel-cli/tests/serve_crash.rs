@@ -161,12 +161,12 @@ fn crash_and_recover(db: &str) {
 
 #[test]
 fn sigkill_loses_no_acknowledged_request_sqlite() {
-    crash_and_recover(&keel_serve::testing::sqlite_url("crash"));
+    crash_and_recover(&keel_server::testing::sqlite_url("crash"));
 }
 
 #[test]
 fn sigkill_loses_no_acknowledged_request_postgres() {
-    if let Some(url) = keel_serve::testing::postgres_url("crash") {
+    if let Some(url) = keel_server::testing::postgres_url("crash") {
         crash_and_recover(&url);
     }
 }

@@ -32,7 +32,7 @@ fn iterations(base: &str, a: &ureq::Agent) -> Vec<serde_json::Value> {
 
 #[test]
 fn keel_keeper_over_http_finishes_the_twap() {
-    let srv = spawn(&keel_serve::testing::sqlite_url("keeper_http"), &[]);
+    let srv = spawn(&keel_server::testing::sqlite_url("keeper_http"), &[]);
     let a = agent();
     let (_, k) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "keeper" })).unwrap();
     engaged(&srv.base, &a, k["address"].as_str().unwrap());
@@ -68,9 +68,9 @@ fn keel_keeper_over_http_finishes_the_twap() {
 }
 
 #[test]
-fn keel_serve_keeper_in_process_finishes_the_twap() {
+fn keel_server_keeper_in_process_finishes_the_twap() {
     let keeper = "0x0000000000000000000000000000000000001234";
-    let srv = spawn(&keel_serve::testing::sqlite_url("keeper_inproc"), &["--keeper", "--keeper-address", keeper]);
+    let srv = spawn(&keel_server::testing::sqlite_url("keeper_inproc"), &["--keeper", "--keeper-address", keeper]);
     let a = agent();
     engaged(&srv.base, &a, keeper);
     let t0 = Instant::now();

@@ -3,15 +3,15 @@
 //! Reports acknowledged requests per second and latency percentiles.
 //!
 //! ```text
-//! cargo run --release -p keel-serve --example loadgen -- http://127.0.0.1:8080 OPERATOR_KEY write 64 10
-//! cargo run --release -p keel-serve --example loadgen -- http://127.0.0.1:8080 OPERATOR_KEY read 32 10
+//! cargo run --release -p keel-server --example loadgen -- http://127.0.0.1:8080 OPERATOR_KEY write 64 10
+//! cargo run --release -p keel-server --example loadgen -- http://127.0.0.1:8080 OPERATOR_KEY read 32 10
 //! ```
 //!
 //! `setup` mode only creates the product and seeded holder keys and prints them, for wrk:
 //!
 //! ```text
-//! set -- $(cargo run --release -p keel-serve --example loadgen -- URL OPERATOR_KEY setup 64 0)
-//! wrk -t2 -c64 -d10s --latency -s crates/keel-serve/examples/mint_redeem.lua URL -- $1 $2
+//! set -- $(cargo run --release -p keel-server --example loadgen -- URL OPERATOR_KEY setup 64 0)
+//! wrk -t2 -c64 -d10s --latency -s crates/keel-server/examples/mint_redeem.lua URL -- $1 $2
 //! ```
 
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! keel-serve: run leveraged tokens for real.
+//! keel-server: run leveraged tokens for real.
 //!
 //! ```text
 //!  HTTP (axum) ──parse, authenticate──▶ writer queue ──▶ writer thread: Engine (pure) + Store

@@ -2,9 +2,9 @@
 //! (a 4xx with a clear message and no change to state), stale prices, the OpenAPI document,
 //! metrics, the live stream and a restart.
 
-use keel_serve::Running;
-use keel_serve::testing::backends;
-use keel_serve::writer::{ManualClock, WriterConfig};
+use keel_server::Running;
+use keel_server::testing::backends;
+use keel_server::writer::{ManualClock, WriterConfig};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -31,8 +31,8 @@ struct Resp {
 impl Srv {
     fn start(url: &str, clock: Arc<ManualClock>) -> Srv {
         let cfg = WriterConfig { refresh: Duration::from_millis(50), snapshot_every: 25, ..WriterConfig::default() };
-        let running = keel_serve::start(url, clock.clone(), cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
-        keel_serve::bootstrap_operator(&running, Some(OP)).unwrap();
+        let running = keel_server::start(url, clock.clone(), cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+        keel_server::bootstrap_operator(&running, Some(OP)).unwrap();
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Srv { base: format!("http://{}", running.addr), running: Some(running), agent, clock }
     }
@@ -365,20 +365,20 @@ fn roles_idempotency_prices_keeper_calls_and_restart() {
 
 #[test]
 fn openapi_metrics_dashboard_and_the_live_stream() {
-    let url = keel_serve::testing::sqlite_url("api_docs");
+    let url = keel_server::testing::sqlite_url("api_docs");
     let (s, holder, _, _, _) = setup(&url);
     let doc = s.get("/openapi.json");
     assert_eq!(doc["openapi"], "3.1.0");
-    for (method, path, _, _) in keel_serve::http::ROUTES {
+    for (method, path, _, _) in keel_server::http::ROUTES {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} documented");
     }
     assert_eq!(doc["paths"].as_object().unwrap().len(), {
-        let mut p: Vec<&str> = keel_serve::http::ROUTES.iter().map(|r| r.1).collect();
+        let mut p: Vec<&str> = keel_server::http::ROUTES.iter().map(|r| r.1).collect();
         p.dedup();
         p.len()
     });
     // every documented route is routed (a documented path never falls through to 404-route)
-    for (method, path, _, _) in keel_serve::http::ROUTES {
+    for (method, path, _, _) in keel_server::http::ROUTES {
         let concrete = path
             .replace("{id}", "eth2x")
             .replace("{address}", "0x0000000000000000000000000000000000000001")

@@ -2,8 +2,8 @@
 //! hold over random sequences of holder operations.
 
 use keel_core::{Address, U256};
-use keel_serve::engine::{Engine, Outcome};
-use keel_serve::model::{Actor, Call, Command, Idempotency, Request, Role, StoredEvent, parse_quantity};
+use keel_server::engine::{Engine, Outcome};
+use keel_server::model::{Actor, Call, Command, Idempotency, Request, Role, StoredEvent, parse_quantity};
 use proptest::prelude::*;
 
 const ETH2X: &str = include_str!("../../../products/eth2x-fli.toml");
@@ -31,7 +31,7 @@ fn req(a: Actor, c: Command) -> Request {
     Request { actor: a, idempotency: None, command: c }
 }
 
-fn apply(e: &mut Engine, a: Actor, c: Command, now: u64) -> Result<StoredEvent, keel_serve::ApiError> {
+fn apply(e: &mut Engine, a: Actor, c: Command, now: u64) -> Result<StoredEvent, keel_server::ApiError> {
     match e.apply(&req(a, c), now)? {
         Outcome::Applied(ev) => Ok(*ev),
         Outcome::Replayed { .. } => panic!("unexpected replay"),
@@ -307,7 +307,7 @@ fn the_log_replays_to_the_same_state_and_snapshots_round_trip() {
         if h % 24 == 0 {
             log.push(apply(&mut e, oracle(), price("eth2x", "USDC", "1"), t).unwrap());
         }
-        let v = keel_serve::view::product_view(&e.products["eth2x"], e.seq, t);
+        let v = keel_server::view::product_view(&e.products["eth2x"], e.seq, t);
         for (_, action) in v.should_rebalance {
             let c = match action.as_str() {
                 "rebalance" => Call::Rebalance,

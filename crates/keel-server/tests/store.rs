@@ -2,10 +2,10 @@
 //! transaction; the database itself refuses an idempotency key twice.
 
 use keel_core::{Address, U256};
-use keel_serve::engine::{Engine, Outcome};
-use keel_serve::model::{Actor, Command, Idempotency, Request, Role, StoredEvent};
-use keel_serve::store;
-use keel_serve::testing::backends;
+use keel_server::engine::{Engine, Outcome};
+use keel_server::model::{Actor, Command, Idempotency, Request, Role, StoredEvent};
+use keel_server::store;
+use keel_server::testing::backends;
 
 const ETH2X: &str = include_str!("../../../products/eth2x-fli.toml");
 const T0: u64 = 1_700_000_000;
