@@ -132,7 +132,18 @@ impl Keeper {
         if let Some(f) = self.inflight.take()
             && let Some(still) = self.follow(f, head, &mut lines)?
         {
-            self.inflight = Some(still);
+            // a ripcord anywhere outranks a routine call still in flight: it takes its nonce
+            if still.decision.action != Action::Ripcord
+                && let Some(d) = self.ripcord_wanted(head.number)?
+            {
+                self.execute(d, head, &mut lines, Some(still.clone()))?;
+            }
+            if self.inflight.is_none() {
+                self.inflight = Some(still);
+            }
+            for l in &lines {
+                tracing::info!(target: "keel_keeper", "{l}");
+            }
             return Ok(lines);
         }
         let mut observed = Vec::new();
@@ -153,12 +164,28 @@ impl Keeper {
             if self.inflight.is_some() {
                 break;
             }
-            self.execute(d, head, &mut lines)?;
+            self.execute(d, head, &mut lines, None)?;
         }
         for l in &lines {
             tracing::info!(target: "keel_keeper", "{l}");
         }
         Ok(lines)
+    }
+
+    /// A ripcord some strategy asks for now (the policy's choice among them), if any.
+    fn ripcord_wanted(&self, block: u64) -> Result<Option<Decision>, RpcError> {
+        let mut observed = Vec::new();
+        for i in 0..self.cfg.strategies.len() {
+            match self.observe(i, block) {
+                Ok(mut o) => {
+                    o.candidates.retain(|c| c.action == Action::Ripcord);
+                    observed.push(o);
+                }
+                Err(RpcError::Transport(e)) => return Err(RpcError::Transport(e)),
+                Err(_) => {}
+            }
+        }
+        Ok(decide(&observed, &self.mem, self.now_ms()).into_iter().next())
     }
 
     fn observe(&self, i: usize, block: u64) -> Result<Observation, RpcError> {
@@ -272,7 +299,15 @@ impl Keeper {
         record(&mut self.mem, d, &outcome, now, self.backoff);
     }
 
-    fn execute(&mut self, d: Decision, head: Head, lines: &mut Vec<String>) -> Result<(), RpcError> {
+    /// Simulate, price and send `d`; with `replacing`, on that transaction's nonce with fees at
+    /// least 10% above it (a node's replacement rule), and only if that fits under the cap.
+    fn execute(
+        &mut self,
+        d: Decision,
+        head: Head,
+        lines: &mut Vec<String>,
+        replacing: Option<InFlight>,
+    ) -> Result<(), RpcError> {
         let i = self.cfg.strategies.iter().position(|s| s.name == d.id).expect("a configured strategy");
         let s = self.cfg.strategies[i].clone();
         let label = Self::label(&s, &d);
@@ -354,7 +389,22 @@ impl Keeper {
             self.finish(&d, Outcome::Done, lines);
             return Ok(());
         }
-        let nonce = self.rpc.nonce(self.from, "pending")?;
+        let (nonce, max_fee, tip) = match &replacing {
+            None => (self.rpc.nonce(self.from, "pending")?, max_fee, tip),
+            Some(r) => {
+                let up = |v: U256| v * U256::from(11u64) / U256::from(10u64) + U256::from(1u64);
+                let (m, t) = (max_fee.max(up(r.max_fee)), tip.max(up(r.tip)));
+                if m > cap || t > m {
+                    lines.push(format!(
+                        "{label}: cannot take over nonce {} from the stuck call under the {} gwei ripcord cap; waiting",
+                        r.nonce,
+                        gwei(cap)
+                    ));
+                    return Ok(());
+                }
+                (r.nonce, m, t)
+            }
+        };
         let f = InFlight {
             decision: d.clone(),
             strategy: i,
@@ -365,6 +415,8 @@ impl Keeper {
             max_fee,
             tip,
             cap,
+            // the old hashes are not followed: if the old call is mined after all, the nonce is
+            // gone and the ripcord is decided again on the next round
             hashes: Vec::new(),
             raw: Vec::new(),
             sent_block: head.number,
@@ -375,6 +427,12 @@ impl Keeper {
                     m.sent += 1;
                     m.last_action = d.action.name().to_string();
                 });
+                if let Some(r) = &replacing {
+                    let old = Self::label(&self.cfg.strategies[r.strategy], &r.decision);
+                    lines.push(format!("{old}: replaced on nonce {} by the ripcord", r.nonce));
+                    let od = r.decision.clone();
+                    self.finish(&od, Outcome::Raced("replaced by a ripcord".into()), lines);
+                }
                 self.inflight = Some(f);
                 Ok(())
             }

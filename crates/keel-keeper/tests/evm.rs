@@ -182,6 +182,54 @@ fn a_dropped_transaction_is_resent_and_a_stuck_one_replaced() {
 }
 
 #[test]
+fn a_ripcord_takes_the_nonce_of_a_stuck_routine_call() {
+    if !available() {
+        return;
+    }
+    let node = Node::start();
+    let (a, b) = (fli(&node, &["uniswap-v3"]), fli(&node, &["uniswap-v3"]));
+    set_states(&node, a, &[1]);
+    let cfg = Config::from_toml(&format!(
+        r#"
+poll = "100ms"
+[signer]
+key_env = "UNUSED_IN_TESTS"
+[gas]
+max_fee_gwei = "20"
+ripcord_max_fee_gwei = "100"
+priority_fee_gwei = "1"
+stuck_after_blocks = 50
+[[strategy]]
+name = "a"
+address = "{a}"
+kind = "fli"
+[[strategy]]
+name = "b"
+address = "{b}"
+kind = "fli"
+"#
+    ))
+    .unwrap();
+    let mut k = keeper(&node, cfg, false);
+    node.automine(false);
+    let sent = k.round().unwrap();
+    assert!(sent.iter().any(|l| l.contains("a: rebalance(\"uniswap-v3\"): sent")), "{sent:?}");
+    // gas rises above the routine call's max fee: it is stuck; then b needs a ripcord
+    node.next_base_fee_gwei(10);
+    set_states(&node, b, &[3]);
+    node.mine();
+    let lines = k.round().unwrap();
+    assert!(lines.iter().any(|l| l.contains("b: ripcord(\"uniswap-v3\"): sent")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("replaced on nonce 0 by the ripcord")), "{lines:?}");
+    node.mine();
+    let lines = rounds(&mut k, 1);
+    assert!(lines.iter().any(|l| l.contains("b: ripcord(\"uniswap-v3\"): mined")), "{lines:?}");
+    let txs = node.transactions_from(KEEPER);
+    assert_eq!(txs.len(), 1, "one transaction on nonce 0");
+    assert_eq!((txs[0].1, describe_call(&txs[0].2)), (b, "ripcord(uniswap-v3)".to_string()));
+}
+
+#[test]
 fn node_failures_are_survived() {
     if !available() {
         return;
