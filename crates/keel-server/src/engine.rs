@@ -454,18 +454,18 @@ fn event_json(e: &keel_core::strategy::fli::FliEvent) -> Value {
 /// Post an observed price on the product's oracle and let the arbitrageur trade each pool to
 /// it; LPs re-centre liquidity after a large move. Checks everything before it changes anything.
 fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Result<(), ApiError> {
-    let product = p.product()?;
-    let id = if asset == product.collateral.asset {
+    let (c, b) = {
+        let r = &p.token.market.reserves;
+        (r[p.token.collateral].config.clone(), r[p.token.borrow].config.clone())
+    };
+    let id = if asset == c.symbol {
         p.token.collateral
-    } else if asset == product.borrow.asset {
+    } else if asset == b.symbol {
         p.token.borrow
     } else {
         return Err(ApiError::bad(
             "asset",
-            format!(
-                "'{asset}' is not an asset of this product; one of {}, {}",
-                product.collateral.asset, product.borrow.asset
-            ),
+            format!("'{asset}' is not an asset of this product; one of {}, {}", c.symbol, b.symbol),
         ));
     };
     let answer =
@@ -475,19 +475,20 @@ fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Re
     }
     let mut prices = p.prices.clone();
     prices.insert(asset.to_string(), (price, now));
-    let pc = prices.get(&product.collateral.asset).map(|x| x.0).unwrap_or(product.collateral.price.0);
-    let pb = prices.get(&product.borrow.asset).map(|x| x.0).unwrap_or(product.borrow.price.0);
+    let pc = prices.get(&c.symbol).map(|x| x.0).unwrap_or(price);
+    let pb = prices.get(&b.symbol).map(|x| x.0).unwrap_or(price);
     let recenter = {
         let ratio = Wad(pc).to_f64() / Wad(p.pool_center).to_f64();
         ratio.ln().abs() >= RECENTER_LOG_DISTANCE
     };
     // pools: token0 = borrow asset, token1 = collateral; raw token1 per raw token0
     let ten = |d: u8| U256::from(10u64).pow(U256::from(d));
-    let target = sqrt_price_x96_from_ratio(pb * ten(product.collateral.decimals), pc * ten(product.borrow.decimals))
+    let target = sqrt_price_x96_from_ratio(pb * ten(c.decimals), pc * ten(b.decimals))
         .map_err(|e| ApiError::bad("price", format!("the pools cannot trade at this price: {e}")))?;
+    let product = if recenter { Some(p.product()?) } else { None };
     let mut pools = p.token.pools.clone();
     for (name, pool) in pools.iter_mut() {
-        if recenter {
+        if let Some(product) = &product {
             *pool = product.build_pool(name, Wad(pc), Wad(pb)).map_err(core)?;
         } else {
             pool.move_price_to(target).map_err(|e| ApiError::Rejected(format!("pool {name}: {e}")))?;
@@ -511,7 +512,6 @@ fn mint_or_redeem(
 ) -> Result<(u16, Value), ApiError> {
     let what = if mint { "minting" } else { "redeeming" };
     let nav = p.token.nav(now).map_err(|e| ApiError::Rejected(format!("{what} is paused: {e}")))?;
-    let product = p.product()?;
     let pc = p.token.market.price(p.token.collateral, now).map_err(core)? * U256::from(10_000_000_000u64);
     let pb = p.token.market.price(p.token.borrow, now).map_err(core)? * U256::from(10_000_000_000u64);
     // accrue the streaming fee first (new holders do not pay for the past); undone on refusal
@@ -522,7 +522,10 @@ fn mint_or_redeem(
         p.token.ledger.burn(r, fee_minted);
         p.token.ledger.last_fee_accrual = last;
     };
-    let (cd, bd) = (product.collateral.decimals, product.borrow.decimals);
+    let (cd, bd) = {
+        let r = &p.token.market.reserves;
+        (r[p.token.collateral].config.decimals, r[p.token.borrow].config.decimals)
+    };
     let body = if mint {
         let r = match p.token.issue(holder, quantity, now) {
             Ok(r) => r,
