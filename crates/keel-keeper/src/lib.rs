@@ -5,6 +5,8 @@
 //! ([`abi`]), the config ([`config`]) and signer ([`signer`]), the executor ([`keeper`]) and
 //! Prometheus metrics ([`metrics`]). keel-core and the simulator do not depend on it.
 
+#![warn(missing_docs)]
+
 pub mod abi;
 pub mod config;
 pub mod keeper;

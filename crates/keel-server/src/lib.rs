@@ -15,6 +15,8 @@
 //! - [`http`], [`openapi`]: the API; [`metrics`]: Prometheus.
 //! - [`keeper`]: the keeper's policy and loop; [`prices`]: price sources.
 
+#![warn(missing_docs)]
+
 pub mod engine;
 pub mod error;
 pub mod http;
