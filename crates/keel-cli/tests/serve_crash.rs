@@ -170,3 +170,33 @@ fn sigkill_loses_no_acknowledged_request_postgres() {
         crash_and_recover(&url);
     }
 }
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_a_restart_restores_the_state() {
+    let db = keel_server::testing::sqlite_url("term");
+    let srv = spawn(&db, &[]);
+    let a = agent();
+    assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
+    let (_, h) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "holder" })).unwrap();
+    let (key, addr) = (h["key"].as_str().unwrap().to_string(), h["address"].as_str().unwrap().to_string());
+    assert_eq!(
+        call(&a, &srv.base, "/products/eth2x/mint", &key, Some("t-1"), json!({ "quantity": "3" })).unwrap().0,
+        200
+    );
+    let mut child = srv.child;
+    let st = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let srv = spawn(&db, &[]);
+    let b = get(&a, &format!("{}/products/eth2x/balances/{addr}", srv.base));
+    assert_eq!(b["balance"], "3");
+    let (s, _) = call(&a, &srv.base, "/products/eth2x/mint", &key, Some("t-1"), json!({ "quantity": "3" })).unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(
+        get(&a, &format!("{}/products/eth2x/balances/{addr}", srv.base))["balance"],
+        "3",
+        "the retry did nothing"
+    );
+    srv.kill();
+}
