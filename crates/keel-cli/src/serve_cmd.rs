@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
+    /// Remember idempotency keys this long (e.g. 7d; 0 = forever, the default). A retry after
+    /// that is a new request. The setting is logged, so replays agree.
+    #[arg(long, value_parser = parse_secs)]
+    idempotency_ttl: Option<u64>,
+}
+
+fn parse_secs(s: &str) -> Result<u64, String> {
+    keel_core::product::parse_duration(s)
 }
 
 fn init_logs(format: &str) -> Result<()> {
@@ -66,6 +74,7 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         prices,
         bootstrap_key: std::env::var("KEEL_OPERATOR_KEY").ok().filter(|k| !k.is_empty()),
         writer: WriterConfig { snapshot_every: a.snapshot_every, ..WriterConfig::default() },
+        idempotency_ttl: a.idempotency_ttl,
     };
     keel_server::run(cfg).context("keel serve")?;
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@
 //! append (with the acknowledgement it carries) or refuses it having changed nothing.
 
 use crate::error::{ApiError, StoreError};
-use crate::model::{Actor, Call, Command, Idempotency, KeyRecord, Request, Role, StoredEvent, units_str, wad_str};
+use crate::model::{Actor, Call, Command, KeyRecord, Request, Role, StoredEvent, units_str, wad_str};
 use keel_core::error::ProductError;
 use keel_core::math::mul_div_down;
 use keel_core::product::{AnyProduct, Product, price_e8};
@@ -56,6 +56,15 @@ pub struct IdempotencyRecord {
     pub seq: u64,
     /// Status of the first acknowledgement (its body is in the event).
     pub status: u16,
+    /// When it was first used (unix seconds).
+    #[serde(default)]
+    pub at: u64,
+}
+
+/// The client's scope of a stored idempotency scope: a key reused after it expired is logged
+/// as `scope@seq`, so each use has its own entry in the log's unique index.
+pub fn base_scope(scope: &str) -> &str {
+    scope.split_once('@').map(|(b, _)| b).unwrap_or(scope)
 }
 
 /// The result of applying a request.
@@ -88,6 +97,10 @@ pub struct Engine {
     /// them, and the store rebuilds this map from it at start-up.
     #[serde(skip)]
     pub idempotency: BTreeMap<String, IdempotencyRecord>,
+    /// Seconds an idempotency key is remembered (0: forever); set by a logged command, so a
+    /// replay expires exactly what the live run expired.
+    #[serde(default)]
+    pub idempotency_ttl: u64,
 }
 
 fn need(actor: &Actor, roles: &[Role], what: &str) -> Result<(), ApiError> {
@@ -171,32 +184,45 @@ impl Engine {
             keys: self.keys.clone(),
             products: self.products.clone(),
             idempotency: BTreeMap::new(),
+            idempotency_ttl: self.idempotency_ttl,
         }
     }
 
     /// Apply a request at `now`. On `Err` nothing changed.
     pub fn apply(&mut self, req: &Request, now: u64) -> Result<Outcome, ApiError> {
         let now = now.max(self.last_at);
+        let ttl = self.idempotency_ttl;
+        let mut expired = false;
         if let Some(idem) = &req.idempotency
-            && let Some(r) = self.idempotency.get(&idem.scope)
+            && let Some(r) = self.idempotency.get(base_scope(&idem.scope))
         {
-            if r.request_hash == idem.request_hash {
+            if ttl > 0 && now.saturating_sub(r.at) > ttl {
+                expired = true;
+            } else if r.request_hash == idem.request_hash {
                 return Ok(Outcome::Replayed { status: r.status, seq: r.seq });
+            } else {
+                return Err(ApiError::Conflict(format!(
+                    "Idempotency-Key '{}' was first used with a different request (event {}); send a new key for a new request",
+                    base_scope(&idem.scope).split_once(':').map(|x| x.1).unwrap_or(&idem.scope),
+                    r.seq
+                )));
             }
-            return Err(ApiError::Conflict(format!(
-                "Idempotency-Key '{}' was first used with a different request (event {}); send a new key for a new request",
-                idem.scope.split_once(':').map(|x| x.1).unwrap_or(&idem.scope),
-                r.seq
-            )));
         }
         let (status, result) = self.execute(&req.actor, &req.command, now)?;
         self.seq += 1;
         self.last_at = now;
-        if let Some(Idempotency { scope, request_hash }) = &req.idempotency {
-            self.idempotency
-                .insert(scope.clone(), IdempotencyRecord { request_hash: request_hash.clone(), seq: self.seq, status });
+        let mut request = req.clone();
+        if let Some(idem) = &mut request.idempotency {
+            if expired && !idem.scope.contains('@') {
+                idem.scope = format!("{}@{}", idem.scope, self.seq);
+            }
+            let rec = IdempotencyRecord { request_hash: idem.request_hash.clone(), seq: self.seq, status, at: now };
+            self.idempotency.insert(base_scope(&idem.scope).to_string(), rec);
         }
-        Ok(Outcome::Applied(Box::new(StoredEvent { seq: self.seq, at: now, request: req.clone(), status, result })))
+        if ttl > 0 && self.seq.is_multiple_of(1024) {
+            self.idempotency.retain(|_, r| now.saturating_sub(r.at) <= ttl);
+        }
+        Ok(Outcome::Applied(Box::new(StoredEvent { seq: self.seq, at: now, request, status, result })))
     }
 
     /// Replay a stored event: it must apply, at its sequence number, with the result recorded.
@@ -239,6 +265,11 @@ impl Engine {
                     201,
                     json!({ "key_id": &key.hash[..16], "role": key.role, "address": key.address, "label": key.label }),
                 ))
+            }
+            Command::SetIdempotencyTtl { seconds } => {
+                need(actor, &[Role::Operator, Role::System], "changing how long idempotency keys are kept")?;
+                self.idempotency_ttl = *seconds;
+                Ok((200, json!({ "idempotency_ttl_s": seconds })))
             }
             Command::CreateProduct { id, toml, allowed_callers, anyone_callable } => {
                 need(actor, &[Role::Operator], "creating a product")?;

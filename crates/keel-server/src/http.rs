@@ -197,8 +197,8 @@ fn idempotency(
 ) -> Result<Option<Idempotency>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
     let key = v.to_str().map_err(|_| ApiError::bad("Idempotency-Key", "must be printable ASCII"))?.trim();
-    if key.is_empty() || key.len() > 200 {
-        return Err(ApiError::bad("Idempotency-Key", "must be 1-200 characters"));
+    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+        return Err(ApiError::bad("Idempotency-Key", "must be 1-200 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'"));
     }
     let mut buf = Vec::with_capacity(body.len() + path.len() + 8);
     buf.extend_from_slice(method.as_str().as_bytes());

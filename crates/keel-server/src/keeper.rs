@@ -149,6 +149,11 @@ impl KeeperIo for InProcess {
     }
 }
 
+/// A decision's key in the characters the API takes (`A-Z a-z 0-9 - _ . :`).
+fn safe_key(k: &str) -> String {
+    k.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.:".contains(c) { c } else { '_' }).collect()
+}
+
 /// The keeper as a separate process, over the HTTP API.
 pub struct OverHttp {
     agent: ureq::Agent,
@@ -184,7 +189,7 @@ impl KeeperIo for OverHttp {
             .agent
             .post(&url)
             .header("Authorization", &format!("Bearer {}", self.key))
-            .header("Idempotency-Key", &d.key)
+            .header("Idempotency-Key", &safe_key(&d.key))
             .send_json(&body);
         match r {
             Ok(mut resp) => {

@@ -72,6 +72,8 @@ pub struct ServeConfig {
     pub bootstrap_key: Option<String>,
     /// Writer settings.
     pub writer: writer::WriterConfig,
+    /// Keep idempotency keys this many seconds (0: forever); `None` leaves the stored setting.
+    pub idempotency_ttl: Option<u64>,
 }
 
 /// The in-process keeper's default account: `0x…6b656570` ("keep").
@@ -192,6 +194,14 @@ pub fn bootstrap_operator(running: &Running, key: Option<&str>) -> Result<Option
     Ok(Some(key))
 }
 
+/// Keep idempotency keys for `seconds` (0: forever) from now on, as a logged command.
+pub fn set_idempotency_ttl(running: &Running, seconds: u64) -> Result<(), ServeError> {
+    let req =
+        Request { actor: Actor::system("config"), idempotency: None, command: Command::SetIdempotencyTtl { seconds } };
+    running.submitter.submit_blocking(req).map_err(|e| ServeError::Config(format!("--idempotency-ttl: {e}")))?;
+    Ok(())
+}
+
 /// Run the service until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout once
 /// it accepts connections.
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
@@ -210,6 +220,9 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         }
         Some(_) => eprintln!("registered the operator key from KEEL_OPERATOR_KEY"),
         None => {}
+    }
+    if let Some(ttl) = cfg.idempotency_ttl {
+        set_idempotency_ttl(&running, ttl)?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     let feed = feed.spawn(running.shared.clone(), running.submitter.clone(), stop.clone());

@@ -155,6 +155,11 @@ pub enum Command {
         /// The key's record.
         key: KeyRecord,
     },
+    /// Keep idempotency keys for this many seconds (0: forever).
+    SetIdempotencyTtl {
+        /// Seconds.
+        seconds: u64,
+    },
     /// Create a product from its TOML definition.
     CreateProduct {
         /// Product id (URL-safe).
@@ -248,7 +253,7 @@ impl Command {
     /// The product a command acts on.
     pub fn product(&self) -> Option<&str> {
         match self {
-            Command::CreateKey { .. } => None,
+            Command::CreateKey { .. } | Command::SetIdempotencyTtl { .. } => None,
             Command::CreateProduct { id, .. } => Some(id),
             Command::UpdateSettings { product, .. }
             | Command::RemoveExchange { product, .. }
@@ -267,6 +272,7 @@ impl Command {
     pub fn kind(&self) -> &'static str {
         match self {
             Command::CreateKey { .. } => "key_created",
+            Command::SetIdempotencyTtl { .. } => "idempotency_ttl_changed",
             Command::CreateProduct { .. } => "product_created",
             Command::UpdateSettings { .. } => "settings_changed",
             Command::RemoveExchange { .. } => "exchange_removed",

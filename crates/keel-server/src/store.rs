@@ -5,7 +5,7 @@
 //! engine, so start-up replays only the tail. A unique index on the idempotency scope makes
 //! "none twice" a property of the database as well as of the engine.
 
-use crate::engine::{Engine, IdempotencyRecord};
+use crate::engine::{Engine, IdempotencyRecord, base_scope};
 use crate::error::StoreError;
 use crate::model::{Request, StoredEvent};
 
@@ -187,17 +187,19 @@ impl Store for SqliteStore {
             None => Engine::new(),
         };
         {
-            let mut st = self
-                .conn
-                .prepare("SELECT idem, req_hash, seq, status FROM events WHERE idem IS NOT NULL AND seq <= ?1")?;
+            let mut st = self.conn.prepare(
+                "SELECT idem, req_hash, seq, status, at FROM events WHERE idem IS NOT NULL AND seq <= ?1 ORDER BY seq",
+            )?;
             let mut rows = st.query([engine.seq as i64])?;
             while let Some(r) = rows.next()? {
                 let rec = IdempotencyRecord {
                     request_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                     seq: r.get::<_, i64>(2)? as u64,
                     status: r.get::<_, i64>(3)? as u16,
+                    at: r.get::<_, i64>(4)? as u64,
                 };
-                engine.idempotency.insert(r.get(0)?, rec);
+                let scope: String = r.get(0)?;
+                engine.idempotency.insert(base_scope(&scope).to_string(), rec);
             }
         }
         let mut tail = Vec::new();
@@ -323,15 +325,17 @@ impl Store for PgStore {
             None => Engine::new(),
         };
         for r in self.client.query(
-            "SELECT idem, req_hash, seq, status FROM events WHERE idem IS NOT NULL AND seq <= $1",
+            "SELECT idem, req_hash, seq, status, at FROM events WHERE idem IS NOT NULL AND seq <= $1 ORDER BY seq",
             &[&(engine.seq as i64)],
         )? {
             let rec = IdempotencyRecord {
                 request_hash: r.get::<_, Option<String>>(1).unwrap_or_default(),
                 seq: r.get::<_, i64>(2) as u64,
                 status: r.get::<_, i32>(3) as u16,
+                at: r.get::<_, i64>(4) as u64,
             };
-            engine.idempotency.insert(r.get(0), rec);
+            let scope: String = r.get(0);
+            engine.idempotency.insert(base_scope(&scope).to_string(), rec);
         }
         let rows = self.client.query(
             "SELECT seq, at, request, status, result FROM events WHERE seq > $1 ORDER BY seq",

@@ -423,3 +423,34 @@ fn openapi_metrics_dashboard_and_the_live_stream() {
     }
     s.stop();
 }
+
+#[test]
+fn an_expired_idempotency_key_is_a_new_request_and_survives_a_restart() {
+    for url in backends("api_ttl") {
+        let (s, holder, _, _, _) = setup(&url);
+        keel_server::set_idempotency_ttl(s.running.as_ref().unwrap(), 600).unwrap();
+        let body = r#"{"quantity":"2"}"#;
+        let first = s.req("POST", "/products/eth2x/mint", Some(&holder), Some("daily-1"), Some(body));
+        assert_eq!((first.status, first.replayed), (200, false));
+        s.clock.0.fetch_add(300, Ordering::SeqCst);
+        let r = s.req("POST", "/products/eth2x/mint", Some(&holder), Some("daily-1"), Some(body));
+        assert_eq!((r.status, r.replayed), (200, true), "within the TTL: the first result");
+        s.clock.0.fetch_add(301, Ordering::SeqCst);
+        let r = s.req("POST", "/products/eth2x/mint", Some(&holder), Some("daily-1"), Some(body));
+        assert_eq!((r.status, r.replayed), (200, false), "{url}: after the TTL a new request, logged without a clash");
+        assert_eq!(r.body["balance"], "4");
+        let bad = s.req("POST", "/products/eth2x/mint", Some(&holder), Some("no spaces"), Some(body));
+        assert_eq!(bad.status, 400);
+        assert!(bad.body["message"].as_str().unwrap().contains("Idempotency-Key"), "{}", bad.body);
+        let clock = s.clock.clone();
+        s.stop();
+        let s = Srv::start(&url, clock);
+        let r = s.req("POST", "/products/eth2x/mint", Some(&holder), Some("daily-1"), Some(body));
+        assert_eq!(
+            (r.status, r.replayed, r.body["balance"].as_str()),
+            (200, true, Some("4")),
+            "{url}: the latest use, after a restart"
+        );
+        s.stop();
+    }
+}
