@@ -32,7 +32,7 @@ pub trait Store: Send {
     /// Housekeeping off the writer's path, called about once a second by the snapshot thread
     /// (SQLite: a passive WAL checkpoint, so the writer's commits never copy much).
     fn maintain(&mut self) {}
-    /// Housekeeping the writer itself does between batches, every few seconds (SQLite: a
+    /// Housekeeping the writer itself does between batches, every 400 ms (SQLite: a
     /// checkpoint that completes because no commit runs meanwhile, so the WAL restarts).
     fn checkpoint(&mut self) {}
     /// One event.

@@ -269,7 +269,9 @@ impl Writer {
                 self.refresh_all();
                 last_refresh = Instant::now();
             }
-            if last_checkpoint.elapsed() >= Duration::from_secs(1) {
+            // short, frequent checkpoints keep the WAL small and each pause short (measured:
+            // 3 s gave p99 50–60 ms under load, 1 s 14–20 ms, 400 ms 9 ms)
+            if last_checkpoint.elapsed() >= Duration::from_millis(400) {
                 self.store.checkpoint();
                 last_checkpoint = Instant::now();
             }
