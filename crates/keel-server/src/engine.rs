@@ -120,8 +120,10 @@ fn core(e: impl Into<keel_core::Error>) -> ApiError {
 }
 
 /// Collateral or borrow-asset base units valued in USD (wad).
-fn usd(units: U256, decimals: u8, price: U256) -> Result<U256, ApiError> {
-    mul_div_down(units, price, U256::from(10u64).pow(U256::from(decimals)), "usd").map_err(core)
+/// A report figure only (never a refusal: it runs after the operation has happened), so an
+/// overflow shows as the largest value rather than failing an applied request.
+fn usd(units: U256, decimals: u8, price: U256) -> U256 {
+    mul_div_down(units, price, U256::from(10u64).pow(U256::from(decimals)), "usd").unwrap_or(U256::MAX)
 }
 
 fn describe_product_error(e: &ProductError) -> String {
@@ -557,53 +559,57 @@ fn mint_or_redeem(
         let r = &p.token.market.reserves;
         (r[p.token.collateral].config.decimals, r[p.token.borrow].config.decimals)
     };
-    let body = if mint {
-        let r = match p.token.issue(holder, quantity, now) {
-            Ok(r) => r,
-            Err(e) => {
-                undo(p);
-                return Err(core(e));
-            }
-        };
-        let paid = usd(r.collateral_in, cd, pc)? + usd(r.cash_in, bd, pb)?;
-        let got = usd(r.borrow_out, bd, pb)?;
-        json!({
-            "product": p.id,
-            "holder": holder,
-            "quantity": wad_str(r.quantity),
-            "fee": wad_str(r.fee),
-            "nav_per_token": wad_str(nav.per_token),
-            "collateral_in": units_str(r.collateral_in, cd),
-            "cash_in": units_str(r.cash_in, bd),
-            "borrow_out": units_str(r.borrow_out, bd),
-            "net_paid_usd": wad_str(paid.saturating_sub(got)),
-            "balance": wad_str(p.token.ledger.balance_of(holder)),
-            "supply": wad_str(p.token.ledger.total_supply()),
+    let outcome = if mint {
+        p.token.issue(holder, quantity, now).map(|r| {
+            let paid = usd(r.collateral_in, cd, pc).saturating_add(usd(r.cash_in, bd, pb));
+            let net = paid.saturating_sub(usd(r.borrow_out, bd, pb));
+            (
+                r.quantity,
+                r.fee,
+                json!({
+                    "collateral_in": units_str(r.collateral_in, cd),
+                    "cash_in": units_str(r.cash_in, bd),
+                    "borrow_out": units_str(r.borrow_out, bd),
+                    "net_paid_usd": wad_str(net),
+                }),
+            )
         })
     } else {
-        let r = match p.token.redeem(holder, quantity, now) {
-            Ok(r) => r,
-            Err(e) => {
-                undo(p);
-                return Err(core(e));
-            }
-        };
-        let got = usd(r.collateral_out, cd, pc)? + usd(r.cash_out, bd, pb)?;
-        let paid = usd(r.borrow_in, bd, pb)?;
-        json!({
-            "product": p.id,
-            "holder": holder,
-            "quantity": wad_str(r.quantity),
-            "fee": wad_str(r.fee),
-            "nav_per_token": wad_str(nav.per_token),
-            "collateral_out": units_str(r.collateral_out, cd),
-            "cash_out": units_str(r.cash_out, bd),
-            "borrow_in": units_str(r.borrow_in, bd),
-            "net_received_usd": wad_str(got.saturating_sub(paid)),
-            "balance": wad_str(p.token.ledger.balance_of(holder)),
-            "supply": wad_str(p.token.ledger.total_supply()),
+        p.token.redeem(holder, quantity, now).map(|r| {
+            let got = usd(r.collateral_out, cd, pc).saturating_add(usd(r.cash_out, bd, pb));
+            let net = got.saturating_sub(usd(r.borrow_in, bd, pb));
+            (
+                r.quantity,
+                r.fee,
+                json!({
+                    "collateral_out": units_str(r.collateral_out, cd),
+                    "cash_out": units_str(r.cash_out, bd),
+                    "borrow_in": units_str(r.borrow_in, bd),
+                    "net_received_usd": wad_str(net),
+                }),
+            )
         })
     };
+    let (q, fee, assets) = match outcome {
+        Ok(x) => x,
+        Err(e) => {
+            undo(p);
+            return Err(core(e));
+        }
+    };
+    // from here on nothing can fail: the operation happened
+    let mut body = json!({
+        "product": p.id,
+        "holder": holder,
+        "quantity": wad_str(q),
+        "fee": wad_str(fee),
+        "nav_per_token": wad_str(nav.per_token),
+        "balance": wad_str(p.token.ledger.balance_of(holder)),
+        "supply": wad_str(p.token.ledger.total_supply()),
+    });
+    if let (Value::Object(b), Value::Object(a)) = (&mut body, assets) {
+        b.extend(a);
+    }
     Ok((200, body))
 }
 
