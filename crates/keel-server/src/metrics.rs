@@ -41,7 +41,7 @@ impl Histogram {
 #[derive(Default)]
 pub struct Metrics {
     /// Events appended, by kind.
-    events: RwLock<BTreeMap<String, AtomicU64>>,
+    events: RwLock<BTreeMap<&'static str, AtomicU64>>,
     /// Requests by route and status.
     requests: RwLock<BTreeMap<(String, u16), AtomicU64>>,
     /// Request latency by route.
@@ -66,8 +66,8 @@ fn bump<K: Ord + Clone>(map: &RwLock<BTreeMap<K, AtomicU64>>, key: &K) {
 
 impl Metrics {
     /// Count an appended event.
-    pub fn event(&self, kind: &str) {
-        bump(&self.events, &kind.to_string());
+    pub fn event(&self, kind: &'static str) {
+        bump(&self.events, &kind);
     }
 
     /// Count a request and record its latency.

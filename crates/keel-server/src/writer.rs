@@ -379,8 +379,11 @@ impl Writer {
             self.publish_view(id, now);
         }
         self.shared.seq.store(self.engine.seq, Ordering::SeqCst);
-        for ev in events {
-            let _ = self.shared.stream.send(Arc::from(ev.public_json().to_string()));
+        // the live stream's JSON is built only while someone listens
+        if self.shared.stream.receiver_count() > 0 {
+            for ev in events {
+                let _ = self.shared.stream.send(Arc::from(ev.public_json().to_string()));
+            }
         }
     }
 
