@@ -51,7 +51,6 @@ struct InFlight {
 /// The keeper.
 pub struct Keeper {
     rpc: Rpc,
-    url: String,
     signer: PrivateKeySigner,
     from: Address,
     chain_id: u64,
@@ -79,7 +78,6 @@ impl Keeper {
         let from = signer.address();
         Ok(Keeper {
             rpc,
-            url: rpc_url.to_string(),
             signer,
             from,
             chain_id,
@@ -94,9 +92,9 @@ impl Keeper {
         })
     }
 
-    /// The node's URL.
-    pub fn rpc_url(&self) -> &str {
-        &self.url
+    /// The node's latest block.
+    pub fn head(&self) -> Result<Head, RpcError> {
+        self.rpc.head()
     }
 
     /// The keeper's address.
@@ -287,14 +285,13 @@ impl Keeper {
         }
     }
 
-    fn finish(&mut self, d: &Decision, outcome: Outcome, lines: &mut Vec<String>) {
+    fn finish(&mut self, d: &Decision, outcome: Outcome) {
         let name = d.id.clone();
         match &outcome {
             Outcome::Done => self.metrics.with(&name, |m| m.last_success = Some(Instant::now())),
             Outcome::Raced(_) => {}
             Outcome::Refused(_) | Outcome::Lost(_) => self.metrics.with(&name, |m| m.failures += 1),
         }
-        let _ = lines;
         let now = self.now_ms();
         record(&mut self.mem, d, &outcome, now, self.backoff);
     }
@@ -321,10 +318,10 @@ impl Keeper {
             };
             if is_ripcord {
                 lines.push(format!("{label}: not sent, another keeper's ripcord came first: {reason}"));
-                self.finish(&d, Outcome::Raced(reason), lines);
+                self.finish(&d, Outcome::Raced(reason));
             } else {
                 lines.push(format!("{label}: not sent, it would revert: {reason}"));
-                self.finish(&d, Outcome::Refused(reason), lines);
+                self.finish(&d, Outcome::Refused(reason));
             }
             return Ok(());
         }
@@ -347,7 +344,7 @@ impl Keeper {
             Err(e) => {
                 let reason = e.revert_reason().unwrap_or_else(|| e.to_string());
                 lines.push(format!("{label}: not sent, gas estimate failed: {reason}"));
-                self.finish(&d, Outcome::Refused(reason), lines);
+                self.finish(&d, Outcome::Refused(reason));
                 return Ok(());
             }
         };
@@ -357,7 +354,7 @@ impl Keeper {
             let reason =
                 format!("daily gas budget: spent {} ETH of {}", eth(self.spent_today(&s.name)), eth(s.daily_budget));
             lines.push(format!("{label}: not sent, {reason}"));
-            self.finish(&d, Outcome::Refused(reason), lines);
+            self.finish(&d, Outcome::Refused(reason));
             return Ok(());
         }
         if is_ripcord {
@@ -386,7 +383,7 @@ impl Keeper {
                 gwei(tip)
             ));
             self.metrics.with(&s.name, |m| m.last_action = format!("dry-run {}", d.action.name()));
-            self.finish(&d, Outcome::Done, lines);
+            self.finish(&d, Outcome::Done);
             return Ok(());
         }
         let (nonce, max_fee, tip) = match &replacing {
@@ -431,18 +428,18 @@ impl Keeper {
                     let old = Self::label(&self.cfg.strategies[r.strategy], &r.decision);
                     lines.push(format!("{old}: replaced on nonce {} by the ripcord", r.nonce));
                     let od = r.decision.clone();
-                    self.finish(&od, Outcome::Raced("replaced by a ripcord".into()), lines);
+                    self.finish(&od, Outcome::Raced("replaced by a ripcord".into()));
                 }
                 self.inflight = Some(f);
                 Ok(())
             }
             Err(RpcError::Transport(e)) => {
-                self.finish(&d, Outcome::Lost(e.clone()), lines);
+                self.finish(&d, Outcome::Lost(e.clone()));
                 Err(RpcError::Transport(e))
             }
             Err(e) => {
                 lines.push(format!("{label}: the node refused the transaction: {e}"));
-                self.finish(&d, Outcome::Lost(e.to_string()), lines);
+                self.finish(&d, Outcome::Lost(e.to_string()));
                 Ok(())
             }
         }
@@ -492,17 +489,9 @@ impl Keeper {
         }
         if self.rpc.nonce(self.from, "latest")? > f.nonce {
             lines.push(format!("{label}: nonce {} was used by another transaction; deciding again", f.nonce));
+            // like a lost race: no back-off, and a fresh decision on the next state
             let d = f.decision.clone();
-            self.finish(&d, Outcome::Lost("nonce used elsewhere".into()), lines);
-            // a fresh decision on the next state, not this one again
-            let now = self.now_ms();
-            record(
-                &mut self.mem,
-                &d,
-                &Outcome::Refused("nonce used elsewhere".into()),
-                now,
-                BackoffConfig { base_ms: 0, max_ms: 0 },
-            );
+            self.finish(&d, Outcome::Raced("nonce used by another transaction".into()));
             return Ok(None);
         }
         let last = *f.hashes.last().expect("a sent transaction");
@@ -562,7 +551,7 @@ impl Keeper {
                 r.gas_used,
                 eth(paid)
             ));
-            self.finish(&d, Outcome::Done, lines);
+            self.finish(&d, Outcome::Done);
         } else {
             let reason = self
                 .rpc
@@ -575,10 +564,10 @@ impl Keeper {
                     "{label}: {hash} reverted in block {}: another keeper's ripcord landed first ({reason})",
                     r.block_number
                 ));
-                self.finish(&d, Outcome::Raced(reason), lines);
+                self.finish(&d, Outcome::Raced(reason));
             } else {
                 lines.push(format!("{label}: {hash} reverted in block {}: {reason}", r.block_number));
-                self.finish(&d, Outcome::Refused(reason), lines);
+                self.finish(&d, Outcome::Refused(reason));
             }
         }
     }

@@ -30,10 +30,9 @@ pub fn run(
     let mut n = 0u64;
     let mut failures = 0u32;
     let mut last_block = None;
-    let rpc = rpc::Rpc::new(&k_url(k));
     while !stop.load(Ordering::SeqCst) && rounds.is_none_or(|r| n < r) {
         if let config::Poll::NewBlock(_) = poll {
-            match rpc.head() {
+            match k.head() {
                 Ok(h) if Some(h.number) == last_block => {
                     std::thread::sleep(Duration::from_millis(poll_ms(poll)));
                     continue;
@@ -68,8 +67,4 @@ fn poll_ms(p: config::Poll) -> u64 {
     match p {
         config::Poll::Every(ms) | config::Poll::NewBlock(ms) => ms,
     }
-}
-
-fn k_url(k: &keeper::Keeper) -> String {
-    k.rpc_url().to_string()
 }
