@@ -11,25 +11,22 @@ use keel_keeper::config::Config;
 use keel_keeper::keeper::Keeper;
 use keel_keeper::testing::{DRIVER, KEEPER, KEEPER_KEY, Mock, Node, RIVAL, available, describe_call};
 
+/// A config for `strategies` (name, address, kind, extra TOML), caps 20/100 gwei, 1 gwei tip.
+fn config_for(stuck_after: u64, strategies: &[(&str, Address, &str, &str)]) -> Config {
+    let mut text = format!(
+        "poll = \"100ms\"\n[signer]\nkey_env = \"UNUSED_IN_TESTS\"\n[gas]\nmax_fee_gwei = \"20\"\n\
+         ripcord_max_fee_gwei = \"100\"\npriority_fee_gwei = \"1\"\nstuck_after_blocks = {stuck_after}\n"
+    );
+    for (name, address, kind, extra) in strategies {
+        text.push_str(&format!(
+            "[[strategy]]\nname = \"{name}\"\naddress = \"{address}\"\nkind = \"{kind}\"\n{extra}\n"
+        ));
+    }
+    Config::from_toml(&text).unwrap()
+}
+
 fn config(address: Address, kind: &str, extra: &str) -> Config {
-    Config::from_toml(&format!(
-        r#"
-poll = "100ms"
-[signer]
-key_env = "UNUSED_IN_TESTS"
-[gas]
-max_fee_gwei = "20"
-ripcord_max_fee_gwei = "100"
-priority_fee_gwei = "1"
-stuck_after_blocks = 3
-[[strategy]]
-name = "s"
-address = "{address}"
-kind = "{kind}"
-{extra}
-"#
-    ))
-    .unwrap()
+    config_for(3, &[("s", address, kind, extra)])
 }
 
 fn keeper(node: &Node, cfg: Config, dry_run: bool) -> Keeper {
@@ -39,16 +36,17 @@ fn keeper(node: &Node, cfg: Config, dry_run: bool) -> Keeper {
     k
 }
 
-fn fli(node: &Node, names: &[&str]) -> Address {
-    node.deploy_fli(names)
-}
-
-fn set_states(node: &Node, at: Address, s: &[u8]) {
-    node.set_states(at, s)
-}
-
-fn calls(node: &Node) -> Vec<String> {
-    node.keeper_calls()
+/// A node, a one-exchange FLI mock whose `shouldRebalance` says `state`, and a keeper on it
+/// (`None` where the node cannot run here).
+fn one_fli(state: u8, dry_run: bool) -> Option<(Node, Address, Keeper)> {
+    if !available() {
+        return None;
+    }
+    let node = Node::start();
+    let at = node.deploy_fli(&["uniswap-v3"]);
+    node.set_states(at, &[state]);
+    let k = keeper(&node, config(at, "fli", ""), dry_run);
+    Some((node, at, k))
 }
 
 /// Rounds until the keeper has nothing in flight and nothing to do (at most `n`).
@@ -66,7 +64,7 @@ fn each_enum_leads_to_the_right_call_and_the_largest_chunk_wins() {
         return;
     }
     let node = Node::start();
-    let at = fli(&node, &["uniswap-v3", "balancer"]);
+    let at = node.deploy_fli(&["uniswap-v3", "balancer"]);
     let mut k = keeper(&node, config(at, "fli", ""), false);
     let script: &[(&[u8], &[u64], &str)] = &[
         (&[1, 0], &[0, 0], "rebalance(uniswap-v3)"),
@@ -77,42 +75,30 @@ fn each_enum_leads_to_the_right_call_and_the_largest_chunk_wins() {
     let mut want = Vec::new();
     for (states, chunks, call) in script {
         node.set_chunks(at, chunks);
-        set_states(&node, at, states);
+        node.set_states(at, states);
         let lines = rounds(&mut k, 3);
         want.push(call.to_string());
-        assert_eq!(calls(&node), want, "{lines:?}");
+        assert_eq!(node.keeper_calls(), want, "{lines:?}");
     }
     assert_eq!(k.metrics.strategies.lock().unwrap()["s"].failures, 0);
 }
 
 #[test]
 fn a_call_that_would_revert_is_skipped_without_sending() {
-    if !available() {
-        return;
-    }
-    let node = Node::start();
-    let at = fli(&node, &["uniswap-v3"]);
+    let Some((node, at, mut k)) = one_fli(1, false) else { return };
     node.set_revert(at, "Cooldown not elapsed or not valid leverage ratio");
-    set_states(&node, at, &[1]);
-    let mut k = keeper(&node, config(at, "fli", ""), false);
     let lines = rounds(&mut k, 2);
     assert!(
         lines.iter().any(|l| l.contains("not sent, it would revert: Cooldown not elapsed or not valid leverage ratio")),
         "{lines:?}"
     );
-    assert!(calls(&node).is_empty());
+    assert!(node.keeper_calls().is_empty());
     assert_eq!(node.rpc.nonce(KEEPER.parse().unwrap(), "latest").unwrap(), 0);
 }
 
 #[test]
 fn a_ripcord_lost_to_a_rival_is_normal() {
-    if !available() {
-        return;
-    }
-    let node = Node::start();
-    let at = fli(&node, &["uniswap-v3"]);
-    set_states(&node, at, &[3]);
-    let mut k = keeper(&node, config(at, "fli", ""), false);
+    let Some((node, at, mut k)) = one_fli(3, false) else { return };
     node.automine(false);
     let sent = k.round().unwrap();
     assert!(sent.iter().any(|l| l.contains("ripcord(\"uniswap-v3\"): sent")), "{sent:?}");
@@ -127,38 +113,26 @@ fn a_ripcord_lost_to_a_rival_is_normal() {
     assert!(lines.iter().any(|l| l.contains("another keeper's ripcord landed first")), "{lines:?}");
     assert_eq!(k.metrics.strategies.lock().unwrap()["s"].failures, 0, "a lost race is not a failure");
     assert_eq!(node.transactions_from(RIVAL).len(), 1);
-    assert_eq!(calls(&node), vec!["ripcord(uniswap-v3)".to_string()], "our ripcord was mined (and reverted)");
+    assert_eq!(node.keeper_calls(), vec!["ripcord(uniswap-v3)".to_string()], "our ripcord was mined (and reverted)");
 }
 
 #[test]
 fn a_gas_price_above_the_cap_waits_then_sends() {
-    if !available() {
-        return;
-    }
-    let node = Node::start();
-    let at = fli(&node, &["uniswap-v3"]);
-    set_states(&node, at, &[1]);
-    let mut k = keeper(&node, config(at, "fli", ""), false);
+    let Some((node, _, mut k)) = one_fli(1, false) else { return };
     node.next_base_fee_gwei(50);
     node.mine();
     let lines = rounds(&mut k, 2);
     assert!(lines.iter().any(|l| l.contains("above the 20.000 gwei cap")), "{lines:?}");
-    assert!(calls(&node).is_empty(), "nothing sent while gas is above the cap");
+    assert!(node.keeper_calls().is_empty(), "nothing sent while gas is above the cap");
     node.next_base_fee_gwei(2);
     node.mine();
     rounds(&mut k, 2);
-    assert_eq!(calls(&node), vec!["rebalance(uniswap-v3)".to_string()]);
+    assert_eq!(node.keeper_calls(), vec!["rebalance(uniswap-v3)".to_string()]);
 }
 
 #[test]
 fn a_dropped_transaction_is_resent_and_a_stuck_one_replaced() {
-    if !available() {
-        return;
-    }
-    let node = Node::start();
-    let at = fli(&node, &["uniswap-v3"]);
-    set_states(&node, at, &[1]);
-    let mut k = keeper(&node, config(at, "fli", ""), false);
+    let Some((node, _, mut k)) = one_fli(1, false) else { return };
     node.automine(false);
     let sent = k.round().unwrap();
     let hash = sent.iter().find_map(|l| l.split("sent ").nth(1)).unwrap().split(' ').next().unwrap().to_string();
@@ -187,36 +161,16 @@ fn a_ripcord_takes_the_nonce_of_a_stuck_routine_call() {
         return;
     }
     let node = Node::start();
-    let (a, b) = (fli(&node, &["uniswap-v3"]), fli(&node, &["uniswap-v3"]));
-    set_states(&node, a, &[1]);
-    let cfg = Config::from_toml(&format!(
-        r#"
-poll = "100ms"
-[signer]
-key_env = "UNUSED_IN_TESTS"
-[gas]
-max_fee_gwei = "20"
-ripcord_max_fee_gwei = "100"
-priority_fee_gwei = "1"
-stuck_after_blocks = 50
-[[strategy]]
-name = "a"
-address = "{a}"
-kind = "fli"
-[[strategy]]
-name = "b"
-address = "{b}"
-kind = "fli"
-"#
-    ))
-    .unwrap();
+    let (a, b) = (node.deploy_fli(&["uniswap-v3"]), node.deploy_fli(&["uniswap-v3"]));
+    node.set_states(a, &[1]);
+    let cfg = config_for(50, &[("a", a, "fli", ""), ("b", b, "fli", "")]);
     let mut k = keeper(&node, cfg, false);
     node.automine(false);
     let sent = k.round().unwrap();
     assert!(sent.iter().any(|l| l.contains("a: rebalance(\"uniswap-v3\"): sent")), "{sent:?}");
     // gas rises above the routine call's max fee: it is stuck; then b needs a ripcord
     node.next_base_fee_gwei(10);
-    set_states(&node, b, &[3]);
+    node.set_states(b, &[3]);
     node.mine();
     let lines = k.round().unwrap();
     assert!(lines.iter().any(|l| l.contains("b: ripcord(\"uniswap-v3\"): sent")), "{lines:?}");
@@ -236,7 +190,7 @@ fn node_failures_are_survived() {
     }
     let node = Node::start();
     let port = node.port;
-    let at = fli(&node, &["uniswap-v3"]);
+    let at = node.deploy_fli(&["uniswap-v3"]);
     let mut k = keeper(&node, config(at, "fli", ""), false);
     node.kill();
     assert!(k.round().is_err(), "the node is down");
@@ -249,10 +203,10 @@ fn node_failures_are_survived() {
     assert_eq!(*k.metrics.rpc_failures.lock().unwrap(), 2);
     // the node comes back (a fresh chain; the same deployer nonce gives the same address)
     let node = Node::start_on(port);
-    assert_eq!(fli(&node, &["uniswap-v3"]), at);
-    set_states(&node, at, &[1]);
+    assert_eq!(node.deploy_fli(&["uniswap-v3"]), at);
+    node.set_states(at, &[1]);
     rounds(&mut k, 2);
-    assert_eq!(calls(&node), vec!["rebalance(uniswap-v3)".to_string()]);
+    assert_eq!(node.keeper_calls(), vec!["rebalance(uniswap-v3)".to_string()]);
 }
 
 #[test]
@@ -268,21 +222,15 @@ fn a_perp_v2_strategy_with_bounds() {
         node.send(DRIVER, at, Mock::setStateCall { s: state }.abi_encode());
         rounds(&mut k, 3);
         want.push(call.to_string());
-        assert_eq!(calls(&node), want);
+        assert_eq!(node.keeper_calls(), want);
     }
 }
 
 #[test]
 fn dry_run_sends_nothing() {
-    if !available() {
-        return;
-    }
-    let node = Node::start();
-    let at = fli(&node, &["uniswap-v3"]);
-    set_states(&node, at, &[1]);
-    let mut k = keeper(&node, config(at, "fli", ""), true);
+    let Some((node, _, mut k)) = one_fli(1, true) else { return };
     let lines = rounds(&mut k, 3);
     assert!(lines.iter().any(|l| l.contains("dry run, would send")), "{lines:?}");
-    assert!(calls(&node).is_empty());
+    assert!(node.keeper_calls().is_empty());
     assert_eq!(node.rpc.nonce(KEEPER.parse().unwrap(), "pending").unwrap(), 0);
 }
