@@ -60,6 +60,26 @@ fn decode_snapshot(seq: i64, text: &str) -> Result<Engine, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("snapshot at {seq}: {e}")))
 }
 
+/// The tables, with `int` the 64-bit integer type (SQLite's `INTEGER PRIMARY KEY` is the rowid).
+fn schema(int: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS events (
+            seq {int} PRIMARY KEY,
+            at {int} NOT NULL,
+            product TEXT,
+            kind TEXT NOT NULL,
+            idem TEXT,
+            req_hash TEXT,
+            request TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            result TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS events_product ON events(product, seq);
+        CREATE UNIQUE INDEX IF NOT EXISTS events_idem ON events(idem) WHERE idem IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS snapshots (seq {int} PRIMARY KEY, state TEXT NOT NULL);"
+    )
+}
+
 /// Open a store from a `--db` URL: `sqlite://PATH` (or a bare path) or `postgres://...`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -102,22 +122,7 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn migrate(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS events (
-                seq INTEGER PRIMARY KEY,
-                at INTEGER NOT NULL,
-                product TEXT,
-                kind TEXT NOT NULL,
-                idem TEXT,
-                req_hash TEXT,
-                request TEXT NOT NULL,
-                status INTEGER NOT NULL,
-                result TEXT NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS events_product ON events(product, seq);
-            CREATE UNIQUE INDEX IF NOT EXISTS events_idem ON events(idem) WHERE idem IS NOT NULL;
-            CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, state TEXT NOT NULL);",
-        )?;
+        self.conn.execute_batch(&schema("INTEGER"))?;
         Ok(())
     }
 
@@ -250,23 +255,7 @@ impl PgStore {
 
 impl Store for PgStore {
     fn migrate(&mut self) -> Result<(), StoreError> {
-        self.client.batch_execute(
-            "SET synchronous_commit = on;
-            CREATE TABLE IF NOT EXISTS events (
-                seq BIGINT PRIMARY KEY,
-                at BIGINT NOT NULL,
-                product TEXT,
-                kind TEXT NOT NULL,
-                idem TEXT,
-                req_hash TEXT,
-                request TEXT NOT NULL,
-                status INTEGER NOT NULL,
-                result TEXT NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS events_product ON events(product, seq);
-            CREATE UNIQUE INDEX IF NOT EXISTS events_idem ON events(idem) WHERE idem IS NOT NULL;
-            CREATE TABLE IF NOT EXISTS snapshots (seq BIGINT PRIMARY KEY, state TEXT NOT NULL);",
-        )?;
+        self.client.batch_execute(&format!("SET synchronous_commit = on;\n{}", schema("BIGINT")))?;
         Ok(())
     }
 
