@@ -78,15 +78,18 @@ impl ApiError {
         v
     }
 
-    /// Map a core error: permission reverts become 403, everything else the core refuses 422.
+    /// Map a core error: permission reverts become 403, an exchange that is not enabled 404,
+    /// everything else the core refuses 422.
     pub fn from_core(e: keel_core::Error) -> Self {
+        use keel_core::error::FliError;
         let msg = e.to_string();
-        if msg.contains("Must be operator") || msg.contains("Address not permitted to call") {
-            ApiError::Forbidden(msg)
-        } else if msg.contains("Exchange not enabled") || msg.contains("Must be valid exchange") {
-            ApiError::NotFound(msg)
-        } else {
-            ApiError::Rejected(msg)
+        match e {
+            keel_core::Error::Fli(FliError::Revert("Must be operator" | "Address not permitted to call")) => {
+                ApiError::Forbidden(msg)
+            }
+            keel_core::Error::Fli(FliError::Revert("Exchange not enabled" | "Must be valid exchange"))
+            | keel_core::Error::Fli(FliError::UnknownExchange(_)) => ApiError::NotFound(msg),
+            _ => ApiError::Rejected(msg),
         }
     }
 }
