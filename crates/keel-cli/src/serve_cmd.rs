@@ -5,7 +5,7 @@ use clap::Args as ClapArgs;
 use keel_core::Address;
 use keel_server::keeper::{self, KeeperConfig, Outcome, OverHttp};
 use keel_server::prices::PriceSource;
-use keel_server::{ServeConfig, writer::WriterConfig};
+use keel_server::{ServeConfig, StoreConfig, writer::WriterConfig};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -17,6 +17,18 @@ pub struct ServeArgs {
     /// (PostgreSQL 15+). Default: an SQLite file keel.db in the working directory.
     #[arg(long, default_value = "sqlite://keel.db")]
     db: String,
+    /// Create a new database (and its server secret) instead of opening an existing one.
+    /// Without it, a missing database is an error: a service never starts empty by accident.
+    #[arg(long)]
+    init: bool,
+    /// The server secret API keys are hashed with, kept outside the database (created by
+    /// --init). Default: PATH.secret beside an SQLite file; ./keel.secret for PostgreSQL.
+    #[arg(long)]
+    secret_file: Option<std::path::PathBuf>,
+    /// Where the last acknowledged event is recorded; start-up refuses a log that was rolled
+    /// back below it. Default: the secret file's path ending in .head.
+    #[arg(long)]
+    head_file: Option<std::path::PathBuf>,
     /// Address to listen on; port 0 picks a free port (the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
@@ -67,7 +79,7 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         bail!("--snapshot-every must be at least 1");
     }
     let cfg = ServeConfig {
-        db: a.db,
+        store: StoreConfig { db: a.db, init: a.init, secret_file: a.secret_file, head_file: a.head_file },
         listen: a.listen,
         keeper: a.keeper,
         keeper_address: a.keeper_address.unwrap_or_else(keel_server::default_keeper_address),

@@ -23,12 +23,12 @@ use std::time::Instant;
 const GWEI: u64 = 1_000_000_000;
 
 fn gwei(v: U256) -> String {
-    let g = v.to::<u128>() as f64 / GWEI as f64;
+    let g = v.saturating_to::<u128>() as f64 / GWEI as f64;
     format!("{g:.3}")
 }
 
 fn eth(v: U256) -> f64 {
-    v.to::<u128>() as f64 / 1e18
+    v.saturating_to::<u128>() as f64 / 1e18
 }
 
 /// A transaction sent for a decision and not yet mined.
@@ -232,7 +232,7 @@ impl Keeper {
                     IFliStrategy::getCurrentLeverageRatioCall {}.abi_encode(),
                 )?)
                 .map_err(decode_err)?;
-                self.metrics.with(&s.name, |m| m.leverage = lr.to::<u128>() as f64 / 1e18);
+                self.metrics.with(&s.name, |m| m.leverage = lr.saturating_to::<u128>() as f64 / 1e18);
             }
             Kind::PerpV2 => {
                 let e = match &s.bounds {
@@ -256,7 +256,7 @@ impl Keeper {
                     IPerpStrategy::getCurrentLeverageRatioCall {}.abi_encode(),
                 )?)
                 .map_err(decode_err)?;
-                let f = lr.unsigned_abs().to::<u128>() as f64 / 1e18;
+                let f = lr.unsigned_abs().saturating_to::<u128>() as f64 / 1e18;
                 self.metrics.with(&s.name, |m| m.leverage = if lr.is_negative() { -f } else { f });
             }
         }
@@ -450,8 +450,8 @@ impl Keeper {
             chain_id: self.chain_id,
             nonce: f.nonce,
             gas_limit: f.gas_limit,
-            max_fee_per_gas: f.max_fee.to::<u128>(),
-            max_priority_fee_per_gas: f.tip.to::<u128>(),
+            max_fee_per_gas: f.max_fee.saturating_to::<u128>(),
+            max_priority_fee_per_gas: f.tip.saturating_to::<u128>(),
             to: TxKind::Call(f.to),
             value: U256::ZERO,
             access_list: Default::default(),

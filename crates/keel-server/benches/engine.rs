@@ -16,7 +16,7 @@ fn setup() -> Engine {
     let toml =
         include_str!("../../../products/eth2x-fli.toml").replace("supply_cap = \"5000\"", "supply_cap = \"100000000\"");
     let create = Command::CreateProduct { id: "eth2x".into(), toml, allowed_callers: vec![], anyone_callable: false };
-    e.apply(&Request { actor: op.clone(), idempotency: None, command: create }, T0).unwrap();
+    e.apply(&Request { actor: op.clone(), idempotency: None, command: create }, T0, None).unwrap();
     let h = holder(0);
     e.apply(
         &Request {
@@ -25,6 +25,7 @@ fn setup() -> Engine {
             command: Command::Mint { product: "eth2x".into(), quantity: U256::from(10u64).pow(U256::from(20u64)) },
         },
         T0,
+        None,
     )
     .unwrap();
     let engage = Command::Call {
@@ -32,7 +33,7 @@ fn setup() -> Engine {
         call: keel_server::model::Call::Engage,
         exchange: "uniswap-v3".into(),
     };
-    e.apply(&Request { actor: op, idempotency: None, command: engage }, T0 + 1).unwrap();
+    e.apply(&Request { actor: op, idempotency: None, command: engage }, T0 + 1, None).unwrap();
     e
 }
 
@@ -53,13 +54,13 @@ fn bench(c: &mut Criterion) {
                 idempotency: None,
                 command: Command::Mint { product: "eth2x".into(), quantity: q },
             };
-            black_box(e.apply(&m, T0 + 10).unwrap());
+            black_box(e.apply(&m, T0 + 10, None).unwrap());
             let r = Request {
                 actor: h,
                 idempotency: None,
                 command: Command::Redeem { product: "eth2x".into(), quantity: q },
             };
-            black_box(e.apply(&r, T0 + 10).unwrap());
+            black_box(e.apply(&r, T0 + 10, None).unwrap());
         })
     });
     let p = &e.products["eth2x"];

@@ -9,7 +9,7 @@ use crate::error::{ApiError, StoreError};
 use crate::model::{Actor, Call, Command, KeyRecord, Request, Role, StoredEvent, units_str, wad_str};
 use keel_core::error::ProductError;
 use keel_core::math::mul_div_down;
-use keel_core::product::{AnyProduct, Product, price_e8};
+use keel_core::product::{AnyProduct, Product, bounds, price_e8};
 use keel_core::strategy::fli::{FliOutcome, FliToken};
 use keel_core::venue::amm::sqrt_price_x96_from_ratio;
 use keel_core::{Address, U256, Wad};
@@ -61,6 +61,18 @@ pub struct IdempotencyRecord {
     pub at: u64,
 }
 
+impl IdempotencyRecord {
+    /// What an applied event records for its idempotency key.
+    pub fn of(ev: &StoredEvent) -> Self {
+        IdempotencyRecord {
+            request_hash: ev.request.idempotency.as_ref().map(|i| i.request_hash.clone()).unwrap_or_default(),
+            seq: ev.seq,
+            status: ev.status,
+            at: ev.at,
+        }
+    }
+}
+
 /// The client's scope of a stored idempotency scope: a key reused after it expired is logged
 /// as `scope@seq`, so each use has its own entry in the log's unique index.
 pub fn base_scope(scope: &str) -> &str {
@@ -93,10 +105,6 @@ pub struct Engine {
     pub keys: BTreeMap<String, KeyRecord>,
     /// Products by id.
     pub products: BTreeMap<String, ProductState>,
-    /// Idempotency records by scope. Not part of a snapshot: the log's unique index holds
-    /// them, and the store rebuilds this map from it at start-up.
-    #[serde(skip)]
-    pub idempotency: BTreeMap<String, IdempotencyRecord>,
     /// Seconds an idempotency key is remembered (0: forever); set by a logged command, so a
     /// replay expires exactly what the live run expired.
     #[serde(default)]
@@ -134,6 +142,21 @@ fn describe_product_error(e: &ProductError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Longest key label.
+pub const MAX_LABEL_LEN: usize = 200;
+
+/// A key's label: at most [`MAX_LABEL_LEN`] characters, no control characters.
+pub fn check_label(label: &str) -> Result<(), ApiError> {
+    let n = label.chars().count();
+    if n > MAX_LABEL_LEN {
+        return Err(ApiError::bad("label", format!("is {n} characters long; at most {MAX_LABEL_LEN}")));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(ApiError::bad("label", "must not contain control characters"));
+    }
+    Ok(())
 }
 
 /// Validate a product id: 1–64 of `a-z 0-9 - _`.
@@ -177,26 +200,28 @@ impl Engine {
         Engine::default()
     }
 
-    /// A copy of what a snapshot holds (everything but the idempotency records, which the log's
-    /// index keeps): cheap enough for the writer to hand to the snapshot thread.
+    /// A copy for the snapshot thread. Idempotency records are not part of the engine: the
+    /// log's index keeps them and the writer looks each key up there ([`Engine::apply`]), so
+    /// memory does not grow with the number of requests.
     pub fn snapshot_copy(&self) -> Engine {
         Engine {
             seq: self.seq,
             last_at: self.last_at,
             keys: self.keys.clone(),
             products: self.products.clone(),
-            idempotency: BTreeMap::new(),
             idempotency_ttl: self.idempotency_ttl,
         }
     }
 
-    /// Apply a request at `now`. On `Err` nothing changed.
-    pub fn apply(&mut self, req: &Request, now: u64) -> Result<Outcome, ApiError> {
+    /// Apply a request at `now`. `prior` is what the request's idempotency key was first used
+    /// for, if it was (the caller looks it up in the log by [`base_scope`]). On `Err` nothing
+    /// changed.
+    pub fn apply(&mut self, req: &Request, now: u64, prior: Option<&IdempotencyRecord>) -> Result<Outcome, ApiError> {
         let now = now.max(self.last_at);
         let ttl = self.idempotency_ttl;
         let mut expired = false;
         if let Some(idem) = &req.idempotency
-            && let Some(r) = self.idempotency.get(base_scope(&idem.scope))
+            && let Some(r) = prior
         {
             if ttl > 0 && now.saturating_sub(r.at) > ttl {
                 expired = true;
@@ -214,17 +239,30 @@ impl Engine {
         self.seq += 1;
         self.last_at = now;
         let mut request = req.clone();
-        if let Some(idem) = &mut request.idempotency {
-            if expired && !idem.scope.contains('@') {
-                idem.scope = format!("{}@{}", idem.scope, self.seq);
-            }
-            let rec = IdempotencyRecord { request_hash: idem.request_hash.clone(), seq: self.seq, status, at: now };
-            self.idempotency.insert(base_scope(&idem.scope).to_string(), rec);
-        }
-        if ttl > 0 && self.seq.is_multiple_of(1024) {
-            self.idempotency.retain(|_, r| now.saturating_sub(r.at) <= ttl);
+        if let Some(idem) = &mut request.idempotency
+            && expired
+            && !idem.scope.contains('@')
+        {
+            idem.scope = format!("{}@{}", idem.scope, self.seq);
         }
         Ok(Outcome::Applied(Box::new(StoredEvent { seq: self.seq, at: now, request, status, result })))
+    }
+
+    /// [`Engine::apply`] with the idempotency records kept in `records` (by base scope): looks
+    /// the key up there and records what an applied request used it for. The writer keeps one
+    /// such map per batch (the log holds the rest); tests keep one for a whole run.
+    pub fn apply_tracked(
+        &mut self,
+        req: &Request,
+        now: u64,
+        records: &mut std::collections::HashMap<String, IdempotencyRecord>,
+    ) -> Result<Outcome, ApiError> {
+        let scope = req.idempotency.as_ref().map(|i| base_scope(&i.scope).to_string());
+        let out = self.apply(req, now, scope.as_ref().and_then(|s| records.get(s)))?;
+        if let (Outcome::Applied(ev), Some(scope)) = (&out, scope) {
+            records.insert(scope, IdempotencyRecord::of(ev));
+        }
+        Ok(out)
     }
 
     /// Replay a stored event: it must apply, at its sequence number, with the result recorded.
@@ -232,7 +270,8 @@ impl Engine {
         if ev.seq != self.seq + 1 {
             return Err(StoreError::Diverged { seq: ev.seq, detail: format!("expected event {}", self.seq + 1) });
         }
-        match self.apply(&ev.request, ev.at) {
+        // a logged request was applied, never answered from an earlier one: no lookup
+        match self.apply(&ev.request, ev.at, None) {
             Ok(Outcome::Applied(got)) if got.status == ev.status && got.result == ev.result => Ok(()),
             Ok(Outcome::Applied(got)) => Err(StoreError::Diverged {
                 seq: ev.seq,
@@ -262,11 +301,9 @@ impl Engine {
                 if self.keys.contains_key(&key.hash) {
                     return Err(ApiError::Conflict("that key already exists".into()));
                 }
+                check_label(&key.label)?;
                 self.keys.insert(key.hash.clone(), key.clone());
-                Ok((
-                    201,
-                    json!({ "key_id": &key.hash[..16], "role": key.role, "address": key.address, "label": key.label }),
-                ))
+                Ok((201, key.public_json()))
             }
             Command::SetIdempotencyTtl { seconds } => {
                 need(actor, &[Role::Operator, Role::System], "changing how long idempotency keys are kept")?;
@@ -317,7 +354,7 @@ impl Engine {
             Command::UpdateSettings { product, patch } => {
                 need(actor, &[Role::Operator], "changing settings")?;
                 let p = self.product_mut(product)?;
-                let next = update_settings(p, actor.address, patch, now)?;
+                let next = update_settings(p, p.operator, patch, now)?;
                 let changed = next.1;
                 *p = next.0;
                 Ok((200, json!({ "product": product, "changed": changed })))
@@ -335,20 +372,20 @@ impl Engine {
                         "removing '{exchange}' would leave the product without a valid exchange"
                     )));
                 }
-                p.token.remove_enabled_exchange(actor.address, exchange).map_err(core)?;
+                p.token.remove_enabled_exchange(p.operator, exchange).map_err(core)?;
                 p.toml = text;
                 Ok((200, json!({ "product": product, "removed": exchange })))
             }
             Command::SetCallers { product, callers, allowed } => {
                 need(actor, &[Role::Operator], "changing the keeper allow-list")?;
                 let p = self.product_mut(product)?;
-                p.token.update_caller_status(actor.address, callers, allowed).map_err(core)?;
+                p.token.update_caller_status(p.operator, callers, allowed).map_err(core)?;
                 Ok((200, json!({ "product": product, "callers": callers, "allowed": allowed })))
             }
             Command::SetAnyoneCallable { product, value } => {
                 need(actor, &[Role::Operator], "changing anyone-callable")?;
                 let p = self.product_mut(product)?;
-                p.token.update_anyone_callable(actor.address, *value).map_err(core)?;
+                p.token.update_anyone_callable(p.operator, *value).map_err(core)?;
                 Ok((200, json!({ "product": product, "anyone_callable": value })))
             }
             Command::ObservePrice { product, asset, price } => {
@@ -402,13 +439,16 @@ impl Engine {
                     return Err(ApiError::NotFound(format!("product '{product}' has no exchange '{exchange}'")));
                 }
                 let before = p.token.current_leverage_ratio(now).ok();
+                let operator = p.operator;
                 let t = &mut p.token;
                 let out: FliOutcome = match call {
-                    Call::Engage => t.engage(actor.address, exchange, now),
+                    // every operator key acts as the product's operator account (operators
+                    // are equal; the log records which key made the call)
+                    Call::Engage => t.engage(operator, exchange, now),
                     Call::Rebalance => t.rebalance(actor.address, exchange, now),
                     Call::Iterate => t.iterate_rebalance(actor.address, exchange, now),
                     Call::Ripcord => t.ripcord(actor.address, exchange, now),
-                    Call::Disengage => t.disengage(actor.address, exchange, now),
+                    Call::Disengage => t.disengage(operator, exchange, now),
                 }
                 .map_err(core)?;
                 let after = p.token.current_leverage_ratio(now).ok();
@@ -501,15 +541,15 @@ fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Re
             format!("'{asset}' is not an asset of this product; one of {}, {}", c.symbol, b.symbol),
         ));
     };
+    bounds::check_usd_price(price).map_err(|e| ApiError::bad("price", e))?;
     let answer =
         price_e8(Wad(price)).map_err(|e| ApiError::bad("price", e.to_string().replace("field `price`: ", "")))?;
-    if answer <= 0 {
-        return Err(ApiError::bad("price", "must be at least 0.00000001 USD"));
-    }
     let mut prices = p.prices.clone();
     prices.insert(asset.to_string(), (price, now));
     let pc = prices.get(&c.symbol).map(|x| x.0).unwrap_or(price);
     let pb = prices.get(&b.symbol).map(|x| x.0).unwrap_or(price);
+    bounds::check_pool_quote((&c.symbol, c.decimals, pc), (&b.symbol, b.decimals, pb))
+        .map_err(|e| ApiError::bad("price", e))?;
     let recenter = {
         let ratio = Wad(pc).to_f64() / Wad(p.pool_center).to_f64();
         ratio.ln().abs() >= RECENTER_LOG_DISTANCE
@@ -649,9 +689,6 @@ fn update_settings(
         || new.token.redeem_fee != old.token.redeem_fee
         || new.token.streaming_fee != old.token.streaming_fee
     {
-        if operator != p.operator {
-            return Err(ApiError::Forbidden("Must be operator".into()));
-        }
         t.accrue_streaming_fee(now).map_err(core)?;
         let c = &mut t.ledger.config;
         c.supply_cap = new.token.supply_cap;
@@ -689,6 +726,15 @@ fn update_settings(
                 changed.push(format!("exchanges.{name}"));
             }
         }
+    }
+    // names: only the ledger's display fields
+    if new.token.name != old.token.name {
+        next.token.ledger.config.name = new.token.name.clone();
+        changed.push("token.name".into());
+    }
+    if new.token.symbol != old.token.symbol {
+        next.token.ledger.config.symbol = new.token.symbol.clone();
+        changed.push("token.symbol".into());
     }
     if changed.is_empty() {
         return Err(ApiError::bad("patch", "changes nothing: every value given equals the current one"));

@@ -110,6 +110,27 @@ pub enum StoreError {
     /// The `--db` URL is not one keel understands.
     #[error("{0}")]
     Url(String),
+    /// There is no keel log where one was expected (start with `--init` to create one).
+    #[error("{0}")]
+    Missing(String),
+    /// `--init` was given but a keel log is already there.
+    #[error("{0}")]
+    Exists(String),
+    /// The database holds a log of another format.
+    #[error("{0}")]
+    Format(String),
+    /// The log fails its checks: a hole, an edited row, a snapshot from another log, a
+    /// rollback below what was acknowledged.
+    #[error("the event log is broken at event {seq}: {detail}")]
+    Broken {
+        /// The first event that fails.
+        seq: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The database file was removed or replaced under the running service.
+    #[error("{0}")]
+    Replaced(String),
     /// Replaying the log gave a different result than the one recorded.
     #[error("replay diverged at event {seq}: {detail}")]
     Diverged {
@@ -118,4 +139,27 @@ pub enum StoreError {
         /// What differed.
         detail: String,
     },
+}
+
+impl StoreError {
+    /// A lost connection to the database server (PostgreSQL restarting, the network): the
+    /// writer reconnects and carries on. Everything else stops the service.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                match e.code() {
+                    // no SQLSTATE: the connection itself failed (I/O, refused, reset)
+                    None => true,
+                    Some(c) => {
+                        let c = c.code();
+                        c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
 }

@@ -160,7 +160,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Option<KeyRecord
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string())
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()));
     let Some(raw) = raw else { return Ok(None) };
-    let hash = sha256_hex(raw.as_bytes());
+    let hash = shared.secret.key_hash(&raw);
     match shared.keys.read().expect("keys lock").get(&hash) {
         Some(k) => Ok(Some(k.clone())),
         None => Err(ApiError::Unauthorized("unknown API key".into())),
@@ -260,12 +260,18 @@ fn exchange_of(st: &AppState, id: &str, fields: &serde_json::Map<String, Value>)
 }
 
 async fn create_key(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut secret = [0u8; 24];
-    if getrandom::fill(&mut secret).is_err() {
-        return error_response(&ApiError::Unavailable("no randomness available for a key".into()));
-    }
-    let key = format!("keel_{}", secret.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let hash = sha256_hex(key.as_bytes());
+    // a retry with the same Idempotency-Key derives the same key, so the first reply's key is
+    // the one stored and a retry returns it again
+    let key = (|| -> Result<String, ApiError> {
+        let actor = require_key(&st.shared, &headers)?;
+        let scope = idempotency(&actor, &headers, &Method::POST, "/keys", &body)?.map(|i| i.scope);
+        st.shared.secret.new_key(scope.as_deref()).map_err(ApiError::Unavailable)
+    })();
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => return error_response(&e),
+    };
+    let hash = st.shared.secret.key_hash(&key);
     let mut resp = submit(&st, &headers, Method::POST, "/keys", &body, |_, f| {
         check_known(f, &["role", "address", "label"])?;
         let role = match f.get("role") {
@@ -276,16 +282,24 @@ async fn create_key(State(st): State<AppState>, headers: HeaderMap, body: Bytes)
             None | Some(Value::Null) => address_of_hash(&hash),
             v => parse_address("address", v)?,
         };
-        let label = f.get("label").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let label = match f.get("label") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(ApiError::bad("label", format!("must be a string, got {other}"))),
+        };
+        crate::engine::check_label(&label)?;
         Ok(Command::CreateKey { key: KeyRecord { hash: hash.clone(), role, address, label } })
     })
     .await;
     if resp.status() == StatusCode::CREATED {
-        // the only time the key is shown
-        let body = axum::body::to_bytes(std::mem::take(resp.body_mut()), 1 << 20).await.unwrap_or_default();
-        let mut v: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+        // the key is shown in this reply (and in a retry's) only; keep the reply's headers
+        let (mut parts, b) = resp.into_parts();
+        let bytes = axum::body::to_bytes(b, 1 << 20).await.unwrap_or_default();
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
         v["key"] = Value::String(key);
-        return (StatusCode::CREATED, axum::Json(v)).into_response();
+        let text = v.to_string();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        resp = Response::from_parts(parts, axum::body::Body::from(text));
     }
     resp
 }
@@ -546,7 +560,8 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
                 return Err(ApiError::bad(k.clone(), "unknown query parameter; this call takes after, limit, product"));
             }
         }
-        let after = parse("after", 0, u64::MAX)?;
+        // sequence numbers are stored as signed 64-bit integers
+        let after = parse("after", 0, i64::MAX as u64)?;
         let limit = parse("limit", 100, 1000)? as u32;
         let product = q.get("product").cloned();
         let rows = st.reader.events(product, after, limit).await?;
@@ -602,9 +617,19 @@ async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 async fn health(State(st): State<AppState>) -> Response {
+    use crate::writer::Health;
+    let seq = st.shared.seq.load(std::sync::atomic::Ordering::SeqCst);
     let stopped = st.shared.stopped.load(std::sync::atomic::Ordering::SeqCst);
-    let v = json!({ "status": if stopped { "stopped" } else { "ok" }, "seq": st.shared.seq.load(std::sync::atomic::Ordering::SeqCst) });
-    let code = if stopped { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let (code, v) = match st.shared.health() {
+        Health::Ok if !stopped => (StatusCode::OK, json!({ "status": "ok", "seq": seq })),
+        Health::Ok => (StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "stopped", "seq": seq })),
+        Health::Degraded(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "degraded", "reason": reason, "seq": seq }))
+        }
+        Health::Stopped(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "stopped", "reason": reason, "seq": seq }))
+        }
+    };
     (code, axum::Json(v)).into_response()
 }
 
@@ -657,5 +682,42 @@ pub fn router(state: AppState) -> Router {
         .route("/events/stream", get(stream))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Every refusal is JSON: the framework's own (405 method not allowed, 413 body too large, a
+/// path that is not UTF-8) arrive as plain text and are wrapped here.
+async fn json_errors(req: axum::extract::Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        t => t.to_string(),
+    };
+    let kind = match status.as_u16() {
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        400 => "bad_request",
+        404 => "not_found",
+        _ => "error",
+    };
+    let mut r = (status, axum::Json(json!({ "error": kind, "message": message }))).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            r.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    r
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod prices;
+pub mod secret;
 pub mod store;
 pub mod testing;
 pub mod view;
@@ -33,10 +34,13 @@ pub mod writer;
 pub use error::{ApiError, StoreError};
 
 use keel_core::Address;
-use model::{Actor, Command, KeyRecord, Request, Role, address_of_hash, sha256_hex};
+use model::{Actor, Command, KeyRecord, Request, Role, address_of_hash};
+use secret::ServerSecret;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use store::OpenMode;
 use thiserror::Error;
 use writer::{Shared, Submitter};
 
@@ -52,13 +56,83 @@ pub enum ServeError {
     /// A setting.
     #[error("{0}")]
     Config(String),
+    /// The writer stopped for good while serving.
+    #[error("the service stopped: {0}")]
+    Stopped(String),
+}
+
+/// Where the log lives and the files kept beside it.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`, a path, or `postgres://...`.
+    pub db: String,
+    /// Create a new database (and its secret) instead of opening an existing one.
+    pub init: bool,
+    /// The server secret API keys are hashed with (default: beside an SQLite file,
+    /// `PATH.secret`; `keel.secret` in the working directory for PostgreSQL).
+    pub secret_file: Option<PathBuf>,
+    /// The last acknowledged event, for the rollback check (default: the secret file's path
+    /// with `.head` for `.secret`).
+    pub head_file: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// A store at `db` with the default files.
+    pub fn new(db: &str, init: bool) -> Self {
+        StoreConfig { db: db.to_string(), init, secret_file: None, head_file: None }
+    }
+
+    /// The secret file's path.
+    pub fn secret_path(&self) -> PathBuf {
+        match (&self.secret_file, store::sqlite_path(&self.db)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(db)) => PathBuf::from(format!("{db}.secret")),
+            (None, None) => PathBuf::from("keel.secret"),
+        }
+    }
+
+    /// The head file's path.
+    pub fn head_path(&self) -> PathBuf {
+        match &self.head_file {
+            Some(p) => p.clone(),
+            None => {
+                let s = self.secret_path();
+                let text = s.to_string_lossy();
+                PathBuf::from(match text.strip_suffix(".secret") {
+                    Some(stem) => format!("{stem}.head"),
+                    None => format!("{text}.head"),
+                })
+            }
+        }
+    }
+
+    /// Open (or with `init`, create) the store and its secret.
+    fn open(&self) -> Result<(Box<dyn store::Store>, ServerSecret), ServeError> {
+        let mode = if self.init { OpenMode::Create } else { OpenMode::Existing };
+        let secret_path = self.secret_path();
+        if self.init && secret_path.exists() {
+            return Err(ServeError::Config(format!(
+                "--init: the server secret {} already exists (it belongs to another database); move it away or give                  --secret-file",
+                secret_path.display()
+            )));
+        }
+        let st = store::open(&self.db, mode)?;
+        let secret = if self.init {
+            // a head file left by an earlier database would refuse this new, empty log
+            let _ = std::fs::remove_file(self.head_path());
+            ServerSecret::create(&secret_path).map_err(ServeError::Config)?
+        } else {
+            ServerSecret::load(&secret_path).map_err(ServeError::Config)?
+        };
+        Ok((st, secret))
+    }
 }
 
 /// `keel serve` settings.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// `sqlite://PATH`, a path, or `postgres://...`.
-    pub db: String,
+    /// The store.
+    pub store: StoreConfig,
     /// Address to listen on (port 0 picks one; the address is printed).
     pub listen: SocketAddr,
     /// Run the keeper in-process.
@@ -122,20 +196,37 @@ impl Running {
     pub fn wait_for_signal(&self) {
         self.rt.block_on(shutdown_signal());
     }
+
+    /// Block until SIGINT or SIGTERM (`None`) or until the writer stops for good (`Some`
+    /// reason): a service that cannot write must not stay up looking healthy.
+    pub fn wait_for_signal_or_failure(&self) -> Option<String> {
+        let shared = self.shared.clone();
+        self.rt.block_on(async move {
+            tokio::select! {
+                _ = shutdown_signal() => None,
+                _ = shared.died.notified() => Some(match shared.health() {
+                    writer::Health::Stopped(r) => r,
+                    other => format!("{other:?}"),
+                }),
+            }
+        })
+    }
 }
 
-/// Open the store at `db` (three connections: the writer's, the snapshot thread's and the log
-/// reader's), replay it, and start the writer and the HTTP API on `listen`.
+/// Open the store (three connections: the writer's, the snapshot thread's and the log
+/// reader's), verify and replay it, and start the writer and the HTTP API on `listen`.
 pub fn start(
-    db: &str,
+    store_cfg: &StoreConfig,
     clock: Arc<dyn writer::Clock>,
-    writer_cfg: writer::WriterConfig,
+    mut writer_cfg: writer::WriterConfig,
     listen: SocketAddr,
 ) -> Result<Running, ServeError> {
-    let store = store::open(db)?;
-    tracing::info!(store = %store.describe(), "opened the event log");
-    let (snapshots, reader) = (store::open(db)?, store::open(db)?);
-    let (shared, submitter, startup, writer_thread) = writer::start(store, snapshots, clock, writer_cfg)?;
+    let (store, secret) = store_cfg.open()?;
+    tracing::info!(store = %store.describe(), secret = %secret.path().display(), "opened the event log");
+    let (snapshots, reader) =
+        (store::open(&store_cfg.db, OpenMode::Existing)?, store::open(&store_cfg.db, OpenMode::Existing)?);
+    writer_cfg.head_file.get_or_insert_with(|| store_cfg.head_path());
+    let (shared, submitter, startup, writer_thread) = writer::start(store, snapshots, clock, secret, writer_cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind(listen))?;
     let addr = listener.local_addr()?;
@@ -170,13 +261,9 @@ pub fn bootstrap_operator(running: &Running, key: Option<&str>) -> Result<Option
     }
     let key = match key {
         Some(k) => k.to_string(),
-        None => {
-            let mut secret = [0u8; 24];
-            getrandom::fill(&mut secret).map_err(|e| ServeError::Config(format!("no randomness: {e}")))?;
-            format!("keel_{}", secret.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        }
+        None => running.shared.secret.new_key(None).map_err(ServeError::Config)?,
     };
-    let hash = sha256_hex(key.as_bytes());
+    let hash = running.shared.secret.key_hash(&key);
     let record = KeyRecord {
         hash: hash.clone(),
         role: Role::Operator,
@@ -206,11 +293,12 @@ pub fn set_idempotency_ttl(running: &Running, seconds: u64) -> Result<(), ServeE
 /// it accepts connections.
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let feed = prices::Feed::open(&cfg.prices).map_err(ServeError::Config)?;
-    let running = start(&cfg.db, Arc::new(writer::SystemClock), cfg.writer.clone(), cfg.listen)?;
+    let running = start(&cfg.store, Arc::new(writer::SystemClock), cfg.writer.clone(), cfg.listen)?;
     let s = &running.startup;
     tracing::info!(
         snapshot = s.snapshot_seq,
         replayed = s.replayed,
+        verified = s.verified,
         elapsed_ms = s.elapsed.as_millis() as u64,
         "state restored"
     );
@@ -248,8 +336,11 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     };
     println!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, "serving");
-    running.wait_for_signal();
-    tracing::info!("shutting down: finishing requests in flight");
+    let died = running.wait_for_signal_or_failure();
+    match &died {
+        None => tracing::info!("shutting down: finishing requests in flight"),
+        Some(reason) => tracing::error!(reason = %reason, "the writer stopped; exiting"),
+    }
     stop.store(true, Ordering::SeqCst);
     if let Some(k) = keeper {
         let _ = k.join();
@@ -257,7 +348,11 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     if let Some(f) = feed {
         let _ = f.join();
     }
-    running.shutdown()
+    running.shutdown()?;
+    match died {
+        None => Ok(()),
+        Some(reason) => Err(ServeError::Stopped(reason)),
+    }
 }
 
 async fn shutdown_signal() {

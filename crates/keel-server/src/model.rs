@@ -78,10 +78,10 @@ impl Actor {
     }
 }
 
-/// A stored API key: its hash, never the key.
+/// A stored API key: its keyed hash, never the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
-    /// SHA-256 of the key, hex.
+    /// HMAC-SHA256 of the key under the server secret, hex ([`crate::secret::ServerSecret`]).
     pub hash: String,
     /// Role.
     pub role: Role,
@@ -94,7 +94,17 @@ pub struct KeyRecord {
 impl KeyRecord {
     /// The actor this key makes.
     pub fn actor(&self) -> Actor {
-        Actor { key_id: self.hash[..16].to_string(), role: self.role, address: self.address }
+        Actor { key_id: self.key_id().to_string(), role: self.role, address: self.address }
+    }
+
+    /// The public name of the key: the first 16 hex digits of its keyed hash.
+    pub fn key_id(&self) -> &str {
+        self.hash.get(..16).unwrap_or(&self.hash)
+    }
+
+    /// What anyone may see of the key: id, role, account, label (no hash).
+    pub fn public_json(&self) -> serde_json::Value {
+        serde_json::json!({ "key_id": self.key_id(), "role": self.role, "address": self.address, "label": self.label })
     }
 }
 
@@ -334,7 +344,11 @@ impl StoredEvent {
             "product": self.request.command.product(),
             "actor": { "key_id": self.request.actor.key_id, "role": self.request.actor.role, "address": self.request.actor.address },
             "idempotency_key": self.request.idempotency.as_ref().map(|i| i.scope.clone()),
-            "command": self.request.command,
+            "command": match &self.request.command {
+                // no key material in public: not even the keyed hash
+                Command::CreateKey { key } => serde_json::json!({ "op": "create_key", "key": key.public_json() }),
+                other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
+            },
             "result": self.result,
         })
     }

@@ -46,3 +46,14 @@ pub fn backends(tag: &str) -> Vec<String> {
     v.extend(postgres_url(tag));
     v
 }
+
+/// The store settings for a test database: SQLite keeps its secret and head files beside the
+/// file; PostgreSQL's go in the temp dir, named after the database, so a restart finds them.
+pub fn store_config(url: &str, init: bool) -> crate::StoreConfig {
+    let mut c = crate::StoreConfig::new(url, init);
+    if crate::store::sqlite_path(url).is_none() {
+        let name = url.rsplit('/').next().unwrap_or("pg");
+        c.secret_file = Some(std::env::temp_dir().join(format!("{name}.secret")));
+    }
+    c
+}

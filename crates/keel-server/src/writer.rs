@@ -1,17 +1,27 @@
 //! The single writer: one thread owns the engine and the store. Requests arrive on a bounded
-//! channel; the writer applies a batch of them in order, appends the accepted ones in one
-//! transaction (group commit), publishes the new views and only then acknowledges. A request
-//! is acknowledged only once it is durable; if the store fails the process stops rather than
-//! acknowledge anything it could lose (start-up replays the log).
+//! channel; the writer applies a batch of them in order and computes the views they change,
+//! appends the accepted ones in one transaction (group commit), publishes the views and only
+//! then acknowledges. A request is acknowledged only once it is durable.
+//!
+//! Nothing is committed that cannot be replayed: every figure a reply or a view needs is
+//! computed before the commit, and a failure inside keel while applying (a bug) rebuilds the
+//! state from the log and refuses just the request that caused it. A lost PostgreSQL
+//! connection is waited out with back-off (writes refused, health degraded), then the state is
+//! rebuilt from the log; any other store failure stops the writer, and the process exits
+//! non-zero so a supervisor restarts it.
 
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Engine, IdempotencyRecord, Outcome, base_scope};
 use crate::error::{ApiError, StoreError};
 use crate::metrics::Metrics;
 use crate::model::{Command, KeyRecord, Request, StoredEvent};
-use crate::store::Store;
+use crate::secret::ServerSecret;
+use crate::store::{self, Store};
 use crate::view::{ProductView, product_view};
 use keel_core::{Address, U256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
@@ -63,13 +73,24 @@ pub struct Published {
     pub json: Arc<str>,
 }
 
+/// Whether the service can take writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Writes are taken.
+    Ok,
+    /// The database is unreachable; the writer reconnects and refuses writes meanwhile.
+    Degraded(String),
+    /// The writer stopped for good (the process exits non-zero).
+    Stopped(String),
+}
+
 /// What the writer publishes for readers.
 pub struct Shared {
     /// Product views by id.
     pub views: RwLock<BTreeMap<String, Arc<Published>>>,
     /// Balances by product and holder (every holder that has had one).
     pub balances: RwLock<HashMap<String, HashMap<Address, U256>>>,
-    /// Keys by hash.
+    /// Keys by keyed hash.
     pub keys: RwLock<HashMap<String, KeyRecord>>,
     /// Last committed event.
     pub seq: AtomicU64,
@@ -79,6 +100,12 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Set when the writer has stopped (store failure or shutdown).
     pub stopped: AtomicBool,
+    /// Whether writes are taken, and why not.
+    pub health: RwLock<Health>,
+    /// Woken when the writer stops for good, so the process can exit non-zero.
+    pub died: tokio::sync::Notify,
+    /// The server secret API keys are hashed with.
+    pub secret: ServerSecret,
 }
 
 impl Shared {
@@ -91,11 +118,22 @@ impl Shared {
     pub fn all_views(&self) -> Vec<Arc<Published>> {
         self.views.read().expect("views lock").values().cloned().collect()
     }
+
+    /// The current health.
+    pub fn health(&self) -> Health {
+        self.health.read().expect("health lock").clone()
+    }
+
+    fn set_health(&self, h: Health) {
+        *self.health.write().expect("health lock") = h;
+    }
 }
+
+type Reply = tokio::sync::oneshot::Sender<Result<Ack, ApiError>>;
 
 struct Job {
     req: Request,
-    reply: tokio::sync::oneshot::Sender<Result<Ack, ApiError>>,
+    reply: Reply,
 }
 
 /// A handle that submits requests to the writer.
@@ -140,11 +178,23 @@ pub struct WriterConfig {
     pub snapshot_every: u64,
     /// Recompute every view this often with no writes (prices going stale show up).
     pub refresh: Duration,
+    /// Where the writer records the last acknowledged event (sequence number and chain hash),
+    /// outside the database: start-up refuses a log that ends before it (a rollback).
+    pub head_file: Option<PathBuf>,
+    /// Longest wait between reconnection attempts when the database is unreachable.
+    pub max_backoff: Duration,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { max_batch: 1024, queue: 65_536, snapshot_every: 10_000, refresh: Duration::from_secs(1) }
+        WriterConfig {
+            max_batch: 1024,
+            queue: 65_536,
+            snapshot_every: 10_000,
+            refresh: Duration::from_secs(1),
+            head_file: None,
+            max_backoff: Duration::from_secs(5),
+        }
     }
 }
 
@@ -155,46 +205,134 @@ pub struct Startup {
     pub snapshot_seq: u64,
     /// Events replayed after it.
     pub replayed: usize,
+    /// Events whose chain hashes were verified (the whole log).
+    pub verified: u64,
     /// Time taken.
     pub elapsed: Duration,
 }
 
-/// Load the store, replay, and start the writer thread; `snapshots` is a second connection on
-/// which a background thread saves snapshots, so the writer never waits for one.
-pub fn start(
-    mut store: Box<dyn Store>,
-    mut snapshots: Box<dyn Store>,
-    clock: Arc<dyn Clock>,
-    cfg: WriterConfig,
-) -> Result<(Arc<Shared>, Submitter, Startup, std::thread::JoinHandle<()>), StoreError> {
-    let t0 = Instant::now();
+/// The text of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// The engine at the head of a verified log: the snapshot and its tail replayed. A replay that
+/// panics or disagrees with what was recorded refuses start-up with the event's number.
+fn rebuild(store: &mut dyn Store) -> Result<(Engine, store::Head, usize, u64), StoreError> {
     let loaded = store.load()?;
     let snapshot_seq = loaded.engine.seq;
     let mut engine = loaded.engine;
     for ev in &loaded.tail {
-        engine.replay(ev)?;
+        match catch_unwind(AssertUnwindSafe(|| engine.replay(ev))) {
+            Ok(r) => r?,
+            Err(p) => {
+                return Err(StoreError::Diverged {
+                    seq: ev.seq,
+                    detail: format!("replaying it failed inside keel ({})", panic_text(&*p)),
+                });
+            }
+        }
     }
-    let replayed = loaded.tail.len();
+    Ok((engine, loaded.head, loaded.tail.len(), snapshot_seq))
+}
+
+/// Read the head file: `SEQ HASH`.
+fn read_head_file(path: &Path) -> Result<Option<store::Head>, StoreError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::Corrupt(format!("cannot read the head file {}: {e}", path.display()))),
+    };
+    let mut it = text.split_whitespace();
+    match (it.next().and_then(|s| s.parse::<u64>().ok()), it.next()) {
+        (Some(seq), Some(hash)) if hash.len() == 64 => Ok(Some(store::Head { seq, hash: hash.to_string() })),
+        _ => Err(StoreError::Corrupt(format!(
+            "the head file {} is not `SEQ HASH`; restore it or remove it to skip the rollback check once",
+            path.display()
+        ))),
+    }
+}
+
+/// Write the head file atomically (a temporary file renamed over it, synced).
+pub fn write_head_file(path: &Path, head: &store::Head) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("{} {}\n", head.seq, head.hash).as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// A log must reach what the head file says was acknowledged, with the same chain hash there.
+fn check_head(store: &mut dyn Store, head: &store::Head, path: &Path) -> Result<(), StoreError> {
+    let Some(acked) = read_head_file(path)? else { return Ok(()) };
+    let hint = format!(
+        "Restore the database from a backup that has it; to accept the loss and start from the log as it is, remove {}",
+        path.display()
+    );
+    if acked.seq > head.seq {
+        return Err(StoreError::Broken {
+            seq: head.seq + 1,
+            detail: format!(
+                "event {} was acknowledged (recorded in {}) but the log ends at event {}: the database was rolled back \
+                 or replaced. {hint}",
+                acked.seq,
+                path.display(),
+                head.seq
+            ),
+        });
+    }
+    if acked.seq > 0 && store.hash_at(acked.seq)?.as_deref() != Some(acked.hash.as_str()) {
+        return Err(StoreError::Broken {
+            seq: acked.seq,
+            detail: format!(
+                "the log's event {} is not the one acknowledged (its chain hash differs from {}): the database was \
+                 replaced by another. {hint}",
+                acked.seq,
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Load and verify the store, replay, and start the writer thread; `snapshots` is a second
+/// connection on which a background thread saves snapshots, so the writer never waits for one.
+pub fn start(
+    mut store: Box<dyn Store>,
+    mut snapshots: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
+    secret: ServerSecret,
+    cfg: WriterConfig,
+) -> Result<(Arc<Shared>, Submitter, Startup, std::thread::JoinHandle<()>), StoreError> {
+    let t0 = Instant::now();
+    let (engine, head, replayed, snapshot_seq) = rebuild(store.as_mut())?;
+    if let Some(path) = &cfg.head_file {
+        check_head(store.as_mut(), &head, path)?;
+        write_head_file(path, &head)
+            .map_err(|e| StoreError::Corrupt(format!("cannot write the head file {}: {e}", path.display())))?;
+    }
     if replayed as u64 >= cfg.snapshot_every.min(1_000) {
-        store.save_snapshot(&engine)?;
+        store.save_snapshot(&engine, &head.hash)?;
     }
     let (stream, _) = tokio::sync::broadcast::channel(4096);
     let shared = Arc::new(Shared {
         views: RwLock::new(BTreeMap::new()),
         balances: RwLock::new(HashMap::new()),
-        keys: RwLock::new(engine.keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        keys: RwLock::new(HashMap::new()),
         seq: AtomicU64::new(engine.seq),
         stream,
         metrics: Metrics::default(),
         stopped: AtomicBool::new(false),
+        health: RwLock::new(Health::Ok),
+        died: tokio::sync::Notify::new(),
+        secret,
     });
-    {
-        let mut b = shared.balances.write().expect("balances lock");
-        for (id, p) in &engine.products {
-            b.insert(id.clone(), p.token.ledger.balances().map(|(a, v)| (*a, *v)).collect());
-        }
-    }
-    let (snap_tx, snap_rx) = std::sync::mpsc::sync_channel::<Engine>(1);
+    let (snap_tx, snap_rx) = std::sync::mpsc::sync_channel::<(Engine, String)>(1);
     std::thread::Builder::new()
         .name("keel-snapshots".into())
         .spawn(move || {
@@ -205,9 +343,16 @@ pub fn start(
                     last_maintain = Instant::now();
                 }
                 match snap_rx.recv_timeout(Duration::from_millis(250)) {
-                    Ok(engine) => {
+                    Ok((engine, chain)) => {
                         let t = Instant::now();
-                        match snapshots.save_snapshot(&engine) {
+                        let mut r = snapshots.save_snapshot(&engine, &chain);
+                        if let Err(e) = &r
+                            && e.is_connection()
+                            && snapshots.reconnect().is_ok()
+                        {
+                            r = snapshots.save_snapshot(&engine, &chain);
+                        }
+                        match r {
                             Ok(()) => {
                                 tracing::debug!(seq = engine.seq, ms = t.elapsed().as_millis() as u64, "snapshot saved")
                             }
@@ -220,15 +365,25 @@ pub fn start(
             }
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the snapshot thread: {e}")))?;
-    let mut w = Writer { engine, store, clock, cfg: cfg.clone(), shared: shared.clone(), last_snapshot: 0, snap_tx };
+    let mut w = Writer {
+        engine,
+        store,
+        clock,
+        cfg: cfg.clone(),
+        shared: shared.clone(),
+        last_snapshot: 0,
+        snap_tx,
+        head_written: head.seq,
+    };
     w.last_snapshot = w.engine.seq;
-    w.refresh_all();
+    w.republish_everything();
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
     let handle = std::thread::Builder::new()
         .name("keel-writer".into())
         .spawn(move || w.run(rx))
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
-    Ok((shared, Submitter { tx }, Startup { snapshot_seq, replayed, elapsed: t0.elapsed() }, handle))
+    let verified = head.seq;
+    Ok((shared, Submitter { tx }, Startup { snapshot_seq, replayed, verified, elapsed: t0.elapsed() }, handle))
 }
 
 struct Writer {
@@ -238,22 +393,39 @@ struct Writer {
     cfg: WriterConfig,
     shared: Arc<Shared>,
     last_snapshot: u64,
-    snap_tx: SyncSender<Engine>,
+    snap_tx: SyncSender<(Engine, String)>,
+    head_written: u64,
 }
+
+/// What applying a batch produced, before anything is committed.
+struct Applied {
+    results: Vec<Result<Ack, ApiError>>,
+    events: Vec<StoredEvent>,
+    views: Vec<(String, Arc<Published>)>,
+}
+
+/// Why the writer cannot go on.
+type Fatal = String;
+
+const INTERNAL: &str = "keel could not process this request (an internal error, logged with its details); \
+                        nothing changed";
 
 impl Writer {
     fn run(mut self, rx: Receiver<Job>) {
         let mut last_refresh = Instant::now();
         let mut last_checkpoint = Instant::now();
-        loop {
+        let fatal: Option<Fatal> = loop {
             let first = match rx.recv_timeout(self.cfg.refresh) {
                 Ok(j) => j,
                 Err(RecvTimeoutError::Timeout) => {
                     self.refresh_all();
                     last_refresh = Instant::now();
+                    if let Err(f) = self.checkpoint() {
+                        break Some(f);
+                    }
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => break None,
             };
             let mut batch = vec![first];
             while batch.len() < self.cfg.max_batch {
@@ -262,8 +434,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if !self.process(batch) {
-                break;
+            if let Err(f) = self.process(batch, &rx) {
+                break Some(f);
             }
             if last_refresh.elapsed() >= self.cfg.refresh {
                 self.refresh_all();
@@ -272,58 +444,146 @@ impl Writer {
             // short, frequent checkpoints keep the WAL small and each pause short (measured:
             // 3 s gave p99 50–60 ms under load, 1 s 14–20 ms, 400 ms 9 ms)
             if last_checkpoint.elapsed() >= Duration::from_millis(400) {
-                self.store.checkpoint();
+                if let Err(f) = self.checkpoint() {
+                    break Some(f);
+                }
                 last_checkpoint = Instant::now();
             }
             if self.engine.seq >= self.last_snapshot + self.cfg.snapshot_every {
                 // a copy goes to the snapshot thread; if it is still busy, try again later
-                if self.snap_tx.try_send(self.engine.snapshot_copy()).is_ok() {
+                let chain = self.store.head().hash;
+                if self.snap_tx.try_send((self.engine.snapshot_copy(), chain)).is_ok() {
                     self.last_snapshot = self.engine.seq;
                 }
+            }
+        };
+        match fatal {
+            None => {
+                // a clean stop: fold the WAL into the database, record the head
+                self.write_head();
+                self.store.close();
+            }
+            Some(reason) => {
+                tracing::error!(reason = %reason, "the writer stopped; the service exits");
+                self.shared.set_health(Health::Stopped(reason));
+                // refuse what is queued rather than leave callers waiting
+                while let Ok(j) = rx.try_recv() {
+                    let _ = j.reply.send(Err(ApiError::Unavailable("the service is stopping".into())));
+                }
+                self.shared.died.notify_one();
             }
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
     }
 
-    /// Apply, commit, publish, acknowledge. Returns false when the store failed.
-    fn process(&mut self, batch: Vec<Job>) -> bool {
+    /// The database's own checkpoint and the head file.
+    fn checkpoint(&mut self) -> Result<(), Fatal> {
+        self.store.checkpoint().map_err(|e| e.to_string())?;
+        self.write_head();
+        Ok(())
+    }
+
+    fn write_head(&mut self) {
+        let head = self.store.head();
+        if head.seq == self.head_written {
+            return;
+        }
+        if let Some(path) = &self.cfg.head_file {
+            match write_head_file(path, &head) {
+                Ok(()) => self.head_written = head.seq,
+                Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot record the head"),
+            }
+        }
+    }
+
+    /// Apply, commit, publish, acknowledge. `Err` when the writer cannot go on.
+    fn process(&mut self, batch: Vec<Job>, rx: &Receiver<Job>) -> Result<(), Fatal> {
         let now = self.clock.now();
+        let (reqs, replies): (Vec<Request>, Vec<_>) = batch.into_iter().map(|j| (j.req, j.reply)).unzip();
+        let prior = match self.lookup(&reqs) {
+            Ok(p) => p,
+            Err(e) => return self.store_failed(e, replies, rx),
+        };
+        match catch_unwind(AssertUnwindSafe(|| self.apply_batch(&reqs, now, prior))) {
+            Ok(applied) => self.commit(applied, replies, rx),
+            Err(p) => {
+                // a bug inside keel: the engine may be half-way through a request. Rebuild it
+                // from the log (which holds none of this batch) and take the requests one by
+                // one, refusing the one that fails.
+                tracing::error!(panic = %panic_text(&*p), requests = reqs.len(), "applying a batch failed inside keel; rebuilding the state from the log");
+                self.reload()?;
+                for (req, reply) in reqs.into_iter().zip(replies) {
+                    let one = std::slice::from_ref(&req);
+                    let prior = match self.lookup(one) {
+                        Ok(p) => p,
+                        Err(e) => return self.store_failed(e, vec![reply], rx),
+                    };
+                    match catch_unwind(AssertUnwindSafe(|| self.apply_batch(one, now, prior))) {
+                        Ok(applied) => self.commit(applied, vec![reply], rx)?,
+                        Err(p) => {
+                            tracing::error!(panic = %panic_text(&*p), request = ?req, "refused a request that failed inside keel");
+                            let _ = reply.send(Err(ApiError::Rejected(INTERNAL.into())));
+                            self.reload()?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// What each request's idempotency key was first used for, from the log.
+    fn lookup(&mut self, reqs: &[Request]) -> Result<HashMap<String, IdempotencyRecord>, StoreError> {
+        let mut scopes: Vec<String> =
+            reqs.iter().filter_map(|r| r.idempotency.as_ref().map(|i| base_scope(&i.scope).to_string())).collect();
+        if scopes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        scopes.sort_unstable();
+        scopes.dedup();
+        self.store.idempotency(&scopes)
+    }
+
+    /// Apply the requests in order and compute the views they change, committing nothing.
+    fn apply_batch(&mut self, reqs: &[Request], now: u64, mut prior: HashMap<String, IdempotencyRecord>) -> Applied {
+        let mut results = Vec::with_capacity(reqs.len());
         let mut events: Vec<StoredEvent> = Vec::new();
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut replayed = Vec::new();
-        for job in batch {
-            let r = match self.engine.apply(&job.req, now) {
+        for req in reqs {
+            let r = match self.engine.apply_tracked(req, now, &mut prior) {
                 Ok(Outcome::Applied(ev)) => {
                     let ack = Ack { status: ev.status, result: ev.result.clone(), seq: ev.seq, replayed: false };
                     events.push(*ev);
                     Ok(ack)
                 }
                 Ok(Outcome::Replayed { status, seq }) => {
-                    replayed.push(replies.len());
                     Ok(Ack { status, result: serde_json::Value::Null, seq, replayed: true })
                 }
                 Err(e) => Err(e),
             };
-            replies.push((job.reply, r));
+            results.push(r);
         }
+        let touched: BTreeSet<&str> = events.iter().filter_map(|e| e.request.command.product()).collect();
+        let views = touched.into_iter().filter_map(|id| self.view(id, now).map(|v| (id.to_string(), v))).collect();
+        Applied { results, events, views }
+    }
+
+    fn commit(&mut self, applied: Applied, replies: Vec<Reply>, rx: &Receiver<Job>) -> Result<(), Fatal> {
+        let Applied { mut results, events, views } = applied;
         if !events.is_empty() {
             let t = Instant::now();
             if let Err(e) = self.store.append(&events) {
-                tracing::error!(error = %e, events = events.len(), "the store failed to append; stopping without acknowledging");
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(ApiError::Unavailable(
-                        "the store failed; the request was not recorded — retry with the same Idempotency-Key after restart".into(),
-                    )));
-                }
-                return false;
+                tracing::error!(error = %e, events = events.len(), "the store failed to append");
+                return self.store_failed(e, replies, rx);
             }
             self.shared.metrics.commit.observe(t.elapsed().as_secs_f64());
             self.shared.metrics.batches.fetch_add(1, Ordering::Relaxed);
-            self.publish(&events, now);
+            self.publish(&events, views);
         }
         // the first result of each retried request: from this batch or from the log
-        for i in replayed {
-            if let Ok(ack) = &mut replies[i].1 {
+        for r in results.iter_mut() {
+            if let Ok(ack) = r
+                && ack.replayed
+            {
                 let body = match events.iter().find(|e| e.seq == ack.seq) {
                     Some(e) => Ok(Some(e.result.clone())),
                     None => self.store.event(ack.seq).map(|e| e.map(|e| e.result)),
@@ -331,20 +591,93 @@ impl Writer {
                 match body {
                     Ok(Some(b)) => ack.result = b,
                     Ok(None) | Err(_) => {
-                        replies[i].1 =
-                            Err(ApiError::Unavailable(format!("cannot read event {} of the log; retry", ack.seq)))
+                        *r = Err(ApiError::Unavailable(format!("cannot read event {} of the log; retry", ack.seq)))
                     }
                 }
             }
         }
-        for (reply, r) in replies {
+        for (reply, r) in replies.into_iter().zip(results) {
             let _ = reply.send(r);
         }
-        true
+        Ok(())
     }
 
-    fn publish(&mut self, events: &[StoredEvent], now: u64) {
-        let mut products: BTreeSet<String> = BTreeSet::new();
+    /// The store failed: nothing of this batch is acknowledged. A lost database connection is
+    /// waited out (reconnecting with back-off, refusing writes, health degraded), then the
+    /// state is rebuilt from the log, which is the truth whether or not the batch committed;
+    /// anything else stops the writer.
+    fn store_failed(&mut self, e: StoreError, replies: Vec<Reply>, rx: &Receiver<Job>) -> Result<(), Fatal> {
+        let retry = "the request was not acknowledged — retry it with the same Idempotency-Key";
+        for reply in replies {
+            let _ = reply.send(Err(ApiError::Unavailable(format!("the database failed ({e}); {retry}"))));
+        }
+        if !e.is_connection() {
+            return Err(format!("the store failed: {e}"));
+        }
+        let since = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        let mut attempts = 0u64;
+        loop {
+            self.shared.set_health(Health::Degraded(format!(
+                "the database is unreachable ({e}); reconnecting for {} s, {attempts} attempt(s)",
+                since.elapsed().as_secs()
+            )));
+            let until = Instant::now() + wait;
+            while Instant::now() < until {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(j) => {
+                        let _ = j.reply.send(Err(ApiError::Unavailable(format!(
+                            "the database is unreachable; the service is reconnecting — {retry}"
+                        ))));
+                    }
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err("shut down while the database was unreachable".into());
+                    }
+                }
+            }
+            attempts += 1;
+            match self.store.reconnect() {
+                Ok(()) => break,
+                Err(err) => tracing::warn!(error = %err, attempts, "reconnecting to the database failed"),
+            }
+            wait = (wait * 2).min(self.cfg.max_backoff);
+        }
+        tracing::info!(
+            after_s = since.elapsed().as_secs(),
+            "database reachable again; rebuilding the state from the log"
+        );
+        self.reload()?;
+        self.shared.set_health(Health::Ok);
+        Ok(())
+    }
+
+    /// Rebuild the engine from the log and publish everything again.
+    fn reload(&mut self) -> Result<(), Fatal> {
+        let (engine, _, _, _) =
+            rebuild(self.store.as_mut()).map_err(|e| format!("rebuilding the state from the log: {e}"))?;
+        self.engine = engine;
+        self.republish_everything();
+        Ok(())
+    }
+
+    /// Keys, balances and every view from the engine as it is.
+    fn republish_everything(&mut self) {
+        *self.shared.keys.write().expect("keys lock") =
+            self.engine.keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        {
+            let mut b = self.shared.balances.write().expect("balances lock");
+            b.clear();
+            for (id, p) in &self.engine.products {
+                b.insert(id.clone(), p.token.ledger.balances().map(|(a, v)| (*a, *v)).collect());
+            }
+        }
+        self.shared.views.write().expect("views lock").clear();
+        self.refresh_all();
+        self.shared.seq.store(self.engine.seq, Ordering::SeqCst);
+    }
+
+    fn publish(&mut self, events: &[StoredEvent], views: Vec<(String, Arc<Published>)>) {
         let mut touched: BTreeMap<String, BTreeSet<Address>> = BTreeMap::new();
         for ev in events {
             let cmd = &ev.request.command;
@@ -353,7 +686,6 @@ impl Writer {
                 self.shared.keys.write().expect("keys lock").insert(key.hash.clone(), key.clone());
             }
             if let Some(id) = cmd.product() {
-                products.insert(id.to_string());
                 let set = touched.entry(id.to_string()).or_default();
                 set.insert(ev.request.actor.address);
                 if let Some(p) = self.engine.products.get(id) {
@@ -375,8 +707,11 @@ impl Writer {
                 }
             }
         }
-        for id in &products {
-            self.publish_view(id, now);
+        {
+            let mut v = self.shared.views.write().expect("views lock");
+            for (id, p) in views {
+                v.insert(id, p);
+            }
         }
         self.shared.seq.store(self.engine.seq, Ordering::SeqCst);
         // the live stream's JSON is built only while someone listens
@@ -387,19 +722,29 @@ impl Writer {
         }
     }
 
-    fn publish_view(&self, id: &str, now: u64) {
-        if let Some(p) = self.engine.products.get(id) {
-            let view = product_view(p, self.engine.seq, now);
-            let json: Arc<str> = Arc::from(serde_json::to_string(&view).unwrap_or_default());
-            self.shared.views.write().expect("views lock").insert(id.to_string(), Arc::new(Published { view, json }));
-        }
+    /// The view of product `id` at `now`, ready to send.
+    fn view(&self, id: &str, now: u64) -> Option<Arc<Published>> {
+        let p = self.engine.products.get(id)?;
+        let view = product_view(p, self.engine.seq, now);
+        let json: Arc<str> = Arc::from(serde_json::to_string(&view).unwrap_or_default());
+        Some(Arc::new(Published { view, json }))
     }
 
+    /// Recompute every view (a price going stale shows without a write). A view that fails
+    /// inside keel keeps its last published version and is logged.
     fn refresh_all(&mut self) {
         let now = self.clock.now().max(self.engine.last_at);
         let ids: Vec<String> = self.engine.products.keys().cloned().collect();
         for id in ids {
-            self.publish_view(&id, now);
+            match catch_unwind(AssertUnwindSafe(|| self.view(&id, now))) {
+                Ok(Some(v)) => {
+                    self.shared.views.write().expect("views lock").insert(id, v);
+                }
+                Ok(None) => {}
+                Err(p) => {
+                    tracing::error!(product = %id, panic = %panic_text(&*p), "computing a view failed inside keel")
+                }
+            }
         }
     }
 }

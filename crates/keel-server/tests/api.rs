@@ -29,9 +29,10 @@ struct Resp {
 }
 
 impl Srv {
-    fn start(url: &str, clock: Arc<ManualClock>) -> Srv {
+    fn start(url: &str, clock: Arc<ManualClock>, init: bool) -> Srv {
         let cfg = WriterConfig { refresh: Duration::from_millis(50), snapshot_every: 25, ..WriterConfig::default() };
-        let running = keel_server::start(url, clock.clone(), cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let store = keel_server::testing::store_config(url, init);
+        let running = keel_server::start(&store, clock.clone(), cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
         keel_server::bootstrap_operator(&running, Some(OP)).unwrap();
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Srv { base: format!("http://{}", running.addr), running: Some(running), agent, clock }
@@ -99,7 +100,7 @@ impl Srv {
 fn setup(url: &str) -> (Srv, String, String, String, String) {
     let clock = Arc::new(ManualClock::default());
     clock.0.store(T0, Ordering::SeqCst);
-    let s = Srv::start(url, clock);
+    let s = Srv::start(url, clock, true);
     let (keeper, keeper_addr) = s.key("keeper");
     let created = s.post("/products", OP, json!({ "id": "eth2x", "toml": ETH2X, "allowed_callers": [keeper_addr] }));
     assert_eq!(created["symbol"], "ETH2x-FLI");
@@ -353,7 +354,7 @@ fn roles_idempotency_prices_keeper_calls_and_restart() {
         let before = s.state();
         let clock = s.clock.clone();
         s.stop();
-        let s = Srv::start(&url, clock);
+        let s = Srv::start(&url, clock, false);
         let r = s.running.as_ref().unwrap().startup.clone();
         assert!(r.snapshot_seq > 0 || r.replayed > 0);
         assert_eq!(s.state(), before, "{url}: restart restores the state");
@@ -444,7 +445,7 @@ fn an_expired_idempotency_key_is_a_new_request_and_survives_a_restart() {
         assert!(bad.body["message"].as_str().unwrap().contains("Idempotency-Key"), "{}", bad.body);
         let clock = s.clock.clone();
         s.stop();
-        let s = Srv::start(&url, clock);
+        let s = Srv::start(&url, clock, false);
         let r = s.req("POST", "/products/eth2x/mint", Some(&holder), Some("daily-1"), Some(body));
         assert_eq!(
             (r.status, r.replayed, r.body["balance"].as_str()),

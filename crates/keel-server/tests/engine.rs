@@ -5,6 +5,7 @@ use keel_core::{Address, U256};
 use keel_server::engine::{Engine, Outcome};
 use keel_server::model::{Actor, Call, Command, Idempotency, Request, Role, StoredEvent, parse_quantity};
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 const ETH2X: &str = include_str!("../../../products/eth2x-fli.toml");
 const T0: u64 = 1_700_000_000;
@@ -32,7 +33,7 @@ fn req(a: Actor, c: Command) -> Request {
 }
 
 fn apply(e: &mut Engine, a: Actor, c: Command, now: u64) -> Result<StoredEvent, keel_server::ApiError> {
-    match e.apply(&req(a, c), now)? {
+    match e.apply(&req(a, c), now, None)? {
         Outcome::Applied(ev) => Ok(*ev),
         Outcome::Replayed { .. } => panic!("unexpected replay"),
     }
@@ -68,9 +69,9 @@ fn running() -> (Engine, Vec<StoredEvent>) {
     (e, log)
 }
 
-/// Everything the engine holds, idempotency records included.
+/// Everything the engine holds.
 fn state(e: &Engine) -> String {
-    format!("{} {:?}", serde_json::to_string(e).unwrap(), e.idempotency)
+    serde_json::to_string(e).unwrap()
 }
 
 #[test]
@@ -105,8 +106,8 @@ fn every_refusal_changes_nothing() {
             "Address not permitted to call",
         ),
         (
-            "another operator's settings",
-            actor(Role::Operator, 98),
+            "a holder's settings",
+            holder(1),
             Command::UpdateSettings {
                 product: "eth2x".into(),
                 patch: "[methodology]\nrecentering_speed = \"6%\"".into(),
@@ -114,7 +115,7 @@ fn every_refusal_changes_nothing() {
             None,
             10,
             403,
-            "Must be operator",
+            "changing settings needs a key with role operator",
         ),
         ("oracle mints", oracle(), mint("eth2x", "1"), None, 10, 403, "role holder"),
         ("holder pushes a price", holder(1), price("eth2x", "WETH", "2000"), None, 10, 403, "role oracle"),
@@ -245,6 +246,7 @@ fn every_refusal_changes_nothing() {
     ];
     for (name, a, c, idem, dt, status, msg) in cases {
         let mut e = base.clone();
+        let mut records = HashMap::new();
         // a first use of the key, with a different request hash
         if let Some((k, _)) = idem {
             let r = Request {
@@ -252,7 +254,7 @@ fn every_refusal_changes_nothing() {
                 idempotency: Some(Idempotency { scope: format!("{}:{k}", a.key_id), request_hash: "first".into() }),
                 command: mint("eth2x", "1"),
             };
-            e.apply(&r, T0 + dt).unwrap();
+            e.apply_tracked(&r, T0 + dt, &mut records).unwrap();
         }
         let before = state(&e);
         let r = Request {
@@ -260,7 +262,7 @@ fn every_refusal_changes_nothing() {
             idempotency: idem.map(|(k, h)| Idempotency { scope: format!("{}:{k}", a.key_id), request_hash: h.into() }),
             command: c,
         };
-        let got = e.apply(&r, T0 + dt);
+        let got = e.apply_tracked(&r, T0 + dt, &mut records);
         let err = got.expect_err(name);
         assert_eq!(err.status(), status, "{name}: {err}");
         assert!(err.to_string().contains(msg), "{name}: {err}");
@@ -277,13 +279,14 @@ fn idempotent_retry_returns_the_first_result_and_does_nothing_twice() {
         idempotency: Some(Idempotency { scope: format!("{}:abc", a.key_id), request_hash: "h".into() }),
         command: mint("eth2x", "1"),
     };
-    let first = match e.apply(&r, T0 + 20).unwrap() {
+    let mut records = HashMap::new();
+    let first = match e.apply_tracked(&r, T0 + 20, &mut records).unwrap() {
         Outcome::Applied(ev) => *ev,
         _ => panic!(),
     };
     let supply = e.products["eth2x"].token.ledger.total_supply();
     let before = state(&e);
-    match e.apply(&r, T0 + 30).unwrap() {
+    match e.apply_tracked(&r, T0 + 30, &mut records).unwrap() {
         Outcome::Replayed { status, seq } => {
             assert_eq!((status, seq), (first.status, first.seq));
         }
@@ -303,20 +306,26 @@ fn idempotency_keys_expire_after_the_logged_ttl_and_replays_agree() {
         idempotency: Some(Idempotency { scope: format!("{}:k", a.key_id), request_hash: t.into() }),
         command: mint("eth2x", "1"),
     };
-    let first = match e.apply(&keyed("h"), T0 + 20).unwrap() {
+    let mut rec = HashMap::new();
+    let first = match e.apply_tracked(&keyed("h"), T0 + 20, &mut rec).unwrap() {
         Outcome::Applied(ev) => *ev,
         _ => panic!(),
     };
     log.push(first.clone());
-    assert!(matches!(e.apply(&keyed("h"), T0 + 120).unwrap(), Outcome::Replayed { .. }), "within the TTL");
+    assert!(
+        matches!(e.apply_tracked(&keyed("h"), T0 + 120, &mut rec).unwrap(), Outcome::Replayed { .. }),
+        "within the TTL"
+    );
     // after it: a new request, logged under its own scope so the unique index holds
-    let again = match e.apply(&keyed("h"), T0 + 121).unwrap() {
+    let again = match e.apply_tracked(&keyed("h"), T0 + 121, &mut rec).unwrap() {
         Outcome::Applied(ev) => *ev,
         other => panic!("{other:?}"),
     };
     assert_eq!(again.request.idempotency.as_ref().unwrap().scope, format!("{}:k@{}", a.key_id, again.seq));
     log.push(again.clone());
-    assert!(matches!(e.apply(&keyed("h"), T0 + 122).unwrap(), Outcome::Replayed { seq, .. } if seq == again.seq));
+    assert!(
+        matches!(e.apply_tracked(&keyed("h"), T0 + 122, &mut rec).unwrap(), Outcome::Replayed { seq, .. } if seq == again.seq)
+    );
     // a different body under an expired key is a new request too
     let mut fresh = Engine::new();
     for ev in &log {
@@ -366,9 +375,7 @@ fn the_log_replays_to_the_same_state_and_snapshots_round_trip() {
         fresh.replay(ev).unwrap();
     }
     assert_eq!(state(&fresh), state(&e), "replay reproduces the state");
-    let mut snap: Engine = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
-    assert!(snap.idempotency.is_empty(), "idempotency records live in the log's index, not in snapshots");
-    snap.idempotency = e.idempotency.clone();
+    let snap: Engine = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
     assert_eq!(snap, e, "snapshot round-trips");
     // a tampered result is caught on replay
     let mut bad = log.clone();
@@ -417,7 +424,7 @@ proptest! {
                 Op::Wait(s) => { t += s as u64; (oracle(), price("eth2x", "USDC", "1")) }
             };
             let before = state(&e);
-            match e.apply(&req(a, c), t) {
+            match e.apply(&req(a, c), t, None) {
                 Ok(_) => {}
                 Err(_) => prop_assert_eq!(state(&e), before),
             }
@@ -433,4 +440,32 @@ proptest! {
             prop_assert!(got <= paid, "paid {} got {}", paid, got);
         }
     }
+}
+
+#[test]
+fn operators_are_equal_and_act_as_the_product_operator() {
+    // issue #11 item 8: the README says the operator role manages products; a second
+    // operator key was refused everything but creating its own products
+    let (mut e, _) = running();
+    let other = actor(Role::Operator, 98);
+    let patch = Command::UpdateSettings {
+        product: "eth2x".into(),
+        patch: "[token]\nmint_fee = \"0.2%\"\nsymbol = \"ETH2X\"".into(),
+    };
+    let ev = apply(&mut e, other.clone(), patch, T0 + 10).unwrap();
+    assert_eq!(ev.result["changed"], serde_json::json!(["token", "token.symbol"]), "{}", ev.result);
+    assert_eq!(e.products["eth2x"].token.ledger.config.symbol, "ETH2X");
+    let callers = Command::SetCallers {
+        product: "eth2x".into(),
+        callers: vec![Address::with_last_byte(77)],
+        allowed: vec![true],
+    };
+    apply(&mut e, other.clone(), callers, T0 + 11).unwrap();
+    apply(&mut e, other.clone(), Command::SetAnyoneCallable { product: "eth2x".into(), value: true }, T0 + 12).unwrap();
+    // the fee recipient stays the product's operator account, whoever changed the settings
+    assert_eq!(e.products["eth2x"].token.ledger.config.fee_recipient, op().address);
+    // a settings patch that changes only the symbol is a change
+    let only = Command::UpdateSettings { product: "eth2x".into(), patch: "[token]\nname = \"Renamed\"".into() };
+    let ev = apply(&mut e, op(), only, T0 + 13).unwrap();
+    assert_eq!(ev.result["changed"], serde_json::json!(["token.name"]));
 }

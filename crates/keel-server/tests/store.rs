@@ -4,7 +4,7 @@
 use keel_core::{Address, U256};
 use keel_server::engine::{Engine, Outcome};
 use keel_server::model::{Actor, Command, Idempotency, Request, Role, StoredEvent};
-use keel_server::store;
+use keel_server::store::{self, OpenMode};
 use keel_server::testing::backends;
 
 const ETH2X: &str = include_str!("../../../products/eth2x-fli.toml");
@@ -18,7 +18,7 @@ fn events(n: usize) -> (Engine, Vec<StoredEvent>) {
     let mut e = Engine::new();
     let mut out = Vec::new();
     let op = Actor { key_id: "op".into(), role: Role::Operator, address: Address::with_last_byte(1) };
-    let mut push = |e: &mut Engine, r: Request, t: u64| match e.apply(&r, t).unwrap() {
+    let mut push = |e: &mut Engine, r: Request, t: u64| match e.apply(&r, t, None).unwrap() {
         Outcome::Applied(ev) => out.push(*ev),
         _ => panic!(),
     };
@@ -52,7 +52,7 @@ fn events(n: usize) -> (Engine, Vec<StoredEvent>) {
 fn append_load_page_and_snapshot() {
     for url in backends("store") {
         let (engine, evs) = events(40);
-        let mut s = store::open(&url).unwrap();
+        let mut s = store::open(&url, OpenMode::Create).unwrap();
         s.append(&evs[..10]).unwrap();
         s.append(&evs[10..25]).unwrap();
         // a snapshot at 25, then more events
@@ -60,10 +60,11 @@ fn append_load_page_and_snapshot() {
         for ev in &evs[..25] {
             at25.replay(ev).unwrap();
         }
-        s.save_snapshot(&at25).unwrap();
+        let chain = s.hash_at(25).unwrap().unwrap();
+        s.save_snapshot(&at25, &chain).unwrap();
         s.append(&evs[25..]).unwrap();
         drop(s);
-        let mut s = store::open(&url).unwrap();
+        let mut s = store::open(&url, OpenMode::Existing).unwrap();
         let loaded = s.load().unwrap();
         assert_eq!(loaded.engine.seq, 25, "{url}");
         assert_eq!(loaded.tail, evs[25..].to_vec(), "{url}");
@@ -85,7 +86,7 @@ fn append_load_page_and_snapshot() {
 fn a_batch_is_all_or_nothing_and_an_idempotency_key_is_stored_once() {
     for url in backends("atomic") {
         let (_, evs) = events(5);
-        let mut s = store::open(&url).unwrap();
+        let mut s = store::open(&url, OpenMode::Create).unwrap();
         s.append(&evs[..4]).unwrap();
         // event 5 is new; a copy of event 4 with another seq reuses its idempotency key
         let mut dup = evs[3].clone();
@@ -102,7 +103,7 @@ fn a_batch_is_all_or_nothing_and_an_idempotency_key_is_stored_once() {
 #[test]
 fn bad_urls_are_explained() {
     for (url, want) in [("mysql://x", "use sqlite://PATH or postgres://"), ("sqlite://", "needs a file path")] {
-        let err = store::open(url).err().expect(url).to_string();
+        let err = store::open(url, OpenMode::Create).err().expect(url).to_string();
         assert!(err.contains(want), "{url}: {err}");
     }
 }

@@ -23,10 +23,33 @@ impl Server {
     }
 }
 
-/// Start `keel serve` on a free port with `db`; returns once it listens.
+/// The `--db`, `--secret-file` and (on first use) `--init` arguments for a test database:
+/// SQLite keeps its secret beside the file; PostgreSQL's goes to the temp dir, named after the
+/// database.
+pub fn db_args(db: &str) -> Vec<String> {
+    let mut v = vec!["--db".to_string(), db.to_string()];
+    let fresh = if db.starts_with("postgres") {
+        let name = db.rsplit('/').next().unwrap_or("pg");
+        let secret = std::env::temp_dir().join(format!("{name}.secret"));
+        let fresh = !secret.exists();
+        v.push("--secret-file".into());
+        v.push(secret.display().to_string());
+        fresh
+    } else {
+        !std::path::Path::new(db.strip_prefix("sqlite://").unwrap_or(db)).exists()
+    };
+    if fresh {
+        v.push("--init".into());
+    }
+    v
+}
+
+/// Start `keel serve` on a free port with `db` (created on first use); returns once it listens.
 pub fn spawn(db: &str, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
+        .arg("serve")
+        .args(db_args(db))
+        .args(["--listen", "127.0.0.1:0"])
         .args(extra)
         .env("KEEL_OPERATOR_KEY", OP)
         .env("KEEL_LOG", "warn")

@@ -254,11 +254,24 @@ static POW10: std::sync::LazyLock<[U256; 78]> = std::sync::LazyLock::new(|| {
     t
 });
 
-/// `10^n` as a U256 (n ≤ 77), from a table.
+/// `10^n` as a U256, from a table. `10^78` and above do not fit in 256 bits: they saturate
+/// to `U256::MAX` rather than panic. Callers take `n` from asset decimals, which every product
+/// file limits to [`MAX_ASSET_DECIMALS`] at the edge; [`checked_pow10`] is the strict form.
 #[inline]
 pub fn pow10(n: u32) -> U256 {
-    POW10[n as usize]
+    checked_pow10(n).unwrap_or(U256::MAX)
 }
+
+/// `10^n`, or `None` when it does not fit in 256 bits (`n > 77`).
+#[inline]
+pub fn checked_pow10(n: u32) -> Option<U256> {
+    POW10.get(n as usize).copied()
+}
+
+/// The most decimals an asset may have anywhere in keel (the FLI strategy's own limit, the
+/// reference `decimalAdjustment = 28 − decimals`). With at most 28 decimals, supply caps,
+/// prices and their products stay inside 256 bits.
+pub const MAX_ASSET_DECIMALS: u8 = 28;
 
 /// Lossy conversion for analytics and charts only: `v / 10^decimals` as `f64` (relative
 /// error about 1e-16).

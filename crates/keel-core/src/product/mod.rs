@@ -17,6 +17,7 @@ use alloy_primitives::Address;
 use std::collections::BTreeMap;
 use toml::{Table, Value};
 
+pub mod bounds;
 pub mod threshold;
 pub use threshold::ThresholdProduct;
 
@@ -228,6 +229,23 @@ fn units(decimals: u8) -> impl Fn(&str) -> Result<U256, String> {
     move |s| parse_units(s, decimals).map_err(|e| e.to_string())
 }
 
+/// `[collateral]` or `[borrow]`: symbol, decimals, oracle heartbeat and deviation, price, each
+/// inside the ranges of [`bounds`].
+fn asset_section(
+    s: &mut Section<'_>,
+    heartbeat: &str,
+    deviation: &str,
+    price: &str,
+) -> Result<AssetSpec, ProductError> {
+    Ok(AssetSpec {
+        asset: s.conv("asset", None, bounds::text)?,
+        decimals: s.conv("decimals", None, bounds::decimals)?,
+        heartbeat: s.conv("heartbeat", Some(heartbeat), |v| parse_duration(v).and_then(bounds::heartbeat))?,
+        deviation: Wad(s.conv("deviation", Some(deviation), |v| parse_fraction(v).and_then(bounds::deviation))?),
+        price: Wad(s.conv("price", Some(price), bounds::usd_price)?),
+    })
+}
+
 fn boolean(s: &str) -> Result<bool, String> {
     match s {
         "true" => Ok(true),
@@ -256,24 +274,11 @@ impl Product {
         let mut e = Section::new(&root, "execution");
         let mut i = Section::new(&root, "incentive");
 
-        let dec = |s: &str| s.parse::<u8>().map_err(|_| format!("'{s}' is not a whole number of decimals (0-28)"));
-        let collateral = AssetSpec {
-            asset: c.req("asset")?,
-            decimals: c.conv("decimals", None, dec)?,
-            heartbeat: c.conv("heartbeat", Some("1h"), parse_duration)?,
-            deviation: Wad(c.conv("deviation", Some("0.5%"), parse_fraction)?),
-            price: Wad(c.conv("price", Some("2000"), ratio)?),
-        };
-        let borrow = AssetSpec {
-            asset: b.req("asset")?,
-            decimals: b.conv("decimals", None, dec)?,
-            heartbeat: b.conv("heartbeat", Some("1d"), parse_duration)?,
-            deviation: Wad(b.conv("deviation", Some("0.25%"), parse_fraction)?),
-            price: Wad(b.conv("price", Some("1"), ratio)?),
-        };
+        let collateral = asset_section(&mut c, "1h", "0.5%", "2000")?;
+        let borrow = asset_section(&mut b, "1d", "0.25%", "1")?;
         let token = TokenSpec {
-            name: t.req("name")?,
-            symbol: t.req("symbol")?,
+            name: t.conv("name", None, bounds::text)?,
+            symbol: t.conv("symbol", None, bounds::text)?,
             supply_cap: t.conv("supply_cap", None, units(18))?,
             mint_fee: Wad(t.conv("mint_fee", Some("0"), parse_fraction)?),
             redeem_fee: Wad(t.conv("redeem_fee", Some("0"), parse_fraction)?),
@@ -471,11 +476,11 @@ impl Product {
                 });
             }
         }
-        if self.collateral.price.0.is_zero() || self.borrow.price.0.is_zero() {
-            v.push(RuleViolation {
-                message: "Prices must be positive",
-                detail: "collateral.price and borrow.price".into(),
-            });
+        let (c, b) = (&self.collateral, &self.borrow);
+        if let Err(detail) =
+            bounds::check_pool_quote((&c.asset, c.decimals, c.price.0), (&b.asset, b.decimals, b.price.0))
+        {
+            v.push(RuleViolation { message: "Prices must keep the pools inside their range", detail });
         }
         v
     }
@@ -770,8 +775,8 @@ impl PerpProduct {
         let mut e = Section::new(&root, "execution");
         let mut i = Section::new(&root, "incentive");
         let token = TokenSpec {
-            name: t.req("name")?,
-            symbol: t.req("symbol")?,
+            name: t.conv("name", None, bounds::text)?,
+            symbol: t.conv("symbol", None, bounds::text)?,
             supply_cap: t.conv("supply_cap", None, units(18))?,
             mint_fee: Wad(t.conv("mint_fee", Some("0"), parse_fraction)?),
             redeem_fee: Wad(t.conv("redeem_fee", Some("0"), parse_fraction)?),
@@ -786,12 +791,12 @@ impl PerpProduct {
                 reason: format!("'{venue}' is not supported for fli yet (supported: perp-v2)"),
             });
         }
-        let base = p.req("base")?;
-        let collateral = p.req("collateral")?;
+        let base = p.conv("base", None, bounds::text)?;
+        let collateral = p.conv("collateral", None, bounds::text)?;
         let initial_margin_ratio = Wad(p.conv("initial_margin_ratio", Some("10%"), parse_fraction)?);
         let maintenance_margin_ratio = Wad(p.conv("maintenance_margin_ratio", Some("6.25%"), parse_fraction)?);
         let liquidation_penalty = Wad(p.conv("liquidation_penalty", Some("2.5%"), parse_fraction)?);
-        let price = Wad(p.conv("price", Some("2000"), ratio)?);
+        let price = Wad(p.conv("price", Some("2000"), bounds::usd_price)?);
         let kind = m.req("kind")?;
         if kind != "fli" {
             return Err(ProductError::Field {

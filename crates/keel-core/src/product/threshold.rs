@@ -56,8 +56,8 @@ impl ThresholdProduct {
         let mut t = Section::new(&root, "token");
         let mut p = Section::new(&root, "perp");
         let mut m = Section::new(&root, "methodology");
-        let name = t.req("name")?;
-        let symbol = t.req("symbol")?;
+        let name = t.conv("name", None, super::bounds::text)?;
+        let symbol = t.conv("symbol", None, super::bounds::text)?;
         let underlying = t.raw("underlying")?.unwrap_or_else(|| "ETH".into());
         let venue_name = p.req("venue")?;
         if venue_name != "synthetix-perps-v2" {
@@ -68,7 +68,7 @@ impl ThresholdProduct {
         }
         let d = PerpsParams::eth_optimism();
         let s = |x: U256| crate::math::format_units(x, 18);
-        let price = Wad(p.conv("price", Some("2000"), ratio)?);
+        let price = Wad(p.conv("price", Some("2000"), super::bounds::usd_price)?);
         let venue = PerpsParams {
             max_leverage: p.conv("max_leverage", Some(&s(d.max_leverage)), ratio)?,
             max_market_value: p.conv("max_market_value", Some(&s(d.max_market_value)), units(18))?,

@@ -308,7 +308,9 @@ impl Pool {
 
     /// Price of token1 in token0 whole units as `f64` (analytics and charts only).
     pub fn price1_in_0_f64(&self) -> f64 {
-        let s = self.sqrt_price_x96.to::<u128>() as f64 / 2f64.powi(96);
+        // through f64 from all 160 bits: a pool quoting a cheap collateral has a sqrt price
+        // above 2^128
+        let s = crate::math::to_f64(U256::from(self.sqrt_price_x96), 0) / 2f64.powi(96);
         let raw = s * s; // token1 raw per token0 raw
         // whole token1 per whole token0 = raw · 10^(d0 − d1); invert for token0 per token1
         let per0 = raw * 10f64.powi(self.token0.decimals as i32 - self.token1.decimals as i32);
