@@ -231,7 +231,10 @@ impl Verifier {
             let s = self.snapshot.map(|s| s.0).unwrap_or(0);
             return Err(StoreError::Broken {
                 seq: s,
-                detail: format!("the snapshot is at event {s} but the log ends at event {}", self.head.seq),
+                detail: format!(
+                    "the snapshot is at event {s} but the log ends at event {}: events were removed (rolled back)",
+                    self.head.seq
+                ),
             });
         }
         Ok(Loaded { engine, tail: self.tail, head: self.head })
