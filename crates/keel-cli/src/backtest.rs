@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use keel_core::product::{Product, parse_duration};
 use keel_report::{DirSink, summary_table};
-use keel_sim::prices::{BridgedBars, PriceSource, SCENARIOS, load_bars_window, scenario};
+use keel_sim::prices::{BridgedBars, PriceSource, SCENARIOS, load_bars_file, scenario};
 use keel_sim::{Costs, SimConfig, Simulation};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -12,9 +12,9 @@ use std::process::ExitCode;
 /// Arguments of `keel backtest`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The product TOML file.
-    #[arg(long, default_value = "products/eth2x-fli.toml")]
-    pub product: PathBuf,
+    /// The product TOML file (default: ETH2x-FLI, built in; the same as products/eth2x-fli.toml).
+    #[arg(long)]
+    pub product: Option<PathBuf>,
     /// The market.
     #[command(flatten)]
     pub market: MarketArgs,
@@ -34,16 +34,16 @@ pub struct Args {
     #[arg(long, default_value = "1h")]
     pub sample: String,
     /// USD issued at the start [default: half of the supply cap at the starting NAV].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub tvl: Option<f64>,
     /// Holders' mints per day (Poisson arrivals).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
     pub mints_per_day: f64,
     /// Holders' redeems per day (Poisson arrivals).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
     pub redeems_per_day: f64,
     /// Mean size of a mint or redeem in USD (exponentially distributed).
-    #[arg(long, default_value_t = 20_000.0)]
+    #[arg(long, default_value_t = 20_000.0, allow_negative_numbers = true)]
     pub flow_size: f64,
     /// Blocks between the keeper's polls of shouldRebalance.
     #[arg(long, default_value_t = 1)]
@@ -83,18 +83,26 @@ pub struct MarketArgs {
     pub allow_gaps: bool,
 }
 
+/// `--tvl`: a positive USD amount up to 1e12 (the largest price keel accepts, for one unit).
+pub fn check_tvl(t: f64) -> Result<()> {
+    if !(t.is_finite() && t > 0.0 && t <= 1e12) {
+        let shown = if t.is_finite() && t.abs() >= 1e15 { format!("{t:e}") } else { format!("{t}") };
+        bail!("--tvl {shown}: give a positive USD amount up to 1000000000000");
+    }
+    Ok(())
+}
+
 fn time_arg(s: &str, flag: &str) -> Result<u64> {
     keel_sim::prices::csv::parse_time(s).map_err(|e| anyhow!("{flag}: {e}"))
 }
 
 /// Run the backtest and write the output directory.
 pub fn run(a: Args) -> Result<ExitCode> {
-    match crate::product_cmd::load_any(&a.product)? {
+    let product = match crate::product_cmd::load_product(a.product.as_deref())? {
         keel_core::product::AnyProduct::Threshold(p) => return run_threshold(&a, &p),
         keel_core::product::AnyProduct::Perp(p) => return run_perp(&a, &p),
-        keel_core::product::AnyProduct::Lending(_) => {}
-    }
-    let product = crate::product_cmd::load(&a.product)?;
+        keel_core::product::AnyProduct::Lending(p) => *p,
+    };
     let chain = keel_sim::clock::profile(&a.chain)
         .ok_or_else(|| anyhow!("--chain {}: unknown (ethereum or optimism)", a.chain))?;
     let block_time = match &a.block_time {
@@ -104,10 +112,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if block_time == 0 {
         bail!("--block-time must be positive");
     }
-    if let Some(t) = a.tvl
-        && !(t.is_finite() && t > 0.0)
-    {
-        bail!("--tvl {t}: give a positive USD amount");
+    if let Some(t) = a.tvl {
+        check_tvl(t)?;
     }
     let costs = match a.costs.as_str() {
         "all" => Costs::ALL,
@@ -182,12 +188,10 @@ pub fn price_source(a: &MarketArgs, p0: f64, block_time: u64) -> Result<Source> 
     Ok(match (&a.prices, &a.scenario) {
         (Some(_), Some(_)) => bail!("give --prices or --scenario, not both"),
         (Some(path), None) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read price file {}", path.display()))?;
             let from = a.from.as_deref().map(|s| time_arg(s, "--from")).transpose()?;
             let to = a.to.as_deref().map(|s| time_arg(s, "--to")).transpose()?;
             let series =
-                load_bars_window(&text, a.allow_gaps, from, to).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                load_bars_file(path, a.allow_gaps, from, to).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             let name = format!(
                 "{} ({} hourly bars from {})",
                 path.display(),
@@ -252,9 +256,7 @@ fn run_threshold(a: &Args, p: &keel_core::product::ThresholdProduct) -> Result<E
         bail!("--block-time must be positive");
     }
     let tvl = a.tvl.unwrap_or(100_000.0);
-    if !(tvl.is_finite() && tvl > 0.0) {
-        bail!("--tvl {tvl}: give a positive USD amount");
-    }
+    check_tvl(tvl)?;
     let sample_every = parse_duration(&a.sample).map_err(|e| anyhow!("--sample: {e}"))?.max(block_time);
     let (mut source, name, warnings) = price_source(&a.market, p.price.to_f64(), block_time)?;
     for w in &warnings {
@@ -341,9 +343,7 @@ fn run_perp(a: &Args, p: &keel_core::product::PerpProduct) -> Result<ExitCode> {
         bail!("--block-time must be positive");
     }
     let tvl = a.tvl.unwrap_or(1_000_000.0);
-    if !(tvl.is_finite() && tvl > 0.0) {
-        bail!("--tvl {tvl}: give a positive USD amount");
-    }
+    check_tvl(tvl)?;
     let (mut source, name, warnings) = price_source(&a.market, p.price.to_f64(), block_time)?;
     for w in &warnings {
         eprintln!("warning: {w}");

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, default_value = "12s")]
     pub block_time: String,
     /// USD issued at the start of every product.
-    #[arg(long, default_value_t = 1_000_000.0)]
+    #[arg(long, default_value_t = 1_000_000.0, allow_negative_numbers = true)]
     pub tvl: f64,
 }
 
@@ -53,9 +53,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if block_time == 0 {
         bail!("--block-time must be positive");
     }
-    if !(a.tvl.is_finite() && a.tvl > 0.0) {
-        bail!("--tvl {}: give a positive USD amount", a.tvl);
-    }
+    crate::backtest::check_tvl(a.tvl)?;
     let loaded: Vec<(PathBuf, AnyProduct)> =
         a.products.iter().map(|p| crate::product_cmd::load_any(p).map(|x| (p.clone(), x))).collect::<Result<_>>()?;
     let underlying_of = |p: &AnyProduct| -> String {

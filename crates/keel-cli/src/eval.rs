@@ -174,7 +174,7 @@ fn run_perp(
     json: bool,
 ) -> Result<ExitCode> {
     let mut fli = p.strategy().map_err(|e| anyhow!("{e}"))?;
-    let text = std::fs::read_to_string(state).with_context(|| format!("cannot read state file {}", state.display()))?;
+    let text = crate::product_cmd::read_small(state, "state file")?;
     let v: Value = serde_json::from_str(&text).context("state file is not valid JSON")?;
     let obj = v.as_object().ok_or_else(|| anyhow!("state file must be a JSON object"))?;
     const PERP_KNOWN: &[&str] = &[
@@ -313,7 +313,7 @@ pub fn run(product: &Path, state: &Path, min: Option<&str>, max: Option<&str>, j
         ),
     };
     let mut fli = p.strategy(keel_core::Address::ZERO).map_err(|e| anyhow!("{e}"))?;
-    let text = std::fs::read_to_string(state).with_context(|| format!("cannot read state file {}", state.display()))?;
+    let text = crate::product_cmd::read_small(state, "state file")?;
     let snap = load_state(&mut fli, &text)?;
     let bounds = match (min, max) {
         (Some(lo), Some(hi)) => Some((bound(lo, "--min")?, bound(hi, "--max")?)),

@@ -3,19 +3,9 @@
 use anyhow::{Context, Result};
 use keel_core::Wad;
 use keel_core::error::ProductError;
-use keel_core::product::{AnyProduct, PerpProduct, Product};
+use keel_core::product::{AnyProduct, PerpProduct};
 use std::path::Path;
 use std::process::ExitCode;
-
-/// Read and parse a lending product file; the error names the file.
-pub fn load(file: &Path) -> Result<Product> {
-    match load_any(file)? {
-        AnyProduct::Lending(p) => Ok(*p),
-        AnyProduct::Perp(_) | AnyProduct::Threshold(_) => {
-            anyhow::bail!("{}: a perp product; this step needs a lending product", file.display())
-        }
-    }
-}
 
 fn threshold_summary(p: &keel_core::product::ThresholdProduct) -> String {
     use keel_core::strategy::threshold::{Side, token::Policy};
@@ -60,10 +50,44 @@ fn threshold_summary(p: &keel_core::product::ThresholdProduct) -> String {
     )
 }
 
+/// The product `keel backtest` and `keel sweep` run without `--product`: ETH2x-FLI, built
+/// into the binary (the same text as `products/eth2x-fli.toml`), so they work from any
+/// directory.
+pub const DEFAULT_PRODUCT: &str = include_str!("../../../products/eth2x-fli.toml");
+
+/// How a default product is named in messages.
+pub const DEFAULT_PRODUCT_NAME: &str = "eth2x-fli (built in)";
+
+/// The largest product, state or config file keel reads (they are a few kilobytes).
+pub const MAX_FILE: u64 = 1 << 20;
+
+/// Read a small text file (a product, a state, a config), refusing one over [`MAX_FILE`]
+/// before reading it.
+pub fn read_small(path: &Path, what: &str) -> Result<String> {
+    let len = std::fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?.len();
+    if len > MAX_FILE {
+        anyhow::bail!("{what} {} is {len} bytes; keel reads at most {MAX_FILE} bytes (1 MiB) of it", path.display());
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// The text of `--product FILE`, or of the built-in default; with a name for messages.
+pub fn product_text(file: Option<&Path>) -> Result<(String, String)> {
+    match file {
+        Some(f) => Ok((read_small(f, "product file")?, f.display().to_string())),
+        None => Ok((DEFAULT_PRODUCT.to_string(), DEFAULT_PRODUCT_NAME.to_string())),
+    }
+}
+
+/// Parse `--product FILE` or the built-in default.
+pub fn load_product(file: Option<&Path>) -> Result<AnyProduct> {
+    let (text, name) = product_text(file)?;
+    AnyProduct::from_toml(&text).map_err(|e| anyhow::anyhow!("{name}: {}", describe(&e)))
+}
+
 /// Read and parse a product file of either shape; the error names the file.
 pub fn load_any(file: &Path) -> Result<AnyProduct> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read product file {}", file.display()))?;
-    AnyProduct::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), describe(&e)))
+    load_product(Some(file))
 }
 
 fn perp_summary(p: &PerpProduct) -> String {
@@ -97,10 +121,20 @@ fn describe(e: &ProductError) -> String {
     }
 }
 
-/// `keel product check FILE`.
+/// `keel product check FILE`: the file's rules, then a start as a backtest starts it.
 pub fn check(file: &Path) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read product file {}", file.display()))?;
-    match AnyProduct::from_toml(&text) {
+    let text = read_small(file, "product file")?;
+    let parsed = AnyProduct::from_toml(&text);
+    if let Ok(p) = &parsed
+        && let Err(e) = keel_sim::start_check::start_check(p)
+    {
+        eprintln!(
+            "{}: invalid product: its rules hold, but it cannot start on its venues at its own prices: {e}",
+            file.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    match parsed {
         Ok(AnyProduct::Perp(p)) => {
             println!("{}", perp_summary(&p));
             Ok(ExitCode::SUCCESS)

@@ -170,7 +170,7 @@ pub fn keeper(a: KeeperArgs) -> Result<ExitCode> {
 /// `keel keeper --rpc URL --config FILE`.
 fn keeper_rpc(rpc: &str, a: &KeeperArgs) -> Result<ExitCode> {
     let path = a.config.as_ref().expect("clap requires --config with --rpc");
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::product_cmd::read_small(path, "file")?;
     let cfg = keel_keeper::config::Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let signer = keel_keeper::signer::load(&cfg.key).map_err(anyhow::Error::msg)?;
     let poll = cfg.poll;

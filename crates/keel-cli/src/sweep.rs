@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use keel_core::product::parse_duration;
-use keel_sim::prices::{Model, SCENARIOS, load_bars_window};
+use keel_sim::prices::{Model, SCENARIOS, load_bars_file};
 use keel_sim::sweep::{
     Market, PathOutcome, PointResult, SweepConfig, parse_values, run_sweep, run_sweep_with, total_cost,
 };
@@ -14,9 +14,9 @@ use std::process::ExitCode;
 /// Arguments of `keel sweep`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The product TOML file.
-    #[arg(long, default_value = "products/eth2x-fli.toml")]
-    pub product: PathBuf,
+    /// The product TOML file (default: ETH2x-FLI, built in; the same as products/eth2x-fli.toml).
+    #[arg(long)]
+    pub product: Option<PathBuf>,
     /// A grid axis: KEY=VALUES, KEY a product setting by its TOML path
     /// (methodology.max_leverage_ratio, exchanges.uniswap-v3.twap_max_trade_size, ...), VALUES a
     /// list (2.2,2.3,2.4) or a range (2.2..2.5 step 0.05). Repeat for more axes.
@@ -166,9 +166,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.paths == 0 {
         bail!("--paths must be at least 1");
     }
-    let text = std::fs::read_to_string(&a.product)
-        .with_context(|| format!("cannot read product file {}", a.product.display()))?;
-    let (symbol, p0) = match crate::product_cmd::load_any(&a.product)? {
+    let (text, _) = crate::product_cmd::product_text(a.product.as_deref())?;
+    let (symbol, p0) = match crate::product_cmd::load_product(a.product.as_deref())? {
         keel_core::product::AnyProduct::Lending(p) => (p.token.symbol.clone(), crate::backtest::product_price(&p)),
         keel_core::product::AnyProduct::Threshold(p) => (p.symbol.clone(), p.price.to_f64()),
         keel_core::product::AnyProduct::Perp(p) => (p.token.symbol.clone(), p.price.to_f64()),
@@ -176,7 +175,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut grid = Vec::new();
     for g in &a.grid {
         let (k, v) = g.split_once('=').ok_or_else(|| anyhow!("--grid {g}: write KEY=VALUES"))?;
-        grid.push((k.trim().to_string(), parse_values(v).map_err(|e| anyhow!("--grid {k}: {e}"))?));
+        let values = parse_values(v).map_err(|e| anyhow!("--grid {k}: {e}"))?;
+        check_grid_key(&text, k.trim(), &values[0])?;
+        grid.push((k.trim().to_string(), values));
     }
     let block_time = duration(&a.block_time, "--block-time")?;
     let horizon = duration(&a.horizon, "--horizon")?;
@@ -186,7 +187,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut market = match (&a.scenario, &a.prices) {
         (Some(s), None) => parse_market(s)?,
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let window = match &a.window {
                 Some(w) => {
                     let (from, to) = w.split_once("..").ok_or_else(|| anyhow!("--window {w}: write FROM..TO"))?;
@@ -200,7 +200,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 None => None,
             };
             // Gaps are bridged (each path has its own bridge) and listed, never passed over silently.
-            let s = load_bars_window(&text, true, window.map(|w| w.0), window.map(|w| w.1))
+            let s = load_bars_file(path, true, window.map(|w| w.0), window.map(|w| w.1))
                 .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             for w in &s.warnings {
                 eprintln!("warning: {}: {w} (bridged)", path.display());
@@ -487,5 +487,62 @@ fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
         w.write_record(&row)?;
     }
     w.flush()?;
+    Ok(())
+}
+
+/// Every dotted key of a product file (`methodology.max_leverage_ratio`, ...).
+fn product_keys(text: &str) -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(sub) => walk(&key, sub, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(t) = text.parse::<toml::Table>() {
+        walk("", &t, &mut out);
+    }
+    out
+}
+
+/// Edit distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A grid key must be a setting the product file understands: a misspelt key would make every
+/// point invalid and the sweep an empty table. Refused with the closest valid key.
+fn check_grid_key(text: &str, key: &str, first: &str) -> Result<()> {
+    let unknown = match keel_sim::sweep::with_setting(text, key, first) {
+        Err(e) => Some(e),
+        Ok(t) => match keel_core::product::AnyProduct::from_toml(&t) {
+            Err(keel_core::error::ProductError::Unknown(field)) if field == key || key.starts_with(&field) => {
+                Some(format!("`{key}` is not a setting of this product"))
+            }
+            _ => None,
+        },
+    };
+    if let Some(why) = unknown {
+        let keys = product_keys(text);
+        let near = keys.iter().min_by_key(|k| distance(k, key));
+        match near {
+            Some(n) => bail!("--grid {key}: {why}; did you mean {n}?"),
+            None => bail!("--grid {key}: {why}"),
+        }
+    }
     Ok(())
 }

@@ -346,3 +346,149 @@ fn every_bundled_product_checks_and_names_its_methodology() {
         assert!(seen.contains(&k), "a bundled product for each methodology: {seen:?}");
     }
 }
+
+/// Issue #11: each bad product value is refused by `keel product check` naming the field and
+/// the rule (several used to pass, one panicked, one was blamed on the wrong field).
+#[test]
+fn table_bad_product_values_name_the_field() {
+    let base = std::fs::read_to_string(root().join("products/eth2x-fli.toml")).unwrap();
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "decimals 78 (a crash before)",
+            "decimals = 18",
+            "decimals = 78",
+            "field `collateral.decimals`: '78' is not a whole number of decimals from 0 to 28",
+        ),
+        ("decimals 255, wrong field", "decimals = 18", "decimals = 255", "field `collateral.decimals`: '255'"),
+        (
+            "heartbeat 0s",
+            "heartbeat = \"1h\"",
+            "heartbeat = \"0s\"",
+            "field `collateral.heartbeat`: 0 s is outside the accepted range 1 s to 30 d",
+        ),
+        (
+            "deviation 10000%",
+            "deviation = \"0.5%\"",
+            "deviation = \"10000%\"",
+            "field `collateral.deviation`: 10000% is not below 100%",
+        ),
+        (
+            "empty name",
+            "name = \"ETH 2x Flexible Leverage Index\"",
+            "name = \"\"",
+            "field `token.name`: must not be empty",
+        ),
+        ("empty symbol", "symbol = \"ETH2x-FLI\"", "symbol = \" \"", "field `token.symbol`: must not be empty"),
+        (
+            "9-decimal price",
+            "price = \"2000\"",
+            "price = \"2000.000000001\"",
+            "field `collateral.price`: '2000.000000001' has more than 8 decimals",
+        ),
+        (
+            "price above the band",
+            "price = \"2000\"",
+            "price = \"1e15\"",
+            "field `collateral.price`: '1e15' is not a decimal number",
+        ),
+        (
+            "a quantity with a sign",
+            "supply_cap = \"5000\"",
+            "supply_cap = \"+5000\"",
+            "field `token.supply_cap`: '+5000' is not a decimal number",
+        ),
+        (
+            "digit separators",
+            "supply_cap = \"5000\"",
+            "supply_cap = \"5_000\"",
+            "field `token.supply_cap`: '5_000' is not a decimal number",
+        ),
+        (
+            "a pool outside its range",
+            "decimals = 6",
+            "decimals = 28",
+            "a pool would quote 1.000e48 USDC base units per WETH base unit, outside the range keel supports",
+        ),
+    ];
+    for (name, from, to, want) in cases {
+        let edited = base.replacen(from, to, 1);
+        let edited = if *name == "a pool outside its range" {
+            edited
+                .replacen("decimals = 18", "decimals = 0", 1)
+                .replacen("price = \"2000\"", "price = \"1000000000000\"", 1)
+                .replacen("price = \"1\"", "price = \"0.00000001\"", 1)
+                .replacen("initial_collateral_per_token = \"0.5\"", "initial_collateral_per_token = \"1\"", 1)
+                .replacen("twap_max_trade_size = \"10\"", "twap_max_trade_size = \"1\"", 1)
+                .replacen("incentivized_twap_max_trade_size = \"20\"", "incentivized_twap_max_trade_size = \"2\"", 1)
+        } else {
+            edited
+        };
+        assert_ne!(edited, base, "{name}: the case edits the file");
+        let p = tmp(&format!("bad-{}.toml", name.replace(' ', "-")), &edited);
+        let o = keel(&["product", "check", p.to_str().unwrap()]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+}
+
+/// Issue #11: `keel backtest` without `--product` ran only from the repository root; bad
+/// numbers, dates and prices got a parser's message or none.
+#[test]
+fn backtest_inputs_refused_with_the_flag_and_the_rule() {
+    let bars = "timestamp,open,high,low,close\n1600000000,100,101,99,100\n1600003600,100,102,99,101\n1600007200,101,103,100,102\n";
+    let csv = tmp("three-bars.csv", bars);
+    let out = std::env::temp_dir().join(format!("keel-cli-out-{}", std::process::id()));
+    let elsewhere = std::env::temp_dir();
+    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["backtest", "--prices", csv.to_str().unwrap(), "--quiet", "--out", out.to_str().unwrap()])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "the built-in product runs from any directory: {}", text(&o).1);
+    let tiny = tmp("tiny.csv", "0,1,1,1,1\n3600,1,1,1e-9,1\n7200,1,1,1,1\n");
+    let huge = tmp("huge.csv", "0,1,1,1,1\n3600,1,1e308,1,1\n7200,1,1,1,1\n");
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("negative tvl", vec!["--tvl", "-5"], "--tvl -5: give a positive USD amount"),
+        ("absurd tvl", vec!["--tvl", "1e300"], "--tvl 1e300: give a positive USD amount up to"),
+        (
+            "an impossible date",
+            vec!["--prices", csv.to_str().unwrap(), "--from", "2021-02-30"],
+            "--from: time '2021-02-30'",
+        ),
+        ("a tiny price", vec!["--prices", tiny.to_str().unwrap()], "line 2: low 1e-9 is outside the accepted range"),
+        ("a huge price", vec!["--prices", huge.to_str().unwrap()], "line 2: high 1e308 is outside the accepted range"),
+    ];
+    for (name, args, want) in cases {
+        let mut all = vec!["backtest", "--quiet", "--out", out.to_str().unwrap()];
+        all.extend(args);
+        let o = keel(&all);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{name}: accepted");
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    // +0530 is five and a half hours (it was read as 530 hours): the window holds two bars
+    let o = keel(&[
+        "backtest",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--prices",
+        csv.to_str().unwrap(),
+        "--from",
+        "2020-09-13T18:26:40+0530",
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(stdout.contains("2 hourly bars from 2020-09-13 13:26"), "{stdout}");
+}
+
+/// Issue #11: a misspelt `--grid` key made every point invalid and exited 0 with an empty table.
+#[test]
+fn a_misspelt_grid_key_names_the_closest_one() {
+    let o = keel(&["sweep", "--grid", "methodology.max_leverge_ratio=2.2,2.4", "--paths", "1", "--scenario", "gbm"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("did you mean methodology.max_leverage_ratio?"), "{err}");
+}

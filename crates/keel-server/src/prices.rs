@@ -140,9 +140,8 @@ impl Feed {
         Ok(match source {
             PriceSource::Push => Feed::Push,
             PriceSource::Csv { path, speed } => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("--prices csv:{path}: {e}"))?;
-                let series = keel_sim::prices::csv::load_bars(&text, true)
-                    .map_err(|e| format!("--prices csv:{path}: line {}: {}", e.line, e.message))?;
+                let series = keel_sim::prices::csv::load_bars_file(std::path::Path::new(path), true, None, None)
+                    .map_err(|e| format!("--prices csv:{path}: {e}"))?;
                 if series.bars.is_empty() {
                     return Err(format!("--prices csv:{path}: no bars"));
                 }

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod metrics;
 pub mod perp_fli;
 pub mod prices;
+pub mod start_check;
 pub mod sweep;
 pub mod threshold;
 mod units;

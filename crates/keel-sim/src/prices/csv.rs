@@ -1,6 +1,8 @@
 //! OHLCV CSV loading with strict checks: header detection; unix seconds, milliseconds or
-//! ISO-8601 times; ascending order; no gaps, duplicates, unparsable rows, or non-positive or
-//! non-finite prices. Every problem names its line.
+//! ISO-8601 times (real instants only); ascending order; every row as wide as the header; no
+//! gaps, duplicates, unparsable rows, or prices outside 1e-8..1e12 USD. Lines are read one at a
+//! time and bounded, so a malformed file costs no more memory than its bars. Every problem
+//! names its line and quotes at most a short excerpt.
 
 use std::fmt;
 
@@ -51,67 +53,52 @@ fn err(line: usize, message: impl Into<String>) -> CsvError {
     CsvError { line, message: message.into() }
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+/// The latest time keel reads: 9999-12-31 23:59:59 UTC.
+pub const MAX_TIME: u64 = 253_402_300_799;
 
-/// Parse a time: unix seconds, unix milliseconds (≥ 1e11), or ISO-8601
-/// (`2020-03-12 10:00:00`, `2020-03-12T10:00:00Z`, `2020-03-12T10:00:00+00:00`, `2020-03-12`).
+/// Parse a time: unix seconds, unix milliseconds (≥ 1e11), or ISO-8601 / RFC 3339 read by
+/// `jiff` (`2020-03-12`, `2020-03-12 10:00:00` and `2020-03-12T10:00` as UTC,
+/// `2020-03-12T10:00:00Z`, `…+05:30`, `…+0530`). A date that does not exist (`2021-02-30`),
+/// an hour 24, a fraction of a second or a time past year 9999 is refused, never rolled over.
 pub fn parse_time(s: &str) -> Result<u64, String> {
     let t = s.trim();
+    let unix = |v: u64| -> Result<u64, String> {
+        let v = if v >= 100_000_000_000 { v / 1000 } else { v };
+        if v > MAX_TIME {
+            return Err(format!("time '{t}' is after the year 9999"));
+        }
+        Ok(v)
+    };
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         let v: u64 = t.parse().map_err(|_| format!("time '{t}' is too large"))?;
-        return Ok(if v >= 100_000_000_000 { v / 1000 } else { v });
+        return unix(v);
     }
     if let Ok(f) = t.parse::<f64>() {
-        if f.is_finite() && f >= 0.0 && f.fract() == 0.0 {
-            let v = f as u64;
-            return Ok(if v >= 100_000_000_000 { v / 1000 } else { v });
+        if f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < 1e16 {
+            return unix(f as u64);
         }
         return Err(format!("time '{t}' is not a whole number of seconds"));
     }
-    let bad = || format!("time '{t}' is not unix seconds, milliseconds or ISO-8601 (YYYY-MM-DD HH:MM:SS)");
-    let (date, rest) = t.split_at(t.find(['T', ' ']).unwrap_or(t.len()));
-    let mut dp = date.split('-');
-    let y: i64 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-    let m: u32 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-    let d: u32 = dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-    if dp.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(bad());
+    let ts = match t.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts,
+        Err(with_offset) => match t.parse::<jiff::civil::DateTime>() {
+            // no offset: UTC
+            Ok(dt) => dt.to_zoned(jiff::tz::TimeZone::UTC).map_err(|e| format!("time '{t}': {e}"))?.timestamp(),
+            Err(_) => {
+                // jiff's reason helps for something shaped like a date ("day must be in 1..=28")
+                let dated = t.len() >= 5 && t.as_bytes()[..4].iter().all(u8::is_ascii_digit) && t.as_bytes()[4] == b'-';
+                let why = if dated { format!(": {with_offset}") } else { String::new() };
+                return Err(format!(
+                    "time '{}' is not unix seconds, milliseconds or ISO-8601 (YYYY-MM-DD HH:MM:SS){why}",
+                    excerpt(t)
+                ));
+            }
+        },
+    };
+    if ts.subsec_nanosecond() != 0 {
+        return Err(format!("time '{t}' has a fraction of a second; bars start on whole seconds"));
     }
-    let mut secs = 0i64;
-    let mut offset = 0i64;
-    let rest = rest.trim_start_matches(['T', ' ']);
-    if !rest.is_empty() {
-        let (clock, tz) = match rest.find(['Z', '+', '-']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let mut cp = clock.split(':');
-        let h: i64 = cp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-        let mi: i64 = cp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-        let se: f64 = cp.next().map(|x| x.parse().map_err(|_| bad())).transpose()?.unwrap_or(0.0);
-        if h > 23 || mi > 59 || !(0.0..61.0).contains(&se) {
-            return Err(bad());
-        }
-        secs = h * 3600 + mi * 60 + se as i64;
-        if tz.len() > 1 {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let mut zp = tz[1..].split(':');
-            let zh: i64 = zp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-            let zm: i64 = zp.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-            offset = sign * (zh * 3600 + zm * 60);
-        }
-    }
-    let v = days_from_civil(y, m, d) * 86_400 + secs - offset;
-    u64::try_from(v).map_err(|_| format!("time '{t}' is before 1970"))
+    u64::try_from(ts.as_second()).map_err(|_| format!("time '{t}' is before 1970")).and_then(unix)
 }
 
 /// `YYYY-MM-DD HH:MM` (UTC) of a unix time, for messages.
@@ -130,13 +117,32 @@ pub fn format_time(t: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", s / 3600, s % 3600 / 60)
 }
 
+/// The longest line a bar file may have (a bar is a few dozen bytes).
+pub const MAX_LINE: usize = 4096;
+/// The cheapest price a bar may have, USD (as [`keel_core::product::bounds`]).
+pub const MIN_PRICE: f64 = 1e-8;
+/// The dearest price a bar may have, USD.
+pub const MAX_PRICE: f64 = 1e12;
+
+/// A field as a message quotes it: at most 40 characters.
+fn excerpt(s: &str) -> String {
+    let t = s.trim();
+    if t.chars().count() <= 40 { t.to_string() } else { format!("{}…", t.chars().take(40).collect::<String>()) }
+}
+
 fn price(field: &str, name: &str, line: usize) -> Result<f64, CsvError> {
-    let v: f64 = field.trim().parse().map_err(|_| err(line, format!("{name} '{}' is not a number", field.trim())))?;
+    let v: f64 = field.trim().parse().map_err(|_| err(line, format!("{name} '{}' is not a number", excerpt(field))))?;
     if !v.is_finite() {
-        return Err(err(line, format!("{name} {v} is not finite")));
+        return Err(err(line, format!("{name} {} is not finite", excerpt(field))));
     }
     if v <= 0.0 {
         return Err(err(line, format!("{name} {v} is not positive")));
+    }
+    if !(MIN_PRICE..=MAX_PRICE).contains(&v) {
+        return Err(err(
+            line,
+            format!("{name} {} is outside the accepted range 0.00000001 to 1000000000000 USD", excerpt(field)),
+        ));
     }
     Ok(v)
 }
@@ -155,21 +161,70 @@ pub fn load_bars_window(
     from: Option<u64>,
     to: Option<u64>,
 ) -> Result<BarSeries, CsvError> {
-    let mut rdr = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(::csv::Trim::All)
-        .from_reader(text.as_bytes());
+    load_bars_reader(text.as_bytes(), allow_gaps, from, to)
+}
+
+/// [`load_bars_window`] from a file, read line by line: memory holds the bars, never a whole
+/// file or an overlong line.
+pub fn load_bars_file(
+    path: &std::path::Path,
+    allow_gaps: bool,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<BarSeries, CsvError> {
+    let f = std::fs::File::open(path).map_err(|e| err(0, format!("cannot read {}: {e}", path.display())))?;
+    load_bars_reader(std::io::BufReader::with_capacity(1 << 16, f), allow_gaps, from, to)
+}
+
+/// One line of at most [`MAX_LINE`] bytes, without its line ending; `None` at the end.
+fn next_line<R: std::io::BufRead>(r: &mut R, buf: &mut Vec<u8>, line: usize) -> Result<Option<String>, CsvError> {
+    use std::io::{BufRead, Read};
+    buf.clear();
+    let n = r
+        .by_ref()
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', buf)
+        .map_err(|e| err(line, format!("unreadable: {e}")))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if n > MAX_LINE {
+        return Err(err(
+            line,
+            format!("longer than {MAX_LINE} bytes; a bar is one short line (time, open, high, low, close)"),
+        ));
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    match std::str::from_utf8(buf) {
+        Ok(s) => Ok(Some(s.to_string())),
+        Err(_) => Err(err(line, "not UTF-8 text")),
+    }
+}
+
+/// Bars from a reader of CSV lines (see [`load_bars_window`]).
+pub fn load_bars_reader<R: std::io::BufRead>(
+    mut r: R,
+    allow_gaps: bool,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<BarSeries, CsvError> {
     let mut cols = (0usize, 1usize, 2usize, 3usize, 4usize);
     let mut bars: Vec<Bar> = Vec::new();
     let mut lines = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let line = i + 1;
-        let rec = rec.map_err(|e| err(line, format!("unreadable row: {e}")))?;
+    let mut buf = Vec::with_capacity(256);
+    let mut width: Option<(usize, &'static str)> = None;
+    let mut line = 0usize;
+    while let Some(text) = next_line(&mut r, &mut buf, line + 1)? {
+        line += 1;
+        let rec: Vec<&str> = text.split(',').map(|f| f.trim().trim_matches('"').trim()).collect();
         if rec.iter().all(|f| f.is_empty()) {
             continue;
         }
-        if i == 0 && parse_time(rec.get(0).unwrap_or("")).is_err() {
+        if line == 1 && parse_time(rec[0]).is_err() {
             // A header: find the columns by name.
             let names: Vec<String> = rec.iter().map(|f| f.to_ascii_lowercase()).collect();
             let find = |cands: &[&str]| names.iter().position(|n| cands.contains(&n.as_str()));
@@ -180,10 +235,20 @@ pub fn load_bars_window(
             let l = find(&["low"]).ok_or_else(|| err(1, "header has no 'low' column"))?;
             let c = find(&["close"]).ok_or_else(|| err(1, "header has no 'close' column"))?;
             cols = (t, o, h, l, c);
+            width = Some((rec.len(), "the header has"));
             continue;
         }
+        // every row as wide as the header (or the first row): an extra or a missing field
+        // shifts the columns, and a shifted close is a wrong price, not a warning
+        match width {
+            None => width = Some((rec.len(), "the first row has")),
+            Some((w, what)) if rec.len() != w => {
+                return Err(err(line, format!("{} fields, but {what} {w}", rec.len())));
+            }
+            Some(_) => {}
+        }
         let get = |j: usize, name: &str| {
-            rec.get(j).ok_or_else(|| err(line, format!("missing {name} column ({} fields)", rec.len())))
+            rec.get(j).copied().ok_or_else(|| err(line, format!("missing {name} column ({} fields)", rec.len())))
         };
         let time = parse_time(get(cols.0, "time")?).map_err(|m| err(line, m))?;
         let open = price(get(cols.1, "open")?, "open", line)?;
@@ -197,8 +262,9 @@ pub fn load_bars_window(
             ));
         }
         if let Some(prev) = bars.last() {
+            let prev_line = lines.last().copied().unwrap_or(0);
             if time == prev.time {
-                return Err(err(line, format!("duplicate time {time} (also on line {})", lines.last().unwrap())));
+                return Err(err(line, format!("duplicate time {time} (also on line {prev_line})")));
             }
             if time < prev.time {
                 return Err(err(
@@ -266,8 +332,19 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_time(s).unwrap(), want, "case {s}");
         }
-        assert!(parse_time("yesterday").is_err());
-        assert!(parse_time("2020-13-01").is_err());
+        assert_eq!(parse_time("2020-03-12T15:30:00+0530").unwrap(), 1_584_007_200, "+0530 is 5 h 30 min");
+        for bad in [
+            "yesterday",
+            "2020-13-01",
+            "2021-02-30",
+            "2020-02-31",
+            "99999999999-01-01",
+            "999999999999999999",
+            "2020-03-12T24:00:00Z",
+            "2020-03-12T10:00:00.5Z",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad} accepted as {:?}", parse_time(bad));
+        }
     }
 
     const GOOD: &str =
@@ -317,7 +394,27 @@ mod tests {
             (
                 "short row",
                 "timestamp,open,high,low,close\n0,1,1,1,1\n3600,1,1\n",
-                "line 3: missing low column (3 fields)",
+                "line 3: 3 fields, but the header has 5",
+            ),
+            (
+                "an extra field shifts the close",
+                "0,1,1,1,1\n3600,1,2000,1,2000,5\n",
+                "line 2: 6 fields, but the first row has 5",
+            ),
+            (
+                "a tiny price",
+                "0,1,1,1,1\n3600,1,1,1e-9,1\n",
+                "line 2: low 1e-9 is outside the accepted range 0.00000001 to 1000000000000 USD",
+            ),
+            (
+                "a huge price",
+                "0,1,1,1,1\n3600,1,1e308,1,1\n",
+                "line 2: high 1e308 is outside the accepted range 0.00000001 to 1000000000000 USD",
+            ),
+            (
+                "an impossible date",
+                "2021-02-28,1,1,1,1\n2021-02-30,1,1,1,1\n",
+                "line 2: time '2021-02-30' is not unix seconds, milliseconds or ISO-8601 (YYYY-MM-DD HH:MM:SS): parsed date is not valid: parameter 'day' for `2021-02` is invalid, must be in range `1..=28`",
             ),
             (
                 "inconsistent",
@@ -330,6 +427,21 @@ mod tests {
         for (case, text, want) in cases {
             assert_eq!(load_bars(text, false).unwrap_err().to_string(), want, "case {case}");
         }
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_quickly_with_a_short_message() {
+        // a 256 MB field used to take about 1 GB and be echoed whole in the error
+        let field = "1".repeat(64 << 20);
+        let text = format!("0,1,1,1,1\n3600,1,1,1,{field}\n");
+        let e = load_bars(&text, false).unwrap_err().to_string();
+        assert_eq!(e, "line 2: longer than 4096 bytes; a bar is one short line (time, open, high, low, close)");
+        let e = load_bars("0,1,1,1,1\n3600,1,1,1,1e999x\n", false).unwrap_err().to_string();
+        assert!(e.len() < 120, "{e}");
+        // no line ending at all (a sparse file of zero bytes)
+        let zeros = vec![0u8; 8 << 20];
+        let e = load_bars_reader(&zeros[..], false, None, None).unwrap_err().to_string();
+        assert!(e.starts_with("line 1: longer than 4096 bytes"), "{e}");
     }
 
     #[test]

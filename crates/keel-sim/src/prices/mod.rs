@@ -7,7 +7,7 @@ pub mod models;
 pub mod scenario;
 
 pub use bridge::BridgedBars;
-pub use csv::{Bar, BarSeries, CsvError, load_bars, load_bars_window};
+pub use csv::{Bar, BarSeries, CsvError, load_bars, load_bars_file, load_bars_reader, load_bars_window};
 pub use models::{GeneratedPath, Model, Shock};
 pub use scenario::{SCENARIOS, scenario};
 
