@@ -1,12 +1,7 @@
 //! `keel`: the command line over keel's libraries. Each subcommand is a thin shell over a
 //! library call; errors are printed with their context and exit non-zero.
 
-mod backtest;
-mod compare;
-mod eval;
-mod product_cmd;
-mod serve_cmd;
-mod sweep;
+use keel_cli::{backtest, compare, eval, product_cmd, serve_cmd, sweep};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
