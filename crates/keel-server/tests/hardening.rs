@@ -321,3 +321,32 @@ fn idempotency_is_looked_up_in_the_log() {
     let _ = (T0, Arc::new(ManualClock::default()).0.load(Ordering::SeqCst));
     s.stop();
 }
+
+/// Every file in `products/` is served (lending FLI products) or refused with a message that
+/// says which command runs it — never a parse error or a failure after it was accepted.
+/// `btc2x-fli.toml` used to be refused: its 70% LTV could not carry the simulated market.
+#[test]
+fn every_bundled_product_is_served_or_refused_with_the_reason() {
+    let url = sqlite_url("bundled");
+    let (s, holder, _, _, _) = setup(&url);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../products");
+    let mut served = Vec::new();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let path = f.unwrap().path();
+        let toml = std::fs::read_to_string(&path).unwrap();
+        let id = path.file_stem().unwrap().to_string_lossy().replace('.', "-");
+        let r = s.req("POST", "/products", Some(OP), None, Some(&json!({ "id": id, "toml": toml }).to_string()));
+        match r.status {
+            201 => {
+                let m = s.req("POST", &format!("/products/{id}/mint"), Some(&holder), None, Some(r#"{"quantity":"1"}"#));
+                assert_eq!(m.status, 200, "{id}: {}", m.body);
+                served.push(id);
+            }
+            400 => assert!(r.body["message"].as_str().unwrap().contains("run in `keel backtest`"), "{id}: {}", r.body),
+            other => panic!("{id}: {other} {}", r.body),
+        }
+    }
+    served.sort();
+    assert!(served.contains(&"eth2x-fli".to_string()) && served.contains(&"btc2x-fli".to_string()), "{served:?}");
+    s.stop();
+}
