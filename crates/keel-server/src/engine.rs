@@ -285,7 +285,7 @@ impl Engine {
     }
 
     fn product_mut(&mut self, id: &str) -> Result<&mut ProductState, ApiError> {
-        self.products.get_mut(id).ok_or_else(|| ApiError::NotFound(format!("no product '{id}'")))
+        self.products.get_mut(id).ok_or_else(|| ApiError::no_product(id))
     }
 
     fn execute(&mut self, actor: &Actor, cmd: &Command, now: u64) -> Result<(u16, Value), ApiError> {

@@ -37,7 +37,21 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// A value as an error message quotes it: at most 64 characters.
+pub fn excerpt(s: &str) -> String {
+    if s.chars().count() <= 64 {
+        s.to_string()
+    } else {
+        format!("{}… ({} characters)", s.chars().take(64).collect::<String>(), s.chars().count())
+    }
+}
+
 impl ApiError {
+    /// No product `id` (quoted as an excerpt).
+    pub fn no_product(id: &str) -> Self {
+        ApiError::NotFound(format!("no product '{}'", excerpt(id)))
+    }
+
     /// A `BadRequest` for `field`.
     pub fn bad(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ApiError::BadRequest { field: field.into(), reason: reason.into() }

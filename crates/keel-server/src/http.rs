@@ -242,7 +242,7 @@ fn check_known(fields: &serde_json::Map<String, Value>, known: &[&str]) -> Resul
 
 fn product_exists(st: &AppState, id: &str) -> Result<(), ApiError> {
     if st.shared.view(id).is_none() {
-        return Err(ApiError::NotFound(format!("no product '{id}'")));
+        return Err(ApiError::no_product(id));
     }
     Ok(())
 }
@@ -254,7 +254,7 @@ fn exchange_of(st: &AppState, id: &str, fields: &serde_json::Map<String, Value>)
             .shared
             .view(id)
             .and_then(|p| p.view.should_rebalance.keys().next().cloned())
-            .ok_or_else(|| ApiError::NotFound(format!("no product '{id}'"))),
+            .ok_or_else(|| ApiError::no_product(id)),
         Some(other) => Err(ApiError::bad("exchange", format!("must be an exchange name, got {other}"))),
     }
 }
@@ -354,7 +354,7 @@ async fn create_product(State(st): State<AppState>, headers: HeaderMap, body: By
 async fn get_product(State(st): State<AppState>, Path(id): Path<String>) -> Response {
     match st.shared.view(&id) {
         Some(p) => json_response(p.json.clone()),
-        None => error_response(&ApiError::NotFound(format!("no product '{id}'"))),
+        None => error_response(&ApiError::no_product(&id)),
     }
 }
 
@@ -422,7 +422,7 @@ async fn push_price(State(st): State<AppState>, Path(id): Path<String>, headers:
         let asset = match f.get("asset") {
             Some(Value::String(s)) => s.clone(),
             None | Some(Value::Null) => {
-                let v = st.shared.view(&id).ok_or_else(|| ApiError::NotFound(format!("no product '{id}'")))?;
+                let v = st.shared.view(&id).ok_or_else(|| ApiError::no_product(&id))?;
                 v.view
                     .position
                     .keys()
@@ -457,7 +457,13 @@ async fn call(
             })
             .await;
         }
-        other => return error_response(&ApiError::NotFound(format!("no route /products/{id}/{other}"))),
+        other => {
+            return error_response(&ApiError::NotFound(format!(
+                "no route /products/{}/{}",
+                crate::error::excerpt(&id),
+                crate::error::excerpt(other)
+            )));
+        }
     };
     submit(&st, &headers, Method::POST, &path, &body, |_, f| {
         check_known(f, &["exchange"])?;
@@ -686,9 +692,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The longest request target (path and query) keel reads.
+pub const MAX_URI: usize = 8 * 1024;
+
 /// Every refusal is JSON: the framework's own (405 method not allowed, 413 body too large, a
-/// path that is not UTF-8) arrive as plain text and are wrapped here.
+/// path that is not UTF-8) arrive as plain text and are wrapped here, and a target longer than
+/// [`MAX_URI`] is refused with 414. (A request line over 64 KiB is refused by the HTTP parser
+/// itself, before keel sees it, with an empty 414.)
 async fn json_errors(req: axum::extract::Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
+    if len > MAX_URI {
+        return (
+            StatusCode::URI_TOO_LONG,
+            axum::Json(json!({ "error": "uri_too_long", "message": format!("the request target is {len} bytes; at most {MAX_URI}") })),
+        )
+            .into_response();
+    }
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp

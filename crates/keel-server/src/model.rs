@@ -427,6 +427,8 @@ mod tests {
             ("negative number", json!(-3), Err("must be positive")),
             ("too precise", json!("0.0000000000000000001"), Err("more than 18 decimals")),
             ("word", json!("ten"), Err("not a decimal number")),
+            ("a sign", json!("+0.001"), Err("not a decimal number")),
+            ("a digit separator", json!("0.0_01"), Err("not a decimal number")),
             ("bool", json!(true), Err("must be a decimal number")),
             ("null", json!(null), Err("is required")),
         ];

@@ -272,6 +272,11 @@ fn paging_bounds_and_framework_refusals_are_json() {
     assert_eq!(r.body["error"], "method_not_allowed", "{}", r.body);
     let r = s.req("GET", "/products/%FF", None, None, None);
     assert!(r.body.is_object(), "{}", r.body);
+    let r = s.req("GET", &format!("/products/{}", "a".repeat(9000)), None, None, None);
+    assert_eq!((r.status, r.body["error"].as_str()), (414, Some("uri_too_long")), "{}", r.body);
+    let r = s.req("GET", &format!("/products/{}", "a".repeat(5000)), None, None, None);
+    assert_eq!(r.status, 404);
+    assert!(r.body["message"].as_str().unwrap().len() < 200, "an excerpt, not the whole id: {}", r.body);
     // a body over the limit: the server answers before reading it, so talk to the socket
     {
         use std::io::{Read, Write};
@@ -338,7 +343,8 @@ fn every_bundled_product_is_served_or_refused_with_the_reason() {
         let r = s.req("POST", "/products", Some(OP), None, Some(&json!({ "id": id, "toml": toml }).to_string()));
         match r.status {
             201 => {
-                let m = s.req("POST", &format!("/products/{id}/mint"), Some(&holder), None, Some(r#"{"quantity":"1"}"#));
+                let m =
+                    s.req("POST", &format!("/products/{id}/mint"), Some(&holder), None, Some(r#"{"quantity":"1"}"#));
                 assert_eq!(m.status, 200, "{id}: {}", m.body);
                 served.push(id);
             }
