@@ -200,3 +200,36 @@ fn sigterm_shuts_down_cleanly_and_a_restart_restores_the_state() {
     );
     srv.kill();
 }
+
+/// Issue #11 (defects 6 and 10): a service whose database file is removed must not stay up
+/// looking healthy: the next write is refused, `/health` fails and the process exits non-zero
+/// so a supervisor restarts it — and the restart refuses to create an empty database.
+#[test]
+fn a_removed_database_makes_the_process_exit_non_zero() {
+    let db = keel_server::testing::sqlite_url("removed");
+    let srv = spawn(&db, &[]);
+    let a = agent();
+    assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
+    let path = db.strip_prefix("sqlite://").unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    let (status, body) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "holder" })).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let mut child = srv.child;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the process is still up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!code.success(), "exit status {code:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--init"), "{}", String::from_utf8_lossy(&out.stderr));
+}
