@@ -256,7 +256,15 @@ fn decode_snapshot(seq: i64, text: &str, state_hash: &str) -> Result<Engine, Sto
 }
 
 /// The tables, with `int` the 64-bit integer type (SQLite's `INTEGER PRIMARY KEY` is the rowid).
-fn schema(int: &str) -> String {
+/// PostgreSQL indexes `idem_base` for its batch lookup; SQLite finds a scope's uses on the unique
+/// `idem` index (`scope` itself, or the range `scope@…` of reuses after expiry), which keeps a
+/// second index out of every commit.
+fn schema(int: &str, base_index: bool) -> String {
+    let base_index = if base_index {
+        "CREATE INDEX events_idem_base ON events(idem_base, seq) WHERE idem_base IS NOT NULL;"
+    } else {
+        ""
+    };
     format!(
         "CREATE TABLE keel_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE events (
@@ -274,7 +282,7 @@ fn schema(int: &str) -> String {
         );
         CREATE INDEX events_product ON events(product, seq);
         CREATE UNIQUE INDEX events_idem ON events(idem) WHERE idem IS NOT NULL;
-        CREATE INDEX events_idem_base ON events(idem_base, seq) WHERE idem_base IS NOT NULL;
+        {base_index}
         CREATE TABLE snapshots (seq {int} PRIMARY KEY, state TEXT NOT NULL, chain TEXT NOT NULL, state_hash TEXT NOT NULL);
         INSERT INTO keel_meta (key, value) VALUES ('format', '{FORMAT}');"
     )
@@ -376,7 +384,7 @@ impl SqliteStore {
                 return Err(StoreError::Exists(format!("{what} already holds a keel log; start without --init")));
             }
             (OpenMode::Create, false) if has_events => return Err(format_error(None, true, &what)),
-            (OpenMode::Create, false) => conn.execute_batch(&format!("BEGIN; {} COMMIT;", schema("INTEGER")))?,
+            (OpenMode::Create, false) => conn.execute_batch(&format!("BEGIN; {} COMMIT;", schema("INTEGER", false)))?,
             (OpenMode::Existing, false) => return Err(format_error(None, has_events, &what)),
             (OpenMode::Existing, true) => {
                 let f: Option<String> =
@@ -424,7 +432,8 @@ impl Store for SqliteStore {
                     r.product,
                     r.kind,
                     r.idem,
-                    r.idem_base,
+                    // SQLite looks scopes up on `idem` itself (see `schema`)
+                    None::<&str>,
                     r.req_hash,
                     r.request,
                     r.status,
@@ -531,11 +540,17 @@ impl Store for SqliteStore {
 
     fn idempotency(&mut self, scopes: &[String]) -> Result<HashMap<String, IdempotencyRecord>, StoreError> {
         let mut out = HashMap::with_capacity(scopes.len());
+        // two probes of the unique index: the scope as first used, and its reuses `scope@SEQ`
+        // ('@' sorts just before 'A'); the latest use wins
         let mut st = self.conn.prepare_cached(
-            "SELECT req_hash, seq, status, at FROM events WHERE idem_base = ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT req_hash, seq, status, at FROM (
+                SELECT req_hash, seq, status, at FROM events WHERE idem = ?1
+                UNION ALL
+                SELECT req_hash, seq, status, at FROM events WHERE idem > ?2 AND idem < ?3
+             ) ORDER BY seq DESC LIMIT 1",
         )?;
         for s in scopes {
-            let mut rows = st.query([s])?;
+            let mut rows = st.query([s.clone(), format!("{s}@"), format!("{s}A")])?;
             if let Some(r) = rows.next()? {
                 out.insert(
                     s.clone(),
@@ -583,7 +598,7 @@ impl PgStore {
             (OpenMode::Create, false) if has_events => return Err(format_error(None, true, &what)),
             (OpenMode::Create, false) => {
                 let mut tx = client.transaction()?;
-                tx.batch_execute(&schema("BIGINT"))?;
+                tx.batch_execute(&schema("BIGINT", true))?;
                 tx.commit()?;
             }
             (OpenMode::Existing, false) => return Err(format_error(None, has_events, &what)),

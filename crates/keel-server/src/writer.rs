@@ -333,14 +333,21 @@ pub fn start(
         secret,
     });
     let (snap_tx, snap_rx) = std::sync::mpsc::sync_channel::<(Engine, String)>(1);
+    // the last committed event, recorded in the head file off the writer's path (a file sync
+    // on the writer cost every request in flight a few milliseconds)
+    let committed = Arc::new(std::sync::Mutex::new(head.clone()));
+    let head_file = cfg.head_file.clone();
+    let committed_for_thread = committed.clone();
     std::thread::Builder::new()
         .name("keel-snapshots".into())
         .spawn(move || {
             let mut last_maintain = Instant::now();
+            let mut written = u64::MAX;
             loop {
                 if last_maintain.elapsed() >= Duration::from_millis(250) {
                     snapshots.maintain();
                     last_maintain = Instant::now();
+                    record_head(head_file.as_deref(), &committed_for_thread, &mut written);
                 }
                 match snap_rx.recv_timeout(Duration::from_millis(250)) {
                     Ok((engine, chain)) => {
@@ -365,16 +372,8 @@ pub fn start(
             }
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the snapshot thread: {e}")))?;
-    let mut w = Writer {
-        engine,
-        store,
-        clock,
-        cfg: cfg.clone(),
-        shared: shared.clone(),
-        last_snapshot: 0,
-        snap_tx,
-        head_written: head.seq,
-    };
+    let mut w =
+        Writer { engine, store, clock, cfg: cfg.clone(), shared: shared.clone(), last_snapshot: 0, snap_tx, committed };
     w.last_snapshot = w.engine.seq;
     w.republish_everything();
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
@@ -394,7 +393,20 @@ struct Writer {
     shared: Arc<Shared>,
     last_snapshot: u64,
     snap_tx: SyncSender<(Engine, String)>,
-    head_written: u64,
+    committed: Arc<std::sync::Mutex<store::Head>>,
+}
+
+/// Write the committed head to the head file if it moved since the last write.
+fn record_head(path: Option<&Path>, committed: &std::sync::Mutex<store::Head>, written: &mut u64) {
+    let Some(path) = path else { return };
+    let head = committed.lock().expect("head lock").clone();
+    if head.seq == *written {
+        return;
+    }
+    match write_head_file(path, &head) {
+        Ok(()) => *written = head.seq,
+        Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot record the head"),
+    }
 }
 
 /// What applying a batch produced, before anything is committed.
@@ -476,24 +488,16 @@ impl Writer {
         self.shared.stopped.store(true, Ordering::SeqCst);
     }
 
-    /// The database's own checkpoint and the head file.
+    /// The database's own checkpoint (the head file is the snapshot thread's).
     fn checkpoint(&mut self) -> Result<(), Fatal> {
-        self.store.checkpoint().map_err(|e| e.to_string())?;
-        self.write_head();
-        Ok(())
+        self.store.checkpoint().map_err(|e| e.to_string())
     }
 
+    /// Record the head at a clean exit.
     fn write_head(&mut self) {
-        let head = self.store.head();
-        if head.seq == self.head_written {
-            return;
-        }
-        if let Some(path) = &self.cfg.head_file {
-            match write_head_file(path, &head) {
-                Ok(()) => self.head_written = head.seq,
-                Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot record the head"),
-            }
-        }
+        let mut written = u64::MAX;
+        *self.committed.lock().expect("head lock") = self.store.head();
+        record_head(self.cfg.head_file.as_deref(), &self.committed, &mut written);
     }
 
     /// Apply, commit, publish, acknowledge. `Err` when the writer cannot go on.
@@ -575,6 +579,7 @@ impl Writer {
                 tracing::error!(error = %e, events = events.len(), "the store failed to append");
                 return self.store_failed(e, replies, rx);
             }
+            *self.committed.lock().expect("head lock") = self.store.head();
             self.shared.metrics.commit.observe(t.elapsed().as_secs_f64());
             self.shared.metrics.batches.fetch_add(1, Ordering::Relaxed);
             self.publish(&events, views);
