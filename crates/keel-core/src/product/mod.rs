@@ -560,11 +560,19 @@ impl Product {
                 mul_div_down(mul_div_down(want, bp, bu, "whale")?, cu * U256::from(25_000u64), cp * ltv, "whale")?;
             let cb = pmul(coll, l.collateral_utilization)?;
             // whale B backs its collateral borrow three times over with the borrow asset, out
-            // of the borrow liquidity; where that caps its supply, it borrows a third of what
-            // it supplied (a low LTV such as WBTC's 70% made the full borrow fail, error 36)
+            // of the borrow liquidity; where that caps its supply, it borrows at most 95% of
+            // what its supply allows (the borrow reserve's 80% LTV). A low collateral LTV such
+            // as WBTC's 70% gives a larger whale A and so a borrow B could not carry (error 36,
+            // and btc2x-fli.toml could not start); ETH's 80% stays below the cap, unchanged.
             let b2 =
                 mul_div_down(mul_div_down(cb, cp, cu, "whale")?, bu * U256::from(3u64), bp, "whale")?.min(liquidity);
-            let cb = cb.min(mul_div_down(mul_div_down(b2, bp, bu, "whale")?, cu, cp * U256::from(3u64), "whale")?);
+            let b_limit = mul_div_down(
+                mul_div_down(b2, bp, bu, "whale")?,
+                cu * U256::from(76u64),
+                cp * U256::from(100u64),
+                "whale",
+            )?;
+            let cb = cb.min(b_limit);
             let (a, b, lender) =
                 (Address::with_last_byte(0xab), Address::with_last_byte(0xac), Address::with_last_byte(0xaa));
             if liquidity > b2 {
