@@ -613,11 +613,17 @@ impl Writer {
     /// anything else stops the writer.
     fn store_failed(&mut self, e: StoreError, replies: Vec<Reply>, rx: &Receiver<Job>) -> Result<(), Fatal> {
         let retry = "the request was not acknowledged — retry it with the same Idempotency-Key";
+        // health first: a caller told 503 must find /health failing too
+        let fatal = (!e.is_connection()).then(|| format!("the store failed: {e}"));
+        match &fatal {
+            Some(reason) => self.shared.set_health(Health::Stopped(reason.clone())),
+            None => self.shared.set_health(Health::Degraded(format!("the database is unreachable ({e}); reconnecting"))),
+        }
         for reply in replies {
             let _ = reply.send(Err(ApiError::Unavailable(format!("the database failed ({e}); {retry}"))));
         }
-        if !e.is_connection() {
-            return Err(format!("the store failed: {e}"));
+        if let Some(reason) = fatal {
+            return Err(reason);
         }
         let since = Instant::now();
         let mut wait = Duration::from_millis(100);
