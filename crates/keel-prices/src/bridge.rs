@@ -2,7 +2,7 @@
 //! starts at each bar's open, visits its high and its low at random interior blocks, and ends
 //! at its close, never leaving [low, high]. Blocks as long as the bar (or longer) take closes.
 
-use super::{Bar, PriceSource, Tick};
+use crate::{Bar, PriceSource, Tick};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;

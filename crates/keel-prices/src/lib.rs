@@ -1,5 +1,8 @@
-//! Price sources: CSV history bridged to block resolution, seeded generators and named
-//! scenarios. A source yields one reference price per block.
+//! keel-prices: price data for the simulator and the service alike. CSV history with strict
+//! checks, bridged to block resolution; seeded generators and named scenarios. A source yields
+//! one reference price per block. No keel dependency: data in, prices out.
+
+#![warn(missing_docs)]
 
 pub mod bridge;
 pub mod csv;

@@ -2,7 +2,7 @@
 //! jump diffusion, GARCH(1,1), two-state regime switching and a block bootstrap of historical
 //! returns, plus deterministic shocks laid over any of them.
 
-use super::{PriceSource, Tick};
+use crate::{PriceSource, Tick};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson, StandardNormal};

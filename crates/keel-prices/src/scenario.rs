@@ -1,6 +1,6 @@
 //! Named scenarios: `default`, `calm`, `bull`, `bear`, `zigzag`, `crash`.
 
-use super::models::{GeneratedPath, Model, Shock};
+use crate::models::{GeneratedPath, Model, Shock};
 
 /// The built-in scenario names with a one-line description each.
 pub const SCENARIOS: &[(&str, &str)] = &[

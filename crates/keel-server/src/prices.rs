@@ -118,7 +118,7 @@ pub enum Feed {
     /// Bars to replay.
     Csv {
         /// The bars.
-        bars: Vec<keel_sim::prices::csv::Bar>,
+        bars: Vec<keel_prices::csv::Bar>,
         /// Seconds of data per wall second.
         speed: f64,
     },
@@ -140,7 +140,7 @@ impl Feed {
         Ok(match source {
             PriceSource::Push => Feed::Push,
             PriceSource::Csv { path, speed } => {
-                let series = keel_sim::prices::csv::load_bars_file(std::path::Path::new(path), true, None, None)
+                let series = keel_prices::csv::load_bars_file(std::path::Path::new(path), true, None, None)
                     .map_err(|e| format!("--prices csv:{path}: {e}"))?;
                 if series.bars.is_empty() {
                     return Err(format!("--prices csv:{path}: no bars"));

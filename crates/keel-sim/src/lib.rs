@@ -12,7 +12,8 @@ pub mod clock;
 pub mod engine;
 pub mod metrics;
 pub mod perp_fli;
-pub mod prices;
+/// Price data lives in its own crate, shared with the service.
+pub use keel_prices as prices;
 pub mod start_check;
 pub mod sweep;
 pub mod threshold;
