@@ -617,7 +617,9 @@ impl Writer {
         let fatal = (!e.is_connection()).then(|| format!("the store failed: {e}"));
         match &fatal {
             Some(reason) => self.shared.set_health(Health::Stopped(reason.clone())),
-            None => self.shared.set_health(Health::Degraded(format!("the database is unreachable ({e}); reconnecting"))),
+            None => {
+                self.shared.set_health(Health::Degraded(format!("the database is unreachable ({e}); reconnecting")))
+            }
         }
         for reply in replies {
             let _ = reply.send(Err(ApiError::Unavailable(format!("the database failed ({e}); {retry}"))));
