@@ -338,7 +338,7 @@ pub fn start(
     let committed = Arc::new(std::sync::Mutex::new(head.clone()));
     let head_file = cfg.head_file.clone();
     let committed_for_thread = committed.clone();
-    std::thread::Builder::new()
+    let snapshot_thread = std::thread::Builder::new()
         .name("keel-snapshots".into())
         .spawn(move || {
             let mut last_maintain = Instant::now();
@@ -372,8 +372,17 @@ pub fn start(
             }
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the snapshot thread: {e}")))?;
-    let mut w =
-        Writer { engine, store, clock, cfg: cfg.clone(), shared: shared.clone(), last_snapshot: 0, snap_tx, committed };
+    let mut w = Writer {
+        engine,
+        store,
+        clock,
+        cfg: cfg.clone(),
+        shared: shared.clone(),
+        last_snapshot: 0,
+        snap_tx: Some(snap_tx),
+        snapshot_thread: Some(snapshot_thread),
+        committed,
+    };
     w.last_snapshot = w.engine.seq;
     w.republish_everything();
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
@@ -392,7 +401,8 @@ struct Writer {
     cfg: WriterConfig,
     shared: Arc<Shared>,
     last_snapshot: u64,
-    snap_tx: SyncSender<(Engine, String)>,
+    snap_tx: Option<SyncSender<(Engine, String)>>,
+    snapshot_thread: Option<std::thread::JoinHandle<()>>,
     committed: Arc<std::sync::Mutex<store::Head>>,
 }
 
@@ -464,14 +474,19 @@ impl Writer {
             if self.engine.seq >= self.last_snapshot + self.cfg.snapshot_every {
                 // a copy goes to the snapshot thread; if it is still busy, try again later
                 let chain = self.store.head().hash;
-                if self.snap_tx.try_send((self.engine.snapshot_copy(), chain)).is_ok() {
+                if self.snap_tx.as_ref().is_some_and(|tx| tx.try_send((self.engine.snapshot_copy(), chain)).is_ok()) {
                     self.last_snapshot = self.engine.seq;
                 }
             }
         };
         match fatal {
             None => {
-                // a clean stop: fold the WAL into the database, record the head
+                // a clean stop: let the snapshot thread finish what it was given, then fold the
+                // WAL into the database and record the head
+                self.snap_tx = None;
+                if let Some(h) = self.snapshot_thread.take() {
+                    let _ = h.join();
+                }
                 self.write_head();
                 self.store.close();
             }

@@ -180,6 +180,11 @@ fn a_log_that_was_edited_or_rolled_back_refuses_to_start() {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(q).unwrap();
     };
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0)).unwrap();
+        assert!(n > 0, "a snapshot was saved before the clean stop");
+    }
     let good = std::fs::read(&path).unwrap();
     let restore = || std::fs::write(&path, &good).unwrap();
     type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
