@@ -1,6 +1,7 @@
-//! The service's state machine: products on the deterministic core, API keys, idempotency
-//! records. Pure: no I/O, no clock, no randomness — the time of every command is given, so
-//! the state is exactly the replay of the log.
+//! The service's state machine: products on the deterministic core and API keys; whether an
+//! idempotency key was used before is looked up in the log by the caller. Pure: no I/O, no
+//! clock, no randomness — the time of every command is given, so the state is exactly the
+//! replay of the log.
 //!
 //! [`Engine::apply`] authorises a request, runs it on the core and either returns the event to
 //! append (with the acknowledgement it carries) or refuses it having changed nothing.
@@ -94,7 +95,7 @@ pub enum Outcome {
     },
 }
 
-/// Products, keys and idempotency records.
+/// Products and keys (idempotency records live in the log; see [`Engine::apply`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Engine {
     /// Sequence number of the last event applied.

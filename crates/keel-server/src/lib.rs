@@ -9,7 +9,8 @@
 //!
 //! - [`model`]: roles, actors, commands, stored events.
 //! - [`engine`]: the pure state machine over keel-core (replay of the log = the state).
-//! - [`store`]: the event log and snapshots on SQLite or PostgreSQL.
+//! - [`store`]: the hash-chained event log and snapshots on SQLite or PostgreSQL.
+//! - [`secret`]: the server secret API keys are hashed with.
 //! - [`writer`]: the single writer (group commit, acknowledge only what is durable).
 //! - [`view`]: what readers see of a product.
 //! - [`http`], [`openapi`]: the API; [`metrics`]: Prometheus.
