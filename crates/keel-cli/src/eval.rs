@@ -74,15 +74,19 @@ pub fn bound(s: &str, flag: &str) -> Result<U256> {
     Ok(w.0)
 }
 
+/// The fields of a state file that `strategy eval` does not read (they are ignored; the caller
+/// warns about them).
+pub fn unknown_state_fields(text: &str) -> Vec<String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(obj)) => obj.keys().filter(|k| !KNOWN.contains(&k.as_str())).cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Build the strategy and snapshot a state file describes.
 pub fn load_state(fli: &mut Fli, text: &str) -> Result<Snapshot> {
     let v: Value = serde_json::from_str(text).context("state file is not valid JSON")?;
     let obj = v.as_object().ok_or_else(|| anyhow!("state file must be a JSON object"))?;
-    for k in obj.keys() {
-        if !KNOWN.contains(&k.as_str()) {
-            eprintln!("warning: state file: unknown field `{k}` ignored");
-        }
-    }
     let snap = Snapshot {
         now: timestamp(field(obj, "now")?, "now")?,
         total_supply: integer(field(obj, "total_supply")?, "total_supply")?,
@@ -314,6 +318,9 @@ pub fn run(product: &Path, state: &Path, min: Option<&str>, max: Option<&str>, j
     };
     let mut fli = p.strategy(keel_core::Address::ZERO).map_err(|e| anyhow!("{e}"))?;
     let text = crate::product_cmd::read_small(state, "state file")?;
+    for k in unknown_state_fields(&text) {
+        eprintln!("warning: state file: unknown field `{k}` ignored");
+    }
     let snap = load_state(&mut fli, &text)?;
     let bounds = match (min, max) {
         (Some(lo), Some(hi)) => Some((bound(lo, "--min")?, bound(hi, "--max")?)),
