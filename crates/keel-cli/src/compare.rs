@@ -2,11 +2,11 @@
 //! (the same scenario and seed, or the same bars) with the same starting TVL and no holder
 //! flows, so the differences are the methodologies' and venues' own.
 
-use crate::backtest::{MarketArgs, price_source, product_price};
+use crate::backtest::{MarketArgs, price_source, product_start_price};
 use anyhow::{Context, Result, anyhow, bail};
+use keel_core::leveraged::Kind;
 use keel_core::product::{AnyProduct, parse_duration};
 use keel_sim::metrics::NullSink;
-use keel_sim::{SimConfig, Simulation};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,11 +75,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     // Every product starts from the first product's price, so the paths are identical.
-    let p0 = match &loaded[0].1 {
-        AnyProduct::Lending(p) => product_price(p),
-        AnyProduct::Threshold(p) => p.price.to_f64(),
-        AnyProduct::Perp(p) => p.price.to_f64(),
-    };
+    let p0 = product_start_price(&loaded[0].1);
     let mut rows = Vec::new();
     let mut market_name = String::new();
     let mut underlying = 0.0;
@@ -91,95 +87,54 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
             market_name = name;
         }
-        match product {
-            AnyProduct::Lending(p) => {
-                let mut cfg = SimConfig { seed: a.market.seed, initial_tvl_usd: a.tvl, ..SimConfig::default() };
-                cfg.holders.mints_per_day = 0.0;
-                cfg.holders.redeems_per_day = 0.0;
-                let sim = Simulation::new(p, cfg, src.start_time(), src.start_price(), &market_name)
-                    .map_err(|e| anyhow!("{}: cannot start: {e}", path.display()))?;
-                let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-                let s = &r.summary;
-                let c = &s.costs_usd;
-                underlying = s.underlying_return;
-                rows.push(Row {
-                    symbol: p.token.symbol.clone(),
-                    methodology: "fli (lending + v3 pool)".into(),
-                    token: s.token_return,
-                    ideal: s.ideal_return,
-                    tracking_error: s.tracking_error,
-                    drawdown: r.max_drawdown,
-                    daily: r.daily_nav_returns.clone(),
-                    costs_by_kind: vec![
-                        ("pool fees", c.pool_fees),
-                        ("price impact", c.price_impact),
-                        ("gas", c.gas_keeper + c.gas_bots),
-                        ("interest", c.interest),
-                        ("ripcord rewards", c.ether_rewards),
-                        ("streaming fee", c.streaming_fee),
-                        ("mint/redeem fees", c.mint_redeem_fees),
-                    ],
-                    rebalances: s.counts.rebalances + s.counts.iterations + s.counts.ripcords,
-                    stress: format!("{} ripcord, {} liquid.", s.counts.ripcords, s.counts.liquidations),
-                    max_leverage: s.max_leverage,
-                    costs: c.pool_fees
-                        + c.price_impact
-                        + c.gas_keeper
-                        + c.gas_bots
-                        + c.interest
-                        + c.ether_rewards
-                        + c.streaming_fee
-                        + c.mint_redeem_fees,
-                });
-            }
-            AnyProduct::Threshold(p) => {
-                let s = keel_sim::threshold::run_threshold(p, src.as_mut(), a.tvl, u64::MAX, None)
-                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-                underlying = s.underlying_return;
-                rows.push(Row {
-                    symbol: p.symbol.clone(),
-                    methodology: format!("{} (synthetix perp)", p.kind()),
-                    token: s.token_return,
-                    ideal: s.ideal_return,
-                    tracking_error: s.tracking_error,
-                    drawdown: s.max_drawdown,
-                    daily: s.daily_nav_returns.clone(),
-                    costs_by_kind: vec![
-                        ("venue fees", s.venue_fees),
-                        ("keeper deposits", s.keeper_deposits),
-                        ("fees to recipient", s.fees_to_recipient),
-                    ],
-                    rebalances: s.rebalances,
-                    stress: format!("{} close, {} liquid.", s.closes, s.liquidations),
-                    max_leverage: s.max_leverage,
-                    costs: s.venue_fees + s.keeper_deposits + s.fees_to_recipient,
-                });
-            }
-            AnyProduct::Perp(p) => {
-                let s = keel_sim::perp_fli::run_perp_fli(p, src.as_mut(), a.tvl, 200_000_000.0)
-                    .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-                underlying = s.underlying_return;
-                rows.push(Row {
-                    symbol: p.token.symbol.clone(),
-                    methodology: "fli (perp-v2 + vAMM)".into(),
-                    token: s.token_return,
-                    ideal: s.ideal_return,
-                    tracking_error: s.tracking_error,
-                    drawdown: s.max_drawdown,
-                    daily: s.daily_nav_returns.clone(),
-                    costs_by_kind: vec![
-                        ("vAMM fees", s.pool_fees),
-                        ("gas (keeper)", s.gas_keeper),
-                        ("streaming fee", s.streaming_fee),
-                        ("ripcord rewards (ETH)", s.ether_rewards),
-                    ],
-                    rebalances: s.rebalances + s.iterations + s.ripcords,
-                    stress: format!("{} ripcord, {} liquid.", s.ripcords, s.liquidations),
-                    max_leverage: s.max_leverage,
-                    costs: s.pool_fees + s.gas_keeper + s.streaming_fee,
-                });
-            }
-        }
+        let none = keel_sim::agents::HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
+        let r = keel_sim::market::run_product(
+            product,
+            src.as_mut(),
+            a.tvl,
+            none,
+            a.market.seed,
+            &market_name,
+            &mut NullSink,
+        )
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let s = &r.summary;
+        let c = &s.costs_usd;
+        underlying = s.underlying_return;
+        let methodology = match product.kind() {
+            Kind::LendingFli => "fli (lending + v3 pool)".to_string(),
+            Kind::PerpFli => "fli (perp-v2 + vAMM)".to_string(),
+            k => format!("{} (synthetix perp)", k.name()),
+        };
+        let costs_by_kind: Vec<(&'static str, f64)> = vec![
+            ("pool fees", c.pool_fees),
+            ("price impact", c.price_impact),
+            ("gas", c.gas_keeper + c.gas_bots),
+            ("interest", c.interest),
+            ("ripcord rewards", c.ether_rewards),
+            ("streaming fee", c.streaming_fee),
+            ("mint/redeem fees", c.mint_redeem_fees),
+        ];
+        let costs = keel_sim::sweep::total_cost(c);
+        rows.push(Row {
+            symbol: s.product.clone(),
+            methodology,
+            token: s.token_return,
+            ideal: s.ideal_return,
+            tracking_error: s.tracking_error,
+            drawdown: r.max_drawdown,
+            daily: r.daily_nav_returns.clone(),
+            costs_by_kind,
+            rebalances: s.counts.rebalances + s.counts.iterations + s.counts.ripcords + s.counts.closes,
+            stress: format!(
+                "{} {}, {} liquid.",
+                s.counts.ripcords + s.counts.closes,
+                if product.kind() == Kind::LendingFli || product.kind() == Kind::PerpFli { "ripcord" } else { "close" },
+                s.counts.liquidations
+            ),
+            max_leverage: s.max_leverage,
+            costs,
+        });
     }
     let mut table = format!(
         "{} products on {market_name}, {}-second blocks, ${:.0} each at the start; underlying {:+.2}%\n",

@@ -225,14 +225,20 @@ fn threshold_product_backtests_on_its_perp_market() {
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("ETH3L on scenario zigzag") && out.contains("rebalances"), "{out}");
+    assert!(
+        out.contains("ETH3L (β +3.00, threshold)") && out.contains("scenario zigzag") && out.contains("rebalances"),
+        "{out}"
+    );
     let summary: serde_json::Value = serde_json::from_slice(&read(&dir, "summary.json")).unwrap();
-    // ±6% days against a 3.33% trigger: a rebalance on most days (69 of 90 with this seed), all filled.
-    let r = summary["rebalances"].as_u64().unwrap();
+    // ±6% days against a 3.33% trigger: a rebalance on most days, all filled.
+    let r = summary["counts"]["rebalances"].as_u64().unwrap();
     assert!((45..=180).contains(&r), "{summary}");
-    assert_eq!(summary["orders_filled"].as_u64().unwrap(), r + 1, "{summary}");
-    assert_eq!(summary["liquidations"].as_u64().unwrap(), 0);
-    assert!(String::from_utf8(read(&dir, "timeseries.csv")).unwrap().starts_with("time,price,nav_per_token"));
+    assert_eq!(summary["venue"]["orders_filled"].as_f64().unwrap() as u64, r + 1, "{summary}");
+    assert_eq!(summary["counts"]["liquidations"].as_u64().unwrap(), 0);
+    assert_eq!(summary["kind"], "threshold");
+    assert_eq!(summary["health_measure"], "margin ratio");
+    // the same time series as every kind
+    assert!(String::from_utf8(read(&dir, "timeseries.csv")).unwrap().starts_with("time,block,price"));
 }
 
 #[test]
@@ -287,9 +293,19 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
 
 #[test]
 fn perp_and_threshold_backtests_write_a_report() {
+    let lending_svgs = {
+        let dir = tmpdir("lending-svgs");
+        let o =
+            keel(&["backtest", "--scenario", "calm", "--block-time", "1h", "--quiet", "--out", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let n = String::from_utf8(read(&dir, "report.html")).unwrap().matches("<svg").count();
+        let _ = std::fs::remove_dir_all(dir);
+        n
+    };
     for (product, kind) in [
-        ("products/eth2x-perp.toml", "fli on perp-v2"),
+        ("products/eth2x-perp.toml", "perp-fli"),
         ("products/eth-3x-threshold.toml", "threshold"),
+        ("products/eth-3x-daily.toml", "daily"),
         ("products/eth-minus2x-bear.toml", "continuous"),
     ] {
         let dir = tmpdir(kind.split(' ').next().unwrap());
@@ -306,8 +322,10 @@ fn perp_and_threshold_backtests_write_a_report() {
         ]);
         assert!(o.status.success(), "{product}: {}", String::from_utf8_lossy(&o.stderr));
         let html = String::from_utf8(read(&dir, "report.html")).unwrap();
-        assert_eq!(html.matches("<svg").count(), 3, "{product}: price, NAV vs ideal, leverage");
-        assert!(html.contains(&format!("backtest ({kind})")), "{product}");
+        // one report for every kind: the same panels as a lending backtest, the venue's figures
+        assert_eq!(html.matches("<svg").count(), lending_svgs, "{product}: the same panels");
+        assert!(html.contains(&format!("<h2>The venue ({kind})</h2>")), "{product}");
+        assert!(html.contains("margin ratio"), "{product}: the venue's health measure");
         let csv = String::from_utf8(read(&dir, "timeseries.csv")).unwrap();
         assert!(csv.lines().count() > 100, "{product}: hourly samples over a year");
         assert!(String::from_utf8_lossy(&o.stdout).contains("report.html"));

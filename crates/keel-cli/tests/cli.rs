@@ -311,9 +311,10 @@ fn perp_products_check_and_calldata() {
     ]);
     assert!(o.status.success(), "{}", text(&o).1);
     let out = text(&o).0;
-    assert!(out.starts_with("ETH2x-PERP on scenario calm"), "{out}");
-    assert!(out.contains("liquidations 0"), "{out}");
-    assert!(out.contains("holder flows") && !out.contains("holder flows      0 issues"), "flows ran: {out}");
+    assert!(out.starts_with("product         ETH2x-PERP (β +2.00, perp-fli)"), "{out}");
+    assert!(out.contains("scenario calm") && out.contains(" 0 liquidations"), "{out}");
+    assert!(out.contains("min margin ratio"), "{out}");
+    assert!(!out.contains(" 0 mints"), "flows ran: {out}");
 }
 
 #[test]

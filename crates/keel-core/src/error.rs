@@ -313,6 +313,9 @@ pub enum Error {
     /// Arithmetic failure.
     #[error(transparent)]
     Math(#[from] MathError),
+    /// From a threshold, daily or continuous token.
+    #[error(transparent)]
+    Threshold(#[from] crate::strategy::threshold::ThresholdError),
 }
 
 impl Error {

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod leveraged;
 pub mod math;
 pub mod oracle;
 pub mod product;

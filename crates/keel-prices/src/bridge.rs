@@ -1,6 +1,9 @@
 //! Paths between bar closes at block resolution: a seeded Brownian bridge in log price that
 //! starts at each bar's open, visits its high and its low at random interior blocks, and ends
 //! at its close, never leaving [low, high]. Blocks as long as the bar (or longer) take closes.
+//! Each bar's bridge is seeded by the seed and the bar's index, as a generated path seeds each
+//! knot interval: every block time observes the same closes, and a bar's path does not depend
+//! on how many blocks the bars before it had.
 
 use crate::{Bar, PriceSource, Tick};
 use rand::{Rng, SeedableRng};
@@ -13,6 +16,7 @@ pub struct BridgedBars {
     interval: u64,
     block_time: u64,
     rng: ChaCha8Rng,
+    seed: u64,
     next_bar: usize,
     buffer: Vec<f64>,
     pos: usize,
@@ -39,7 +43,8 @@ impl BridgedBars {
             bars,
             interval,
             block_time,
-            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6272_6964_6765),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
             next_bar: 0,
             buffer: Vec::new(),
             pos: 0,
@@ -132,6 +137,7 @@ impl PriceSource for BridgedBars {
             self.next_bar += 1;
             // Bars may be spaced wider than the interval (allowed gaps): jump the clock.
             self.time = bar.time;
+            self.rng = ChaCha8Rng::seed_from_u64(crate::models::interval_seed(self.seed, self.next_bar as u64));
             self.fill_bar(bar);
         }
         let p = self.buffer[self.pos];

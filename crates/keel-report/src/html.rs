@@ -44,20 +44,31 @@ svg.chart{{width:100%;height:auto;margin:8px 0;background:#fff;border:1px solid 
     )
 }
 
-/// The report of a lending backtest: summary, charts with event markers, and the keeper-call
-/// table.
+/// The report of a backtest of any kind: summary, charts with event markers (the same panels
+/// for every kind; the health panel shows the venue's measure), the venue's own figures, and
+/// the keeper-call table.
 pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> String {
     let pts = |f: fn(&SeriesRow) -> f64| rows.iter().map(|r| (r.time as f64, f(r))).collect::<Vec<_>>();
     let m = markers(events);
-    let lev_lines = vec![
+    let mut lev_lines = vec![
         HLine { y: s.min_leverage_ratio, label: format!("min {}", s.min_leverage_ratio), color: "#2b8a3e" },
         HLine { y: s.max_leverage_ratio, label: format!("max {}", s.max_leverage_ratio), color: "#2b8a3e" },
-        HLine {
+    ];
+    if s.incentivized_leverage_ratio > 0.0 {
+        lev_lines.push(HLine {
             y: s.incentivized_leverage_ratio,
             label: format!("ripcord {}", s.incentivized_leverage_ratio),
             color: "#d9480f",
-        },
-    ];
+        });
+    }
+    let lending = s.health_measure == "health factor" || s.health_measure.is_empty();
+    let health_title = if lending {
+        "Health factor on the lending market".to_string()
+    } else {
+        format!("Health on the venue: {} (account value / notional)", s.health_measure)
+    };
+    let health_lines =
+        if lending { vec![HLine { y: 1.0, label: "liquidation".into(), color: "#000000" }] } else { vec![] };
     let charts = [
         chart(
             "Price of the underlying (USD)",
@@ -89,14 +100,14 @@ pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> Stri
             None,
         ),
         chart(
-            "Health factor on the lending market",
+            &health_title,
             &[Line {
-                name: "health factor",
+                name: if lending { "health factor" } else { "margin ratio" },
                 color: "#1c7ed6",
                 points: pts(|r| if r.health_factor.is_finite() { r.health_factor.min(10.0) } else { f64::NAN }),
                 dashed: false,
             }],
-            &[HLine { y: 1.0, label: "liquidation".into(), color: "#000000" }],
+            &health_lines,
             &m,
             Some(0.0),
         ),
@@ -137,6 +148,13 @@ pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> Stri
         "<h2>Keeper calls and liquidations ({} recorded; the first 500 shown, all in events.csv)</h2>",
         calls.len()
     );
+    if !s.venue.is_empty() {
+        h.push_str(&format!("<h2>The venue ({})</h2><table>", esc(&s.kind)));
+        for (k, v) in &s.venue {
+            let _ = write!(h, r#"<tr><td>{}</td><td class="num">{:.2}</td></tr>"#, esc(&k.replace('_', " ")), v);
+        }
+        h.push_str("</table>");
+    }
     h.push_str(r#"<table><tr><th>date</th><th>block</th><th>call</th><th>by</th><th class="num">LR before</th><th class="num">target</th><th class="num">chunk</th><th class="num">total</th><th class="num">fee $</th><th class="num">impact $</th><th class="num">gas $</th><th>error</th></tr>"#);
     for e in calls.iter().take(500) {
         let _ = write!(

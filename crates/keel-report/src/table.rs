@@ -31,7 +31,7 @@ pub fn summary_table(s: &Summary) -> String {
         + c.streaming_fee
         + c.mint_redeem_fees;
     let rows: Vec<(&str, String)> = vec![
-        ("product", format!("{} (β {:+.2})", s.product, s.target_exposure)),
+        ("product", format!("{} (β {:+.2}, {})", s.product, s.target_exposure, s.kind)),
         (
             "market",
             format!("{} — {:.1} days, {} blocks of {} s, seed {}", s.source, s.days, s.blocks, s.block_time, s.seed),
@@ -80,7 +80,8 @@ pub fn summary_table(s: &Summary) -> String {
         (
             "risk",
             format!(
-                "min health factor {:.3}, max leverage {:.3}x, outside band {:.2}% of the time, worst block NAV {}",
+                "min {} {:.3}, max leverage {:.3}x, outside band {:.2}% of the time, worst block NAV {}",
+                if s.health_measure.is_empty() { "health factor" } else { s.health_measure.as_str() },
                 s.min_health_factor,
                 s.max_leverage,
                 s.time_outside_band * 100.0,

@@ -1062,6 +1062,8 @@ impl Simulation {
         let decay = ((self.beta - self.beta * self.beta) / 2.0 * self.sum_r2).exp();
         let summary = Summary {
             product: self.product.token.symbol.clone(),
+            kind: keel_core::leveraged::Kind::LendingFli.name().to_string(),
+            health_measure: keel_core::leveraged::Kind::LendingFli.health_name().to_string(),
             source: self.source_name.clone(),
             seed: self.cfg.seed,
             block_time: self.clock.block_time,
@@ -1102,6 +1104,7 @@ impl Simulation {
             },
             delever_minutes: self.delever_minutes.iter().cloned().fold(0.0, f64::max),
             warnings: self.warnings.clone(),
+            venue: Default::default(),
         };
         Ok(RunResult { summary, daily_nav_returns, max_drawdown })
     }

@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod clock;
 pub mod engine;
+pub mod market;
 pub mod metrics;
 pub mod perp_fli;
 /// Price data lives in its own crate, shared with the service.
@@ -18,6 +19,7 @@ pub mod start_check;
 pub mod sweep;
 pub mod threshold;
 mod units;
+pub mod venues;
 
 pub use engine::{Costs, RunResult, SimConfig, Simulation};
 pub use metrics::{EventRow, SeriesRow, Sink, Summary};

@@ -116,6 +116,12 @@ pub struct Counts {
     pub skipped_calls: u64,
     /// Blocks where ripcord was due but no bot found it profitable.
     pub unprofitable_ripcord_blocks: u64,
+    /// Positions closed under the minimum margin (threshold tokens' emergency action).
+    pub closes: u64,
+    /// Reverse splits (the continuous token).
+    pub reverse_splits: u64,
+    /// Holder mints and redeems the token refused (limits, margin rules, a pending order).
+    pub refused_flows: u64,
 }
 
 /// The run's summary.
@@ -123,6 +129,10 @@ pub struct Counts {
 pub struct Summary {
     /// Product symbol.
     pub product: String,
+    /// The token's kind (`lending-fli`, `perp-fli`, `threshold`, `daily`, `continuous`).
+    pub kind: String,
+    /// What `min_health_factor` measures on this venue: `health factor` or `margin ratio`.
+    pub health_measure: String,
     /// Price source description.
     pub source: String,
     /// Seed.
@@ -159,7 +169,7 @@ pub struct Summary {
     pub token_return: f64,
     /// Ideal token's return (rebalanced every block at the target, no costs).
     pub ideal_return: f64,
-    /// Token return minus ideal return.
+    /// Token return minus ideal return (a difference of returns, in return points).
     pub return_vs_ideal: f64,
     /// Annualised std-dev of daily log-return differences between token and ideal.
     pub tracking_error: f64,
@@ -173,7 +183,8 @@ pub struct Summary {
     pub counts: Counts,
     /// Costs by kind, USD.
     pub costs_usd: CostBreakdown,
-    /// Lowest health factor seen, each block right after the price moved (before anyone acted).
+    /// Lowest health seen — the health factor on a lending market, the margin ratio on a perp
+    /// venue (`health_measure` says which).
     pub min_health_factor: f64,
     /// Highest leverage seen, each block right after the price moved.
     pub max_leverage: f64,
@@ -187,6 +198,8 @@ pub struct Summary {
     pub delever_minutes: f64,
     /// Problems the run passed over (CSV gaps allowed, ...).
     pub warnings: Vec<String>,
+    /// Figures only this kind's venue has (orders filled, keeper deposits, vAMM fees, ...).
+    pub venue: std::collections::BTreeMap<String, f64>,
 }
 
 /// Where a run streams its rows and events as they happen.

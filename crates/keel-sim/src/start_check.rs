@@ -36,16 +36,12 @@ pub fn start_check(product: &AnyProduct) -> Result<(), String> {
         AnyProduct::Threshold(p) => {
             let mut source = wobble(p.price.to_f64(), 2, 2);
             let none = HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
-            crate::threshold::run_threshold_with_flows(p, &mut source, 100_000.0, 3600, None, &none, 1)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            crate::threshold::run_threshold_with_flows(p, &mut source, 100_000.0, &none, 1).map(|_| ())
         }
         AnyProduct::Perp(p) => {
             let mut source = wobble(p.price.to_f64(), 2, 2);
             let none = HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
-            crate::perp_fli::run_perp_fli_with_flows(p, &mut source, 1_000_000.0, 200_000_000.0, &none, 1)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            crate::perp_fli::run_perp_fli_with_flows(p, &mut source, 1_000_000.0, 200_000_000.0, &none, 1).map(|_| ())
         }
     }
 }

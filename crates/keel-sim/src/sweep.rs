@@ -398,77 +398,33 @@ pub fn run_sweep_with(
         let run_path = |i: u64, tail: &mut Tail| -> Result<PathOutcome, String> {
             let seed = path_seed(cfg.seed, i);
             let mut src = source(cfg, seed)?;
-            let outcome = match &runner {
+            // every kind runs to the same RunResult; one outcome is read from it
+            let r = match &runner {
                 Runner::Fli(base) => {
                     let mut sim = (**base).clone();
                     sim.reseed(seed);
-                    let r = sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?;
-                    tail.add_log_returns(&r.daily_nav_returns);
-                    let s = &r.summary;
-                    let c = s.counts;
-                    PathOutcome {
-                        path: i,
-                        nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
-                        tracking_error: s.tracking_error,
-                        ripcord: c.ripcords > 0,
-                        liquidated: c.liquidations > 0,
-                        rebalances: (c.rebalances + c.iterations + c.ripcords) as f64,
-                        costs: s.costs_usd,
-                        drawdown: r.max_drawdown,
-                        outside: s.time_outside_band,
-                        delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
-                        delever_minutes: s.delever_minutes,
-                        min_hf: s.min_health_factor,
-                    }
+                    sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?
                 }
-                Runner::Perp(p) => {
-                    let s = crate::perp_fli::run_perp_fli(p, src.as_mut(), perp_tvl, 200_000_000.0)
-                        .map_err(|e| e.to_string())?;
-                    tail.add_log_returns(&s.daily_nav_returns);
-                    PathOutcome {
-                        path: i,
-                        nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
-                        tracking_error: s.tracking_error,
-                        ripcord: s.ripcords > 0,
-                        liquidated: s.liquidations > 0,
-                        rebalances: (s.rebalances + s.iterations + s.ripcords) as f64,
-                        costs: CostBreakdown {
-                            pool_fees: s.pool_fees,
-                            ether_rewards: s.ether_rewards,
-                            ..CostBreakdown::default()
-                        },
-                        drawdown: s.max_drawdown,
-                        outside: s.time_outside_band,
-                        delever_speed: None,
-                        delever_minutes: 0.0,
-                        min_hf: 0.0,
-                    }
-                }
-                Runner::Threshold(p) => {
-                    let s = crate::threshold::run_threshold(p, src.as_mut(), perp_tvl, u64::MAX, None)
-                        .map_err(|e| e.to_string())?;
-                    tail.add_log_returns(&s.daily_nav_returns);
-                    PathOutcome {
-                        path: i,
-                        nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
-                        tracking_error: s.tracking_error,
-                        // A close under the minimum margin is the threshold token's emergency exit.
-                        ripcord: s.closes > 0,
-                        liquidated: s.liquidations > 0,
-                        rebalances: s.rebalances as f64,
-                        costs: CostBreakdown {
-                            pool_fees: s.venue_fees,
-                            gas_keeper: s.keeper_deposits,
-                            streaming_fee: s.fees_to_recipient,
-                            ..CostBreakdown::default()
-                        },
-                        drawdown: s.max_drawdown,
-                        outside: s.time_outside_band,
-                        delever_speed: None,
-                        delever_minutes: 0.0,
-                        min_hf: 0.0,
-                    }
-                }
+                Runner::Perp(p) => crate::perp_fli::run_perp_fli(p, src.as_mut(), perp_tvl, 200_000_000.0)?,
+                Runner::Threshold(p) => crate::threshold::run_threshold(p, src.as_mut(), perp_tvl)?,
+            };
+            tail.add_log_returns(&r.daily_nav_returns);
+            let s = &r.summary;
+            let c = s.counts;
+            let outcome = PathOutcome {
+                path: i,
+                nav_vs_ideal: (1.0 + s.token_return) / (1.0 + s.ideal_return) - 1.0,
+                tracking_error: s.tracking_error,
+                // the emergency action: a ripcord (FLI) or a close under the minimum margin
+                ripcord: c.ripcords + c.closes > 0,
+                liquidated: c.liquidations > 0,
+                rebalances: (c.rebalances + c.iterations + c.ripcords + c.closes) as f64,
+                costs: s.costs_usd,
+                drawdown: r.max_drawdown,
+                outside: s.time_outside_band,
+                delever_speed: (s.delever_speed > 0.0).then_some(s.delever_speed),
+                delever_minutes: s.delever_minutes,
+                min_hf: s.min_health_factor,
             };
             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if d.is_multiple_of(16) || d == total {

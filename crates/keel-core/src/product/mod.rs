@@ -617,6 +617,7 @@ impl Product {
             protocol_fee: Wad::ZERO,
             initial_collateral_per_token: self.token.initial_collateral_per_token,
             oracle_fill: false,
+            underlying_is_borrow: self.token.underlying != self.collateral.asset,
         })
     }
 
@@ -961,6 +962,30 @@ pub enum AnyProduct {
 }
 
 impl AnyProduct {
+    /// The token kind the file describes.
+    pub fn kind(&self) -> crate::leveraged::Kind {
+        use crate::leveraged::Kind;
+        use crate::strategy::threshold::token::Policy;
+        match self {
+            AnyProduct::Lending(_) => Kind::LendingFli,
+            AnyProduct::Perp(_) => Kind::PerpFli,
+            AnyProduct::Threshold(p) => match p.policy {
+                Policy::Threshold => Kind::Threshold,
+                Policy::Daily(_) => Kind::Daily,
+                Policy::Continuous(_) => Kind::Continuous,
+            },
+        }
+    }
+
+    /// The product's ticker.
+    pub fn symbol(&self) -> &str {
+        match self {
+            AnyProduct::Lending(p) => &p.token.symbol,
+            AnyProduct::Perp(p) => &p.token.symbol,
+            AnyProduct::Threshold(p) => &p.symbol,
+        }
+    }
+
     /// Parse a product file: a `[perp]` section makes it a perp product.
     pub fn from_toml(text: &str) -> Result<Self, ProductError> {
         let root: Table = text.parse::<Table>().map_err(|e| ProductError::Syntax(e.to_string()))?;

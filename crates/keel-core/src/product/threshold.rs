@@ -262,6 +262,8 @@ impl ThresholdProduct {
     pub fn build(&self, now: u64) -> ThresholdToken {
         let mut t = ThresholdToken::new(self.settings.clone(), PerpsMarket::new(self.venue.clone(), now), 1);
         t.policy = self.policy;
+        t.symbol = self.symbol.clone();
+        t.oracle_price = self.price.0;
         t
     }
 

@@ -40,6 +40,22 @@ pub struct PerpFliToken {
     pub supply: U256,
     /// Index (oracle TWAP) price of the base, USD wad: trade bounds and valuation.
     pub index_price: U256,
+    /// Holders' balances (wad). Tokens made by [`PerpFliToken::new`] are held by no one until
+    /// [`PerpFliToken::with_holder`] assigns them.
+    #[serde(default)]
+    pub holders: std::collections::BTreeMap<alloy_primitives::Address, U256>,
+    /// Ticker.
+    #[serde(default)]
+    pub symbol: String,
+    /// Receives the streaming fee.
+    #[serde(default)]
+    pub fee_recipient: alloy_primitives::Address,
+    /// Yearly streaming fee (wad), accrued by inflating supply to the fee recipient.
+    #[serde(default)]
+    pub streaming_fee: U256,
+    /// When the streaming fee was last accrued.
+    #[serde(default)]
+    pub last_fee_accrual: u64,
 }
 
 impl PerpFliToken {
@@ -53,7 +69,36 @@ impl PerpFliToken {
         index_price: U256,
     ) -> Result<Self, FliError> {
         market.deposit(collateral).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-        Ok(Self { fli, market, pool, supply, index_price })
+        Ok(Self {
+            fli,
+            market,
+            pool,
+            supply,
+            index_price,
+            holders: Default::default(),
+            symbol: String::new(),
+            fee_recipient: alloy_primitives::Address::ZERO,
+            streaming_fee: U256::ZERO,
+            last_fee_accrual: 0,
+        })
+    }
+
+    /// The token's ticker.
+    pub fn named(mut self, symbol: &str) -> Self {
+        self.symbol = symbol.to_string();
+        self
+    }
+
+    /// The initial supply belongs to `holder`.
+    pub fn with_holder(mut self, holder: alloy_primitives::Address) -> Self {
+        self.holders.insert(holder, self.supply);
+        self
+    }
+
+    /// A yearly streaming `fee` (wad) to `recipient`, accruing from `now`.
+    pub fn with_streaming_fee(mut self, fee: U256, recipient: alloy_primitives::Address, now: u64) -> Self {
+        (self.streaming_fee, self.fee_recipient, self.last_fee_accrual) = (fee, recipient, now);
+        self
     }
 
     /// What the strategy reads (`_createActionInfo`).
@@ -288,7 +333,7 @@ impl PerpFliToken {
     }
 }
 
-fn venue_reason(e: &crate::venue::perp_v2::PerpV2Error) -> &'static str {
+pub(crate) fn venue_reason(e: &crate::venue::perp_v2::PerpV2Error) -> &'static str {
     use crate::venue::perp_v2::PerpV2Error as E;
     match e {
         E::NotEnoughFreeCollateralIm => "CH_NEFCI",

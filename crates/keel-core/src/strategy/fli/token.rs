@@ -172,6 +172,9 @@ pub struct FliToken {
     pub initial_collateral_per_token: U256,
     /// Trades fill at oracle prices with no fee or impact (frictionless studies).
     pub oracle_fill: bool,
+    /// The underlying is the borrow asset (an inverse token), not the collateral.
+    #[serde(default)]
+    pub underlying_is_borrow: bool,
 }
 
 fn revert(s: &'static str) -> Error {

@@ -71,6 +71,13 @@ pub struct ThresholdToken {
     pub entry_exposure: U256,
     /// |q| when X was last brought up to date.
     pub synced_size: U256,
+    /// Ticker.
+    #[serde(default)]
+    pub symbol: String,
+    /// The venue's last price of the underlying (USD wad), for the [`crate::leveraged`]
+    /// interface; the methods here take the price explicitly.
+    #[serde(default)]
+    pub oracle_price: U256,
 }
 
 impl ThresholdToken {
@@ -93,6 +100,8 @@ impl ThresholdToken {
             capital_base: U256::ZERO,
             entry_exposure: U256::ZERO,
             synced_size: U256::ZERO,
+            symbol: String::new(),
+            oracle_price: U256::ZERO,
         }
     }
 

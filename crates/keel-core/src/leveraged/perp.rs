@@ -1,0 +1,178 @@
+//! [`LeveragedToken`] for the PerpV2 FLI token: a Perp-v2-style account trading a vAMM,
+//! issued and redeemed for cash at NAV.
+
+use super::{Band, Done, Emergency, Exposure, Flow, Health, Kind, LeveragedToken, Screen, candidate, shrink};
+use crate::Error;
+use crate::error::{FliError, TokenError};
+use crate::math::{I256, U256, WAD, mul_div_down, pmul, to_f64};
+use crate::strategy::fli::ShouldRebalance;
+use crate::strategy::fli::perp_token::{PerpFliToken, venue_reason};
+use crate::strategy::keeper::{Action, Candidate};
+use alloy_primitives::Address;
+
+fn venue(e: crate::venue::perp_v2::PerpV2Error) -> Error {
+    FliError::Revert(venue_reason(&e)).into()
+}
+
+impl PerpFliToken {
+    fn credit(&mut self, holder: Address, amount: U256) {
+        if !amount.is_zero() {
+            *self.holders.entry(holder).or_default() += amount;
+        }
+    }
+}
+
+impl LeveragedToken for PerpFliToken {
+    fn kind(&self) -> Kind {
+        Kind::PerpFli
+    }
+
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    fn band(&self) -> Band {
+        let m = &self.fli.methodology;
+        Band {
+            target: m.target_leverage_ratio,
+            min: m.min_leverage_ratio,
+            max: m.max_leverage_ratio,
+            emergency: Some(Emergency {
+                action: "ripcord",
+                leverage: Some(self.fli.incentive.incentivized_leverage_ratio),
+                equity: None,
+            }),
+        }
+    }
+
+    fn observe_price(&mut self, _now: u64, price: U256) -> Result<(), Error> {
+        self.index_price = price;
+        Ok(())
+    }
+
+    fn supply(&self) -> U256 {
+        self.supply
+    }
+
+    fn balance_of(&self, holder: Address) -> U256 {
+        self.holders.get(&holder).copied().unwrap_or_default()
+    }
+
+    fn nav_per_token(&self, _now: u64) -> Result<U256, Error> {
+        Ok(PerpFliToken::nav_per_token(self)?)
+    }
+
+    fn exposure(&self, _now: u64) -> Result<Exposure, Error> {
+        let av = self.market.account_value(self.index_price).map_err(venue)?;
+        let equity = if av.is_negative() { U256::ZERO } else { av.unsigned_abs() };
+        Ok(Exposure { units: self.market.account.base, equity, price: self.index_price })
+    }
+
+    fn leverage(&self, now: u64) -> Result<I256, Error> {
+        Ok(self.leverage_ratio(now)?)
+    }
+
+    fn health(&self, _now: u64) -> Result<Health, Error> {
+        let mr = self.market.margin_ratio(self.index_price).map_err(venue)?;
+        Ok(Health::MarginRatio(if mr.is_negative() { U256::ZERO } else { mr.unsigned_abs() }))
+    }
+
+    fn liquidation_leverage(&self) -> f64 {
+        let mm = to_f64(self.market.params.mm_ratio, 18);
+        if mm <= 0.0 { f64::INFINITY } else { 1.0 / mm }
+    }
+
+    fn issue(&mut self, holder: Address, value: U256, _now: u64) -> Result<Flow, Error> {
+        let tokens = PerpFliToken::issue(self, value)?;
+        self.credit(holder, tokens);
+        Ok(Flow { tokens, value, fee: U256::ZERO })
+    }
+
+    fn redeem(&mut self, holder: Address, tokens: U256, _now: u64) -> Result<Flow, Error> {
+        let held = self.balance_of(holder);
+        if tokens > held {
+            return Err(TokenError::InsufficientBalance {
+                holder: holder.to_string(),
+                balance: crate::math::Wad(held).to_string(),
+                requested: crate::math::Wad(tokens).to_string(),
+            }
+            .into());
+        }
+        let value = PerpFliToken::redeem(self, tokens)?;
+        if let Some(b) = self.holders.get_mut(&holder) {
+            *b -= tokens;
+            if b.is_zero() {
+                self.holders.remove(&holder);
+            }
+        }
+        Ok(Flow { tokens, value, fee: U256::ZERO })
+    }
+
+    fn wanted(&self, now: u64) -> Result<Vec<Candidate>, Error> {
+        Ok(match self.should_rebalance(now)? {
+            ShouldRebalance::None => vec![],
+            ShouldRebalance::Rebalance => vec![candidate(Action::Rebalance)],
+            ShouldRebalance::IterateRebalance => vec![candidate(Action::Iterate)],
+            ShouldRebalance::Ripcord => vec![candidate(Action::Ripcord)],
+        })
+    }
+
+    fn execute(&mut self, _caller: Address, call: &Candidate, now: u64) -> Result<Done, Error> {
+        let (trade, reward) = match call.action {
+            Action::Rebalance => (Some(self.rebalance(now)?), U256::ZERO),
+            Action::Iterate => (self.iterate_rebalance(now)?, U256::ZERO),
+            Action::Ripcord => {
+                let (t, paid) = self.ripcord(now)?;
+                (Some(t), paid)
+            }
+        };
+        let (traded, fee) = trade.map(|t| (t.base, t.fee)).unwrap_or((I256::ZERO, U256::ZERO));
+        Ok(Done { event: call.action.name(), traded, fee, reward })
+    }
+
+    fn accrue_fees(&mut self, now: u64) -> Result<U256, Error> {
+        if self.streaming_fee.is_zero() || now <= self.last_fee_accrual {
+            self.last_fee_accrual = self.last_fee_accrual.max(now);
+            return Ok(U256::ZERO);
+        }
+        let pct = mul_div_down(
+            U256::from(now - self.last_fee_accrual),
+            self.streaming_fee,
+            U256::from(crate::token::STREAMING_FEE_YEAR),
+            "streaming fee",
+        )?;
+        self.last_fee_accrual = now;
+        if pct >= WAD {
+            return Ok(U256::ZERO);
+        }
+        // Set's StreamingFeeModule: inflate supply so the recipient holds `pct` of it
+        let minted = mul_div_down(pct, self.supply, WAD - pct, "streaming fee")?;
+        self.supply = crate::math::add(self.supply, minted, "supply")?;
+        let r = self.fee_recipient;
+        self.credit(r, minted);
+        Ok(pmul(minted, PerpFliToken::nav_per_token(self)?)?)
+    }
+
+    fn screen(&self, now: u64) -> Screen {
+        if !self.fli.twap_leverage_ratio.is_zero() || self.supply.is_zero() {
+            return Screen::ALWAYS;
+        }
+        let Ok(e) = LeveragedToken::exposure(self, now) else { return Screen::ALWAYS };
+        let m = &self.fli.methodology;
+        let mag = |x: I256| to_f64(x.unsigned_abs(), 18);
+        let (lo, hi) = (mag(m.min_leverage_ratio), mag(m.max_leverage_ratio));
+        let p = to_f64(e.price, 18);
+        let (below, above) = if e.units.is_negative() {
+            (e.price_at_leverage(lo), e.price_at_leverage(hi))
+        } else {
+            (e.price_at_leverage(hi), e.price_at_leverage(lo))
+        };
+        let due = self.fli.last_trade_timestamp + m.rebalance_interval;
+        // funding moves the ratio between reads: re-read at least hourly
+        Screen {
+            price_lo: shrink(below, p, 0.02, false),
+            price_hi: shrink(above, p, 0.02, true),
+            until: due.min(now + 3_600),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! [`LeveragedToken`] for the Synthetix-style tokens — threshold, daily and continuous (the
+//! Bear): a position on a perps market with delayed orders, minted and redeemed at the
+//! exchange rate. The token's keeper call is one evaluation: close under the minimum margin,
+//! a reverse split, or a full rebalance order when the policy's trigger holds.
+
+use super::{Band, Done, Emergency, Exposure, Flow, Health, Kind, LeveragedToken, Screen, candidate, shrink};
+use crate::Error;
+use crate::math::{I256, MathError, U256, pdiv, pmul, to_f64};
+use crate::strategy::keeper::{Action, Candidate};
+use crate::strategy::threshold::Side;
+use crate::strategy::threshold::token::{Evaluation, Policy, ThresholdToken};
+use alloy_primitives::Address;
+
+fn signed(x: U256) -> Result<I256, Error> {
+    I256::try_from(x).map_err(|_| MathError::Overflow("int256").into())
+}
+
+impl ThresholdToken {
+    fn signed_for_side(&self, x: U256) -> Result<I256, Error> {
+        let v = signed(x)?;
+        Ok(if self.settings.side == Side::Short { -v } else { v })
+    }
+
+    /// Would an evaluation act now (close, reverse split, rebalance)? Pure.
+    fn evaluation_due(&self, now: u64) -> Result<Option<Action>, Error> {
+        let price = self.oracle_price;
+        if self.pending() {
+            return Ok(None);
+        }
+        if let Policy::Continuous(c) = self.policy
+            && !self.supply.is_zero()
+        {
+            let rate = self.exchange_rate(now, price)?;
+            let f = crate::strategy::continuous::reverse_split_factor(
+                rate,
+                c.reverse_split_threshold,
+                c.reverse_split_ratio,
+            )?;
+            if f > 1 && !rate.is_zero() {
+                return Ok(Some(Action::Rebalance));
+            }
+        }
+        let m = self.remaining_margin(now, price)?;
+        if !self.size().is_zero() && m < self.settings.min_margin && !m.is_zero() {
+            return Ok(Some(Action::Ripcord));
+        }
+        Ok(self.can_rebalance(now, price)?.then_some(Action::Rebalance))
+    }
+}
+
+impl LeveragedToken for ThresholdToken {
+    fn kind(&self) -> Kind {
+        match self.policy {
+            Policy::Threshold => Kind::Threshold,
+            Policy::Daily(_) => Kind::Daily,
+            Policy::Continuous(_) => Kind::Continuous,
+        }
+    }
+
+    fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    fn band(&self) -> Band {
+        let l = self.settings.target_leverage;
+        let (lo, hi) = match self.policy {
+            Policy::Threshold => {
+                let t = self.settings.rebalance_threshold;
+                (l.saturating_sub(t), l + t)
+            }
+            Policy::Daily(d) => (d.lower_trigger.unwrap_or(U256::ZERO), d.upper_trigger),
+            Policy::Continuous(c) => {
+                let t = pmul(l, c.tolerance).unwrap_or_default();
+                (l.saturating_sub(t), l + t)
+            }
+        };
+        let s = |x: U256| self.signed_for_side(x).unwrap_or(I256::ZERO);
+        Band {
+            target: s(l),
+            min: s(lo),
+            max: s(hi),
+            emergency: Some(Emergency { action: "close", leverage: None, equity: Some(self.settings.min_margin) }),
+        }
+    }
+
+    fn observe_price(&mut self, _now: u64, price: U256) -> Result<(), Error> {
+        if price.is_zero() {
+            return Err(MathError::DivisionByZero("price").into());
+        }
+        self.oracle_price = price;
+        Ok(())
+    }
+
+    fn supply(&self) -> U256 {
+        self.supply
+    }
+
+    fn balance_of(&self, holder: Address) -> U256 {
+        self.balances.get(&holder.to_string()).copied().unwrap_or_default()
+    }
+
+    fn nav_per_token(&self, now: u64) -> Result<U256, Error> {
+        if self.supply.is_zero() {
+            return Ok(U256::ZERO);
+        }
+        Ok(self.exchange_rate(now, self.oracle_price)?)
+    }
+
+    fn exposure(&self, now: u64) -> Result<Exposure, Error> {
+        Ok(Exposure {
+            units: self.size(),
+            equity: self.remaining_margin(now, self.oracle_price)?,
+            price: self.oracle_price,
+        })
+    }
+
+    fn leverage(&self, now: u64) -> Result<I256, Error> {
+        self.signed_for_side(ThresholdToken::leverage(self, now, self.oracle_price)?)
+    }
+
+    fn health(&self, now: u64) -> Result<Health, Error> {
+        let m = self.remaining_margin(now, self.oracle_price)?;
+        let n = pmul(self.size().unsigned_abs(), self.oracle_price)?;
+        Ok(Health::MarginRatio(if n.is_zero() { U256::MAX } else { pdiv(m, n)? }))
+    }
+
+    fn liquidation_leverage(&self) -> f64 {
+        // liquidation when margin ≤ |q|·P·buffer + fees: about 1 / buffer for a large position
+        let b = to_f64(self.market.params.liquidation_buffer_ratio, 18)
+            + to_f64(self.market.params.liquidation_fee_ratio, 18);
+        if b <= 0.0 { f64::INFINITY } else { 1.0 / b }
+    }
+
+    fn issue(&mut self, holder: Address, value: U256, now: u64) -> Result<Flow, Error> {
+        let tokens = self.mint(&holder.to_string(), value, U256::ZERO, now, self.oracle_price)?;
+        Ok(Flow { tokens, value, fee: U256::ZERO })
+    }
+
+    fn redeem(&mut self, holder: Address, tokens: U256, now: u64) -> Result<Flow, Error> {
+        let before = self.fees_collected;
+        let value = ThresholdToken::redeem(self, &holder.to_string(), tokens, U256::ZERO, now, self.oracle_price)?;
+        Ok(Flow { tokens, value, fee: self.fees_collected.saturating_sub(before) })
+    }
+
+    fn wanted(&self, now: u64) -> Result<Vec<Candidate>, Error> {
+        Ok(self.evaluation_due(now)?.map(candidate).into_iter().collect())
+    }
+
+    fn execute(&mut self, _caller: Address, _call: &Candidate, now: u64) -> Result<Done, Error> {
+        let e = self.evaluate(now, self.oracle_price)?;
+        let (event, traded) = match e {
+            Evaluation::Idle => ("idle", I256::ZERO),
+            Evaluation::Rebalanced(dq) => ("rebalance", dq),
+            Evaluation::Closed => ("close", -self.size()),
+            Evaluation::ReverseSplit(_) => ("reverse-split", I256::ZERO),
+        };
+        // the order's venue fee is paid when the venue's keeper fills it
+        Ok(Done { event, traded, fee: U256::ZERO, reward: U256::ZERO })
+    }
+
+    fn accrue_fees(&mut self, _now: u64) -> Result<U256, Error> {
+        // the streaming fee is charged on notional with each rebalance (§2.9)
+        Ok(U256::ZERO)
+    }
+
+    fn screen(&self, now: u64) -> Screen {
+        if self.policy != Policy::Threshold || self.pending() || self.supply.is_zero() || self.closed {
+            return Screen::ALWAYS;
+        }
+        let Ok(e) = LeveragedToken::exposure(self, now) else { return Screen::ALWAYS };
+        let q = to_f64(self.size().unsigned_abs(), 18);
+        if q == 0.0 {
+            return Screen::ALWAYS;
+        }
+        let p = to_f64(self.oracle_price, 18);
+        // §2.4's trigger is against the stored margin: |q|·P / M₀ − L reaches ±θ at fixed prices
+        let stored = self.market.positions.get(&self.account).map(|x| to_f64(x.margin, 18)).unwrap_or(0.0);
+        let (l, t) = (to_f64(self.settings.target_leverage, 18), to_f64(self.settings.rebalance_threshold, 18));
+        let (mut lo, mut hi) = (((l - t) * stored / q).max(0.0), (l + t) * stored / q);
+        // close under the minimum margin: on the adverse side
+        if let Some(x) = e.price_at_equity(to_f64(self.settings.min_margin, 18)) {
+            if self.settings.side == Side::Long { lo = lo.max(x) } else { hi = hi.min(x) }
+        }
+        if !(lo < p && p < hi) {
+            return Screen::ALWAYS;
+        }
+        // funding moves the margin between reads: re-read at least hourly
+        Screen {
+            price_lo: shrink(Some(lo), p, 0.01, false),
+            price_hi: shrink(Some(hi), p, 0.01, true),
+            until: now + 3_600,
+        }
+    }
+}
