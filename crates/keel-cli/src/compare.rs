@@ -114,6 +114,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ("ripcord rewards", c.ether_rewards),
             ("streaming fee", c.streaming_fee),
             ("mint/redeem fees", c.mint_redeem_fees),
+            ("venue keeper fees", c.venue_keeper_fees),
         ];
         let costs = keel_sim::sweep::total_cost(c);
         rows.push(Row {

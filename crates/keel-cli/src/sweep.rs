@@ -167,11 +167,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--paths must be at least 1");
     }
     let (text, _) = crate::product_cmd::product_text(a.product.as_deref())?;
-    let (symbol, p0) = match crate::product_cmd::load_product(a.product.as_deref())? {
-        keel_core::product::AnyProduct::Lending(p) => (p.token.symbol.clone(), crate::backtest::product_price(&p)),
-        keel_core::product::AnyProduct::Threshold(p) => (p.symbol.clone(), p.price.to_f64()),
-        keel_core::product::AnyProduct::Perp(p) => (p.token.symbol.clone(), p.price.to_f64()),
-    };
+    let product = crate::product_cmd::load_product(a.product.as_deref())?;
+    let (symbol, p0) = (product.symbol().to_string(), crate::backtest::product_start_price(&product));
+    let risk = RiskNames::of(product.kind());
     let mut grid = Vec::new();
     for g in &a.grid {
         let (k, v) = g.split_once('=').ok_or_else(|| anyhow!("--grid {g}: write KEY=VALUES"))?;
@@ -267,7 +265,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let path = a.out.join("paths.csv");
         let mut w = csv::Writer::from_path(&path).with_context(|| format!("cannot write {}", path.display()))?;
         let mut header: Vec<String> = cfg.grid.iter().map(|(k, _)| k.clone()).collect();
-        header.extend(PATH_COLUMNS.iter().map(|s| s.to_string()));
+        header.extend(PATH_COLUMNS.iter().map(|s| risk.rename(s)));
         w.write_record(&header)?;
         Some(w)
     } else {
@@ -297,7 +295,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(mut w) = paths_writer {
         w.flush().context("paths.csv")?;
     }
-    write_csv(&a.out.join("results.csv"), &results)?;
+    write_csv(&a.out.join("results.csv"), &results, &risk)?;
     let keys_owned: Vec<String> = cfg.grid.iter().map(|(k, _)| k.clone()).collect();
     let title = format!("{symbol} — {} paths per point", a.paths);
     std::fs::write(a.out.join("report.html"), keel_report::sweep_report(&title, &keys_owned, &results))
@@ -318,7 +316,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "vs ideal",
         "p5",
         "track.err",
-        "ripcord%",
+        format!("{}%", risk.emergency),
         "liquid.%",
         "rebalances",
         "cost $",
@@ -346,7 +344,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     if a.shock.is_some() || a.window.is_some() {
-        println!("stress: {:<32} {:>14} {:>16} {:>12}", "", "ripcord saved", "delever (min)", "lowest HF");
+        println!(
+            "stress: {:<32} {:>14} {:>16} {:>12}",
+            "",
+            format!("{} saved", risk.emergency),
+            "delever (min)",
+            risk.lowest
+        );
         for p in &results {
             if let Some(s) = &p.stats {
                 let label = p.settings.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" / ");
@@ -359,7 +363,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
     }
-    if block_time >= 60 && results.iter().filter_map(|p| p.stats.as_ref()).any(|s| s.p_ripcord > 0.0) {
+    if risk.emergency == "ripcord"
+        && block_time >= 60
+        && results.iter().filter_map(|p| p.stats.as_ref()).any(|s| s.p_ripcord > 0.0)
+    {
         println!(
             "note: at {} blocks a ripcord trades at most one chunk per block, so delever speed, ripcord and liquidation \
              figures are pessimistic; rerun stress cases with --block-time 12s",
@@ -368,6 +375,31 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     println!("wrote {} (results.csv, report.html{})", a.out.display(), if a.paths_csv { ", paths.csv" } else { "" });
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the risk columns are called for a kind of token: its emergency action (a ripcord on
+/// FLI, a close under the minimum margin on the Synthetix-style tokens) and its health measure
+/// (health factor on a lending market, margin ratio on a perp venue).
+struct RiskNames {
+    emergency: &'static str,
+    health: &'static str,
+    lowest: &'static str,
+}
+
+impl RiskNames {
+    fn of(kind: keel_core::leveraged::Kind) -> Self {
+        use keel_core::leveraged::Kind;
+        match kind {
+            Kind::LendingFli => RiskNames { emergency: "ripcord", health: "health_factor", lowest: "lowest HF" },
+            Kind::PerpFli => RiskNames { emergency: "ripcord", health: "margin_ratio", lowest: "lowest MR" },
+            _ => RiskNames { emergency: "close", health: "margin_ratio", lowest: "lowest MR" },
+        }
+    }
+
+    /// A CSV column named for this kind.
+    fn rename(&self, column: &str) -> String {
+        column.replace("ripcord", self.emergency).replace("health_factor", self.health)
+    }
 }
 
 /// paths.csv columns after the grid keys.
@@ -410,7 +442,7 @@ fn write_paths(
     Ok(())
 }
 
-fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
+fn write_csv(path: &std::path::Path, results: &[PointResult], risk: &RiskNames) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     let keys: Vec<String> =
         results.first().map(|p| p.settings.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
@@ -433,6 +465,7 @@ fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
         "cost_ether_rewards",
         "cost_streaming_fee",
         "cost_mint_redeem_fees",
+        "cost_venue_keeper_fees",
         "cost_total",
         "worst_drawdown",
         "time_outside_band",
@@ -443,7 +476,7 @@ fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
         "min_health_factor",
         "p_saved_by_ripcord",
     ] {
-        header.push(h.to_string());
+        header.push(risk.rename(h));
     }
     w.write_record(&header)?;
     for p in results {
@@ -469,6 +502,7 @@ fn write_csv(path: &std::path::Path, results: &[PointResult]) -> Result<()> {
                     c.ether_rewards,
                     c.streaming_fee,
                     c.mint_redeem_fees,
+                    c.venue_keeper_fees,
                     s.mean_total_cost,
                     s.worst_drawdown,
                     s.time_outside_band,

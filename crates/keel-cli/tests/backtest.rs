@@ -332,3 +332,82 @@ fn perp_and_threshold_backtests_write_a_report() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[test]
+fn table_every_bundled_product_backtests_compares_and_sweeps() {
+    // (product file, a grid axis that product has)
+    let cases = [
+        ("eth2x-fli.toml", "methodology.max_leverage_ratio=2.3,2.4"),
+        ("btc2x-fli.toml", "methodology.max_leverage_ratio=2.3,2.4"),
+        ("eth2x-perp.toml", "methodology.max_leverage_ratio=2.3,2.4"),
+        ("eth-3x-threshold.toml", "methodology.target_leverage=2,3"),
+        ("eth-minus1x-threshold.toml", "methodology.rebalance_threshold=3%,5%"),
+        ("eth-3x-daily.toml", "methodology.target_leverage=2,3"),
+        ("eth-minus2x-bear.toml", "methodology.target_leverage=2,3"),
+    ];
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let listed: std::collections::BTreeSet<String> = std::fs::read_dir(format!("{root}/products"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    let covered: std::collections::BTreeSet<String> = cases.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(listed, covered, "every file in products/ is in this table");
+    let mut shapes = Vec::new();
+    for (name, grid) in cases {
+        let product = format!("{root}/products/{name}");
+        let dir = tmpdir(&format!("every-{name}"));
+        let o = keel(&[
+            "backtest",
+            "--product",
+            &product,
+            "--scenario",
+            "zigzag",
+            "--block-time",
+            "1h",
+            "--quiet",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "case {name}: backtest: {}", String::from_utf8_lossy(&o.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&read(&dir, "summary.json")).unwrap();
+        let mut keys: Vec<String> = summary.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        shapes.push((name, keys));
+        assert!(String::from_utf8(read(&dir, "report.html")).unwrap().contains("<svg"), "case {name}");
+        let o = keel(&[
+            "sweep",
+            "--product",
+            &product,
+            "--grid",
+            grid,
+            "--scenario",
+            "zigzag",
+            "--paths",
+            "3",
+            "--quiet",
+            "--out",
+            dir.join("sweep").to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "case {name}: sweep: {}", String::from_utf8_lossy(&o.stderr));
+        let csv = String::from_utf8(read(&dir.join("sweep"), "results.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 3, "case {name}: two grid points: {csv}");
+        assert!(!csv.lines().nth(1).unwrap().contains("cannot"), "case {name}: {csv}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    for (name, keys) in &shapes[1..] {
+        assert_eq!(keys, &shapes[0].1, "{name}: summary.json has the fields every kind has");
+    }
+    // every ETH product on one path
+    let eth: Vec<String> =
+        cases.iter().filter(|(n, _)| !n.starts_with("btc")).map(|(n, _)| format!("{root}/products/{n}")).collect();
+    let dir = tmpdir("every-compare");
+    let mut args =
+        vec!["compare", "--scenario", "zigzag", "--block-time", "1h", "--out", dir.to_str().unwrap(), "--products"];
+    args.extend(eth.iter().map(|s| s.as_str()));
+    let o = keel(&args);
+    assert!(o.status.success(), "compare: {}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with(&format!("{} products on scenario zigzag", eth.len())), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -29,7 +29,8 @@ pub fn summary_table(s: &Summary) -> String {
         + c.interest
         + c.ether_rewards
         + c.streaming_fee
-        + c.mint_redeem_fees;
+        + c.mint_redeem_fees
+        + c.venue_keeper_fees;
     let rows: Vec<(&str, String)> = vec![
         ("product", format!("{} (β {:+.2}, {})", s.product, s.target_exposure, s.kind)),
         (
@@ -60,7 +61,7 @@ pub fn summary_table(s: &Summary) -> String {
                 s.counts.mints,
                 s.counts.redeems,
                 s.counts.failed_calls
-            ),
+            ) + &extra_activity(s),
         ),
         (
             "costs",
@@ -75,7 +76,11 @@ pub fn summary_table(s: &Summary) -> String {
                 usd(c.ether_rewards),
                 usd(c.streaming_fee),
                 usd(c.mint_redeem_fees)
-            ),
+            ) + &if c.venue_keeper_fees > 0.0 {
+                format!(", venue keeper fees {}", usd(c.venue_keeper_fees))
+            } else {
+                String::new()
+            },
         ),
         (
             "risk",
@@ -95,6 +100,18 @@ pub fn summary_table(s: &Summary) -> String {
     }
     for w in &s.warnings {
         out.push_str(&format!("warning         {w}\n"));
+    }
+    out
+}
+
+/// What only some kinds do: closes under the minimum margin, reverse splits, refused flows.
+fn extra_activity(s: &Summary) -> String {
+    let c = &s.counts;
+    let mut out = String::new();
+    for (n, what) in [(c.closes, "closes"), (c.reverse_splits, "reverse splits"), (c.refused_flows, "refused flows")] {
+        if n > 0 {
+            out.push_str(&format!(", {n} {what}"));
+        }
     }
     out
 }

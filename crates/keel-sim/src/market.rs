@@ -55,6 +55,8 @@ pub trait Venue {
     fn trade_price(&self, price: f64) -> f64 {
         price
     }
+    /// Add the venue's own costs (fees paid at fills, keeper deposits) to the run's costs.
+    fn add_costs(&self, _costs: &mut CostBreakdown) {}
     /// Started (an engage's TWAP done, a first order filled): metrics count from here.
     fn engaged(&self) -> bool;
 }
@@ -408,6 +410,7 @@ pub fn run_market(
     let nav_end = venue.token().nav_per_token(now).map(wad_f64).unwrap_or(0.0);
     daily.push((nav_end, ideal));
     let _ = fee_tokens_value;
+    venue.add_costs(&mut costs);
     let days = now.saturating_sub(t0) as f64 / 86_400.0;
     let (te, daily_nav_returns, max_drawdown) = crate::metrics::daily_stats(&daily);
     let years = (days / 365.0).max(1e-9);

@@ -91,6 +91,8 @@ pub struct CostBreakdown {
     pub streaming_fee: f64,
     /// Mint and redeem fees, at NAV.
     pub mint_redeem_fees: f64,
+    /// Deposits paid to a venue's keepers for executing the token's delayed orders.
+    pub venue_keeper_fees: f64,
 }
 
 /// Counts of what happened.

@@ -292,6 +292,7 @@ fn add_costs(a: &mut CostBreakdown, b: &CostBreakdown) {
     a.ether_rewards += b.ether_rewards;
     a.streaming_fee += b.streaming_fee;
     a.mint_redeem_fees += b.mint_redeem_fees;
+    a.venue_keeper_fees += b.venue_keeper_fees;
 }
 
 /// The sum of every cost kind, USD.
@@ -304,6 +305,7 @@ pub fn total_cost(c: &CostBreakdown) -> f64 {
         + c.ether_rewards
         + c.streaming_fee
         + c.mint_redeem_fees
+        + c.venue_keeper_fees
 }
 
 fn source(cfg: &SweepConfig, seed: u64) -> Result<Box<dyn PriceSource + Send>, String> {

@@ -181,6 +181,11 @@ impl Venue for SynthetixVenue {
         ])
     }
 
+    fn add_costs(&self, costs: &mut crate::metrics::CostBreakdown) {
+        costs.pool_fees += self.venue_fees;
+        costs.venue_keeper_fees += self.keeper_deposits;
+    }
+
     fn engaged(&self) -> bool {
         self.opened
     }
