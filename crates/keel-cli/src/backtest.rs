@@ -131,61 +131,51 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
+    // the keeper and the public bots are the same agents for every kind
+    let mut keeper = keel_sim::agents::KeeperConfig::default();
+    keeper.gas.base_gwei = chain.base_gas_gwei;
+    keeper.poll_every = a.keeper_poll;
+    keeper.latency_seconds = latency;
+    keeper.ripcord_bots = a.ripcord_bots;
     let mut runner = match product {
         keel_core::product::AnyProduct::Lending(product) => {
-            let mut cfg = SimConfig {
+            let cfg = SimConfig {
                 seed: a.market.seed,
                 costs,
                 sample_every,
                 initial_tvl_usd: a.tvl.unwrap_or(0.0),
                 holders,
+                keeper,
                 ..SimConfig::default()
             };
-            cfg.keeper.gas.base_gwei = chain.base_gas_gwei;
-            cfg.keeper.poll_every = a.keeper_poll;
-            cfg.keeper.latency_seconds = latency;
-            cfg.keeper.ripcord_bots = a.ripcord_bots;
             let mut sim = Simulation::new(&product, cfg, source.start_time(), source.start_price(), &name)
                 .map_err(|e| anyhow!("cannot start: {e}"))?;
             sim.add_warnings(&warnings);
             Runner::Lending(Box::new(sim))
         }
         other => {
-            let kind = other.kind().name();
             if costs != Costs::ALL {
                 bail!(
-                    "--costs none: trades at the oracle price exist for lending FLI only; {kind} products trade on their venue"
-                );
-            }
-            if a.keeper_poll != 1 || a.ripcord_bots != 2 || latency != 12 {
-                eprintln!(
-                    "warning: --keeper-poll, --keeper-latency and --ripcord-bots model the lending FLI keepers; a {kind} product's keeper reads every block"
+                    "--costs none: trades at the oracle price exist for lending FLI only; {} products trade on their venue",
+                    other.kind().name()
                 );
             }
             let cfg = keel_sim::market::MarketConfig {
                 seed: a.market.seed,
                 holders,
+                keeper,
                 sample_every,
-                eth_usd: None,
                 source_name: name.clone(),
-                gas: true,
-                screens: true,
+                ..keel_sim::market::MarketConfig::default()
             };
-            let (t0, p0) = (source.start_time(), source.start_price());
-            let venue: Box<dyn keel_sim::market::Venue> = match other {
-                keel_core::product::AnyProduct::Perp(p) => Box::new(
-                    keel_sim::venues::perp::PerpVenue::new(&p, a.tvl.unwrap_or(1_000_000.0), 200_000_000.0, t0, p0)
-                        .map_err(|e| anyhow!("cannot start: {e}"))?
-                        .on_chain(chain.clone()),
-                ),
-                keel_core::product::AnyProduct::Threshold(p) => Box::new(
-                    keel_sim::venues::synthetix::SynthetixVenue::new(&p, a.tvl.unwrap_or(1_000_000.0), t0, p0)
-                        .map_err(|e| anyhow!("cannot start: {e}"))?
-                        .on_chain(chain.clone()),
-                ),
-                keel_core::product::AnyProduct::Lending(_) => unreachable!("handled above"),
-            };
-            Runner::Market(venue, cfg, warnings.clone())
+            let venue = keel_sim::venues::build(
+                &other,
+                a.tvl.unwrap_or(1_000_000.0),
+                source.start_time(),
+                source.start_price(),
+            )
+            .map_err(|e| anyhow!("cannot start: {e}"))?;
+            Runner::Market(venue, Box::new(cfg), warnings.clone())
         }
     };
     let mut sink = DirSink::create(&a.out, 4_000).with_context(|| format!("cannot write to {}", a.out.display()))?;
@@ -226,7 +216,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
 /// What runs: the lending engine or the market loop over a venue.
 enum Runner {
     Lending(Box<Simulation>),
-    Market(Box<dyn keel_sim::market::Venue>, keel_sim::market::MarketConfig, Vec<String>),
+    Market(Box<dyn keel_sim::market::Venue>, Box<keel_sim::market::MarketConfig>, Vec<String>),
 }
 
 /// The starting price of any product's underlying.

@@ -34,10 +34,8 @@ fn bench(c: &mut Criterion) {
             seed: 1,
             holders: HolderConfig::default(),
             sample_every: 3_600,
-            eth_usd: None,
             source_name: "default".into(),
-            gas: true,
-            screens: true,
+            ..MarketConfig::default()
         };
         g.bench_function(format!("{name}: a year of default at 2s blocks"), |b| {
             b.iter_batched(

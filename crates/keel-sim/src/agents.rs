@@ -1,7 +1,6 @@
 //! Agents' configuration and the small models they use: the gas price, keepers (poll
 //! interval, latency, competing ripcord callers), holders' Poisson flows.
 
-use keel_core::U256;
 use serde::Serialize;
 
 /// Gas units per action. No traces of the reference transactions were collected: these are
@@ -70,8 +69,6 @@ pub struct KeeperConfig {
     pub gas_units: GasUnits,
     /// Gas price model.
     pub gas: GasModel,
-    /// Custom bounds for `shouldRebalanceWithBounds` (wad), if any.
-    pub bounds: Option<(U256, U256)>,
 }
 
 impl Default for KeeperConfig {
@@ -83,7 +80,6 @@ impl Default for KeeperConfig {
             min_profit_usd: 0.0,
             gas_units: GasUnits::default(),
             gas: GasModel { base_gwei: 30.0, max_gwei: 2_000.0, stress_move: 0.01 },
-            bounds: None,
         }
     }
 }

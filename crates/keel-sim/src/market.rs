@@ -1,37 +1,42 @@
 //! One simulation loop for every token that implements
 //! [`keel_core::leveraged::LeveragedToken`]. A market is a price path, the token's venue with its
-//! agents ([`Venue`]), holders and the token's keeper, on one clock. Inside each block, in this
-//! order:
+//! agents ([`Venue`]), holders, the token's keeper and public bots, on one clock. Inside each
+//! block, in this order:
 //!
 //! 1. the clock advances and the reference price moves (the ideal token follows it);
-//! 2. the venue's agents act ([`Venue::agents`]: price feed, arbitrage, liquidity providers, the
-//!    venue's own keepers, liquidators);
+//! 2. the venue's agents act ([`Venue::agents`]: price feed, interest, arbitrage, liquidity
+//!    providers, the venue's own keepers, liquidators);
 //! 3. holders issue and redeem (Poisson arrivals, through the interface);
-//! 4. the token's keeper reads what the methodology wants and the keeper policy
-//!    ([`keel_core::strategy::keeper::decide`]) picks the call — unless the token's
-//!    [`Screen`] says nothing can be due at this price and time;
+//! 4. public bots race for the emergency call's reward when it is due and pays; the operator's
+//!    keeper executes what it decided `latency` ago, then polls what the methodology wants —
+//!    unless the token's [`Screen`] says nothing can be due — and the keeper policy
+//!    ([`keel_core::strategy::keeper::decide`]) picks the call, dry-run first, backing off when
+//!    it would revert;
 //! 5. once a day time-based fees accrue; metrics are recorded, rows sampled.
 //!
 //! The kind of token selects the venue's agents, not a different loop.
+//!
+//! [`Screen`]: keel_core::leveraged::Screen
 
-use crate::agents::{GasUnits, HolderConfig, PoissonFlows};
-use crate::clock::ChainProfile;
+use crate::agents::{HolderConfig, KeeperConfig, PoissonFlows};
 use crate::engine::RunResult;
 use crate::metrics::{CostBreakdown, Counts, EventRow, SeriesRow, Sink, Summary};
 use crate::prices::PriceSource;
 use crate::units::{price_wad, wad_f64};
 use keel_core::Address;
-use keel_core::leveraged::{Done, Health, LeveragedToken};
+use keel_core::leveraged::{Done, Health, LeveragedToken, Screen};
 use keel_core::math::{I256, U256};
-use keel_core::strategy::keeper::{Memory, Observation, decide};
+use keel_core::strategy::keeper::{Action, Candidate, Memory, Observation, decide};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Holders, as one account.
 pub const HOLDERS: Address = Address::with_last_byte(0x03);
-/// The token's keeper.
+/// The operator's keeper.
 pub const KEEPER: Address = Address::with_last_byte(0x02);
-/// The operator (fee recipient).
+/// The operator (fee recipient; clears a stuck TWAP).
 pub const OPERATOR: Address = Address::with_last_byte(0x01);
 
 /// A token on its venue with the venue's agents.
@@ -43,42 +48,61 @@ pub trait Venue {
     /// The venue's agents after the price moved to `price` (`p` as a wad). Events go to `ev`;
     /// returns true when the token's position changed.
     fn agents(&mut self, now: u64, block: u64, price: f64, p: U256, ev: &mut dyn FnMut(EventRow)) -> bool;
-    /// Bring lazily kept venue state up to date before a token operation.
+    /// Bring lazily kept venue state up to date before a token operation or a sample.
     fn settle(&mut self, now: u64, p: U256);
-    /// Recompute the agents' own screens after the token changed.
+    /// Re-read what the agents cache after the token changed.
     fn refresh(&mut self, now: u64);
-    /// The chain the venue runs on (gas).
-    fn chain(&self) -> ChainProfile;
     /// Venue-specific figures for the summary's `venue` object.
     fn figures(&self) -> BTreeMap<String, f64>;
     /// The pool or mark price the venue trades at, USD (for charts).
     fn trade_price(&self, price: f64) -> f64 {
         price
     }
-    /// Add the venue's own costs (fees paid at fills, keeper deposits) to the run's costs.
+    /// The oracle's answer for the underlying, USD (for charts).
+    fn oracle_price(&self, price: f64) -> f64 {
+        price
+    }
+    /// Add the venue's own costs (interest, fees paid at fills, keeper deposits).
     fn add_costs(&self, _costs: &mut CostBreakdown) {}
-    /// Started (an engage's TWAP done, a first order filled): metrics count from here.
+    /// Started (an engage's TWAP done, a first order filled): band metrics count from here.
     fn engaged(&self) -> bool;
 }
 
 /// How a run is set up around the venue.
 #[derive(Debug, Clone)]
 pub struct MarketConfig {
-    /// Seed of the holders' stream.
+    /// Seed of the holders' and bots' streams.
     pub seed: u64,
     /// Holders' flows.
     pub holders: HolderConfig,
+    /// The operator's keeper and the public bots.
+    pub keeper: KeeperConfig,
     /// Seconds between rows.
     pub sample_every: u64,
-    /// ETH price for gas when the underlying is not ETH.
-    pub eth_usd: Option<f64>,
+    /// ETH price (USD) for gas and rewards when the underlying is not ETH.
+    pub eth_usd: f64,
     /// Description of the price source.
     pub source_name: String,
     /// Gas on.
     pub gas: bool,
-    /// Skip reading the token while its [`keel_core::leveraged::Screen`] says nothing can be
-    /// due (on by default; off reads it every block — the differential tests compare the two).
+    /// Skip reading the token while its screen says nothing can be due (on by default; off
+    /// reads it every block — the differential tests compare the two).
     pub screens: bool,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            seed: 1,
+            holders: HolderConfig::default(),
+            keeper: KeeperConfig::default(),
+            sample_every: 3_600,
+            eth_usd: 2_000.0,
+            source_name: String::new(),
+            gas: true,
+            screens: true,
+        }
+    }
 }
 
 fn f_signed(x: I256) -> f64 {
@@ -95,35 +119,372 @@ struct Cache {
 }
 
 impl Cache {
+    fn read(t: &dyn LeveragedToken, now: u64) -> Cache {
+        match t.exposure(now) {
+            Ok(e) => {
+                let units = e.units_f64();
+                let p = wad_f64(e.price);
+                Cache { units, cash: wad_f64(e.equity) - units * p, supply: wad_f64(t.supply()) }
+            }
+            Err(_) => Cache::default(),
+        }
+    }
+
     fn nav(&self, p: f64) -> f64 {
         if self.supply <= 0.0 { 0.0 } else { (self.cash + self.units * p) / self.supply }
     }
-    fn leverage(&self, p: f64) -> f64 {
+
+    /// |exposure| / equity.
+    fn exposure_leverage(&self, p: f64) -> f64 {
         let v = self.cash + self.units * p;
         if v <= 0.0 { f64::INFINITY } else { (self.units * p / v).abs() }
     }
 }
 
-fn read_cache(t: &dyn LeveragedToken, now: u64) -> Cache {
-    match t.exposure(now) {
-        Ok(e) => {
-            let units = e.units_f64();
-            let p = wad_f64(e.price);
-            Cache { units, cash: wad_f64(e.equity) - units * p, supply: wad_f64(t.supply()) }
-        }
-        Err(_) => Cache::default(),
+fn health_f64(h: Health) -> f64 {
+    match h {
+        Health::HealthFactor(x) | Health::MarginRatio(x) if x == U256::MAX => f64::INFINITY,
+        Health::HealthFactor(x) | Health::MarginRatio(x) => wad_f64(x),
     }
 }
 
-fn health_f64(h: Health) -> f64 {
-    match h {
-        Health::HealthFactor(x) | Health::MarginRatio(x) => {
-            if x == U256::MAX {
-                f64::INFINITY
-            } else {
-                wad_f64(x)
+fn wad_of_usd(usd: f64) -> U256 {
+    U256::from((usd.max(0.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64)
+}
+
+/// A run in progress.
+struct Run<'a> {
+    cfg: &'a MarketConfig,
+    sink: &'a mut dyn Sink,
+    counts: Counts,
+    costs: CostBreakdown,
+    rng: ChaCha8Rng,
+    cache: Cache,
+    screen: Screen,
+    now: u64,
+    block: u64,
+    price: f64,
+    p: U256,
+    block_time: u64,
+    vol_ewma: f64,
+    eth_market: bool,
+    beta: f64,
+    emergency: Option<f64>,
+    pending: Option<(u64, Candidate)>,
+    next_poll: u64,
+    backoff: u64,
+}
+
+impl Run<'_> {
+    fn eth_usd(&self) -> f64 {
+        if self.eth_market { self.price } else { self.cfg.eth_usd }
+    }
+
+    fn gas_gwei(&self) -> f64 {
+        self.cfg.keeper.gas.gwei(self.vol_ewma)
+    }
+
+    fn gas_usd(&self, units: u64) -> f64 {
+        if !self.cfg.gas {
+            return 0.0;
+        }
+        units as f64 * self.gas_gwei() * 1e-9 * self.eth_usd()
+    }
+
+    /// Methodology leverage estimated from the cache.
+    fn leverage(&self, v: &dyn Venue) -> f64 {
+        v.token().leverage_of_exposure(self.cache.exposure_leverage(self.price))
+    }
+
+    fn reread(&mut self, v: &mut dyn Venue) {
+        v.refresh(self.now);
+        self.cache = Cache::read(v.token(), self.now);
+        self.screen = v.token().screen(self.now);
+    }
+
+    fn event(&mut self, e: EventRow) {
+        self.sink.event(&e);
+    }
+
+    /// Book a call that landed.
+    fn book(&mut self, v: &dyn Venue, call: &Candidate, actor: Cow<'static, str>, d: &Done) {
+        let units = &self.cfg.keeper.gas_units;
+        let gas = self.gas_usd(match call.action {
+            Action::Rebalance => units.rebalance,
+            Action::Iterate => units.iterate,
+            Action::Ripcord => units.ripcord,
+        });
+        if actor.as_ref() == "keeper" {
+            self.costs.gas_keeper += gas
+        } else {
+            self.costs.gas_bots += gas
+        }
+        match d.event {
+            "rebalance" => self.counts.rebalances += 1,
+            "iterate" => self.counts.iterations += 1,
+            "ripcord" => self.counts.ripcords += 1,
+            "close" => self.counts.closes += 1,
+            "reverse-split" => self.counts.reverse_splits += 1,
+            _ => {}
+        }
+        let (sold, bought, fee) = (wad_f64(d.sold), wad_f64(d.bought), wad_f64(d.fee));
+        // impact: the shortfall against the reference price beyond the fee (venues that fill at
+        // the index report none)
+        let impact = if d.sold.is_zero() { 0.0 } else { sold - bought - fee };
+        self.costs.pool_fees += fee;
+        self.costs.price_impact += impact;
+        let reward = wad_f64(d.reward);
+        self.costs.ether_rewards += reward * self.eth_usd();
+        let lev_before = if d.leverage_before.is_zero() { self.leverage(v) } else { f_signed(d.leverage_before).abs() };
+        let target = if d.leverage_target.is_zero() { self.beta.abs() } else { f_signed(d.leverage_target).abs() };
+        self.event(EventRow {
+            time: self.now,
+            block: self.block,
+            kind: Cow::Borrowed(d.event),
+            actor,
+            leverage_before: lev_before,
+            target,
+            chunk: f_signed(d.traded).abs(),
+            total: if call.action == Action::Ripcord { 0.0 } else { wad_f64(d.total) },
+            sold_usd: sold,
+            bought_usd: bought,
+            pool_fee_usd: fee,
+            impact_usd: impact,
+            gas_usd: gas,
+            reward_eth: reward,
+            error: String::new(),
+        });
+    }
+
+    /// Send `call` as `caller`; book it either way. True when it landed.
+    fn submit(&mut self, v: &mut dyn Venue, call: &Candidate, caller: Address, actor: Cow<'static, str>) -> bool {
+        v.settle(self.now, self.p);
+        match v.token_mut().execute(caller, call, self.now) {
+            Ok(d) => {
+                self.book(v, call, actor, &d);
+                self.reread(v);
+                true
+            }
+            Err(e) => {
+                let gas = self.gas_usd(self.cfg.keeper.gas_units.failed);
+                if actor.as_ref() == "keeper" {
+                    self.costs.gas_keeper += gas
+                } else {
+                    self.costs.gas_bots += gas
+                }
+                self.counts.failed_calls += 1;
+                let lev = self.leverage(v);
+                self.event(EventRow {
+                    time: self.now,
+                    block: self.block,
+                    kind: Cow::Owned(format!("{}_failed", call.action.name())),
+                    actor,
+                    leverage_before: lev,
+                    gas_usd: gas,
+                    error: e.to_string(),
+                    ..EventRow::default()
+                });
+                false
             }
         }
+    }
+
+    /// The keeper's dry run failed: clear what the operator can, otherwise back off.
+    fn on_dry_run_failure(&mut self, v: &mut dyn Venue, call: &Candidate) {
+        if let Some(what) = v.token_mut().unstick(OPERATOR, call, self.now) {
+            let lev = self.leverage(v);
+            self.event(EventRow {
+                time: self.now,
+                block: self.block,
+                kind: Cow::Borrowed(what),
+                actor: Cow::Borrowed("operator"),
+                leverage_before: lev,
+                ..EventRow::default()
+            });
+            self.reread(v);
+            return;
+        }
+        self.counts.skipped_calls += 1;
+        self.next_poll = self.block + self.backoff;
+        let day_blocks = (86_400 / self.block_time.max(1)).max(1);
+        self.backoff = (self.backoff * 2).min(day_blocks);
+    }
+
+    fn bots(&mut self, v: &mut dyn Venue) {
+        let k = &self.cfg.keeper;
+        let Some(level) = self.emergency else { return };
+        if k.ripcord_bots == 0 || self.leverage(v) < level * 0.999 {
+            return;
+        }
+        v.settle(self.now, self.p);
+        let Ok(wanted) = v.token().wanted(self.now) else { return };
+        let Some(call) = wanted.into_iter().find(|c| c.action == Action::Ripcord) else { return };
+        let reward = wad_f64(v.token().emergency_reward(self.now)) * self.eth_usd();
+        if reward <= 0.0 {
+            return; // nothing pays a public caller: the operator's keeper acts
+        }
+        let cost = self.gas_usd(k.gas_units.ripcord);
+        if v.token_mut().dry_run(Address::with_last_byte(0x40), &call, self.now).is_err() {
+            // every bot's dry run says it would revert: none sends
+            self.counts.skipped_calls += 1;
+        } else if reward - cost >= k.min_profit_usd {
+            // all bots saw the same state; the first to land wins, the others revert
+            let n = k.ripcord_bots;
+            let first = self.rng.random_range(0..n);
+            for i in 0..n {
+                let bot = (first + i) % n;
+                self.submit(v, &call, Address::with_last_byte(0x40 + bot as u8), Cow::Owned(format!("bot-{bot}")));
+            }
+        } else {
+            self.counts.unprofitable_ripcord_blocks += 1;
+        }
+    }
+
+    fn keeper(&mut self, v: &mut dyn Venue) {
+        if let Some((at, call)) = self.pending.clone()
+            && self.block >= at
+        {
+            self.pending = None;
+            self.submit(v, &call, KEEPER, Cow::Borrowed("keeper"));
+        }
+        let k = &self.cfg.keeper;
+        if self.pending.is_some()
+            || self.block < self.next_poll
+            || !self.block.is_multiple_of(k.poll_every.max(1))
+            || (self.cfg.screens && self.screen.quiet(self.now, self.price))
+        {
+            return;
+        }
+        v.settle(self.now, self.p);
+        let candidates = match v.token().wanted(self.now) {
+            Ok(c) => c,
+            Err(_) => {
+                self.counts.skipped_calls += 1;
+                return;
+            }
+        };
+        if candidates.is_empty() {
+            self.screen = v.token().screen(self.now);
+            return;
+        }
+        let o = Observation { id: String::new(), seq: self.block, blocked: None, candidates };
+        let Some(d) = decide(&[o], &Memory::default(), 0).into_iter().next() else { return };
+        let call = Candidate { exchange: d.exchange, action: d.action, chunk: U256::ZERO };
+        let latency = k.latency_seconds / self.block_time.max(1);
+        if latency == 0 {
+            // decided and sent in the same block: the dry run and the call see the same state,
+            // so one atomic call is both (a revert rolls back and is not sent)
+            v.settle(self.now, self.p);
+            match v.token_mut().execute(KEEPER, &call, self.now) {
+                Ok(done) => {
+                    self.backoff = 1;
+                    self.book(v, &call, Cow::Borrowed("keeper"), &done);
+                    self.reread(v);
+                }
+                Err(_) => self.on_dry_run_failure(v, &call),
+            }
+        } else if v.token_mut().dry_run(KEEPER, &call, self.now).is_ok() {
+            self.backoff = 1;
+            self.pending = Some((self.block + latency, call));
+        } else {
+            self.on_dry_run_failure(v, &call);
+        }
+    }
+
+    /// Holders' mints and redeems due by now; each is settled before and re-read after (the
+    /// venue books what changed between reads with no operation as interest).
+    fn holders(&mut self, v: &mut dyn Venue, flows: &mut PoissonFlows) {
+        while let Some(usd) = flows.next_mint(self.now) {
+            v.settle(self.now, self.p);
+            let lev = self.leverage(v);
+            let result = v.token_mut().issue(HOLDERS, wad_of_usd(usd), self.now);
+            if self.flow_event(result, true, usd, lev) {
+                self.reread(v);
+            }
+        }
+        while let Some(usd) = flows.next_redeem(self.now) {
+            v.settle(self.now, self.p);
+            let t = v.token();
+            let nav = t.nav_per_token(self.now).map(wad_f64).unwrap_or(0.0);
+            let held = t.balance_of(HOLDERS);
+            if nav <= 0.0 || held.is_zero() {
+                continue;
+            }
+            let want = wad_of_usd(usd / nav).min(held / U256::from(2u64));
+            if want.is_zero() {
+                continue;
+            }
+            let lev = self.leverage(v);
+            let result = v.token_mut().redeem(HOLDERS, want, self.now);
+            if self.flow_event(result, false, usd, lev) {
+                self.reread(v);
+            }
+        }
+    }
+
+    fn flow_event(
+        &mut self,
+        result: Result<keel_core::leveraged::Flow, keel_core::Error>,
+        mint: bool,
+        usd: f64,
+        lev: f64,
+    ) -> bool {
+        let (kind, error, tokens, ok) = match result {
+            Ok(f) => {
+                if mint {
+                    self.counts.mints += 1
+                } else {
+                    self.counts.redeems += 1
+                }
+                self.costs.mint_redeem_fees += wad_f64(f.fee);
+                (if mint { "mint" } else { "redeem" }, String::new(), wad_f64(f.tokens), true)
+            }
+            Err(e) => {
+                self.counts.refused_flows += 1;
+                (if mint { "mint_failed" } else { "redeem_failed" }, e.to_string(), 0.0, false)
+            }
+        };
+        self.event(EventRow {
+            time: self.now,
+            block: self.block,
+            kind: Cow::Borrowed(kind),
+            actor: Cow::Borrowed("holders"),
+            leverage_before: lev,
+            chunk: tokens,
+            sold_usd: if mint { usd } else { 0.0 },
+            bought_usd: if mint { 0.0 } else { usd },
+            error,
+            ..EventRow::default()
+        });
+        ok
+    }
+
+    fn sample(&mut self, v: &mut dyn Venue, ideal: f64, nav0: f64, p0: f64) -> f64 {
+        v.settle(self.now, self.p);
+        self.cache = Cache::read(v.token(), self.now);
+        let t = v.token();
+        let nav = t.nav_per_token(self.now).map(wad_f64).unwrap_or_else(|_| self.cache.nav(self.price));
+        let lev = t.leverage(self.now).map(|l| f_signed(l).abs()).unwrap_or_else(|_| self.leverage(v));
+        let health = t.health(self.now).map(health_f64).unwrap_or(f64::NAN);
+        let e = t.exposure(self.now).ok();
+        let row = SeriesRow {
+            time: self.now,
+            block: self.block,
+            price: self.price,
+            oracle_price: v.oracle_price(self.price),
+            pool_price: v.trade_price(self.price),
+            leverage: lev,
+            nav,
+            ideal_nav: ideal,
+            hold_nav: nav0 * self.price / p0,
+            collateral: e.map(|e| e.units_f64().abs()).unwrap_or(0.0),
+            debt: e.map(|e| (e.units_f64() * wad_f64(e.price) - wad_f64(e.equity)).max(0.0)).unwrap_or(0.0),
+            health_factor: health,
+            gas_gwei: if self.cfg.gas { self.gas_gwei() } else { 0.0 },
+            supply: wad_f64(t.supply()),
+        };
+        self.sink.row(&row);
+        health
     }
 }
 
@@ -137,259 +498,127 @@ pub fn run_market(
     let t0 = source.start_time();
     let p0 = source.start_price();
     let total = source.len_hint();
-    let chain = venue.chain();
-    let band = venue.token().band();
-    let kind = venue.token().kind();
-    let beta = f_signed(band.target);
+    let token = venue.token();
+    let band = token.band();
+    let kind = token.kind();
+    let beta = token.target_exposure();
     let (lo, hi) = (wad_f64(band.min.unsigned_abs()), wad_f64(band.max.unsigned_abs()));
-    let units = GasUnits::default();
-    let eth_market = venue.token().symbol().to_uppercase().contains("ETH");
-    let gas_usd = |price: f64, u: u64| {
-        if !cfg.gas {
-            return 0.0;
-        }
-        let eth = if eth_market { price } else { cfg.eth_usd.unwrap_or(2_000.0) };
-        u as f64 * chain.base_gas_gwei * 1e-9 * eth
-    };
-    let mut counts = Counts::default();
-    let mut costs = CostBreakdown::default();
+    let emergency = band.emergency.and_then(|e| e.leverage).map(|l| wad_f64(l.unsigned_abs()));
+    let eth_market = token.symbol().to_uppercase().contains("ETH");
     let mut flows = PoissonFlows::new(&cfg.holders, t0, cfg.seed);
-    let mem = Memory::default();
-    let (mut next_attempt, mut failures) = (0u64, 0u32);
-    let mut cache = read_cache(venue.token(), t0);
-    let mut screen = venue.token().screen(t0);
-    let nav0 = venue.token().nav_per_token(t0).map(wad_f64).unwrap_or(0.0);
+    let mut r = Run {
+        cfg,
+        sink,
+        counts: Counts::default(),
+        costs: CostBreakdown::default(),
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x626f_7473),
+        cache: Cache::read(token, t0),
+        screen: token.screen(t0),
+        now: t0,
+        block: 0,
+        price: p0,
+        p: price_wad(p0).ok_or(keel_core::math::MathError::Overflow("price"))?,
+        block_time: 1,
+        vol_ewma: 0.0,
+        eth_market,
+        beta,
+        emergency,
+        pending: None,
+        next_poll: 0,
+        backoff: 1,
+    };
+    let nav0 = token.nav_per_token(t0).map(wad_f64).unwrap_or(0.0);
     let mut ideal = nav0;
-    let (mut prev, mut price, mut now, mut block) = (p0, p0, t0, 0u64);
+    let mut prev = p0;
     let (mut sum_r2, mut max_lr, mut min_health) = (0.0f64, 0.0f64, f64::INFINITY);
     let (mut outside, mut counted, mut worst, mut nav_prev) = (0u64, 0u64, 0.0f64, nav0);
     let mut daily = vec![(nav0, ideal)];
-    let (mut next_day, mut next_sample) = (t0 + 86_400, t0);
+    let (mut next_day, mut next_sample) = (t0 + 86_400, t0 + cfg.sample_every.max(1));
     let mut episode: Option<(u64, f64)> = None;
     let (mut speeds, mut minutes) = (Vec::new(), Vec::new());
-    let mut block_time = 0u64;
-    let mut fee_tokens_value = 0.0;
-
-    let sample = |venue: &mut dyn Venue, now: u64, block: u64, price: f64, ideal: f64, sink: &mut dyn Sink| -> f64 {
-        let t = venue.token();
-        let nav = t.nav_per_token(now).map(wad_f64).unwrap_or(0.0);
-        let lev = t.leverage(now).map(f_signed).unwrap_or(0.0);
-        let health = t.health(now).map(health_f64).unwrap_or(f64::NAN);
-        let e = t.exposure(now).ok();
-        sink.row(&SeriesRow {
-            time: now,
-            block,
-            price,
-            oracle_price: e.map(|e| wad_f64(e.price)).unwrap_or(price),
-            pool_price: venue.trade_price(price),
-            leverage: lev.abs(),
-            nav,
-            ideal_nav: ideal,
-            hold_nav: nav0 * price / p0,
-            collateral: e.map(|e| e.units_f64().abs()).unwrap_or(0.0),
-            debt: e.map(|e| (e.units_f64() * wad_f64(e.price) - wad_f64(e.equity)).max(0.0)).unwrap_or(0.0),
-            health_factor: health,
-            gas_gwei: if cfg.gas { chain.base_gas_gwei } else { 0.0 },
-            supply: wad_f64(t.supply()),
-        });
-        health
-    };
-    if venue.engaged() {
-        let h = sample(venue, t0, 0, p0, ideal, sink);
-        if h.is_finite() {
-            min_health = min_health.min(h);
-        }
+    let h = r.sample(venue, ideal, nav0, p0);
+    if h.is_finite() && venue.engaged() {
+        min_health = min_health.min(h);
     }
     while let Some(tick) = source.next_tick() {
-        if block == 0 {
-            block_time = tick.time.saturating_sub(t0).max(1);
+        // 1. the clock and the price
+        if r.block == 0 {
+            r.block_time = tick.time.saturating_sub(t0).max(1);
         }
-        block += 1;
-        now = tick.time;
-        price = tick.price;
-        let p = price_wad(price).ok_or(keel_core::math::MathError::Overflow("price"))?;
-        let r = (price / prev).ln();
-        sum_r2 += r * r;
-        ideal *= (1.0 + beta * (price / prev - 1.0)).max(0.0);
-        prev = price;
+        r.block += 1;
+        r.now = tick.time;
+        r.price = tick.price;
+        r.p = price_wad(tick.price).ok_or(keel_core::math::MathError::Overflow("price"))?;
+        let ret = (r.price / prev).ln();
+        sum_r2 += ret * ret;
+        ideal *= (1.0 + beta * (r.price / prev - 1.0)).max(0.0);
+        prev = r.price;
+        // volatility for the gas model: EWMA of the absolute return scaled to one hour
+        let bt = r.block_time as f64;
+        let w = (bt / 3_600.0).min(1.0);
+        r.vol_ewma = (1.0 - w) * r.vol_ewma + w * ret.abs() * (3_600.0 / bt).sqrt();
 
         // 2. the venue's agents
-        let mut changed = venue.agents(now, block, price, p, &mut |e: EventRow| {
+        let (now, block, price, p) = (r.now, r.block, r.price, r.p);
+        let mut liquidations = 0;
+        let changed = venue.agents(now, block, price, p, &mut |e: EventRow| {
             if e.kind == "liquidation" {
-                counts.liquidations += 1;
+                liquidations += 1;
             }
-            sink.event(&e);
+            r.sink.event(&e);
         });
+        r.counts.liquidations += liquidations;
         if changed {
-            cache = read_cache(venue.token(), now);
-            screen = venue.token().screen(now);
+            r.cache = Cache::read(venue.token(), now);
+            r.screen = venue.token().screen(now);
         }
-        let lr_now = cache.leverage(price);
+        // exposure peaks right after the move, before anyone acts: record it there
+        let lr_now = r.leverage(venue);
         if venue.engaged() && lr_now.is_finite() {
             max_lr = max_lr.max(lr_now);
+            min_health = min_health.min(venue.token().health_at_leverage(lr_now));
         }
 
-        // 3. holders
-        while let Some(usd) = flows.next_mint(now) {
-            venue.settle(now, p);
-            let value = U256::from((usd.max(0.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
-            match venue.token_mut().issue(HOLDERS, value, now) {
-                Ok(f) => {
-                    counts.mints += 1;
-                    costs.mint_redeem_fees += wad_f64(f.fee);
-                    sink.event(&EventRow {
-                        time: now,
-                        block,
-                        kind: Cow::Borrowed("mint"),
-                        actor: Cow::Borrowed("holders"),
-                        chunk: wad_f64(f.tokens),
-                        bought_usd: wad_f64(f.value),
-                        ..Default::default()
-                    });
-                    changed = true;
-                }
-                Err(e) => refused(&mut counts, sink, now, block, "mint_failed", e),
-            }
-        }
-        while let Some(usd) = flows.next_redeem(now) {
-            venue.settle(now, p);
-            let t = venue.token_mut();
-            let nav = t.nav_per_token(now).map(wad_f64).unwrap_or(0.0);
-            let held = t.balance_of(HOLDERS);
-            if nav <= 0.0 || held.is_zero() {
-                continue;
-            }
-            let want = U256::from((usd / nav * 1e6) as u128) * U256::from(1_000_000_000_000u64);
-            match t.redeem(HOLDERS, want.min(held / U256::from(2u64)), now) {
-                Ok(f) => {
-                    counts.redeems += 1;
-                    costs.mint_redeem_fees += wad_f64(f.fee);
-                    sink.event(&EventRow {
-                        time: now,
-                        block,
-                        kind: Cow::Borrowed("redeem"),
-                        actor: Cow::Borrowed("holders"),
-                        chunk: wad_f64(f.tokens),
-                        sold_usd: wad_f64(f.value),
-                        ..Default::default()
-                    });
-                    changed = true;
-                }
-                Err(e) => refused(&mut counts, sink, now, block, "redeem_failed", e),
-            }
-        }
-        if changed {
-            venue.refresh(now);
-            cache = read_cache(venue.token(), now);
-            screen = venue.token().screen(now);
-        }
-
-        // 4. the token's keeper
-        if now >= next_attempt && !(cfg.screens && screen.quiet(now, price)) {
-            venue.settle(now, p);
-            let wanted = venue.token().wanted(now);
-            match wanted {
-                Ok(candidates) if !candidates.is_empty() => {
-                    let o = Observation { id: String::new(), seq: block, blocked: None, candidates };
-                    if let Some(d) = decide(&[o], &mem, now * 1000).into_iter().next() {
-                        let call = keel_core::strategy::keeper::Candidate {
-                            exchange: d.exchange.clone(),
-                            action: d.action,
-                            chunk: U256::ZERO,
-                        };
-                        let lev_before = cache.leverage(price);
-                        match venue.token_mut().execute(KEEPER, &call, now) {
-                            Ok(done) => {
-                                failures = 0;
-                                book(
-                                    &mut counts,
-                                    &mut costs,
-                                    &done,
-                                    if eth_market { price } else { cfg.eth_usd.unwrap_or(2_000.0) },
-                                );
-                                let gas = gas_usd(price, units.rebalance);
-                                costs.gas_keeper += gas;
-                                sink.event(&EventRow {
-                                    time: now,
-                                    block,
-                                    kind: Cow::Borrowed(done.event),
-                                    actor: Cow::Borrowed("keeper"),
-                                    leverage_before: lev_before,
-                                    target: beta.abs(),
-                                    chunk: f_signed(done.traded).abs(),
-                                    pool_fee_usd: wad_f64(done.fee),
-                                    gas_usd: gas,
-                                    reward_eth: wad_f64(done.reward),
-                                    ..Default::default()
-                                });
-                            }
-                            Err(e) => {
-                                counts.failed_calls += 1;
-                                costs.gas_keeper += gas_usd(price, units.failed);
-                                next_attempt = keel_core::strategy::threshold::next_attempt(now, 60, failures);
-                                failures = failures.saturating_add(1).min(16);
-                                sink.event(&EventRow {
-                                    time: now,
-                                    block,
-                                    kind: Cow::Owned(format!("{}_failed", call.action.name())),
-                                    actor: Cow::Borrowed("keeper"),
-                                    leverage_before: lev_before,
-                                    error: e.to_string(),
-                                    ..Default::default()
-                                });
-                            }
-                        }
-                    }
-                    venue.refresh(now);
-                    cache = read_cache(venue.token(), now);
-                    screen = venue.token().screen(now);
-                }
-                Ok(_) => screen = venue.token().screen(now),
-                Err(_) => {
-                    counts.skipped_calls += 1;
-                    next_attempt = keel_core::strategy::threshold::next_attempt(now, 60, failures);
-                    failures = failures.saturating_add(1).min(16);
-                }
-            }
-        }
+        // 3. holders; 4. bots and the keeper
+        r.holders(venue, &mut flows);
+        r.bots(venue);
+        r.keeper(venue);
 
         // 5. fees and metrics
         if now >= next_day {
             venue.settle(now, p);
             if let Ok(v) = venue.token_mut().accrue_fees(now) {
-                costs.streaming_fee += wad_f64(v);
-                fee_tokens_value += wad_f64(v);
+                r.costs.streaming_fee += wad_f64(v);
             }
-            cache = read_cache(venue.token(), now);
-            let nav = venue.token().nav_per_token(now).map(wad_f64).unwrap_or(0.0);
-            daily.push((nav, ideal));
+            r.reread(venue);
+            daily.push((r.cache.nav(price), ideal));
             next_day += 86_400;
         }
-        let lr = cache.leverage(price);
-        let nav = cache.nav(price);
+        let lr = r.leverage(venue);
+        let nav = r.cache.nav(price);
         if venue.engaged() {
             counted += 1;
             if lr > hi || lr < lo {
                 outside += 1;
             }
+            // delever speed: from the first block above the band, through the peak, until the
+            // ratio is back inside; leverage points removed per minute
             if lr_now > hi {
                 let e = episode.get_or_insert((now, lr_now));
                 e.1 = e.1.max(lr_now);
             } else if let Some((s, peak)) = episode.take() {
-                let m = (now.saturating_sub(s) as f64 / 60.0).max(block_time as f64 / 60.0);
+                let m = (now.saturating_sub(s) as f64 / 60.0).max(bt / 60.0);
                 speeds.push((peak - lr.min(peak)) / m);
                 minutes.push(m);
             }
-            if nav_prev > 0.0 {
-                worst = worst.min(nav / nav_prev - 1.0);
-            }
+        }
+        if nav_prev > 0.0 {
+            worst = worst.min(nav / nav_prev - 1.0);
         }
         nav_prev = nav;
-        if now >= next_sample && venue.engaged() {
-            venue.settle(now, p);
-            cache = read_cache(venue.token(), now);
-            let h = sample(venue, now, block, price, ideal, sink);
-            if h.is_finite() {
+        if now >= next_sample {
+            let h = r.sample(venue, ideal, nav0, p0);
+            if h.is_finite() && venue.engaged() {
                 min_health = min_health.min(h);
             }
             while next_sample <= now {
@@ -397,41 +626,35 @@ pub fn run_market(
             }
         }
         if block.is_multiple_of(65_536) {
-            sink.progress(block, total);
+            r.sink.progress(block, total);
         }
     }
-    sink.progress(block, total);
-    let p_end = price_wad(price).unwrap_or(U256::from(1));
-    venue.settle(now, p_end);
-    let h = sample(venue, now, block, price, ideal, sink);
-    if h.is_finite() {
-        min_health = min_health.min(h);
-    }
-    let nav_end = venue.token().nav_per_token(now).map(wad_f64).unwrap_or(0.0);
+    r.sink.progress(r.block, total);
+    let _ = r.sample(venue, ideal, nav0, p0);
+    let (now, price) = (r.now, r.price);
+    let nav_end = venue.token().nav_per_token(now).map(wad_f64).unwrap_or_else(|_| r.cache.nav(price));
     daily.push((nav_end, ideal));
-    let _ = fee_tokens_value;
-    venue.add_costs(&mut costs);
+    venue.add_costs(&mut r.costs);
     let days = now.saturating_sub(t0) as f64 / 86_400.0;
     let (te, daily_nav_returns, max_drawdown) = crate::metrics::daily_stats(&daily);
     let years = (days / 365.0).max(1e-9);
     let decay = ((beta - beta * beta) / 2.0 * sum_r2).exp();
     let nav0 = if nav0 > 0.0 { nav0 } else { 1.0 };
-    let emergency = band.emergency.and_then(|e| e.leverage).map(|l| wad_f64(l.unsigned_abs())).unwrap_or(0.0);
     let summary = Summary {
         product: venue.token().symbol().to_string(),
         kind: kind.name().to_string(),
         health_measure: kind.health_name().to_string(),
         source: cfg.source_name.clone(),
         seed: cfg.seed,
-        block_time,
-        blocks: block,
+        block_time: r.block_time,
+        blocks: r.block,
         start: t0,
         end: now,
         days,
         target_exposure: beta,
         min_leverage_ratio: lo,
         max_leverage_ratio: hi,
-        incentivized_leverage_ratio: emergency,
+        incentivized_leverage_ratio: emergency.unwrap_or(0.0),
         underlying_start: p0,
         underlying_end: price,
         underlying_return: price / p0 - 1.0,
@@ -444,8 +667,8 @@ pub fn run_market(
         realised_volatility: (sum_r2 / years).sqrt(),
         predicted_decay: decay,
         predicted_return: (price / p0).powf(beta) * decay - 1.0,
-        counts,
-        costs_usd: costs,
+        counts: r.counts,
+        costs_usd: r.costs,
         min_health_factor: if min_health.is_finite() { min_health } else { 0.0 },
         max_leverage: max_lr,
         time_outside_band: if counted == 0 { 0.0 } else { outside as f64 / counted as f64 },
@@ -458,33 +681,8 @@ pub fn run_market(
     Ok(RunResult { summary, daily_nav_returns, max_drawdown })
 }
 
-fn book(counts: &mut Counts, costs: &mut CostBreakdown, done: &Done, eth_usd: f64) {
-    match done.event {
-        "rebalance" => counts.rebalances += 1,
-        "iterate" => counts.iterations += 1,
-        "ripcord" => counts.ripcords += 1,
-        "close" => counts.closes += 1,
-        "reverse-split" => counts.reverse_splits += 1,
-        _ => {}
-    }
-    costs.pool_fees += wad_f64(done.fee);
-    costs.ether_rewards += wad_f64(done.reward) * eth_usd;
-}
-
-fn refused(counts: &mut Counts, sink: &mut dyn Sink, now: u64, block: u64, kind: &'static str, e: keel_core::Error) {
-    counts.refused_flows += 1;
-    sink.event(&EventRow {
-        time: now,
-        block,
-        kind: Cow::Borrowed(kind),
-        actor: Cow::Borrowed("holders"),
-        error: e.to_string(),
-        ..Default::default()
-    });
-}
-
-/// Run any product file's token over `source` with `tvl_usd` issued at the start and `holders`'
-/// flows: the lending engine for lending FLI, [`run_market`] over the kind's venue otherwise.
+/// Run any product file's token over `source` with `tvl_usd` issued at the start (0 or less:
+/// the product's default) and `holders`' flows, on the chain's default keeper settings.
 pub fn run_product(
     product: &keel_core::product::AnyProduct,
     source: &mut dyn PriceSource,
@@ -496,30 +694,18 @@ pub fn run_product(
 ) -> Result<RunResult, String> {
     use keel_core::product::AnyProduct;
     let (t0, p0) = (source.start_time(), source.start_price());
-    let cfg = MarketConfig {
-        seed,
-        holders,
-        sample_every: 3_600,
-        eth_usd: None,
-        source_name: source_name.into(),
-        gas: true,
-        screens: true,
-    };
     match product {
         AnyProduct::Lending(p) => {
             let cfg = crate::SimConfig { seed, initial_tvl_usd: tvl_usd, holders, ..crate::SimConfig::default() };
             let sim = crate::Simulation::new(p, cfg, t0, p0, source_name).map_err(|e| format!("cannot start: {e}"))?;
             sim.run(source, sink).map_err(|e| e.to_string())
         }
-        AnyProduct::Perp(p) => {
-            let mut v = crate::venues::perp::PerpVenue::new(p, tvl_usd, 200_000_000.0, t0, p0)
-                .map_err(|e| format!("cannot start: {e}"))?;
-            run_market(&mut v, source, &cfg, sink).map_err(|e| e.to_string())
-        }
-        AnyProduct::Threshold(p) => {
-            let mut v = crate::venues::synthetix::SynthetixVenue::new(p, tvl_usd, t0, p0)
-                .map_err(|e| format!("cannot start: {e}"))?;
-            run_market(&mut v, source, &cfg, sink).map_err(|e| e.to_string())
+        other => {
+            let mut cfg = MarketConfig { seed, holders, source_name: source_name.into(), ..MarketConfig::default() };
+            cfg.keeper.gas.base_gwei = crate::clock::OPTIMISM.base_gas_gwei;
+            let tvl = if tvl_usd > 0.0 { tvl_usd } else { 1_000_000.0 };
+            let mut v = crate::venues::build(other, tvl, t0, p0).map_err(|e| format!("cannot start: {e}"))?;
+            run_market(v.as_mut(), source, &cfg, sink).map_err(|e| e.to_string())
         }
     }
 }

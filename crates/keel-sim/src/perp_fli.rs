@@ -33,15 +33,8 @@ pub fn run_perp_fli_with_flows(
 ) -> Result<RunResult, String> {
     let mut venue = PerpVenue::new(product, tvl_usd, pool_tvl_usd, source.start_time(), source.start_price())
         .map_err(|e| format!("cannot start: {e}"))?;
-    let cfg = MarketConfig {
-        seed,
-        holders: *flows,
-        sample_every: 3_600,
-        eth_usd: None,
-        source_name: String::new(),
-        gas: true,
-        screens: true,
-    };
+    let mut cfg = MarketConfig { seed, holders: *flows, ..MarketConfig::default() };
+    cfg.keeper.gas.base_gwei = crate::clock::OPTIMISM.base_gas_gwei;
     run_market(&mut venue, source, &cfg, &mut NullSink).map_err(|e| e.to_string())
 }
 
@@ -61,8 +54,10 @@ mod tests {
         let mut crash = crate::prices::scenario("crash", 2000.0, 1_704_067_200, 12, 1).unwrap();
         let c = run_perp_fli(&p, &mut crash, 1_000_000.0, 200_000_000.0).unwrap().summary;
         // A keeper polling every 12 s block rebalances out of band without a cooldown, 10 vETH
-        // a call, and keeps leverage under the 2.7 ripcord level through a −30% hour.
-        assert_eq!((c.counts.liquidations, c.counts.failed_calls), (0, 0), "{c:?}");
+        // a call, and keeps leverage under the 2.7 ripcord level through a −30% hour. A call it
+        // decided one block before can revert when the ratio is back inside the band by then.
+        assert_eq!(c.counts.liquidations, 0, "{c:?}");
+        assert!(c.counts.failed_calls <= 5, "{c:?}");
         assert!(c.max_leverage > 2.3 && c.max_leverage < 2.7, "{c:?}");
     }
 
@@ -92,7 +87,9 @@ mod tests {
         let mut src = crate::prices::scenario("calm", 2000.0, 1_704_067_200, 300, 4).unwrap();
         let s = run_perp_fli_with_flows(&p, &mut src, 1_000_000.0, 200_000_000.0, &flows, 5).unwrap().summary;
         assert!(s.counts.mints > 2_000 && s.counts.redeems > 2_000, "{s:?}");
-        assert_eq!((s.counts.liquidations, s.counts.failed_calls), (0, 0), "{s:?}");
+        assert_eq!(s.counts.liquidations, 0, "{s:?}");
+        // Two bots race for each ripcord's reward: the second one's call reverts.
+        assert!(s.counts.failed_calls <= s.counts.ripcords + 5, "{s:?}");
         // Redeeming for cash withdraws margin with the position unchanged, so a large redemption
         // can push leverage past the ripcord level; the keeper and ripcords bring it back.
         assert!(s.time_outside_band < 0.01, "back inside the band almost always: {}", s.time_outside_band);

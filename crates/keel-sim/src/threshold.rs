@@ -30,15 +30,8 @@ pub fn run_threshold_with_flows(
     seed: u64,
 ) -> Result<RunResult, String> {
     let mut venue = SynthetixVenue::new(product, deposit_usd, source.start_time(), source.start_price())?;
-    let cfg = MarketConfig {
-        seed,
-        holders: *flows,
-        sample_every: 3_600,
-        eth_usd: None,
-        source_name: String::new(),
-        gas: true,
-        screens: true,
-    };
+    let mut cfg = MarketConfig { seed, holders: *flows, ..MarketConfig::default() };
+    cfg.keeper.gas.base_gwei = crate::clock::OPTIMISM.base_gas_gwei;
     run_market(&mut venue, source, &cfg, &mut NullSink).map_err(|e| e.to_string())
 }
 

@@ -53,10 +53,9 @@ fn table_screens_never_change_the_outcome() {
                 seed: 3,
                 holders: flows(),
                 sample_every: 3_600,
-                eth_usd: None,
                 source_name: String::new(),
-                gas: true,
                 screens,
+                ..MarketConfig::default()
             };
             let r = match &p {
                 AnyProduct::Perp(p) => {

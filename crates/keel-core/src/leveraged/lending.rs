@@ -14,6 +14,36 @@ fn signed(x: U256) -> Result<I256, Error> {
 }
 
 impl FliToken {
+    /// A call's outcome in the interface's terms: units from the event's notional (collateral
+    /// units), values at the oracle.
+    fn done(&self, action: Action, out: &crate::strategy::fli::FliOutcome, now: u64) -> Result<Done, Error> {
+        let (cadj, badj) = (self.fli.collateral_decimal_adjustment, self.fli.borrow_decimal_adjustment);
+        let cp = self.market.price(self.collateral, now)? * pow10(10);
+        let bp = self.market.price(self.borrow, now)? * pow10(10);
+        let mut d = Done { event: action.name(), reward: out.reward_paid, ..Done::default() };
+        if let Some(n) = out.event.notional() {
+            d.leverage_before = signed(n.current_leverage_ratio)?;
+            d.leverage_target = signed(n.new_leverage_ratio)?;
+            d.total = Self::wad_units(n.total, cadj)?;
+        }
+        if let Some(t) = &out.trade {
+            let c_units = Self::wad_units(if t.is_lever { t.bought } else { t.sold }, cadj)?;
+            d.traded = if t.is_lever { signed(c_units)? } else { -signed(c_units)? };
+            let value = |amount: U256, lever_side: bool| -> Result<U256, Error> {
+                // lever sells the borrow asset, delever the collateral
+                Ok(if lever_side {
+                    pmul(Self::wad_units(amount, badj)?, bp)?
+                } else {
+                    pmul(Self::wad_units(amount, cadj)?, cp)?
+                })
+            };
+            d.sold = value(t.sold, t.is_lever)?;
+            d.bought = value(t.bought, !t.is_lever)?;
+            d.fee = value(t.pool_fee, t.is_lever)?;
+        }
+        Ok(d)
+    }
+
     /// Base units of an asset with decimal adjustment `adj` (`28 − decimals`) as wad units.
     fn wad_units(amount: U256, adj: u32) -> Result<U256, Error> {
         Ok(mul_div_down(amount, pow10(adj), pow10(10), "units")?)
@@ -129,16 +159,48 @@ impl LeveragedToken for FliToken {
             Action::Iterate => self.iterate_rebalance(caller, &call.exchange, now)?,
             Action::Ripcord => self.ripcord(caller, &call.exchange, now)?,
         };
-        let (mut traded, mut fee) = (I256::ZERO, U256::ZERO);
-        if let Some(t) = &out.trade {
-            let (cadj, badj) = (self.fli.collateral_decimal_adjustment, self.fli.borrow_decimal_adjustment);
-            let c_units = Self::wad_units(if t.is_lever { t.bought } else { t.sold }, cadj)?;
-            traded = if t.is_lever { signed(c_units)? } else { -signed(c_units)? };
-            let (asset, adj) = if t.is_lever { (self.borrow, badj) } else { (self.collateral, cadj) };
-            let price = self.market.price(asset, now)? * pow10(10);
-            fee = pmul(Self::wad_units(t.pool_fee, adj)?, price)?;
+        self.done(call.action, &out, now)
+    }
+
+    fn dry_run(&mut self, caller: Address, call: &Candidate, now: u64) -> Result<Done, Error> {
+        let out = FliToken::dry_run(self, |t| match call.action {
+            Action::Rebalance => t.rebalance(caller, &call.exchange, now),
+            Action::Iterate => t.iterate_rebalance(caller, &call.exchange, now),
+            Action::Ripcord => t.ripcord(caller, &call.exchange, now),
+        })?;
+        self.done(call.action, &out, now)
+    }
+
+    fn emergency_reward(&self, now: u64) -> U256 {
+        self.current_ether_incentive(now).unwrap_or_default()
+    }
+
+    fn unstick(&mut self, operator: Address, call: &Candidate, now: u64) -> Option<&'static str> {
+        if call.action != Action::Iterate {
+            return None;
         }
-        Ok(Done { event: call.action.name(), traded, fee, reward: out.reward_paid })
+        let dust = FliToken::dry_run(self, |t| t.iterate_rebalance(operator, &call.exchange, now))
+            .err()
+            .and_then(|e| e.revert_reason())
+            == Some("Quantity is 0");
+        // the TWAP's remainder rounds to zero units: it can never trade; the operator ends it
+        // (abort_twap, fli.md §17.6)
+        (dust && self.abort_twap(operator, now).is_ok()).then_some("twap_aborted")
+    }
+
+    fn target_exposure(&self) -> f64 {
+        let lr = crate::math::to_f64(self.fli.methodology.target_leverage_ratio, 18);
+        if self.underlying_is_borrow { 1.0 - lr } else { lr }
+    }
+
+    fn leverage_of_exposure(&self, x: f64) -> f64 {
+        if self.underlying_is_borrow { 1.0 + x } else { x }
+    }
+
+    fn health_at_leverage(&self, lev: f64) -> f64 {
+        // HF = LT·C/D and lev = C/(C − D) ⇒ HF = LT·lev/(lev − 1)
+        let lt = self.risk().liquidation_threshold_bp as f64 / 10_000.0;
+        if lev <= 1.0 { f64::INFINITY } else { lt * lev / (lev - 1.0) }
     }
 
     fn accrue_fees(&mut self, now: u64) -> Result<U256, Error> {
@@ -156,11 +218,10 @@ impl LeveragedToken for FliToken {
         let (lo, hi) = (crate::math::to_f64(m.min_leverage_ratio, 18), crate::math::to_f64(m.max_leverage_ratio, 18));
         let p = crate::math::to_f64(e.price, 18);
         // leverage rises as a long's price falls: the max is reached below, the min above
-        let (below, above) = if e.units.is_negative() {
-            (e.price_at_leverage(lo), e.price_at_leverage(hi))
-        } else {
-            (e.price_at_leverage(hi), e.price_at_leverage(lo))
-        };
+        // the band in exposure terms: LR − 1 for a token short its borrowed asset
+        let (lo, hi) = if self.underlying_is_borrow { (lo - 1.0, hi - 1.0) } else { (lo, hi) };
+        let at = |l: f64| if l > 0.0 { e.price_at_leverage(l) } else { None };
+        let (below, above) = if e.units.is_negative() { (at(lo), at(hi)) } else { (at(hi), at(lo)) };
         let interval_due = self.fli.global_last_trade_timestamp + self.fli.methodology.rebalance_interval;
         // interest moves the ratio between reads: re-read at least hourly
         Screen {

@@ -183,12 +183,22 @@ pub struct Flow {
 }
 
 /// A keeper call's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Done {
-    /// What happened: `rebalance`, `iterate`, `ripcord`, `close`, `reverse-split`, `order`, `idle`.
+    /// What happened: `rebalance`, `iterate`, `ripcord`, `close`, `reverse-split`, `idle`.
     pub event: &'static str,
     /// Underlying units traded or ordered (signed, wad; 0 for none).
     pub traded: I256,
+    /// Underlying units still to trade to reach the call's target (a TWAP's total), wad.
+    pub total: U256,
+    /// Leverage before the call, and the leverage the call aims at (signed wad; 0 unknown).
+    pub leverage_before: I256,
+    /// The call's target leverage.
+    pub leverage_target: I256,
+    /// Value sold and value bought, USD wad at the venue's prices (0 for an order not yet filled).
+    pub sold: U256,
+    /// Value bought.
+    pub bought: U256,
     /// Venue fees paid now, USD wad.
     pub fee: U256,
     /// Ether paid to the caller as a reward (wad).
@@ -269,6 +279,41 @@ pub trait LeveragedToken {
 
     /// Accrue time-based fees up to `now`; returns their value, USD wad.
     fn accrue_fees(&mut self, now: u64) -> Result<U256, crate::Error>;
+
+    /// Run `call` and undo it whatever the outcome: what a keeper's `eth_call` shows.
+    fn dry_run(&mut self, caller: Address, call: &Candidate, now: u64) -> Result<Done, crate::Error>;
+
+    /// The reward (ether, wad) whoever makes the emergency call now would receive.
+    fn emergency_reward(&self, _now: u64) -> U256 {
+        U256::ZERO
+    }
+
+    /// A call its keeper keeps failing on may be stuck for a reason the operator can clear (a
+    /// TWAP whose remainder rounds to zero units): clear it as `operator` and say what was done.
+    fn unstick(&mut self, _operator: Address, _call: &Candidate, _now: u64) -> Option<&'static str> {
+        None
+    }
+
+    /// β, the target exposure to the underlying (`target_leverage` for most tokens; `1 − LR` for
+    /// a lending token whose underlying is the borrowed asset).
+    fn target_exposure(&self) -> f64 {
+        let t = self.band().target;
+        let v = crate::math::to_f64(t.unsigned_abs(), 18);
+        if t.is_negative() { -v } else { v }
+    }
+
+    /// The methodology's |leverage| for a position whose |exposure|/equity is `x` (the same by
+    /// default; `1 + x` for a lending token short its borrowed asset, whose ratio is collateral
+    /// over equity).
+    fn leverage_of_exposure(&self, x: f64) -> f64 {
+        x
+    }
+
+    /// The venue's health figure at |leverage| `lev`, all else equal (for per-block estimates):
+    /// the margin ratio `1/lev` by default.
+    fn health_at_leverage(&self, lev: f64) -> f64 {
+        if lev > 0.0 { 1.0 / lev } else { f64::INFINITY }
+    }
 
     /// When the token can go unread (see [`Screen`]). The default reads it every block.
     fn screen(&self, _now: u64) -> Screen {

@@ -126,8 +126,23 @@ impl LeveragedToken for PerpFliToken {
                 (Some(t), paid)
             }
         };
-        let (traded, fee) = trade.map(|t| (t.base, t.fee)).unwrap_or((I256::ZERO, U256::ZERO));
-        Ok(Done { event: call.action.name(), traded, fee, reward })
+        let mut d = Done { event: call.action.name(), reward, ..Done::default() };
+        if let Some(t) = trade {
+            d.traded = t.base;
+            d.fee = t.fee;
+            let value = pmul(t.base.unsigned_abs(), self.index_price)?;
+            // a buy pays quote for base, a sell receives quote for base
+            (d.sold, d.bought) = if t.base.is_negative() { (value, t.quote) } else { (t.quote, value) };
+        }
+        Ok(d)
+    }
+
+    fn dry_run(&mut self, caller: Address, call: &Candidate, now: u64) -> Result<Done, Error> {
+        self.clone().execute(caller, call, now)
+    }
+
+    fn emergency_reward(&self, _now: u64) -> U256 {
+        self.fli.incentive.ether_reward.min(self.fli.ether_balance)
     }
 
     fn accrue_fees(&mut self, now: u64) -> Result<U256, Error> {

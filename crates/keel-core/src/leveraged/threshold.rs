@@ -155,7 +155,11 @@ impl LeveragedToken for ThresholdToken {
             Evaluation::ReverseSplit(_) => ("reverse-split", I256::ZERO),
         };
         // the order's venue fee is paid when the venue's keeper fills it
-        Ok(Done { event, traded, fee: U256::ZERO, reward: U256::ZERO })
+        Ok(Done { event, traded, ..Done::default() })
+    }
+
+    fn dry_run(&mut self, caller: Address, call: &Candidate, now: u64) -> Result<Done, Error> {
+        self.clone().execute(caller, call, now)
     }
 
     fn accrue_fees(&mut self, _now: u64) -> Result<U256, Error> {

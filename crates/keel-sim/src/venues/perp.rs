@@ -5,7 +5,6 @@
 //! maintenance margin. The token is issued and engaged at the start, its TWAP completed by the
 //! keeper at the first blocks' pace.
 
-use crate::clock::{ChainProfile, OPTIMISM};
 use crate::market::{HOLDERS, OPERATOR, Venue};
 use crate::metrics::EventRow;
 use crate::units::{price_wad, wad_f64};
@@ -26,7 +25,6 @@ pub struct PerpVenue {
     pool_center: f64,
     /// Liquidation is impossible while the price stays inside this band.
     safe: (f64, f64),
-    chain: ChainProfile,
     liquidations: u64,
     recentres: u64,
 }
@@ -60,23 +58,10 @@ impl PerpVenue {
             .with_holder(HOLDERS)
             .with_streaming_fee(product.token.streaming_fee.0, OPERATOR, start);
         token.engage(start).map_err(|e| format!("engage: {e}"))?;
-        let mut v = PerpVenue {
-            token,
-            pool_tvl,
-            pool_center: start_price,
-            safe: (0.0, 0.0),
-            chain: OPTIMISM,
-            liquidations: 0,
-            recentres: 0,
-        };
+        let mut v =
+            PerpVenue { token, pool_tvl, pool_center: start_price, safe: (0.0, 0.0), liquidations: 0, recentres: 0 };
         v.refresh(start);
         Ok(v)
-    }
-
-    /// Run on `chain` instead of Optimism (gas).
-    pub fn on_chain(mut self, chain: ChainProfile) -> Self {
-        self.chain = chain;
-        self
     }
 }
 
@@ -137,10 +122,6 @@ impl Venue for PerpVenue {
             }
             Err(_) => (0.0, 0.0),
         };
-    }
-
-    fn chain(&self) -> ChainProfile {
-        self.chain.clone()
     }
 
     fn figures(&self) -> BTreeMap<String, f64> {

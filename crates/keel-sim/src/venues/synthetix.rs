@@ -5,7 +5,6 @@
 //! funding does not run away as it would on a market holding one position. The first holders'
 //! deposit is minted at the start; its order opens the position.
 
-use crate::clock::{ChainProfile, OPTIMISM};
 use crate::market::{HOLDERS, Venue};
 use crate::metrics::EventRow;
 use crate::units::{price_wad, wad_f64};
@@ -23,7 +22,6 @@ pub struct SynthetixVenue {
     /// The token.
     pub token: ThresholdToken,
     safe: (f64, f64),
-    chain: ChainProfile,
     filled: u64,
     cancelled: u64,
     refused: u64,
@@ -47,7 +45,6 @@ impl SynthetixVenue {
         let mut v = SynthetixVenue {
             token,
             safe: (0.0, 0.0),
-            chain: OPTIMISM,
             filled: 0,
             cancelled: 0,
             refused: 0,
@@ -58,12 +55,6 @@ impl SynthetixVenue {
         };
         v.refresh(start);
         Ok(v)
-    }
-
-    /// Run on `chain` instead of Optimism (gas).
-    pub fn on_chain(mut self, chain: ChainProfile) -> Self {
-        self.chain = chain;
-        self
     }
 }
 
@@ -163,10 +154,6 @@ impl Venue for SynthetixVenue {
         };
         // funding moves the margin between reads: the screen is re-derived hourly by the
         // engine's samples; a 10% margin covers the fee and premium terms left out above
-    }
-
-    fn chain(&self) -> ChainProfile {
-        self.chain.clone()
     }
 
     fn figures(&self) -> BTreeMap<String, f64> {
