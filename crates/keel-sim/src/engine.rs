@@ -11,7 +11,7 @@
 
 use crate::agents::{HolderConfig, KeeperConfig};
 pub use crate::market::{HOLDERS, KEEPER, OPERATOR};
-use crate::market::{MarketConfig, Venue, run_market};
+use crate::market::{MarketConfig, Settle, Venue, run_market};
 use crate::metrics::{CostBreakdown, EventRow, Sink, Summary};
 use crate::prices::PriceSource;
 use keel_core::Wad;
@@ -429,9 +429,17 @@ impl Venue for Simulation {
         liquidated
     }
 
-    fn settle(&mut self, now: u64, _p: U256) {
-        self.flush_arbitrage();
+    fn settle(&mut self, now: u64, _p: U256, what: Settle) {
+        // issues and redeems move collateral and debt, not the pools
+        if what != Settle::Flow {
+            self.flush_arbitrage();
+        }
         self.read_balances(now, true);
+    }
+
+    fn refresh_after_flow(&mut self, now: u64) {
+        // issues and redeems do not touch the pools
+        self.read_balances(now, false);
     }
 
     fn refresh(&mut self, now: u64) {

@@ -48,10 +48,15 @@ pub trait Venue {
     /// The venue's agents after the price moved to `price` (`p` as a wad). Events go to `ev`;
     /// returns true when the token's position changed.
     fn agents(&mut self, now: u64, block: u64, price: f64, p: U256, ev: &mut dyn FnMut(EventRow)) -> bool;
-    /// Bring lazily kept venue state up to date before a token operation or a sample.
-    fn settle(&mut self, now: u64, p: U256);
+    /// Bring lazily kept venue state up to date before `what` (a venue keeps only what that
+    /// needs: a holder's issue does not read the pools a keeper's trade goes through).
+    fn settle(&mut self, now: u64, p: U256, what: Settle);
     /// Re-read what the agents cache after the token changed.
     fn refresh(&mut self, now: u64);
+    /// Re-read after a holder's issue or redeem (by default as after any change).
+    fn refresh_after_flow(&mut self, now: u64) {
+        self.refresh(now)
+    }
     /// Venue-specific figures for the summary's `venue` object.
     fn figures(&self) -> BTreeMap<String, f64>;
     /// The pool or mark price the venue trades at, USD (for charts).
@@ -66,6 +71,17 @@ pub trait Venue {
     fn add_costs(&self, _costs: &mut CostBreakdown) {}
     /// Started (an engage's TWAP done, a first order filled): band metrics count from here.
     fn engaged(&self) -> bool;
+}
+
+/// What the venue is settled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// A holder's issue or redeem.
+    Flow,
+    /// A keeper's or bot's call (it may trade).
+    Call,
+    /// Reading the token for a sample or the day's fees.
+    Read,
 }
 
 /// How a run is set up around the venue.
@@ -120,13 +136,19 @@ struct Cache {
 
 impl Cache {
     fn read(t: &dyn LeveragedToken, now: u64) -> Cache {
+        Self::read_with_screen(t, now).0
+    }
+
+    /// The cache and the token's screen from one read of its exposure.
+    fn read_with_screen(t: &dyn LeveragedToken, now: u64) -> (Cache, Screen) {
         match t.exposure(now) {
             Ok(e) => {
                 let units = e.units_f64();
                 let p = wad_f64(e.price);
-                Cache { units, cash: wad_f64(e.equity) - units * p, supply: wad_f64(t.supply()) }
+                let cache = Cache { units, cash: wad_f64(e.equity) - units * p, supply: wad_f64(t.supply()) };
+                (cache, t.screen(now, &e))
             }
-            Err(_) => Cache::default(),
+            Err(_) => (Cache::default(), Screen::ALWAYS),
         }
     }
 
@@ -196,10 +218,24 @@ impl Run<'_> {
         v.token().leverage_of_exposure(self.cache.exposure_leverage(self.price))
     }
 
+    /// After a holder's flow: a pro-rata token only rescales (leverage, NAV and the screen hold).
+    fn reread_after_flow(&mut self, v: &mut dyn Venue) {
+        if !v.token().flows_keep_leverage() {
+            return self.reread(v);
+        }
+        v.refresh_after_flow(self.now);
+        let supply = wad_f64(v.token().supply());
+        if self.cache.supply > 0.0 {
+            let k = supply / self.cache.supply;
+            self.cache = Cache { units: self.cache.units * k, cash: self.cache.cash * k, supply };
+        } else {
+            self.reread(v);
+        }
+    }
+
     fn reread(&mut self, v: &mut dyn Venue) {
         v.refresh(self.now);
-        self.cache = Cache::read(v.token(), self.now);
-        self.screen = v.token().screen(self.now);
+        (self.cache, self.screen) = Cache::read_with_screen(v.token(), self.now);
     }
 
     fn event(&mut self, e: EventRow) {
@@ -258,7 +294,7 @@ impl Run<'_> {
 
     /// Send `call` as `caller`; book it either way. True when it landed.
     fn submit(&mut self, v: &mut dyn Venue, call: &Candidate, caller: Address, actor: Cow<'static, str>) -> bool {
-        v.settle(self.now, self.p);
+        v.settle(self.now, self.p, Settle::Call);
         match v.token_mut().execute(caller, call, self.now) {
             Ok(d) => {
                 self.book(v, call, actor, &d);
@@ -316,7 +352,7 @@ impl Run<'_> {
         if k.ripcord_bots == 0 || self.leverage(v) < level * 0.999 {
             return;
         }
-        v.settle(self.now, self.p);
+        v.settle(self.now, self.p, Settle::Call);
         let Ok(wanted) = v.token().wanted(self.now) else { return };
         let Some(call) = wanted.into_iter().find(|c| c.action == Action::Ripcord) else { return };
         let reward = wad_f64(v.token().emergency_reward(self.now)) * self.eth_usd();
@@ -355,7 +391,7 @@ impl Run<'_> {
         {
             return;
         }
-        v.settle(self.now, self.p);
+        v.settle(self.now, self.p, Settle::Call);
         let candidates = match v.token().wanted(self.now) {
             Ok(c) => c,
             Err(_) => {
@@ -364,7 +400,7 @@ impl Run<'_> {
             }
         };
         if candidates.is_empty() {
-            self.screen = v.token().screen(self.now);
+            (self.cache, self.screen) = Cache::read_with_screen(v.token(), self.now);
             return;
         }
         let o = Observation { id: String::new(), seq: self.block, blocked: None, candidates };
@@ -374,7 +410,7 @@ impl Run<'_> {
         if latency == 0 {
             // decided and sent in the same block: the dry run and the call see the same state,
             // so one atomic call is both (a revert rolls back and is not sent)
-            v.settle(self.now, self.p);
+            v.settle(self.now, self.p, Settle::Call);
             match v.token_mut().execute(KEEPER, &call, self.now) {
                 Ok(done) => {
                     self.backoff = 1;
@@ -395,15 +431,15 @@ impl Run<'_> {
     /// venue books what changed between reads with no operation as interest).
     fn holders(&mut self, v: &mut dyn Venue, flows: &mut PoissonFlows) {
         while let Some(usd) = flows.next_mint(self.now) {
-            v.settle(self.now, self.p);
+            v.settle(self.now, self.p, Settle::Flow);
             let lev = self.leverage(v);
             let result = v.token_mut().issue(HOLDERS, wad_of_usd(usd), self.now);
             if self.flow_event(result, true, usd, lev) {
-                self.reread(v);
+                self.reread_after_flow(v);
             }
         }
         while let Some(usd) = flows.next_redeem(self.now) {
-            v.settle(self.now, self.p);
+            v.settle(self.now, self.p, Settle::Flow);
             let t = v.token();
             let nav = t.nav_per_token(self.now).map(wad_f64).unwrap_or(0.0);
             let held = t.balance_of(HOLDERS);
@@ -417,7 +453,7 @@ impl Run<'_> {
             let lev = self.leverage(v);
             let result = v.token_mut().redeem(HOLDERS, want, self.now);
             if self.flow_event(result, false, usd, lev) {
-                self.reread(v);
+                self.reread_after_flow(v);
             }
         }
     }
@@ -460,7 +496,7 @@ impl Run<'_> {
     }
 
     fn sample(&mut self, v: &mut dyn Venue, ideal: f64, nav0: f64, p0: f64) -> f64 {
-        v.settle(self.now, self.p);
+        v.settle(self.now, self.p, Settle::Read);
         self.cache = Cache::read(v.token(), self.now);
         let t = v.token();
         let nav = t.nav_per_token(self.now).map(wad_f64).unwrap_or_else(|_| self.cache.nav(self.price));
@@ -512,8 +548,8 @@ pub fn run_market(
         counts: Counts::default(),
         costs: CostBreakdown::default(),
         rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x626f_7473),
-        cache: Cache::read(token, t0),
-        screen: token.screen(t0),
+        cache: Cache::default(),
+        screen: Screen::ALWAYS,
         now: t0,
         block: 0,
         price: p0,
@@ -527,6 +563,7 @@ pub fn run_market(
         next_poll: 0,
         backoff: 1,
     };
+    (r.cache, r.screen) = Cache::read_with_screen(token, t0);
     let nav0 = token.nav_per_token(t0).map(wad_f64).unwrap_or(0.0);
     let mut ideal = nav0;
     let mut prev = p0;
@@ -569,8 +606,7 @@ pub fn run_market(
         });
         r.counts.liquidations += liquidations;
         if changed {
-            r.cache = Cache::read(venue.token(), now);
-            r.screen = venue.token().screen(now);
+            (r.cache, r.screen) = Cache::read_with_screen(venue.token(), now);
         }
         // exposure peaks right after the move, before anyone acts: record it there
         let lr_now = r.leverage(venue);
@@ -586,7 +622,7 @@ pub fn run_market(
 
         // 5. fees and metrics
         if now >= next_day {
-            venue.settle(now, p);
+            venue.settle(now, p, Settle::Read);
             if let Ok(v) = venue.token_mut().accrue_fees(now) {
                 r.costs.streaming_fee += wad_f64(v);
             }

@@ -95,7 +95,7 @@ impl LeveragedToken for FliToken {
 
     fn exposure(&self, now: u64) -> Result<Exposure, Error> {
         let s = self.snapshot(now)?;
-        let nav = self.nav(now)?;
+        let nav = self.nav_of(&s)?;
         Ok(if self.underlying_is_borrow {
             // short the borrow asset: units = −(debt − idle cash)
             let debt = Self::wad_units(s.borrow_balance, self.fli.borrow_decimal_adjustment)?;
@@ -188,6 +188,10 @@ impl LeveragedToken for FliToken {
         (dust && self.abort_twap(operator, now).is_ok()).then_some("twap_aborted")
     }
 
+    fn flows_keep_leverage(&self) -> bool {
+        true
+    }
+
     fn target_exposure(&self) -> f64 {
         let lr = crate::math::to_f64(self.fli.methodology.target_leverage_ratio, 18);
         if self.underlying_is_borrow { 1.0 - lr } else { lr }
@@ -209,8 +213,7 @@ impl LeveragedToken for FliToken {
         Ok(pmul(minted, nav)?)
     }
 
-    fn screen(&self, now: u64) -> Screen {
-        let Ok(e) = LeveragedToken::exposure(self, now) else { return Screen::ALWAYS };
+    fn screen(&self, now: u64, e: &Exposure) -> Screen {
         if !self.fli.twap_leverage_ratio.is_zero() || self.ledger.total_supply().is_zero() {
             return Screen::ALWAYS;
         }
@@ -223,11 +226,11 @@ impl LeveragedToken for FliToken {
         let at = |l: f64| if l > 0.0 { e.price_at_leverage(l) } else { None };
         let (below, above) = if e.units.is_negative() { (at(lo), at(hi)) } else { (at(hi), at(lo)) };
         let interval_due = self.fli.global_last_trade_timestamp + self.fli.methodology.rebalance_interval;
-        // interest moves the ratio between reads: re-read at least hourly
+        // interest moves the ratio between reads (well inside the 2% margin over a day): re-read daily
         Screen {
             price_lo: shrink(below, p, 0.02, false),
             price_hi: shrink(above, p, 0.02, true),
-            until: interval_due.min(now + 3_600),
+            until: interval_due.min(now + 86_400),
         }
     }
 }

@@ -294,6 +294,12 @@ pub trait LeveragedToken {
         None
     }
 
+    /// Issue and redeem are pro rata (the position scales with the supply), so leverage and NAV
+    /// per token do not move with them — a driver's estimates need only rescaling.
+    fn flows_keep_leverage(&self) -> bool {
+        false
+    }
+
     /// β, the target exposure to the underlying (`target_leverage` for most tokens; `1 − LR` for
     /// a lending token whose underlying is the borrowed asset).
     fn target_exposure(&self) -> f64 {
@@ -315,8 +321,9 @@ pub trait LeveragedToken {
         if lev > 0.0 { 1.0 / lev } else { f64::INFINITY }
     }
 
-    /// When the token can go unread (see [`Screen`]). The default reads it every block.
-    fn screen(&self, _now: u64) -> Screen {
+    /// When the token can go unread (see [`Screen`]), given its `exposure` now (the caller has
+    /// usually just read it). The default reads it every block.
+    fn screen(&self, _now: u64, _exposure: &Exposure) -> Screen {
         Screen::ALWAYS
     }
 

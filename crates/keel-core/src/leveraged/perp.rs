@@ -168,11 +168,10 @@ impl LeveragedToken for PerpFliToken {
         Ok(pmul(minted, PerpFliToken::nav_per_token(self)?)?)
     }
 
-    fn screen(&self, now: u64) -> Screen {
+    fn screen(&self, now: u64, e: &Exposure) -> Screen {
         if !self.fli.twap_leverage_ratio.is_zero() || self.supply.is_zero() {
             return Screen::ALWAYS;
         }
-        let Ok(e) = LeveragedToken::exposure(self, now) else { return Screen::ALWAYS };
         let m = &self.fli.methodology;
         let mag = |x: I256| to_f64(x.unsigned_abs(), 18);
         let (lo, hi) = (mag(m.min_leverage_ratio), mag(m.max_leverage_ratio));
@@ -183,11 +182,11 @@ impl LeveragedToken for PerpFliToken {
             (e.price_at_leverage(hi), e.price_at_leverage(lo))
         };
         let due = self.fli.last_trade_timestamp + m.rebalance_interval;
-        // funding moves the ratio between reads: re-read at least hourly
+        // funding moves the ratio between reads (held near zero by the arbitrageur): re-read daily
         Screen {
             price_lo: shrink(below, p, 0.02, false),
             price_hi: shrink(above, p, 0.02, true),
-            until: due.min(now + 3_600),
+            until: due.min(now + 86_400),
         }
     }
 }

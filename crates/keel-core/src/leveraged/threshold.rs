@@ -167,11 +167,10 @@ impl LeveragedToken for ThresholdToken {
         Ok(U256::ZERO)
     }
 
-    fn screen(&self, now: u64) -> Screen {
+    fn screen(&self, now: u64, e: &Exposure) -> Screen {
         if self.policy != Policy::Threshold || self.pending() || self.supply.is_zero() || self.closed {
             return Screen::ALWAYS;
         }
-        let Ok(e) = LeveragedToken::exposure(self, now) else { return Screen::ALWAYS };
         let q = to_f64(self.size().unsigned_abs(), 18);
         if q == 0.0 {
             return Screen::ALWAYS;
@@ -188,11 +187,11 @@ impl LeveragedToken for ThresholdToken {
         if !(lo < p && p < hi) {
             return Screen::ALWAYS;
         }
-        // funding moves the margin between reads: re-read at least hourly
+        // funding moves the margin between reads (held near zero by the skew arbitrage): re-read daily
         Screen {
             price_lo: shrink(Some(lo), p, 0.01, false),
             price_hi: shrink(Some(hi), p, 0.01, true),
-            until: now + 3_600,
+            until: now + 86_400,
         }
     }
 }

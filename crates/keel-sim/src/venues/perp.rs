@@ -5,7 +5,7 @@
 //! maintenance margin. The token is issued and engaged at the start, its TWAP completed by the
 //! keeper at the first blocks' pace.
 
-use crate::market::{HOLDERS, OPERATOR, Venue};
+use crate::market::{HOLDERS, OPERATOR, Settle, Venue};
 use crate::metrics::EventRow;
 use crate::units::{price_wad, wad_f64};
 use keel_core::leveraged::LeveragedToken;
@@ -86,7 +86,7 @@ impl Venue for PerpVenue {
         if price > self.safe.0 && price < self.safe.1 {
             return false;
         }
-        self.settle(now, p);
+        self.settle(now, p, Settle::Read);
         if self.token.market.is_liquidatable(p).unwrap_or(false) && self.token.market.liquidate(p).is_ok() {
             self.liquidations += 1;
             ev(EventRow {
@@ -102,8 +102,11 @@ impl Venue for PerpVenue {
         false
     }
 
-    fn settle(&mut self, now: u64, p: U256) {
-        if let Ok(sqrt) = sqrt_price_x96_from_ratio(p, WAD) {
+    fn settle(&mut self, now: u64, p: U256, what: Settle) {
+        // only the token's trades go through the vAMM
+        if what == Settle::Call
+            && let Ok(sqrt) = sqrt_price_x96_from_ratio(p, WAD)
+        {
             let _ = self.token.pool.move_price_to(sqrt);
         }
         let _ = self.token.market.accrue_funding(now, p, p);

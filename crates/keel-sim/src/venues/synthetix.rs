@@ -5,7 +5,7 @@
 //! funding does not run away as it would on a market holding one position. The first holders'
 //! deposit is minted at the start; its order opens the position.
 
-use crate::market::{HOLDERS, Venue};
+use crate::market::{HOLDERS, Settle, Venue};
 use crate::metrics::EventRow;
 use crate::units::{price_wad, wad_f64};
 use keel_core::leveraged::LeveragedToken;
@@ -137,7 +137,7 @@ impl Venue for SynthetixVenue {
         changed
     }
 
-    fn settle(&mut self, _now: u64, _p: U256) {}
+    fn settle(&mut self, _now: u64, _p: U256, _what: Settle) {}
 
     fn refresh(&mut self, now: u64) {
         self.safe = match LeveragedToken::exposure(&self.token, now) {

@@ -305,8 +305,12 @@ impl FliToken {
 
     /// NAV at oracle prices.
     pub fn nav(&self, now: u64) -> Result<Nav, Error> {
-        let s = self.snapshot(now)?;
-        let info = self.fli.action_info(&s)?;
+        self.nav_of(&self.snapshot(now)?)
+    }
+
+    /// NAV from a snapshot already read.
+    pub fn nav_of(&self, s: &Snapshot) -> Result<Nav, Error> {
+        let info = self.fli.action_info(s)?;
         let cash_value = pmul(info.borrow_price, self.idle_borrow)?;
         let gross = info.collateral_value + cash_value;
         let equity = gross.saturating_sub(info.borrow_value);
