@@ -38,6 +38,8 @@ fn the_dashboard_shows_a_mint() {
     assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
     let (_, h) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "holder" })).unwrap();
     let holder = h["key"].as_str().unwrap().to_string();
+    let (_, o) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "oracle" })).unwrap();
+    let oracle = o["key"].as_str().unwrap().to_string();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut chromedriver = Command::new(driver)
@@ -90,6 +92,45 @@ fn the_dashboard_shows_a_mint() {
         "const f = document.querySelector('[data-product=\"eth2x\"] [data-field=\"supply\"]'); return !!f && f.textContent === '7.25725'",
         "the new supply on the product card",
     );
+    // a threshold token and the Bear: created, minted, their order filled at the next price
+    for (id, toml, kind) in [
+        ("eth3l", include_str!("../../../products/eth-3x-threshold.toml"), "threshold"),
+        ("bear", include_str!("../../../products/eth-minus2x-bear.toml"), "continuous"),
+    ] {
+        assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": id, "toml": toml })).unwrap().0, 201);
+        let (status, body) =
+            call(&a, &srv.base, &format!("/products/{id}/mint"), &holder, None, json!({ "quantity": "1000" })).unwrap();
+        assert_eq!(status, 200, "{id}: {body}");
+        wait_for(
+            &format!(
+                "const f = document.querySelector('[data-product=\"{id}\"] [data-field=\"kind\"]'); return !!f && f.textContent === '{kind}'"
+            ),
+            "the product's kind on its card",
+        );
+        std::thread::sleep(Duration::from_millis(2_100)); // the order is executable after its minimum age (1 s), in whole seconds
+        let (status, body) = call(
+            &a,
+            &srv.base,
+            &format!("/products/{id}/prices"),
+            &oracle,
+            None,
+            json!({ "asset": "ETH", "price": "2000" }),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{id}: {body}");
+        wait_for(
+            &format!(
+                "const f = document.querySelector('[data-product=\"{id}\"] [data-field=\"health\"]'); return !!f && f.textContent !== 'inf' && f.nextSibling.textContent.includes('margin ratio')"
+            ),
+            "the margin ratio once the order filled",
+        );
+        wait_for(
+            &format!(
+                "const f = document.querySelector('[data-product=\"{id}\"] [data-field=\"supply\"]'); return !!f && parseFloat(f.textContent) > 900"
+            ),
+            "the supply on the card",
+        );
+    }
     let title = run("return document.title");
     assert_eq!(title, "keel — products");
     wd(&a, "DELETE", &s, None);

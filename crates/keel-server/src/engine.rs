@@ -8,6 +8,7 @@
 
 use crate::error::{ApiError, StoreError};
 use crate::model::{Actor, Call, Command, KeyRecord, Request, Role, StoredEvent, units_str, wad_str};
+use crate::served::{self, ServedToken, lending_only};
 use keel_core::error::ProductError;
 use keel_core::math::mul_div_down;
 use keel_core::product::{AnyProduct, Product, bounds, price_e8};
@@ -34,7 +35,7 @@ pub struct ProductState {
     /// The operator's address (fee recipient, settings).
     pub operator: Address,
     /// The token and its venues.
-    pub token: FliToken,
+    pub token: ServedToken,
     /// Collateral USD price (wad) around which the pools' liquidity is centred.
     pub pool_center: U256,
     /// Last observed USD price (wad) and time, by asset.
@@ -42,7 +43,13 @@ pub struct ProductState {
 }
 
 impl ProductState {
-    /// The product definition as it stands.
+    /// The lending FLI token, or a refusal naming what needs one.
+    fn fli(&mut self, what: &str) -> Result<&mut FliToken, ApiError> {
+        let kind = self.token.kind();
+        self.token.lending_mut().ok_or_else(|| lending_only(kind, what))
+    }
+
+    /// The product definition as it stands (lending FLI products).
     pub fn product(&self) -> Result<Product, ApiError> {
         Product::from_toml(&self.toml).map_err(|e| ApiError::Unavailable(format!("stored product file: {e}")))
     }
@@ -317,7 +324,36 @@ impl Engine {
                 if self.products.contains_key(id) {
                     return Err(ApiError::Conflict(format!("product '{id}' already exists")));
                 }
-                let product = parse_product(toml)?;
+                let product = match AnyProduct::from_toml(toml) {
+                    Ok(AnyProduct::Lending(p)) => *p,
+                    Ok(AnyProduct::Threshold(tp)) => {
+                        let token = served::create(&tp, now)?;
+                        let mut prices = BTreeMap::new();
+                        prices.insert(tp.underlying.clone(), (tp.price.0, now));
+                        let state = ProductState {
+                            id: id.clone(),
+                            toml: toml.clone(),
+                            created_at: now,
+                            operator: actor.address,
+                            token,
+                            pool_center: tp.price.0,
+                            prices,
+                        };
+                        let kind = state.token.kind();
+                        self.products.insert(id.clone(), state);
+                        return Ok((
+                            201,
+                            json!({ "id": id, "kind": kind, "symbol": tp.symbol, "name": tp.name, "operator": actor.address, "exchanges": [] }),
+                        ));
+                    }
+                    Ok(AnyProduct::Perp(_)) => {
+                        return Err(ApiError::bad(
+                            "toml",
+                            "keel serve does not run PerpV2 FLI products yet (lending FLI, threshold, daily and continuous products run); backtest it with `keel backtest`",
+                        ));
+                    }
+                    Err(e) => return Err(ApiError::bad("toml", describe_product_error(&e))),
+                };
                 let mut token = product.build(actor.address, now).map_err(core)?;
                 if !allowed_callers.is_empty() {
                     let statuses = vec![true; allowed_callers.len()];
@@ -336,7 +372,7 @@ impl Engine {
                     toml: toml.clone(),
                     created_at: now,
                     operator: actor.address,
-                    token,
+                    token: ServedToken::Lending(Box::new(token)),
                     pool_center: product.collateral.price.0,
                     prices,
                 };
@@ -345,6 +381,7 @@ impl Engine {
                     201,
                     json!({
                         "id": id,
+                        "kind": "lending-fli",
                         "symbol": product.token.symbol,
                         "name": product.token.name,
                         "operator": actor.address,
@@ -355,6 +392,28 @@ impl Engine {
             Command::UpdateSettings { product, patch } => {
                 need(actor, &[Role::Operator], "changing settings")?;
                 let p = self.product_mut(product)?;
+                if let ServedToken::Synthetix(t) = &mut p.token {
+                    let patch_table: toml::Table =
+                        patch.parse().map_err(|e| ApiError::bad("patch", format!("not valid TOML: {e}")))?;
+                    if patch_table.is_empty() {
+                        return Err(ApiError::bad("patch", "is empty; give the sections and fields to change"));
+                    }
+                    let mut table: toml::Table = p.toml.parse().map_err(|e| ApiError::Unavailable(format!("{e}")))?;
+                    merge(&mut table, patch_table);
+                    let text = toml::to_string(&table).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                    let (old, new) = (served::parse_threshold(&p.toml)?, served::parse_threshold(&text)?);
+                    let mut next = t.as_ref().clone();
+                    let changed = served::update_settings(&mut next, &new, &old)?;
+                    if changed.is_empty() {
+                        return Err(ApiError::bad(
+                            "patch",
+                            "changes nothing: every value given equals the current one",
+                        ));
+                    }
+                    **t = next;
+                    p.toml = text;
+                    return Ok((200, json!({ "product": product, "changed": changed })));
+                }
                 let next = update_settings(p, p.operator, patch, now)?;
                 let changed = next.1;
                 *p = next.0;
@@ -363,6 +422,7 @@ impl Engine {
             Command::RemoveExchange { product, exchange } => {
                 need(actor, &[Role::Operator], "removing an exchange")?;
                 let p = self.product_mut(product)?;
+                p.fli("removing an exchange")?;
                 let mut table: toml::Table = p.toml.parse().map_err(|e| ApiError::Unavailable(format!("{e}")))?;
                 if let Some(toml::Value::Table(x)) = table.get_mut("exchanges") {
                     x.remove(exchange);
@@ -373,36 +433,60 @@ impl Engine {
                         "removing '{exchange}' would leave the product without a valid exchange"
                     )));
                 }
-                p.token.remove_enabled_exchange(p.operator, exchange).map_err(core)?;
+                let operator = p.operator;
+                p.fli("removing an exchange")?.remove_enabled_exchange(operator, exchange).map_err(core)?;
                 p.toml = text;
                 Ok((200, json!({ "product": product, "removed": exchange })))
             }
             Command::SetCallers { product, callers, allowed } => {
                 need(actor, &[Role::Operator], "changing the keeper allow-list")?;
                 let p = self.product_mut(product)?;
-                p.token.update_caller_status(p.operator, callers, allowed).map_err(core)?;
+                let operator = p.operator;
+                p.fli("the keeper allow-list")?.update_caller_status(operator, callers, allowed).map_err(core)?;
                 Ok((200, json!({ "product": product, "callers": callers, "allowed": allowed })))
             }
             Command::SetAnyoneCallable { product, value } => {
                 need(actor, &[Role::Operator], "changing anyone-callable")?;
                 let p = self.product_mut(product)?;
-                p.token.update_anyone_callable(p.operator, *value).map_err(core)?;
+                let operator = p.operator;
+                p.fli("anyone-callable")?.update_anyone_callable(operator, *value).map_err(core)?;
                 Ok((200, json!({ "product": product, "anyone_callable": value })))
             }
             Command::ObservePrice { product, asset, price } => {
                 need(actor, &[Role::Oracle, Role::System], "pushing a price")?;
                 let p = self.product_mut(product)?;
+                if let ServedToken::Synthetix(t) = &mut p.token {
+                    let underlying = served::parse_threshold(&p.toml)?.underlying;
+                    let venue = served::observe_price(t, &underlying, asset, *price, now)?;
+                    p.prices.insert(asset.clone(), (*price, now));
+                    return Ok((
+                        200,
+                        json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now, "venue_keeper": venue }),
+                    ));
+                }
                 observe_price(p, asset, *price, now)?;
                 Ok((200, json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now })))
             }
             Command::Mint { product, quantity } => {
                 need(actor, &[Role::Holder], "minting")?;
                 let p = self.product_mut(product)?;
+                if let ServedToken::Synthetix(t) = &mut p.token {
+                    let mut body = served::mint(t, actor.address, *quantity, now)?;
+                    body["product"] = json!(product);
+                    body["holder"] = json!(actor.address);
+                    return Ok((200, body));
+                }
                 mint_or_redeem(p, actor.address, *quantity, true, now)
             }
             Command::Redeem { product, quantity } => {
                 need(actor, &[Role::Holder], "redeeming")?;
                 let p = self.product_mut(product)?;
+                if let ServedToken::Synthetix(t) = &mut p.token {
+                    let mut body = served::redeem(t.as_mut(), actor.address, *quantity, now)?;
+                    body["product"] = json!(product);
+                    body["holder"] = json!(actor.address);
+                    return Ok((200, body));
+                }
                 mint_or_redeem(p, actor.address, *quantity, false, now)
             }
             Command::Transfer { product, to, quantity } => {
@@ -414,7 +498,7 @@ impl Engine {
                 if *to == Address::ZERO {
                     return Err(ApiError::bad("to", "cannot transfer to the zero address"));
                 }
-                p.token.ledger.transfer(actor.address, *to, *quantity).map_err(core)?;
+                p.token.as_dyn_mut().transfer(actor.address, *to, *quantity).map_err(core)?;
                 Ok((
                     200,
                     json!({
@@ -422,7 +506,7 @@ impl Engine {
                         "from": actor.address,
                         "to": to,
                         "quantity": wad_str(*quantity),
-                        "balance": wad_str(p.token.ledger.balance_of(actor.address)),
+                        "balance": wad_str(p.token.as_dyn().balance_of(actor.address)),
                     }),
                 ))
             }
@@ -436,12 +520,18 @@ impl Engine {
                     }
                 }
                 let p = self.product_mut(product)?;
-                if p.token.fli.exchange(exchange).is_err() {
+                if let ServedToken::Synthetix(t) = &mut p.token {
+                    let mut body = served::call(t.as_mut(), actor.address, *call, now)?;
+                    body["product"] = json!(product);
+                    return Ok((200, body));
+                }
+                let Some(fli) = p.token.lending() else { return Err(lending_only(p.token.kind(), &what)) };
+                if fli.fli.exchange(exchange).is_err() {
                     return Err(ApiError::NotFound(format!("product '{product}' has no exchange '{exchange}'")));
                 }
-                let before = p.token.current_leverage_ratio(now).ok();
                 let operator = p.operator;
-                let t = &mut p.token;
+                let t = p.fli(&what)?;
+                let before = t.current_leverage_ratio(now).ok();
                 let out: FliOutcome = match call {
                     // every operator key acts as the product's operator account (operators
                     // are equal; the log records which key made the call)
@@ -452,7 +542,7 @@ impl Engine {
                     Call::Disengage => t.disengage(operator, exchange, now),
                 }
                 .map_err(core)?;
-                let after = p.token.current_leverage_ratio(now).ok();
+                let after = t.current_leverage_ratio(now).ok();
                 Ok((
                     200,
                     json!({
@@ -475,7 +565,12 @@ impl Engine {
             Command::Liquidate { product } => {
                 need(actor, &[Role::Public, Role::Keeper, Role::Holder, Role::Operator, Role::Oracle], "liquidating")?;
                 let p = self.product_mut(product)?;
-                let t = &mut p.token;
+                if let ServedToken::Synthetix(t) = &mut p.token {
+                    let mut body = served::liquidate(t, now)?;
+                    body["product"] = json!(product);
+                    return Ok((200, body));
+                }
+                let t = p.fli("liquidating")?;
                 let data = t.market.account_data(t.account, now).map_err(core)?;
                 if data.health_factor >= U256::from(10u64).pow(U256::from(18u64)) {
                     return Err(ApiError::Rejected(format!(
@@ -528,14 +623,18 @@ fn event_json(e: &keel_core::strategy::fli::FliEvent) -> Value {
 /// Post an observed price on the product's oracle and let the arbitrageur trade each pool to
 /// it; LPs re-centre liquidity after a large move. Checks everything before it changes anything.
 fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Result<(), ApiError> {
+    let pool_center = p.pool_center;
+    let mut prices = p.prices.clone();
+    let product = p.product()?;
+    let t = p.fli("the lending market's price feed")?;
     let (c, b) = {
-        let r = &p.token.market.reserves;
-        (r[p.token.collateral].config.clone(), r[p.token.borrow].config.clone())
+        let r = &t.market.reserves;
+        (r[t.collateral].config.clone(), r[t.borrow].config.clone())
     };
     let id = if asset == c.symbol {
-        p.token.collateral
+        t.collateral
     } else if asset == b.symbol {
-        p.token.borrow
+        t.borrow
     } else {
         return Err(ApiError::bad(
             "asset",
@@ -545,31 +644,29 @@ fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Re
     bounds::check_usd_price(price).map_err(|e| ApiError::bad("price", e))?;
     let answer =
         price_e8(Wad(price)).map_err(|e| ApiError::bad("price", e.to_string().replace("field `price`: ", "")))?;
-    let mut prices = p.prices.clone();
     prices.insert(asset.to_string(), (price, now));
     let pc = prices.get(&c.symbol).map(|x| x.0).unwrap_or(price);
     let pb = prices.get(&b.symbol).map(|x| x.0).unwrap_or(price);
     bounds::check_pool_quote((&c.symbol, c.decimals, pc), (&b.symbol, b.decimals, pb))
         .map_err(|e| ApiError::bad("price", e))?;
     let recenter = {
-        let ratio = Wad(pc).to_f64() / Wad(p.pool_center).to_f64();
+        let ratio = Wad(pc).to_f64() / Wad(pool_center).to_f64();
         ratio.ln().abs() >= RECENTER_LOG_DISTANCE
     };
     // pools: token0 = borrow asset, token1 = collateral; raw token1 per raw token0
     let ten = |d: u8| U256::from(10u64).pow(U256::from(d));
     let target = sqrt_price_x96_from_ratio(pb * ten(c.decimals), pc * ten(b.decimals))
         .map_err(|e| ApiError::bad("price", format!("the pools cannot trade at this price: {e}")))?;
-    let product = if recenter { Some(p.product()?) } else { None };
-    let mut pools = p.token.pools.clone();
+    let mut pools = t.pools.clone();
     for (name, pool) in pools.iter_mut() {
-        if let Some(product) = &product {
+        if recenter {
             *pool = product.build_pool(name, Wad(pc), Wad(pb)).map_err(core)?;
         } else {
             pool.move_price_to(target).map_err(|e| ApiError::Rejected(format!("pool {name}: {e}")))?;
         }
     }
-    p.token.market.post_price(id, answer, now);
-    p.token.pools = pools;
+    t.market.post_price(id, answer, now);
+    t.pools = pools;
     p.prices = prices;
     if recenter {
         p.pool_center = pc;
@@ -585,23 +682,25 @@ fn mint_or_redeem(
     now: u64,
 ) -> Result<(u16, Value), ApiError> {
     let what = if mint { "minting" } else { "redeeming" };
-    let nav = p.token.nav(now).map_err(|e| ApiError::Rejected(format!("{what} is paused: {e}")))?;
-    let pc = p.token.market.price(p.token.collateral, now).map_err(core)? * U256::from(10_000_000_000u64);
-    let pb = p.token.market.price(p.token.borrow, now).map_err(core)? * U256::from(10_000_000_000u64);
+    let id = p.id.clone();
+    let t = p.fli(what)?;
+    let nav = t.nav(now).map_err(|e| ApiError::Rejected(format!("{what} is paused: {e}")))?;
+    let pc = t.market.price(t.collateral, now).map_err(core)? * U256::from(10_000_000_000u64);
+    let pb = t.market.price(t.borrow, now).map_err(core)? * U256::from(10_000_000_000u64);
     // accrue the streaming fee first (new holders do not pay for the past); undone on refusal
-    let last = p.token.ledger.last_fee_accrual;
-    let fee_minted = p.token.accrue_streaming_fee(now).map_err(core)?;
-    let undo = |p: &mut ProductState| {
-        let r = p.token.ledger.config.fee_recipient;
-        p.token.ledger.burn(r, fee_minted);
-        p.token.ledger.last_fee_accrual = last;
+    let last = t.ledger.last_fee_accrual;
+    let fee_minted = t.accrue_streaming_fee(now).map_err(core)?;
+    let undo = |t: &mut FliToken| {
+        let r = t.ledger.config.fee_recipient;
+        t.ledger.burn(r, fee_minted);
+        t.ledger.last_fee_accrual = last;
     };
     let (cd, bd) = {
-        let r = &p.token.market.reserves;
-        (r[p.token.collateral].config.decimals, r[p.token.borrow].config.decimals)
+        let r = &t.market.reserves;
+        (r[t.collateral].config.decimals, r[t.borrow].config.decimals)
     };
     let outcome = if mint {
-        p.token.issue(holder, quantity, now).map(|r| {
+        t.issue(holder, quantity, now).map(|r| {
             let paid = usd(r.collateral_in, cd, pc).saturating_add(usd(r.cash_in, bd, pb));
             let net = paid.saturating_sub(usd(r.borrow_out, bd, pb));
             (
@@ -616,7 +715,7 @@ fn mint_or_redeem(
             )
         })
     } else {
-        p.token.redeem(holder, quantity, now).map(|r| {
+        t.redeem(holder, quantity, now).map(|r| {
             let got = usd(r.collateral_out, cd, pc).saturating_add(usd(r.cash_out, bd, pb));
             let net = got.saturating_sub(usd(r.borrow_in, bd, pb));
             (
@@ -634,19 +733,19 @@ fn mint_or_redeem(
     let (q, fee, assets) = match outcome {
         Ok(x) => x,
         Err(e) => {
-            undo(p);
+            undo(t);
             return Err(core(e));
         }
     };
     // from here on nothing can fail: the operation happened
     let mut body = json!({
-        "product": p.id,
+        "product": id,
         "holder": holder,
         "quantity": wad_str(q),
         "fee": wad_str(fee),
         "nav_per_token": wad_str(nav.per_token),
-        "balance": wad_str(p.token.ledger.balance_of(holder)),
-        "supply": wad_str(p.token.ledger.total_supply()),
+        "balance": wad_str(t.ledger.balance_of(holder)),
+        "supply": wad_str(t.ledger.total_supply()),
     });
     if let (Value::Object(b), Value::Object(a)) = (&mut body, assets) {
         b.extend(a);
@@ -684,7 +783,7 @@ fn update_settings(
     })?;
     let mut next = p.clone();
     let mut changed = Vec::new();
-    let t = &mut next.token;
+    let t = next.fli("settings")?;
     if new.token.supply_cap != old.token.supply_cap
         || new.token.mint_fee != old.token.mint_fee
         || new.token.redeem_fee != old.token.redeem_fee
@@ -730,11 +829,11 @@ fn update_settings(
     }
     // names: only the ledger's display fields
     if new.token.name != old.token.name {
-        next.token.ledger.config.name = new.token.name.clone();
+        t.ledger.config.name = new.token.name.clone();
         changed.push("token.name".into());
     }
     if new.token.symbol != old.token.symbol {
-        next.token.ledger.config.symbol = new.token.symbol.clone();
+        t.ledger.config.symbol = new.token.symbol.clone();
         changed.push("token.symbol".into());
     }
     if changed.is_empty() {

@@ -423,10 +423,11 @@ async fn push_price(State(st): State<AppState>, Path(id): Path<String>, headers:
             Some(Value::String(s)) => s.clone(),
             None | Some(Value::Null) => {
                 let v = st.shared.view(&id).ok_or_else(|| ApiError::no_product(&id))?;
+                // the collateral of a lending product, the underlying of a perp-venue one
                 v.view
                     .position
                     .keys()
-                    .find_map(|k| k.strip_prefix("collateral_").map(str::to_string))
+                    .find_map(|k| k.strip_prefix("collateral_").or_else(|| k.strip_prefix("size_")).map(str::to_string))
                     .unwrap_or_default()
             }
             Some(other) => return Err(ApiError::bad("asset", format!("must be an asset symbol, got {other}"))),

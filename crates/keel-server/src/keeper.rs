@@ -218,6 +218,7 @@ mod tests {
     fn a_view_becomes_an_observation() {
         let v = ProductView {
             id: "a".into(),
+            kind: "lending-fli".into(),
             symbol: "X".into(),
             name: "X".into(),
             seq: 7,
@@ -236,6 +237,8 @@ mod tests {
             anyone_callable: false,
             position: BTreeMap::new(),
             lending_account: BTreeMap::new(),
+            venue_account: BTreeMap::new(),
+            risk: BTreeMap::new(),
             pools: BTreeMap::new(),
             prices: BTreeMap::new(),
             supply: "0".into(),

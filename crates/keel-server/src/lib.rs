@@ -27,6 +27,7 @@ pub mod model;
 pub mod openapi;
 pub mod prices;
 pub mod secret;
+pub mod served;
 pub mod store;
 pub mod testing;
 pub mod view;

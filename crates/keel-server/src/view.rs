@@ -6,6 +6,7 @@
 
 use crate::engine::ProductState;
 use crate::model::{units_str, wad_str};
+use crate::served::ServedToken;
 use keel_core::U256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,6 +48,9 @@ pub struct Band {
 pub struct ProductView {
     /// Product id.
     pub id: String,
+    /// The token's kind: `lending-fli`, `threshold`, `daily`, `continuous`.
+    #[serde(default)]
+    pub kind: String,
     /// Ticker.
     pub symbol: String,
     /// Name.
@@ -77,6 +81,13 @@ pub struct ProductView {
     pub position: BTreeMap<String, String>,
     /// The token's lending account: collateral and debt values (USD), health factor.
     pub lending_account: BTreeMap<String, String>,
+    /// The token's account on a perp venue: margin, position, margin ratio, the pending order.
+    #[serde(default)]
+    pub venue_account: BTreeMap<String, String>,
+    /// Risk now: the venue's health measure, and the adverse price moves to liquidation and to
+    /// the emergency action (ripcord or close), as fractions.
+    #[serde(default)]
+    pub risk: BTreeMap<String, String>,
     /// Each pool's price of the collateral, USD.
     pub pools: BTreeMap<String, String>,
     /// Last observed prices by asset.
@@ -95,9 +106,123 @@ fn fmt_hf(v: U256) -> String {
     if v == U256::MAX { "inf".into() } else { wad_str(v) }
 }
 
+/// Risk figures through the token interface.
+fn risk(t: &dyn keel_core::leveraged::LeveragedToken, now: u64) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Ok(r) = t.risk(now) {
+        let (name, v) = match r.health {
+            keel_core::leveraged::Health::HealthFactor(v) => ("health_factor", v),
+            keel_core::leveraged::Health::MarginRatio(v) => ("margin_ratio", v),
+        };
+        out.insert(name.to_string(), fmt_hf(v));
+        if let Some(d) = r.to_liquidation {
+            out.insert("to_liquidation".into(), format!("{d:.4}"));
+        }
+        if let Some(d) = r.to_emergency {
+            let action = t.band().emergency.map(|e| e.action).unwrap_or("emergency");
+            out.insert(format!("to_{action}"), format!("{d:.4}"));
+        }
+    }
+    out
+}
+
 /// Compute the view of `p` at `now`, after event `seq`.
 pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
-    let t = &p.token;
+    match &p.token {
+        ServedToken::Lending(t) => lending_view(p, t, seq, now),
+        ServedToken::Synthetix(t) => synthetix_view(p, t, seq, now),
+    }
+}
+
+fn signed(x: keel_core::I256) -> String {
+    keel_core::math::SignedWad(x).to_string()
+}
+
+/// A threshold, daily or continuous product.
+fn synthetix_view(
+    p: &ProductState,
+    t: &keel_core::strategy::threshold::token::ThresholdToken,
+    seq: u64,
+    now: u64,
+) -> ProductView {
+    use keel_core::leveraged::LeveragedToken;
+    let product = crate::served::parse_threshold(&p.toml).ok();
+    let underlying = product.as_ref().map(|x| x.underlying.clone()).unwrap_or_default();
+    let mut prices = BTreeMap::new();
+    if let Some((price, at)) = p.prices.get(&underlying).copied() {
+        prices.insert(
+            underlying.clone(),
+            PriceView {
+                price: wad_str(price),
+                observed_at: at,
+                age_s: now.saturating_sub(at),
+                heartbeat_s: 0,
+                max_age_s: 0,
+                deviation: "0".into(),
+                stale: false,
+            },
+        );
+    }
+    let band = t.band();
+    let e = LeveragedToken::exposure(t, now).ok();
+    let mut should = BTreeMap::new();
+    let wanted = t.wanted(now).unwrap_or_default();
+    should.insert("venue".to_string(), wanted.first().map(|c| c.action.name()).unwrap_or("none").to_string());
+    let mut position = BTreeMap::new();
+    position.insert(format!("size_{underlying}"), signed(t.size()));
+    let mut venue = BTreeMap::new();
+    if let Some(pos) = t.market.positions.get(&t.account) {
+        venue.insert("margin_usd".into(), wad_str(pos.margin));
+    }
+    if let Some(e) = &e {
+        venue.insert("remaining_margin_usd".into(), wad_str(e.equity));
+    }
+    if let Some(o) = t.market.orders.get(&t.account) {
+        venue.insert("pending_order".into(), signed(o.size_delta));
+        venue.insert("pending_since".into(), o.intention_time.to_string());
+    }
+    venue.insert("closed".into(), t.closed.to_string());
+    let balances = LeveragedToken::balances(t);
+    let sum = balances.iter().fold(U256::ZERO, |a, (_, v)| a + *v);
+    ProductView {
+        id: p.id.clone(),
+        kind: t.kind().name().to_string(),
+        symbol: t.symbol.clone(),
+        name: product.as_ref().map(|x| x.name.clone()).unwrap_or_default(),
+        seq,
+        as_of: now,
+        blocked: if t.pending() {
+            Some("an order is pending on the venue: mint, redeem and rebalance wait for it".into())
+        } else {
+            None
+        },
+        nav_per_token: t.nav_per_token(now).ok().map(wad_str),
+        equity_usd: e.map(|e| wad_str(e.equity)),
+        leverage_ratio: LeveragedToken::leverage(t, now).ok().map(signed),
+        band: Band {
+            min: signed(band.min),
+            target: signed(band.target),
+            max: signed(band.max),
+            ripcord: String::new(),
+        },
+        twap_leverage_ratio: None,
+        should_rebalance: should,
+        allowed_callers: vec![],
+        anyone_callable: true,
+        position,
+        lending_account: BTreeMap::new(),
+        venue_account: venue,
+        risk: risk(t, now),
+        pools: BTreeMap::new(),
+        prices,
+        supply: wad_str(t.supply),
+        supply_cap: String::new(),
+        holders: balances.len(),
+        supply_equals_balances: sum == t.supply,
+    }
+}
+
+fn lending_view(p: &ProductState, t: &keel_core::strategy::fli::FliToken, seq: u64, now: u64) -> ProductView {
     let f = &t.fli;
     let (collateral, borrow) = (&t.market.reserves[t.collateral], &t.market.reserves[t.borrow]);
     let (cd, bd) = (collateral.config.decimals, borrow.config.decimals);
@@ -175,6 +300,7 @@ pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
     }
     ProductView {
         id: p.id.clone(),
+        kind: "lending-fli".into(),
         symbol: t.ledger.config.symbol.clone(),
         name: t.ledger.config.name.clone(),
         seq,
@@ -195,6 +321,8 @@ pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
         anyone_callable: f.anyone_callable,
         position,
         lending_account: lending,
+        venue_account: BTreeMap::new(),
+        risk: risk(t, now),
         pools,
         prices,
         supply: wad_str(t.ledger.total_supply()),

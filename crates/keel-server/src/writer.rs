@@ -697,7 +697,7 @@ impl Writer {
             let mut b = self.shared.balances.write().expect("balances lock");
             b.clear();
             for (id, p) in &self.engine.products {
-                b.insert(id.clone(), p.token.ledger.balances().map(|(a, v)| (*a, *v)).collect());
+                b.insert(id.clone(), p.token.as_dyn().balances().into_iter().collect());
             }
         }
         self.shared.views.write().expect("views lock").clear();
@@ -717,7 +717,7 @@ impl Writer {
                 let set = touched.entry(id.to_string()).or_default();
                 set.insert(ev.request.actor.address);
                 if let Some(p) = self.engine.products.get(id) {
-                    set.insert(p.token.ledger.config.fee_recipient);
+                    set.insert(p.token.lending().map(|t| t.ledger.config.fee_recipient).unwrap_or(p.operator));
                 }
                 if let Command::Transfer { to, .. } = cmd {
                     set.insert(*to);
@@ -730,7 +730,7 @@ impl Writer {
                 if let Some(p) = self.engine.products.get(id) {
                     let m = b.entry(id.clone()).or_default();
                     for a in addrs {
-                        m.insert(*a, p.token.ledger.balance_of(*a));
+                        m.insert(*a, p.token.as_dyn().balance_of(*a));
                     }
                 }
             }

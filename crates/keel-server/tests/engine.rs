@@ -284,7 +284,7 @@ fn idempotent_retry_returns_the_first_result_and_does_nothing_twice() {
         Outcome::Applied(ev) => *ev,
         _ => panic!(),
     };
-    let supply = e.products["eth2x"].token.ledger.total_supply();
+    let supply = e.products["eth2x"].token.lending().unwrap().ledger.total_supply();
     let before = state(&e);
     match e.apply_tracked(&r, T0 + 30, &mut records).unwrap() {
         Outcome::Replayed { status, seq } => {
@@ -293,7 +293,7 @@ fn idempotent_retry_returns_the_first_result_and_does_nothing_twice() {
         _ => panic!("not replayed"),
     }
     assert_eq!(state(&e), before);
-    assert_eq!(e.products["eth2x"].token.ledger.total_supply(), supply);
+    assert_eq!(e.products["eth2x"].token.lending().unwrap().ledger.total_supply(), supply);
 }
 
 #[test]
@@ -332,7 +332,7 @@ fn idempotency_keys_expire_after_the_logged_ttl_and_replays_agree() {
         fresh.replay(ev).unwrap();
     }
     assert_eq!(state(&fresh), state(&e), "the log replays to the same state, TTL included");
-    assert_eq!(e.products["eth2x"].token.ledger.balance_of(a.address), q("12"));
+    assert_eq!(e.products["eth2x"].token.lending().unwrap().ledger.balance_of(a.address), q("12"));
 }
 
 #[test]
@@ -428,7 +428,7 @@ proptest! {
                 Ok(_) => {}
                 Err(_) => prop_assert_eq!(state(&e), before),
             }
-            let l = &e.products["eth2x"].token.ledger;
+            let l = &e.products["eth2x"].token.lending().unwrap().ledger;
             prop_assert!(l.supply_matches_balances());
         }
         // round trip: mint then redeem the same quantity right away
@@ -454,7 +454,7 @@ fn operators_are_equal_and_act_as_the_product_operator() {
     };
     let ev = apply(&mut e, other.clone(), patch, T0 + 10).unwrap();
     assert_eq!(ev.result["changed"], serde_json::json!(["token", "token.symbol"]), "{}", ev.result);
-    assert_eq!(e.products["eth2x"].token.ledger.config.symbol, "ETH2X");
+    assert_eq!(e.products["eth2x"].token.lending().unwrap().ledger.config.symbol, "ETH2X");
     let callers = Command::SetCallers {
         product: "eth2x".into(),
         callers: vec![Address::with_last_byte(77)],
@@ -463,9 +463,100 @@ fn operators_are_equal_and_act_as_the_product_operator() {
     apply(&mut e, other.clone(), callers, T0 + 11).unwrap();
     apply(&mut e, other.clone(), Command::SetAnyoneCallable { product: "eth2x".into(), value: true }, T0 + 12).unwrap();
     // the fee recipient stays the product's operator account, whoever changed the settings
-    assert_eq!(e.products["eth2x"].token.ledger.config.fee_recipient, op().address);
+    assert_eq!(e.products["eth2x"].token.lending().unwrap().ledger.config.fee_recipient, op().address);
     // a settings patch that changes only the symbol is a change
     let only = Command::UpdateSettings { product: "eth2x".into(), patch: "[token]\nname = \"Renamed\"".into() };
     let ev = apply(&mut e, op(), only, T0 + 13).unwrap();
     assert_eq!(ev.result["changed"], serde_json::json!(["token.name"]));
+}
+
+const ETH3L: &str = include_str!("../../../products/eth-3x-threshold.toml");
+const BEAR: &str = include_str!("../../../products/eth-minus2x-bear.toml");
+
+fn view(e: &Engine, id: &str, now: u64) -> serde_json::Value {
+    serde_json::to_value(keel_server::view::product_view(&e.products[id], e.seq, now)).unwrap()
+}
+
+#[test]
+fn table_synthetix_style_products_run_in_the_service() {
+    // (case, product file, kind, a price move that makes the methodology act)
+    for (case, toml, kind, moved) in
+        [("threshold 3x", ETH3L, "threshold", "1900"), ("the Bear", BEAR, "continuous", "2300")]
+    {
+        let mut e = Engine::new();
+        let mut log = Vec::new();
+        let create = Command::CreateProduct {
+            id: "p".into(),
+            toml: toml.into(),
+            allowed_callers: vec![],
+            anyone_callable: false,
+        };
+        let ev = apply(&mut e, op(), create, T0).unwrap();
+        assert_eq!(ev.result["kind"], kind, "case {case}");
+        log.push(ev);
+        // the first mint opens the position with a delayed order; the venue's keeper fills it
+        // at the first price observed once it is executable
+        log.push(apply(&mut e, holder(1), mint("p", "10000"), T0 + 1).unwrap());
+        let v = view(&e, "p", T0 + 1);
+        assert!(v["blocked"].as_str().unwrap_or("").contains("pending"), "case {case}: {v}");
+        assert!(apply(&mut e, holder(2), mint("p", "1"), T0 + 1).is_err(), "case {case}: mint waits for the order");
+        let filled = apply(&mut e, oracle(), price("p", "ETH", "2000"), T0 + 5).unwrap();
+        assert!(filled.result["venue_keeper"]["filled"].is_string(), "case {case}: {}", filled.result);
+        log.push(filled);
+        let v = view(&e, "p", T0 + 5);
+        assert_eq!(v["kind"], kind, "case {case}");
+        assert!(v["blocked"].is_null(), "case {case}: {v}");
+        let lev: f64 = v["leverage_ratio"].as_str().unwrap().parse().unwrap();
+        let target: f64 = v["band"]["target"].as_str().unwrap().parse().unwrap();
+        assert!((lev - target).abs() < 0.1, "case {case}: leverage {lev} vs target {target}");
+        assert!(v["risk"]["margin_ratio"].is_string() && v["risk"]["to_liquidation"].is_string(), "case {case}: {v}");
+        // holders: a second mint, a transfer, a redeem beyond the balance is refused
+        log.push(apply(&mut e, holder(2), mint("p", "500"), T0 + 10).unwrap());
+        log.push(apply(&mut e, oracle(), price("p", "ETH", "2000"), T0 + 12).unwrap());
+        let to = holder(3).address;
+        log.push(
+            apply(&mut e, holder(2), Command::Transfer { product: "p".into(), to, quantity: q("100") }, T0 + 13)
+                .unwrap(),
+        );
+        assert!(apply(&mut e, holder(3), redeem("p", "101"), T0 + 14).is_err(), "case {case}");
+        // the keeper's call is refused until the methodology wants it, then sends the order
+        let nothing = apply(&mut e, keeper(), call("p", Call::Rebalance), T0 + 20);
+        assert!(nothing.is_err(), "case {case}: nothing is due yet");
+        log.push(apply(&mut e, oracle(), price("p", "ETH", moved), T0 + 600).unwrap());
+        let v = view(&e, "p", T0 + 600);
+        assert_eq!(v["should_rebalance"]["venue"], "rebalance", "case {case}: {v}");
+        log.push(apply(&mut e, keeper(), call("p", Call::Rebalance), T0 + 601).unwrap());
+        log.push(apply(&mut e, oracle(), price("p", "ETH", moved), T0 + 605).unwrap());
+        let v = view(&e, "p", T0 + 605);
+        assert_eq!(v["should_rebalance"]["venue"], "none", "case {case}: back at target: {v}");
+        log.push(apply(&mut e, holder(3), redeem("p", "50"), T0 + 700).unwrap());
+        // lending-only commands say so
+        let engage = apply(&mut e, op(), call("p", Call::Engage), T0 + 701).unwrap_err();
+        assert!(engage.to_string().contains("first mint"), "case {case}: {engage}");
+        let callers = Command::SetAnyoneCallable { product: "p".into(), value: true };
+        assert!(apply(&mut e, op(), callers, T0 + 701).unwrap_err().to_string().contains("lending FLI"), "case {case}");
+        // a settings patch
+        let patch = Command::UpdateSettings { product: "p".into(), patch: "[token]\nsymbol = \"NEW\"\n".into() };
+        log.push(apply(&mut e, op(), patch, T0 + 702).unwrap());
+        assert_eq!(view(&e, "p", T0 + 702)["symbol"], "NEW", "case {case}");
+        // the log replays to the same state
+        let mut r = Engine::new();
+        for ev in &log {
+            r.replay(ev).unwrap();
+        }
+        assert_eq!(state(&r), state(&e), "case {case}");
+    }
+}
+
+#[test]
+fn perp_products_are_refused_with_a_reason() {
+    let mut e = Engine::new();
+    let create = Command::CreateProduct {
+        id: "p".into(),
+        toml: include_str!("../../../products/eth2x-perp.toml").into(),
+        allowed_callers: vec![],
+        anyone_callable: false,
+    };
+    let err = apply(&mut e, op(), create, T0).unwrap_err().to_string();
+    assert!(err.contains("PerpV2"), "{err}");
 }

@@ -124,9 +124,9 @@ fn command(op: &Op, e: &Engine) -> Option<(Actor, Command)> {
             },
         ),
         Op::Price { id, collateral, price } => {
-            let p = e.products.get(&pid(*id))?;
-            let r = &p.token.market.reserves;
-            let asset = if *collateral { &r[p.token.collateral] } else { &r[p.token.borrow] };
+            let t = e.products.get(&pid(*id))?.token.lending()?;
+            let r = &t.market.reserves;
+            let asset = if *collateral { &r[t.collateral] } else { &r[t.borrow] };
             (
                 actor(Role::Oracle, 3),
                 Command::ObservePrice { product: pid(*id), asset: asset.config.symbol.clone(), price: *price },
@@ -135,7 +135,8 @@ fn command(op: &Op, e: &Engine) -> Option<(Actor, Command)> {
         Op::Move { id, permille } => {
             // the collateral moves by permille/1000 from its last price (8 decimals, as oracles)
             let p = e.products.get(&pid(*id))?;
-            let sym = p.token.market.reserves[p.token.collateral].config.symbol.clone();
+            let t = p.token.lending()?;
+            let sym = t.market.reserves[t.collateral].config.symbol.clone();
             let last = p.prices.get(&sym)?.0;
             let unit = U256::from(10_000_000_000u64);
             let price = (last * U256::from(*permille) / U256::from(1000u64)) / unit * unit;
@@ -226,7 +227,7 @@ proptest! {
             for p in e.products.values() {
                 let v = keel_server::view::product_view(p, e.seq, t);
                 prop_assert!(serde_json::to_string(&v).is_ok());
-                prop_assert!(p.token.ledger.supply_matches_balances());
+                prop_assert!(p.token.lending().unwrap().ledger.supply_matches_balances());
             }
         }
         if std::env::var("KEEL_RANDOM_STATS").is_ok() {

@@ -332,9 +332,10 @@ fn idempotency_is_looked_up_in_the_log() {
     s.stop();
 }
 
-/// Every file in `products/` is served (lending FLI products) or refused with a message that
-/// says which command runs it — never a parse error or a failure after it was accepted.
-/// `btc2x-fli.toml` used to be refused: its 70% LTV could not carry the simulated market.
+/// Every file in `products/` is served (lending FLI, threshold, daily, continuous) or refused
+/// with a message that says which command runs it (PerpV2 FLI, not served yet) — never a parse
+/// error or a failure after it was accepted. `btc2x-fli.toml` used to be refused: its 70% LTV
+/// could not carry the simulated market.
 #[test]
 fn every_bundled_product_is_served_or_refused_with_the_reason() {
     let url = sqlite_url("bundled");
@@ -349,15 +350,19 @@ fn every_bundled_product_is_served_or_refused_with_the_reason() {
         match r.status {
             201 => {
                 let m =
-                    s.req("POST", &format!("/products/{id}/mint"), Some(&holder), None, Some(r#"{"quantity":"1"}"#));
+                    s.req("POST", &format!("/products/{id}/mint"), Some(&holder), None, Some(r#"{"quantity":"100"}"#));
                 assert_eq!(m.status, 200, "{id}: {}", m.body);
                 served.push(id);
             }
-            400 => assert!(r.body["message"].as_str().unwrap().contains("run in `keel backtest`"), "{id}: {}", r.body),
+            400 => assert!(r.body["message"].as_str().unwrap().contains("`keel backtest`"), "{id}: {}", r.body),
             other => panic!("{id}: {other} {}", r.body),
         }
     }
     served.sort();
-    assert!(served.contains(&"eth2x-fli".to_string()) && served.contains(&"btc2x-fli".to_string()), "{served:?}");
+    for id in
+        ["eth2x-fli", "btc2x-fli", "eth-3x-threshold", "eth-minus1x-threshold", "eth-3x-daily", "eth-minus2x-bear"]
+    {
+        assert!(served.contains(&id.to_string()), "{id} is served: {served:?}");
+    }
     s.stop();
 }

@@ -89,6 +89,14 @@ impl LeveragedToken for FliToken {
         self.ledger.balance_of(holder)
     }
 
+    fn balances(&self) -> Vec<(Address, U256)> {
+        self.ledger.balances().map(|(a, v)| (*a, *v)).collect()
+    }
+
+    fn transfer(&mut self, from: Address, to: Address, amount: U256) -> Result<(), Error> {
+        Ok(self.ledger.transfer(from, to, amount)?)
+    }
+
     fn nav_per_token(&self, now: u64) -> Result<U256, Error> {
         Ok(self.nav(now)?.per_token)
     }

@@ -249,6 +249,12 @@ pub trait LeveragedToken {
     /// `holder`'s balance (wad).
     fn balance_of(&self, holder: Address) -> U256;
 
+    /// Every non-zero balance.
+    fn balances(&self) -> Vec<(Address, U256)>;
+
+    /// Move `amount` of `from`'s tokens to `to`.
+    fn transfer(&mut self, from: Address, to: Address, amount: U256) -> Result<(), crate::Error>;
+
     /// Net asset value per token, USD wad (0 with no supply).
     fn nav_per_token(&self, now: u64) -> Result<U256, crate::Error>;
 

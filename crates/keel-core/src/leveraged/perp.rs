@@ -58,6 +58,32 @@ impl LeveragedToken for PerpFliToken {
         self.holders.get(&holder).copied().unwrap_or_default()
     }
 
+    fn balances(&self) -> Vec<(Address, U256)> {
+        self.holders.iter().map(|(a, v)| (*a, *v)).collect()
+    }
+
+    fn transfer(&mut self, from: Address, to: Address, amount: U256) -> Result<(), Error> {
+        if amount.is_zero() {
+            return Err(TokenError::ZeroAmount { what: "Transfer" }.into());
+        }
+        let held = self.balance_of(from);
+        if amount > held {
+            return Err(TokenError::InsufficientBalance {
+                holder: from.to_string(),
+                balance: crate::math::Wad(held).to_string(),
+                requested: crate::math::Wad(amount).to_string(),
+            }
+            .into());
+        }
+        if held == amount {
+            self.holders.remove(&from);
+        } else {
+            self.holders.insert(from, held - amount);
+        }
+        self.credit(to, amount);
+        Ok(())
+    }
+
     fn nav_per_token(&self, _now: u64) -> Result<U256, Error> {
         Ok(PerpFliToken::nav_per_token(self)?)
     }

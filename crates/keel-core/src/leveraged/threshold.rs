@@ -99,6 +99,35 @@ impl LeveragedToken for ThresholdToken {
         self.balances.get(&holder.to_string()).copied().unwrap_or_default()
     }
 
+    fn balances(&self) -> Vec<(Address, U256)> {
+        self.balances.iter().filter_map(|(k, v)| k.parse::<Address>().ok().map(|a| (a, *v))).collect()
+    }
+
+    fn transfer(&mut self, from: Address, to: Address, amount: U256) -> Result<(), Error> {
+        let (f, t) = (from.to_string(), to.to_string());
+        let held = self.balances.get(&f).copied().unwrap_or_default();
+        if amount.is_zero() || amount > held {
+            return Err(crate::strategy::threshold::ThresholdError::InsufficientBalance {
+                holder: f,
+                balance: held,
+                amount,
+            }
+            .into());
+        }
+        if held == amount {
+            self.balances.remove(&f);
+        } else {
+            self.balances.insert(f.clone(), held - amount);
+        }
+        *self.balances.entry(t.clone()).or_default() += amount;
+        // the exit load follows the tokens: the receiver's window runs from the later mint
+        if let Some(m) = self.last_mint.get(&f).copied() {
+            let e = self.last_mint.entry(t).or_insert(m);
+            *e = (*e).max(m);
+        }
+        Ok(())
+    }
+
     fn nav_per_token(&self, now: u64) -> Result<U256, Error> {
         if self.supply.is_zero() {
             return Ok(U256::ZERO);

@@ -28,7 +28,7 @@ pub struct PerpTrade {
 }
 
 /// The token, its strategy, its venue account and the venue's pool.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerpFliToken {
     /// The strategy (settings, TWAP state, timestamps, ether balance).
     pub fli: PerpFli,
