@@ -346,10 +346,23 @@ impl Engine {
                             json!({ "id": id, "kind": kind, "symbol": tp.symbol, "name": tp.name, "operator": actor.address, "exchanges": [] }),
                         ));
                     }
-                    Ok(AnyProduct::Perp(_)) => {
-                        return Err(ApiError::bad(
-                            "toml",
-                            "keel serve does not run PerpV2 FLI products yet (lending FLI, threshold, daily and continuous products run); backtest it with `keel backtest`",
+                    Ok(AnyProduct::Perp(pp)) => {
+                        let token = served::create_perp(&pp, actor.address, now)?;
+                        let mut prices = BTreeMap::new();
+                        prices.insert(pp.token.underlying.clone(), (pp.price.0, now));
+                        let state = ProductState {
+                            id: id.clone(),
+                            toml: toml.clone(),
+                            created_at: now,
+                            operator: actor.address,
+                            token,
+                            pool_center: pp.price.0,
+                            prices,
+                        };
+                        self.products.insert(id.clone(), state);
+                        return Ok((
+                            201,
+                            json!({ "id": id, "kind": "perp-fli", "symbol": pp.token.symbol, "name": pp.token.name, "operator": actor.address, "exchanges": [pp.exchange_name] }),
                         ));
                     }
                     Err(e) => return Err(ApiError::bad("toml", describe_product_error(&e))),
@@ -414,6 +427,28 @@ impl Engine {
                     p.toml = text;
                     return Ok((200, json!({ "product": product, "changed": changed })));
                 }
+                if let ServedToken::Perp(t) = &mut p.token {
+                    let patch_table: toml::Table =
+                        patch.parse().map_err(|e| ApiError::bad("patch", format!("not valid TOML: {e}")))?;
+                    if patch_table.is_empty() {
+                        return Err(ApiError::bad("patch", "is empty; give the sections and fields to change"));
+                    }
+                    let mut table: toml::Table = p.toml.parse().map_err(|e| ApiError::Unavailable(format!("{e}")))?;
+                    merge(&mut table, patch_table);
+                    let text = toml::to_string(&table).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                    let (old, new) = (served::parse_perp(&p.toml)?, served::parse_perp(&text)?);
+                    let mut next = t.as_ref().clone();
+                    let changed = served::update_perp_settings(&mut next, &new, &old)?;
+                    if changed.is_empty() {
+                        return Err(ApiError::bad(
+                            "patch",
+                            "changes nothing: every value given equals the current one",
+                        ));
+                    }
+                    **t = next;
+                    p.toml = text;
+                    return Ok((200, json!({ "product": product, "changed": changed })));
+                }
                 let next = update_settings(p, p.operator, patch, now)?;
                 let changed = next.1;
                 *p = next.0;
@@ -464,6 +499,15 @@ impl Engine {
                         json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now, "venue_keeper": venue }),
                     ));
                 }
+                if let ServedToken::Perp(t) = &mut p.token {
+                    let underlying = served::parse_perp(&p.toml)?.token.underlying;
+                    served::observe_perp_price(t, &underlying, asset, *price, &mut p.pool_center, now)?;
+                    p.prices.insert(asset.clone(), (*price, now));
+                    return Ok((
+                        200,
+                        json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now }),
+                    ));
+                }
                 observe_price(p, asset, *price, now)?;
                 Ok((200, json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now })))
             }
@@ -471,7 +515,13 @@ impl Engine {
                 need(actor, &[Role::Holder], "minting")?;
                 let p = self.product_mut(product)?;
                 if let ServedToken::Synthetix(t) = &mut p.token {
-                    let mut body = served::mint(t, actor.address, *quantity, now)?;
+                    let mut body = served::mint_synthetix(t, actor.address, *quantity, now)?;
+                    body["product"] = json!(product);
+                    body["holder"] = json!(actor.address);
+                    return Ok((200, body));
+                }
+                if let ServedToken::Perp(t) = &mut p.token {
+                    let mut body = served::mint(t.as_mut(), actor.address, *quantity, now)?;
                     body["product"] = json!(product);
                     body["holder"] = json!(actor.address);
                     return Ok((200, body));
@@ -481,8 +531,8 @@ impl Engine {
             Command::Redeem { product, quantity } => {
                 need(actor, &[Role::Holder], "redeeming")?;
                 let p = self.product_mut(product)?;
-                if let ServedToken::Synthetix(t) = &mut p.token {
-                    let mut body = served::redeem(t.as_mut(), actor.address, *quantity, now)?;
+                if p.token.lending().is_none() {
+                    let mut body = served::redeem(p.token.as_dyn_mut(), actor.address, *quantity, now)?;
                     body["product"] = json!(product);
                     body["holder"] = json!(actor.address);
                     return Ok((200, body));
@@ -520,8 +570,24 @@ impl Engine {
                     }
                 }
                 let p = self.product_mut(product)?;
-                if let ServedToken::Synthetix(t) = &mut p.token {
-                    let mut body = served::call(t.as_mut(), actor.address, *call, now)?;
+                if let ServedToken::Perp(t) = &mut p.token
+                    && *call == Call::Engage
+                {
+                    let before = keel_core::leveraged::LeveragedToken::leverage(t.as_ref(), now).ok();
+                    let trade = t.engage(now).map_err(core)?;
+                    return Ok((
+                        200,
+                        json!({
+                            "product": product,
+                            "call": "engage",
+                            "event": "engage",
+                            "ordered": keel_core::math::SignedWad(trade.base).to_string(),
+                            "leverage_before": before.map(|l| keel_core::math::SignedWad(l).to_string()),
+                        }),
+                    ));
+                }
+                if p.token.lending().is_none() {
+                    let mut body = served::call(p.token.as_dyn_mut(), actor.address, *call, now)?;
                     body["product"] = json!(product);
                     return Ok((200, body));
                 }
@@ -567,6 +633,11 @@ impl Engine {
                 let p = self.product_mut(product)?;
                 if let ServedToken::Synthetix(t) = &mut p.token {
                     let mut body = served::liquidate(t, now)?;
+                    body["product"] = json!(product);
+                    return Ok((200, body));
+                }
+                if let ServedToken::Perp(t) = &mut p.token {
+                    let mut body = served::liquidate_perp(t)?;
                     body["product"] = json!(product);
                     return Ok((200, body));
                 }

@@ -11,8 +11,10 @@ use keel_core::Address;
 use keel_core::leveraged::LeveragedToken;
 use keel_core::math::WAD;
 use keel_core::math::{U256, mul_div_up};
+use keel_core::product::PerpProduct;
 use keel_core::product::{AnyProduct, ThresholdProduct, bounds};
 use keel_core::strategy::fli::FliToken;
+use keel_core::strategy::fli::perp_token::{PerpFliToken, vamm};
 use keel_core::strategy::keeper::{Action, Candidate};
 use keel_core::strategy::threshold::token::ThresholdToken;
 use serde::{Deserialize, Serialize};
@@ -27,15 +29,23 @@ pub enum ServedToken {
     Lending(Box<FliToken>),
     /// A threshold, daily or continuous token on a Synthetix-style market.
     Synthetix(Box<ThresholdToken>),
+    /// A PerpV2 FLI token on a Perp-v2-style account and vAMM.
+    Perp(Box<PerpFliToken>),
 }
+
+/// The vAMM liquidity the service gives a PerpV2 product (USD), as the simulator does.
+pub const VAMM_TVL_USD: u64 = 200_000_000;
 
 impl<'de> Deserialize<'de> for ServedToken {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        // a lending token has a ledger; the Synthetix-style token a venue account number
+        // a lending token has a ledger, a PerpV2 token an index price; the Synthetix-style token
+        // neither
         let v = Value::deserialize(d)?;
         if v.get("ledger").is_some() {
             serde_json::from_value(v).map(ServedToken::Lending).map_err(D::Error::custom)
+        } else if v.get("index_price").is_some() {
+            serde_json::from_value(v).map(ServedToken::Perp).map_err(D::Error::custom)
         } else {
             serde_json::from_value(v).map(ServedToken::Synthetix).map_err(D::Error::custom)
         }
@@ -48,6 +58,7 @@ impl ServedToken {
         match self {
             ServedToken::Lending(t) => t.as_ref(),
             ServedToken::Synthetix(t) => t.as_ref(),
+            ServedToken::Perp(t) => t.as_ref(),
         }
     }
 
@@ -56,6 +67,7 @@ impl ServedToken {
         match self {
             ServedToken::Lending(t) => t.as_mut(),
             ServedToken::Synthetix(t) => t.as_mut(),
+            ServedToken::Perp(t) => t.as_mut(),
         }
     }
 
@@ -152,14 +164,28 @@ pub fn observe_price(
 
 /// Mint `quantity` tokens for `holder` at the exchange rate: the holder pays `quantity × NAV`
 /// (1.0 before the first mint), rounded up.
-pub fn mint(t: &mut ThresholdToken, holder: Address, quantity: U256, now: u64) -> Result<Value, ApiError> {
-    let nav = if t.supply.is_zero() { WAD } else { LeveragedToken::nav_per_token(t, now).map_err(core)? };
+pub fn mint(t: &mut dyn LeveragedToken, holder: Address, quantity: U256, now: u64) -> Result<Value, ApiError> {
+    let nav = t.issue_price(now).map_err(core)?;
     if nav.is_zero() {
-        return Err(ApiError::Rejected("minting is paused: the token has no remaining margin".into()));
+        return Err(ApiError::Rejected("minting is paused: the token has no equity".into()));
     }
     let value = mul_div_up(quantity, nav, WAD, "mint").map_err(|e| core(keel_core::Error::from(e)))?;
-    // every order pays the venue's keeper deposit: a payment that does not cover it cannot open
-    // or resize the position
+    let f = t.issue(holder, value, now).map_err(core)?;
+    Ok(json!({
+        "quantity": wad_str(f.tokens),
+        "paid_usd": wad_str(f.value),
+        "fee_usd": wad_str(f.fee),
+        "nav_per_token": wad_str(nav),
+        "balance": wad_str(t.balance_of(holder)),
+        "supply": wad_str(t.supply()),
+    }))
+}
+
+/// [`mint`] on a Synthetix-style market: every order pays the venue's keeper deposit, so a
+/// payment that does not cover it twice cannot open or resize the position.
+pub fn mint_synthetix(t: &mut ThresholdToken, holder: Address, quantity: U256, now: u64) -> Result<Value, ApiError> {
+    let nav = t.issue_price(now).map_err(core)?;
+    let value = mul_div_up(quantity, nav, WAD, "mint").map_err(|e| core(keel_core::Error::from(e)))?;
     let fee = t.market.params.min_keeper_fee;
     if value <= fee.saturating_mul(U256::from(2u64)) {
         return Err(ApiError::bad(
@@ -172,16 +198,7 @@ pub fn mint(t: &mut ThresholdToken, holder: Address, quantity: U256, now: u64) -
             ),
         ));
     }
-    let t: &mut dyn LeveragedToken = t;
-    let f = t.issue(holder, value, now).map_err(core)?;
-    Ok(json!({
-        "quantity": wad_str(f.tokens),
-        "paid_usd": wad_str(f.value),
-        "fee_usd": wad_str(f.fee),
-        "nav_per_token": wad_str(nav),
-        "balance": wad_str(t.balance_of(holder)),
-        "supply": wad_str(t.supply()),
-    }))
+    mint(t, holder, quantity, now)
 }
 
 /// Redeem `quantity` of `holder`'s tokens at the exchange rate.
@@ -275,6 +292,118 @@ pub fn update_settings(
         changed.push("token.symbol".to_string());
     }
     if new.name != old.name {
+        changed.push("token.name".to_string());
+    }
+    Ok(changed)
+}
+
+/// Build a PerpV2 FLI product's token at `now` around the file's price.
+pub fn create_perp(p: &PerpProduct, operator: Address, now: u64) -> Result<ServedToken, ApiError> {
+    let tvl = U256::from(VAMM_TVL_USD) * WAD;
+    let t = p.build(p.price.0, tvl, operator, now).map_err(|e| ApiError::bad("toml", e.to_string()))?;
+    Ok(ServedToken::Perp(Box::new(t)))
+}
+
+/// Parse a PerpV2 product file, for settings patches.
+pub fn parse_perp(text: &str) -> Result<PerpProduct, ApiError> {
+    match AnyProduct::from_toml(text) {
+        Ok(AnyProduct::Perp(p)) => Ok(*p),
+        Ok(_) => Err(ApiError::bad("patch", "would change the product's kind; create a new product")),
+        Err(e) => Err(ApiError::bad("patch", e.to_string())),
+    }
+}
+
+/// A price for a PerpV2 token's underlying: the index moves; the arbitrageur trades the vAMM to
+/// it (its liquidity re-centred once the price is 20% from where it was placed); funding is
+/// settled at a zero premium.
+pub fn observe_perp_price(
+    t: &mut PerpFliToken,
+    underlying: &str,
+    asset: &str,
+    price: U256,
+    center: &mut U256,
+    now: u64,
+) -> Result<(), ApiError> {
+    if asset != underlying {
+        return Err(ApiError::bad(
+            "asset",
+            format!("'{asset}' is not this product's underlying; it tracks {underlying}"),
+        ));
+    }
+    bounds::check_usd_price(price).map_err(|e| ApiError::bad("price", e))?;
+    let mut next = t.clone();
+    next.index_price = price;
+    let moved = keel_core::math::to_f64(price, 18) / keel_core::math::to_f64(*center, 18);
+    let recenter = moved.ln().abs() >= 0.2;
+    if recenter {
+        next.pool =
+            vamm(price, U256::from(VAMM_TVL_USD) * WAD, 500).map_err(|e| ApiError::bad("price", e.to_string()))?;
+    } else {
+        let sqrt = keel_core::venue::amm::sqrt_price_x96_from_ratio(price, WAD)
+            .map_err(|e| ApiError::bad("price", format!("the vAMM cannot trade at this price: {e}")))?;
+        next.pool.move_price_to(sqrt).map_err(|e| ApiError::Rejected(format!("vAMM: {e}")))?;
+    }
+    next.market.accrue_funding(now, price, price).map_err(|e| ApiError::Rejected(e.to_string()))?;
+    *t = next;
+    if recenter {
+        *center = price;
+    }
+    Ok(())
+}
+
+/// Liquidate a PerpV2 token's account under its maintenance margin.
+pub fn liquidate_perp(t: &mut PerpFliToken) -> Result<Value, ApiError> {
+    let p = t.index_price;
+    if !t.market.is_liquidatable(p).map_err(|e| ApiError::Rejected(e.to_string()))? {
+        return Err(ApiError::Rejected("the token's margin ratio is above maintenance; nothing to liquidate".into()));
+    }
+    let mut next = t.clone();
+    let out = next.market.liquidate(p).map_err(|e| ApiError::Rejected(e.to_string()))?;
+    *t = next;
+    Ok(json!({ "liquidation": format!("{out:?}") }))
+}
+
+/// Apply a validated PerpV2 product file's settings to the running token.
+pub fn update_perp_settings(
+    t: &mut PerpFliToken,
+    new: &PerpProduct,
+    old: &PerpProduct,
+) -> Result<Vec<String>, ApiError> {
+    if new.base != old.base || new.venue != old.venue || new.collateral != old.collateral {
+        return Err(ApiError::bad(
+            "patch",
+            "the venue and its assets cannot change on a running product; create a new product",
+        ));
+    }
+    let mut changed = Vec::new();
+    if new.methodology != old.methodology {
+        t.fli.methodology = new.methodology.clone();
+        changed.push("methodology".to_string());
+    }
+    if new.execution != old.execution {
+        t.fli.execution = new.execution.clone();
+        changed.push("execution".to_string());
+    }
+    if new.incentive != old.incentive {
+        t.fli.incentive = new.incentive.clone();
+        changed.push("incentive".to_string());
+    }
+    if new.exchange != old.exchange {
+        t.fli.exchange = new.exchange.clone();
+        changed.push("exchange".to_string());
+    }
+    if new.token.supply_cap != old.token.supply_cap
+        || new.token.mint_fee != old.token.mint_fee
+        || new.token.redeem_fee != old.token.redeem_fee
+    {
+        (t.supply_cap, t.mint_fee, t.redeem_fee) = (new.token.supply_cap, new.token.mint_fee.0, new.token.redeem_fee.0);
+        changed.push("token".to_string());
+    }
+    if new.token.symbol != old.token.symbol {
+        t.symbol = new.token.symbol.clone();
+        changed.push("token.symbol".to_string());
+    }
+    if new.token.name != old.token.name {
         changed.push("token.name".to_string());
     }
     Ok(changed)

@@ -131,6 +131,86 @@ pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
     match &p.token {
         ServedToken::Lending(t) => lending_view(p, t, seq, now),
         ServedToken::Synthetix(t) => synthetix_view(p, t, seq, now),
+        ServedToken::Perp(t) => perp_view(p, t, seq, now),
+    }
+}
+
+/// A PerpV2 FLI product.
+fn perp_view(
+    p: &ProductState,
+    t: &keel_core::strategy::fli::perp_token::PerpFliToken,
+    seq: u64,
+    now: u64,
+) -> ProductView {
+    use keel_core::leveraged::LeveragedToken;
+    let product = crate::served::parse_perp(&p.toml).ok();
+    let underlying = product.as_ref().map(|x| x.token.underlying.clone()).unwrap_or_default();
+    let mut prices = BTreeMap::new();
+    if let Some((price, at)) = p.prices.get(&underlying).copied() {
+        prices.insert(
+            underlying.clone(),
+            PriceView {
+                price: wad_str(price),
+                observed_at: at,
+                age_s: now.saturating_sub(at),
+                heartbeat_s: 0,
+                max_age_s: 0,
+                deviation: "0".into(),
+                stale: false,
+            },
+        );
+    }
+    let band = t.band();
+    let e = LeveragedToken::exposure(t, now).ok();
+    let mut should = BTreeMap::new();
+    let wanted = t.wanted(now).unwrap_or_default();
+    let exchange = product.as_ref().map(|x| x.exchange_name.clone()).unwrap_or_else(|| "venue".into());
+    should.insert(exchange, wanted.first().map(|c| c.action.name()).unwrap_or("none").to_string());
+    let mut position = BTreeMap::new();
+    position.insert(format!("size_{underlying}"), signed(t.market.account.base));
+    let mut venue = BTreeMap::new();
+    venue.insert("collateral_usd".into(), signed(t.market.account.collateral));
+    if let Ok(mr) = t.market.margin_ratio(t.index_price) {
+        venue.insert("margin_ratio".into(), signed(mr));
+    }
+    venue.insert("index_price".into(), wad_str(t.index_price));
+    let balances = LeveragedToken::balances(t);
+    let sum = balances.iter().fold(U256::ZERO, |a, (_, v)| a + *v);
+    ProductView {
+        id: p.id.clone(),
+        kind: t.kind().name().to_string(),
+        symbol: t.symbol.clone(),
+        name: product.as_ref().map(|x| x.token.name.clone()).unwrap_or_default(),
+        seq,
+        as_of: now,
+        blocked: None,
+        nav_per_token: LeveragedToken::nav_per_token(t, now).ok().map(wad_str),
+        equity_usd: e.map(|e| wad_str(e.equity)),
+        leverage_ratio: LeveragedToken::leverage(t, now).ok().map(signed),
+        band: Band {
+            min: signed(band.min),
+            target: signed(band.target),
+            max: signed(band.max),
+            ripcord: band.emergency.and_then(|e| e.leverage).map(signed).unwrap_or_default(),
+        },
+        twap_leverage_ratio: if t.fli.twap_leverage_ratio.is_zero() {
+            None
+        } else {
+            Some(signed(t.fli.twap_leverage_ratio))
+        },
+        should_rebalance: should,
+        allowed_callers: vec![],
+        anyone_callable: true,
+        position,
+        lending_account: BTreeMap::new(),
+        venue_account: venue,
+        risk: risk(t, now),
+        pools: BTreeMap::new(),
+        prices,
+        supply: wad_str(t.supply),
+        supply_cap: if t.supply_cap.is_zero() { String::new() } else { wad_str(t.supply_cap) },
+        holders: balances.len(),
+        supply_equals_balances: sum == t.supply,
     }
 }
 

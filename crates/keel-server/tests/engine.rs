@@ -549,14 +549,68 @@ fn table_synthetix_style_products_run_in_the_service() {
 }
 
 #[test]
-fn perp_products_are_refused_with_a_reason() {
+fn a_perp_v2_product_runs_in_the_service() {
     let mut e = Engine::new();
+    let mut log = Vec::new();
     let create = Command::CreateProduct {
-        id: "p".into(),
+        id: "perp".into(),
         toml: include_str!("../../../products/eth2x-perp.toml").into(),
         allowed_callers: vec![],
         anyone_callable: false,
     };
-    let err = apply(&mut e, op(), create, T0).unwrap_err().to_string();
-    assert!(err.contains("PerpV2"), "{err}");
+    let ev = apply(&mut e, op(), create, T0).unwrap();
+    assert_eq!(ev.result["kind"], "perp-fli");
+    log.push(ev);
+    // the first issue is at 100 USD a token, less the 0.1% mint fee in tokens
+    let ev = apply(&mut e, holder(1), mint("perp", "1000"), T0 + 1).unwrap();
+    assert_eq!(ev.result["paid_usd"], "100000", "{}", ev.result);
+    assert_eq!(ev.result["quantity"], "999", "{}", ev.result);
+    log.push(ev);
+    assert!(apply(&mut e, keeper(), call("perp", Call::Engage), T0 + 2).is_err(), "only the operator engages");
+    log.push(apply(&mut e, op(), call("perp", Call::Engage), T0 + 2).unwrap());
+    // the engage TWAP completes through the keeper's iterations
+    let mut t = T0 + 2;
+    loop {
+        t += 60;
+        log.push(apply(&mut e, oracle(), price("perp", "ETH", "2000"), t).unwrap());
+        let v = view(&e, "perp", t);
+        let due = v["should_rebalance"].as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string();
+        if due == "none" {
+            break;
+        }
+        assert_eq!(due, "iterate", "{v}");
+        log.push(apply(&mut e, keeper(), call("perp", Call::Iterate), t + 1).unwrap());
+        assert!(t < T0 + 3_600, "the TWAP ends");
+    }
+    let v = view(&e, "perp", t);
+    let lev: f64 = v["leverage_ratio"].as_str().unwrap().parse().unwrap();
+    assert!((lev - 2.0).abs() < 0.05, "engaged at the target: {v}");
+    assert_eq!(v["supply_equals_balances"], true, "{v}");
+    // a fall takes leverage out of the band: the keeper rebalances
+    log.push(apply(&mut e, oracle(), price("perp", "ETH", "1700"), t + 100).unwrap());
+    let v = view(&e, "perp", t + 100);
+    assert_eq!(v["should_rebalance"]["perp-v2"], "rebalance", "{v}");
+    log.push(apply(&mut e, keeper(), call("perp", Call::Rebalance), t + 101).unwrap());
+    // holders: transfer, redeem (the redeem fee stays as tokens to the fee recipient)
+    let to = holder(2).address;
+    log.push(
+        apply(&mut e, holder(1), Command::Transfer { product: "perp".into(), to, quantity: q("100") }, t + 200)
+            .unwrap(),
+    );
+    let r = apply(&mut e, holder(2), redeem("perp", "100"), t + 201).unwrap();
+    assert_eq!(r.result["balance"], "0", "{}", r.result);
+    log.push(r);
+    assert_eq!(view(&e, "perp", t + 201)["supply_equals_balances"], true);
+    // a settings patch
+    let patch = Command::UpdateSettings {
+        product: "perp".into(),
+        patch: "[methodology]\nmax_leverage_ratio = \"2.4\"\n".into(),
+    };
+    log.push(apply(&mut e, op(), patch, t + 300).unwrap());
+    assert_eq!(view(&e, "perp", t + 300)["band"]["max"], "2.4");
+    let mut r = Engine::new();
+    for ev in &log {
+        r.replay(ev).unwrap();
+    }
+    assert_eq!(state(&r), state(&e));
 }

@@ -332,10 +332,9 @@ fn idempotency_is_looked_up_in_the_log() {
     s.stop();
 }
 
-/// Every file in `products/` is served (lending FLI, threshold, daily, continuous) or refused
-/// with a message that says which command runs it (PerpV2 FLI, not served yet) — never a parse
-/// error or a failure after it was accepted. `btc2x-fli.toml` used to be refused: its 70% LTV
-/// could not carry the simulated market.
+/// Every file in `products/` is served — lending FLI, PerpV2 FLI, threshold, daily, continuous
+/// — never a parse error or a failure after it was accepted. `btc2x-fli.toml` used to be
+/// refused: its 70% LTV could not carry the simulated market.
 #[test]
 fn every_bundled_product_is_served_or_refused_with_the_reason() {
     let url = sqlite_url("bundled");

@@ -273,6 +273,12 @@ pub trait LeveragedToken {
     /// Issue tokens to `holder` for `value` USD wad at NAV.
     fn issue(&mut self, holder: Address, value: U256, now: u64) -> Result<Flow, crate::Error>;
 
+    /// USD per token a holder pays to issue now: NAV per token, or the first issue's price
+    /// with no supply (1.0 by default).
+    fn issue_price(&self, now: u64) -> Result<U256, crate::Error> {
+        if self.supply().is_zero() { Ok(crate::math::WAD) } else { self.nav_per_token(now) }
+    }
+
     /// Redeem `tokens` of `holder`'s balance at NAV.
     fn redeem(&mut self, holder: Address, tokens: U256, now: u64) -> Result<Flow, crate::Error>;
 

@@ -108,15 +108,36 @@ impl LeveragedToken for PerpFliToken {
         if mm <= 0.0 { f64::INFINITY } else { 1.0 / mm }
     }
 
-    fn issue(&mut self, holder: Address, value: U256, _now: u64) -> Result<Flow, Error> {
-        let tokens = PerpFliToken::issue(self, value)?;
-        self.credit(holder, tokens);
-        Ok(Flow { tokens, value, fee: U256::ZERO })
+    fn issue(&mut self, holder: Address, value: U256, now: u64) -> Result<Flow, Error> {
+        // tokens at NAV (the initial NAV for the first issue); the mint fee is part of them
+        let nav = self.issue_price(now)?;
+        if nav.is_zero() {
+            return Err(FliError::Revert("NAV is 0: the token cannot be issued").into());
+        }
+        let gross = crate::math::pdiv(value, nav)?;
+        let after = crate::math::add(self.supply, gross, "supply")?;
+        if !self.supply_cap.is_zero() && after > self.supply_cap {
+            return Err(TokenError::SupplyCapExceeded {
+                would_be: crate::math::Wad(after).to_string(),
+                cap: crate::math::Wad(self.supply_cap).to_string(),
+            }
+            .into());
+        }
+        let fee = mul_div_down(gross, self.mint_fee, WAD, "mint fee")?;
+        self.issue_at(value, gross)?;
+        let r = self.fee_recipient;
+        self.credit(holder, gross - fee);
+        self.credit(r, fee);
+        Ok(Flow { tokens: gross - fee, value, fee: pmul(fee, nav)? })
+    }
+
+    fn issue_price(&self, now: u64) -> Result<U256, Error> {
+        if self.supply.is_zero() { Ok(self.initial_nav) } else { LeveragedToken::nav_per_token(self, now) }
     }
 
     fn redeem(&mut self, holder: Address, tokens: U256, _now: u64) -> Result<Flow, Error> {
         let held = self.balance_of(holder);
-        if tokens > held {
+        if tokens.is_zero() || tokens > held {
             return Err(TokenError::InsufficientBalance {
                 holder: holder.to_string(),
                 balance: crate::math::Wad(held).to_string(),
@@ -124,14 +145,20 @@ impl LeveragedToken for PerpFliToken {
             }
             .into());
         }
-        let value = PerpFliToken::redeem(self, tokens)?;
-        if let Some(b) = self.holders.get_mut(&holder) {
-            *b -= tokens;
-            if b.is_zero() {
-                self.holders.remove(&holder);
-            }
+        // the redeem fee stays in the token, as tokens to the fee recipient
+        let fee = mul_div_down(tokens, self.redeem_fee, WAD, "redeem fee")?;
+        let nav = PerpFliToken::nav_per_token(self)?;
+        let mut next = self.clone();
+        let value = if tokens > fee { PerpFliToken::redeem(&mut next, tokens - fee)? } else { U256::ZERO };
+        let b = next.holders.get_mut(&holder).expect("checked above");
+        *b -= tokens;
+        if b.is_zero() {
+            next.holders.remove(&holder);
         }
-        Ok(Flow { tokens, value, fee: U256::ZERO })
+        let r = next.fee_recipient;
+        next.credit(r, fee);
+        *self = next;
+        Ok(Flow { tokens, value, fee: pmul(fee, nav)? })
     }
 
     fn wanted(&self, now: u64) -> Result<Vec<Candidate>, Error> {

@@ -913,6 +913,36 @@ impl PerpProduct {
         )?)
     }
 
+    /// The token on a fresh Perp-v2-style account at `now`, its vAMM holding `pool_tvl` USD (wad)
+    /// at the 0.05% tier around `price` (USD wad), the token file's cap and fees, no supply (the
+    /// first issue is at 100 USD a token); the streaming fee goes to `fee_recipient`.
+    pub fn build(
+        &self,
+        price: U256,
+        pool_tvl: U256,
+        fee_recipient: Address,
+        now: u64,
+    ) -> Result<crate::strategy::fli::perp_token::PerpFliToken, crate::Error> {
+        use crate::strategy::fli::perp_token::{PerpFliToken, vamm};
+        let params = crate::venue::perp_v2::PerpV2Params {
+            im_ratio: self.initial_margin_ratio.0,
+            mm_ratio: self.maintenance_margin_ratio.0,
+            liquidation_penalty_ratio: self.liquidation_penalty.0,
+            ..crate::venue::perp_v2::PerpV2Params::default()
+        };
+        let pool = vamm(price, pool_tvl, 500)?;
+        let market = crate::venue::perp_v2::PerpV2Market::new(params, now);
+        Ok(PerpFliToken::new(self.strategy()?, market, pool, U256::ZERO, U256::ZERO, price)?
+            .named(&self.token.symbol)
+            .with_streaming_fee(self.token.streaming_fee.0, fee_recipient, now)
+            .with_ledger(
+                self.token.supply_cap,
+                self.token.mint_fee.0,
+                self.token.redeem_fee.0,
+                U256::from(100u64) * WAD,
+            ))
+    }
+
     /// The PerpV2 extension's setter arguments, struct field order.
     pub fn calldata(&self) -> Vec<(String, Vec<String>)> {
         let m = &self.methodology;

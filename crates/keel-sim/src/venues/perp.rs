@@ -13,7 +13,6 @@ use keel_core::math::{U256, WAD};
 use keel_core::product::PerpProduct;
 use keel_core::strategy::fli::perp_token::{PerpFliToken, vamm};
 use keel_core::venue::amm::sqrt_price_x96_from_ratio;
-use keel_core::venue::perp_v2::{PerpV2Market, PerpV2Params};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -40,23 +39,11 @@ impl PerpVenue {
         start_price: f64,
     ) -> Result<Self, String> {
         let price0 = price_wad(start_price).ok_or_else(|| format!("start price {start_price} cannot be used"))?;
-        let mut fli = product.strategy().map_err(|e| e.to_string())?;
-        fli.ether_balance = U256::from(1_000u64) * WAD;
-        let params = PerpV2Params {
-            im_ratio: product.initial_margin_ratio.0,
-            mm_ratio: product.maintenance_margin_ratio.0,
-            liquidation_penalty_ratio: product.liquidation_penalty.0,
-            ..PerpV2Params::default()
-        };
         let pool_tvl = U256::from(pool_tvl_usd.max(1.0) as u128) * WAD;
-        let pool = vamm(price0, pool_tvl, 500).map_err(|e| e.to_string())?;
-        let collateral = U256::from((tvl_usd.max(1.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
-        let supply = collateral / U256::from(100u64);
-        let mut token = PerpFliToken::new(fli, PerpV2Market::new(params, start), pool, collateral, supply, price0)
-            .map_err(|e| e.to_string())?
-            .named(&product.token.symbol)
-            .with_holder(HOLDERS)
-            .with_streaming_fee(product.token.streaming_fee.0, OPERATOR, start);
+        let mut token = product.build(price0, pool_tvl, OPERATOR, start).map_err(|e| e.to_string())?;
+        token.fli.ether_balance = U256::from(1_000u64) * WAD;
+        let value = U256::from((tvl_usd.max(1.0) * 1e6) as u128) * U256::from(1_000_000_000_000u64);
+        LeveragedToken::issue(&mut token, HOLDERS, value, start).map_err(|e| format!("issue: {e}"))?;
         token.engage(start).map_err(|e| format!("engage: {e}"))?;
         let mut v =
             PerpVenue { token, pool_tvl, pool_center: start_price, safe: (0.0, 0.0), liquidations: 0, recentres: 0 };

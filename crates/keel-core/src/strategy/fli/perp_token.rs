@@ -56,6 +56,18 @@ pub struct PerpFliToken {
     /// When the streaming fee was last accrued.
     #[serde(default)]
     pub last_fee_accrual: u64,
+    /// Maximum supply (wad; 0: none).
+    #[serde(default)]
+    pub supply_cap: U256,
+    /// Fee on issue, as a fraction of the tokens (paid in tokens to the fee recipient).
+    #[serde(default)]
+    pub mint_fee: U256,
+    /// Fee on redeem, as a fraction of the tokens.
+    #[serde(default)]
+    pub redeem_fee: U256,
+    /// USD per token at the first issue (wad).
+    #[serde(default)]
+    pub initial_nav: U256,
 }
 
 impl PerpFliToken {
@@ -80,6 +92,30 @@ impl PerpFliToken {
             fee_recipient: alloy_primitives::Address::ZERO,
             streaming_fee: U256::ZERO,
             last_fee_accrual: 0,
+            supply_cap: U256::ZERO,
+            mint_fee: U256::ZERO,
+            redeem_fee: U256::ZERO,
+            initial_nav: U256::from(100u64) * WAD,
+        })
+    }
+
+    /// Issue rules: a supply `cap` (0: none), mint and redeem fees (fractions of the tokens, to
+    /// the fee recipient) and the USD price of a token at the first issue.
+    pub fn with_ledger(mut self, cap: U256, mint_fee: U256, redeem_fee: U256, initial_nav: U256) -> Self {
+        (self.supply_cap, self.mint_fee, self.redeem_fee, self.initial_nav) = (cap, mint_fee, redeem_fee, initial_nav);
+        self
+    }
+
+    /// Deposit `usd` and add `tokens` to the supply (the first issue of an empty token, at its
+    /// initial NAV).
+    pub fn issue_at(&mut self, usd: U256, tokens: U256) -> Result<(), FliError> {
+        if usd.is_zero() || tokens.is_zero() {
+            return Err(FliError::Revert("Amount is 0"));
+        }
+        self.atomically(|t| {
+            t.market.deposit(usd).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+            t.supply = crate::math::add(t.supply, tokens, "supply")?;
+            Ok(())
         })
     }
 
