@@ -221,11 +221,7 @@ enum Runner {
 
 /// The starting price of any product's underlying.
 pub fn product_start_price(p: &keel_core::product::AnyProduct) -> f64 {
-    match p {
-        keel_core::product::AnyProduct::Lending(p) => product_price(p),
-        keel_core::product::AnyProduct::Threshold(p) => p.price.to_f64(),
-        keel_core::product::AnyProduct::Perp(p) => p.price.to_f64(),
-    }
+    p.start_price()
 }
 
 /// A price path, its name, and warnings from loading it.

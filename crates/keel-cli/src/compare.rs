@@ -4,7 +4,6 @@
 
 use crate::backtest::{MarketArgs, price_source, product_start_price};
 use anyhow::{Context, Result, anyhow, bail};
-use keel_core::leveraged::Kind;
 use keel_core::product::{AnyProduct, parse_duration};
 use keel_sim::metrics::NullSink;
 use std::path::PathBuf;
@@ -56,13 +55,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     crate::backtest::check_tvl(a.tvl)?;
     let loaded: Vec<(PathBuf, AnyProduct)> =
         a.products.iter().map(|p| crate::product_cmd::load_any(p).map(|x| (p.clone(), x))).collect::<Result<_>>()?;
-    let underlying_of = |p: &AnyProduct| -> String {
-        match p {
-            AnyProduct::Lending(p) => p.token.underlying.trim_start_matches('W').to_string(),
-            AnyProduct::Threshold(p) => p.underlying.clone(),
-            AnyProduct::Perp(p) => p.token.underlying.clone(),
-        }
-    };
+    let underlying_of = |p: &AnyProduct| -> String { p.underlying() };
     let first = underlying_of(&loaded[0].1);
     for (path, p) in &loaded[1..] {
         let u = underlying_of(p);
@@ -101,11 +94,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let s = &r.summary;
         let c = &s.costs_usd;
         underlying = s.underlying_return;
-        let methodology = match product.kind() {
-            Kind::LendingFli => "fli (lending + v3 pool)".to_string(),
-            Kind::PerpFli => "fli (perp-v2 + vAMM)".to_string(),
-            k => format!("{} (synthetix perp)", k.name()),
-        };
+        let methodology = product.kind().describe().to_string();
         let costs_by_kind: Vec<(&'static str, f64)> = vec![
             ("pool fees", c.pool_fees),
             ("price impact", c.price_impact),
@@ -130,7 +119,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             stress: format!(
                 "{} {}, {} liquid.",
                 s.counts.ripcords + s.counts.closes,
-                if product.kind() == Kind::LendingFli || product.kind() == Kind::PerpFli { "ripcord" } else { "close" },
+                product.kind().emergency_action(),
                 s.counts.liquidations
             ),
             max_leverage: s.max_leverage,

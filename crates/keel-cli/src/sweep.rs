@@ -388,11 +388,11 @@ struct RiskNames {
 
 impl RiskNames {
     fn of(kind: keel_core::leveraged::Kind) -> Self {
-        use keel_core::leveraged::Kind;
-        match kind {
-            Kind::LendingFli => RiskNames { emergency: "ripcord", health: "health_factor", lowest: "lowest HF" },
-            Kind::PerpFli => RiskNames { emergency: "ripcord", health: "margin_ratio", lowest: "lowest MR" },
-            _ => RiskNames { emergency: "close", health: "margin_ratio", lowest: "lowest MR" },
+        let hf = kind.health_name() == "health factor";
+        RiskNames {
+            emergency: kind.emergency_action(),
+            health: if hf { "health_factor" } else { "margin_ratio" },
+            lowest: if hf { "lowest HF" } else { "lowest MR" },
         }
     }
 

@@ -46,7 +46,7 @@ impl ProductState {
     /// The lending FLI token, or a refusal naming what needs one.
     fn fli(&mut self, what: &str) -> Result<&mut FliToken, ApiError> {
         let kind = self.token.kind();
-        self.token.lending_mut().ok_or_else(|| lending_only(kind, what))
+        self.token.lending_mut().ok_or_else(|| lending_only(kind.name(), what))
     }
 
     /// The product definition as it stands (lending FLI products).
@@ -326,43 +326,29 @@ impl Engine {
                 }
                 let product = match AnyProduct::from_toml(toml) {
                     Ok(AnyProduct::Lending(p)) => *p,
-                    Ok(AnyProduct::Threshold(tp)) => {
-                        let token = served::create(&tp, now)?;
+                    Ok(other) => {
+                        // any other kind: built from its file, driven through the token interface
+                        let token = ServedToken::build(&other, actor.address, now)
+                            .map_err(|e| ApiError::bad("toml", e.to_string()))?;
+                        let price = keel_core::math::U256::from((other.start_price() * 1e8).round() as u128)
+                            * keel_core::math::U256::from(10_000_000_000u64);
                         let mut prices = BTreeMap::new();
-                        prices.insert(tp.underlying.clone(), (tp.price.0, now));
+                        prices.insert(other.underlying(), (price, now));
                         let state = ProductState {
                             id: id.clone(),
                             toml: toml.clone(),
                             created_at: now,
                             operator: actor.address,
                             token,
-                            pool_center: tp.price.0,
+                            pool_center: price,
                             prices,
                         };
-                        let kind = state.token.kind();
+                        let kind = state.token.kind().name();
+                        let symbol = state.token.as_dyn().symbol().to_string();
                         self.products.insert(id.clone(), state);
                         return Ok((
                             201,
-                            json!({ "id": id, "kind": kind, "symbol": tp.symbol, "name": tp.name, "operator": actor.address, "exchanges": [] }),
-                        ));
-                    }
-                    Ok(AnyProduct::Perp(pp)) => {
-                        let token = served::create_perp(&pp, actor.address, now)?;
-                        let mut prices = BTreeMap::new();
-                        prices.insert(pp.token.underlying.clone(), (pp.price.0, now));
-                        let state = ProductState {
-                            id: id.clone(),
-                            toml: toml.clone(),
-                            created_at: now,
-                            operator: actor.address,
-                            token,
-                            pool_center: pp.price.0,
-                            prices,
-                        };
-                        self.products.insert(id.clone(), state);
-                        return Ok((
-                            201,
-                            json!({ "id": id, "kind": "perp-fli", "symbol": pp.token.symbol, "name": pp.token.name, "operator": actor.address, "exchanges": [pp.exchange_name] }),
+                            json!({ "id": id, "kind": kind, "symbol": symbol, "operator": actor.address }),
                         ));
                     }
                     Err(e) => return Err(ApiError::bad("toml", describe_product_error(&e))),
@@ -405,7 +391,7 @@ impl Engine {
             Command::UpdateSettings { product, patch } => {
                 need(actor, &[Role::Operator], "changing settings")?;
                 let p = self.product_mut(product)?;
-                if let ServedToken::Synthetix(t) = &mut p.token {
+                if p.token.lending().is_none() {
                     let patch_table: toml::Table =
                         patch.parse().map_err(|e| ApiError::bad("patch", format!("not valid TOML: {e}")))?;
                     if patch_table.is_empty() {
@@ -414,38 +400,19 @@ impl Engine {
                     let mut table: toml::Table = p.toml.parse().map_err(|e| ApiError::Unavailable(format!("{e}")))?;
                     merge(&mut table, patch_table);
                     let text = toml::to_string(&table).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-                    let (old, new) = (served::parse_threshold(&p.toml)?, served::parse_threshold(&text)?);
-                    let mut next = t.as_ref().clone();
-                    let changed = served::update_settings(&mut next, &new, &old)?;
+                    let (old, new) = (served::parse(&p.toml, "toml")?, served::parse(&text, "patch")?);
+                    let mut next = p.token.clone();
+                    let changed = next
+                        .as_dyn_mut()
+                        .apply_settings(&new, &old)
+                        .map_err(|e| ApiError::bad("patch", e.to_string()))?;
                     if changed.is_empty() {
                         return Err(ApiError::bad(
                             "patch",
                             "changes nothing: every value given equals the current one",
                         ));
                     }
-                    **t = next;
-                    p.toml = text;
-                    return Ok((200, json!({ "product": product, "changed": changed })));
-                }
-                if let ServedToken::Perp(t) = &mut p.token {
-                    let patch_table: toml::Table =
-                        patch.parse().map_err(|e| ApiError::bad("patch", format!("not valid TOML: {e}")))?;
-                    if patch_table.is_empty() {
-                        return Err(ApiError::bad("patch", "is empty; give the sections and fields to change"));
-                    }
-                    let mut table: toml::Table = p.toml.parse().map_err(|e| ApiError::Unavailable(format!("{e}")))?;
-                    merge(&mut table, patch_table);
-                    let text = toml::to_string(&table).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-                    let (old, new) = (served::parse_perp(&p.toml)?, served::parse_perp(&text)?);
-                    let mut next = t.as_ref().clone();
-                    let changed = served::update_perp_settings(&mut next, &new, &old)?;
-                    if changed.is_empty() {
-                        return Err(ApiError::bad(
-                            "patch",
-                            "changes nothing: every value given equals the current one",
-                        ));
-                    }
-                    **t = next;
+                    p.token = next;
                     p.toml = text;
                     return Ok((200, json!({ "product": product, "changed": changed })));
                 }
@@ -490,22 +457,13 @@ impl Engine {
             Command::ObservePrice { product, asset, price } => {
                 need(actor, &[Role::Oracle, Role::System], "pushing a price")?;
                 let p = self.product_mut(product)?;
-                if let ServedToken::Synthetix(t) = &mut p.token {
-                    let underlying = served::parse_threshold(&p.toml)?.underlying;
-                    let venue = served::observe_price(t, &underlying, asset, *price, now)?;
+                if p.token.lending().is_none() {
+                    let underlying = served::parse(&p.toml, "toml")?.underlying();
+                    let venue = served::observe_price(p.token.as_dyn_mut(), &underlying, asset, *price, now)?;
                     p.prices.insert(asset.clone(), (*price, now));
                     return Ok((
                         200,
-                        json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now, "venue_keeper": venue }),
-                    ));
-                }
-                if let ServedToken::Perp(t) = &mut p.token {
-                    let underlying = served::parse_perp(&p.toml)?.token.underlying;
-                    served::observe_perp_price(t, &underlying, asset, *price, &mut p.pool_center, now)?;
-                    p.prices.insert(asset.clone(), (*price, now));
-                    return Ok((
-                        200,
-                        json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now }),
+                        json!({ "product": product, "asset": asset, "price": wad_str(*price), "at": now, "venue": venue }),
                     ));
                 }
                 observe_price(p, asset, *price, now)?;
@@ -514,14 +472,8 @@ impl Engine {
             Command::Mint { product, quantity } => {
                 need(actor, &[Role::Holder], "minting")?;
                 let p = self.product_mut(product)?;
-                if let ServedToken::Synthetix(t) = &mut p.token {
-                    let mut body = served::mint_synthetix(t, actor.address, *quantity, now)?;
-                    body["product"] = json!(product);
-                    body["holder"] = json!(actor.address);
-                    return Ok((200, body));
-                }
-                if let ServedToken::Perp(t) = &mut p.token {
-                    let mut body = served::mint(t.as_mut(), actor.address, *quantity, now)?;
+                if p.token.lending().is_none() {
+                    let mut body = served::mint(p.token.as_dyn_mut(), actor.address, *quantity, now)?;
                     body["product"] = json!(product);
                     body["holder"] = json!(actor.address);
                     return Ok((200, body));
@@ -570,28 +522,12 @@ impl Engine {
                     }
                 }
                 let p = self.product_mut(product)?;
-                if let ServedToken::Perp(t) = &mut p.token
-                    && *call == Call::Engage
-                {
-                    let before = keel_core::leveraged::LeveragedToken::leverage(t.as_ref(), now).ok();
-                    let trade = t.engage(now).map_err(core)?;
-                    return Ok((
-                        200,
-                        json!({
-                            "product": product,
-                            "call": "engage",
-                            "event": "engage",
-                            "ordered": keel_core::math::SignedWad(trade.base).to_string(),
-                            "leverage_before": before.map(|l| keel_core::math::SignedWad(l).to_string()),
-                        }),
-                    ));
-                }
                 if p.token.lending().is_none() {
                     let mut body = served::call(p.token.as_dyn_mut(), actor.address, *call, now)?;
                     body["product"] = json!(product);
                     return Ok((200, body));
                 }
-                let Some(fli) = p.token.lending() else { return Err(lending_only(p.token.kind(), &what)) };
+                let Some(fli) = p.token.lending() else { return Err(lending_only(p.token.kind().name(), &what)) };
                 if fli.fli.exchange(exchange).is_err() {
                     return Err(ApiError::NotFound(format!("product '{product}' has no exchange '{exchange}'")));
                 }
@@ -631,13 +567,8 @@ impl Engine {
             Command::Liquidate { product } => {
                 need(actor, &[Role::Public, Role::Keeper, Role::Holder, Role::Operator, Role::Oracle], "liquidating")?;
                 let p = self.product_mut(product)?;
-                if let ServedToken::Synthetix(t) = &mut p.token {
-                    let mut body = served::liquidate(t, now)?;
-                    body["product"] = json!(product);
-                    return Ok((200, body));
-                }
-                if let ServedToken::Perp(t) = &mut p.token {
-                    let mut body = served::liquidate_perp(t)?;
+                if p.token.lending().is_none() {
+                    let mut body = served::liquidate(p.token.as_dyn_mut(), now)?;
                     body["product"] = json!(product);
                     return Ok((200, body));
                 }

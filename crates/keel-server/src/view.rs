@@ -6,7 +6,6 @@
 
 use crate::engine::ProductState;
 use crate::model::{units_str, wad_str};
-use crate::served::ServedToken;
 use keel_core::U256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,89 +127,9 @@ fn risk(t: &dyn keel_core::leveraged::LeveragedToken, now: u64) -> BTreeMap<Stri
 
 /// Compute the view of `p` at `now`, after event `seq`.
 pub fn product_view(p: &ProductState, seq: u64, now: u64) -> ProductView {
-    match &p.token {
-        ServedToken::Lending(t) => lending_view(p, t, seq, now),
-        ServedToken::Synthetix(t) => synthetix_view(p, t, seq, now),
-        ServedToken::Perp(t) => perp_view(p, t, seq, now),
-    }
-}
-
-/// A PerpV2 FLI product.
-fn perp_view(
-    p: &ProductState,
-    t: &keel_core::strategy::fli::perp_token::PerpFliToken,
-    seq: u64,
-    now: u64,
-) -> ProductView {
-    use keel_core::leveraged::LeveragedToken;
-    let product = crate::served::parse_perp(&p.toml).ok();
-    let underlying = product.as_ref().map(|x| x.token.underlying.clone()).unwrap_or_default();
-    let mut prices = BTreeMap::new();
-    if let Some((price, at)) = p.prices.get(&underlying).copied() {
-        prices.insert(
-            underlying.clone(),
-            PriceView {
-                price: wad_str(price),
-                observed_at: at,
-                age_s: now.saturating_sub(at),
-                heartbeat_s: 0,
-                max_age_s: 0,
-                deviation: "0".into(),
-                stale: false,
-            },
-        );
-    }
-    let band = t.band();
-    let e = LeveragedToken::exposure(t, now).ok();
-    let mut should = BTreeMap::new();
-    let wanted = t.wanted(now).unwrap_or_default();
-    let exchange = product.as_ref().map(|x| x.exchange_name.clone()).unwrap_or_else(|| "venue".into());
-    should.insert(exchange, wanted.first().map(|c| c.action.name()).unwrap_or("none").to_string());
-    let mut position = BTreeMap::new();
-    position.insert(format!("size_{underlying}"), signed(t.market.account.base));
-    let mut venue = BTreeMap::new();
-    venue.insert("collateral_usd".into(), signed(t.market.account.collateral));
-    if let Ok(mr) = t.market.margin_ratio(t.index_price) {
-        venue.insert("margin_ratio".into(), signed(mr));
-    }
-    venue.insert("index_price".into(), wad_str(t.index_price));
-    let balances = LeveragedToken::balances(t);
-    let sum = balances.iter().fold(U256::ZERO, |a, (_, v)| a + *v);
-    ProductView {
-        id: p.id.clone(),
-        kind: t.kind().name().to_string(),
-        symbol: t.symbol.clone(),
-        name: product.as_ref().map(|x| x.token.name.clone()).unwrap_or_default(),
-        seq,
-        as_of: now,
-        blocked: None,
-        nav_per_token: LeveragedToken::nav_per_token(t, now).ok().map(wad_str),
-        equity_usd: e.map(|e| wad_str(e.equity)),
-        leverage_ratio: LeveragedToken::leverage(t, now).ok().map(signed),
-        band: Band {
-            min: signed(band.min),
-            target: signed(band.target),
-            max: signed(band.max),
-            ripcord: band.emergency.and_then(|e| e.leverage).map(signed).unwrap_or_default(),
-        },
-        twap_leverage_ratio: if t.fli.twap_leverage_ratio.is_zero() {
-            None
-        } else {
-            Some(signed(t.fli.twap_leverage_ratio))
-        },
-        should_rebalance: should,
-        allowed_callers: vec![],
-        anyone_callable: true,
-        position,
-        lending_account: BTreeMap::new(),
-        venue_account: venue,
-        risk: risk(t, now),
-        pools: BTreeMap::new(),
-        prices,
-        supply: wad_str(t.supply),
-        supply_cap: if t.supply_cap.is_zero() { String::new() } else { wad_str(t.supply_cap) },
-        holders: balances.len(),
-        supply_equals_balances: sum == t.supply,
+    match p.token.lending() {
+        Some(t) => lending_view(p, t, seq, now),
+        None => token_view(p, p.token.as_dyn(), seq, now),
     }
 }
 
@@ -218,16 +137,16 @@ fn signed(x: keel_core::I256) -> String {
     keel_core::math::SignedWad(x).to_string()
 }
 
-/// A threshold, daily or continuous product.
-fn synthetix_view(
-    p: &ProductState,
-    t: &keel_core::strategy::threshold::token::ThresholdToken,
-    seq: u64,
-    now: u64,
-) -> ProductView {
-    use keel_core::leveraged::LeveragedToken;
-    let product = crate::served::parse_threshold(&p.toml).ok();
-    let underlying = product.as_ref().map(|x| x.underlying.clone()).unwrap_or_default();
+/// Any kind but lending FLI, through the token interface.
+fn token_view(p: &ProductState, t: &dyn keel_core::leveraged::LeveragedToken, seq: u64, now: u64) -> ProductView {
+    let product = keel_core::product::AnyProduct::from_toml(&p.toml).ok();
+    let underlying = product.as_ref().map(|x| x.underlying()).unwrap_or_default();
+    let name = match &product {
+        Some(keel_core::product::AnyProduct::Threshold(x)) => x.name.clone(),
+        Some(keel_core::product::AnyProduct::Perp(x)) => x.token.name.clone(),
+        Some(keel_core::product::AnyProduct::Lending(x)) => x.token.name.clone(),
+        None => String::new(),
+    };
     let mut prices = BTreeMap::new();
     if let Some((price, at)) = p.prices.get(&underlying).copied() {
         prices.insert(
@@ -244,48 +163,38 @@ fn synthetix_view(
         );
     }
     let band = t.band();
-    let e = LeveragedToken::exposure(t, now).ok();
-    let mut should = BTreeMap::new();
+    let e = t.exposure(now).ok();
     let wanted = t.wanted(now).unwrap_or_default();
+    let mut should = BTreeMap::new();
     should.insert("venue".to_string(), wanted.first().map(|c| c.action.name()).unwrap_or("none").to_string());
+    let mut venue = t.venue_figures(now);
     let mut position = BTreeMap::new();
-    position.insert(format!("size_{underlying}"), signed(t.size()));
-    let mut venue = BTreeMap::new();
-    if let Some(pos) = t.market.positions.get(&t.account) {
-        venue.insert("margin_usd".into(), wad_str(pos.margin));
+    if let Some(size) = venue.remove("size") {
+        position.insert(format!("size_{underlying}"), size);
     }
-    if let Some(e) = &e {
-        venue.insert("remaining_margin_usd".into(), wad_str(e.equity));
-    }
-    if let Some(o) = t.market.orders.get(&t.account) {
-        venue.insert("pending_order".into(), signed(o.size_delta));
-        venue.insert("pending_since".into(), o.intention_time.to_string());
-    }
-    venue.insert("closed".into(), t.closed.to_string());
-    let balances = LeveragedToken::balances(t);
+    let pending = venue.get("pending_order").cloned();
+    let twap = venue.remove("twap_leverage_ratio");
+    let balances = t.balances();
     let sum = balances.iter().fold(U256::ZERO, |a, (_, v)| a + *v);
     ProductView {
         id: p.id.clone(),
         kind: t.kind().name().to_string(),
-        symbol: t.symbol.clone(),
-        name: product.as_ref().map(|x| x.name.clone()).unwrap_or_default(),
+        symbol: t.symbol().to_string(),
+        name,
         seq,
         as_of: now,
-        blocked: if t.pending() {
-            Some("an order is pending on the venue: mint, redeem and rebalance wait for it".into())
-        } else {
-            None
-        },
+        blocked: pending
+            .map(|o| format!("an order of {o} is pending on the venue: mint, redeem and rebalance wait for it")),
         nav_per_token: t.nav_per_token(now).ok().map(wad_str),
         equity_usd: e.map(|e| wad_str(e.equity)),
-        leverage_ratio: LeveragedToken::leverage(t, now).ok().map(signed),
+        leverage_ratio: t.leverage(now).ok().map(signed),
         band: Band {
             min: signed(band.min),
             target: signed(band.target),
             max: signed(band.max),
-            ripcord: String::new(),
+            ripcord: band.emergency.and_then(|e| e.leverage).map(signed).unwrap_or_default(),
         },
-        twap_leverage_ratio: None,
+        twap_leverage_ratio: twap,
         should_rebalance: should,
         allowed_callers: vec![],
         anyone_callable: true,
@@ -295,10 +204,10 @@ fn synthetix_view(
         risk: risk(t, now),
         pools: BTreeMap::new(),
         prices,
-        supply: wad_str(t.supply),
+        supply: wad_str(t.supply()),
         supply_cap: String::new(),
         holders: balances.len(),
-        supply_equals_balances: sum == t.supply,
+        supply_equals_balances: sum == t.supply(),
     }
 }
 

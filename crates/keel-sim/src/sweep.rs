@@ -35,10 +35,8 @@ pub enum Market {
 enum Runner {
     /// A lending FLI product, warmed up once (issued and engaged) and cloned per path.
     Fli(Box<Simulation>),
-    /// A threshold, daily or continuous product, built fresh per path.
-    Threshold(Box<keel_core::product::ThresholdProduct>),
-    /// A PerpV2 FLI product, issued and engaged fresh per path.
-    Perp(Box<keel_core::product::PerpProduct>),
+    /// Any other kind, its venue built fresh per path (`crate::venues::build`).
+    Market(Box<AnyProduct>),
 }
 
 /// One sweep's inputs.
@@ -384,8 +382,7 @@ pub fn run_sweep_with(
                     }
                 }
             }
-            Ok(AnyProduct::Threshold(p)) => Runner::Threshold(p),
-            Ok(AnyProduct::Perp(p)) => Runner::Perp(p),
+            Ok(other) => Runner::Market(Box::new(other)),
             Err(e) => {
                 results.push(PointResult { settings, invalid: Some(e.to_string().replace('\n', "; ")), stats: None });
                 done.fetch_add(cfg.paths as u64, std::sync::atomic::Ordering::Relaxed);
@@ -407,8 +404,11 @@ pub fn run_sweep_with(
                     sim.reseed(seed);
                     sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?
                 }
-                Runner::Perp(p) => crate::perp_fli::run_perp_fli(p, src.as_mut(), perp_tvl, 200_000_000.0)?,
-                Runner::Threshold(p) => crate::threshold::run_threshold(p, src.as_mut(), perp_tvl)?,
+                Runner::Market(p) => {
+                    let none =
+                        crate::agents::HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
+                    crate::market::run_product(p, src.as_mut(), perp_tvl, none, seed, "sweep", &mut NullSink)?
+                }
             };
             tail.add_log_returns(&r.daily_nav_returns);
             let s = &r.summary;

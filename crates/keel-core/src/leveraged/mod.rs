@@ -11,9 +11,12 @@
 //! a token that gains when the underlying falls). The risk distances are analytics (`f64`),
 //! derived from the position's linear exposure to the underlying.
 
+mod any;
 mod lending;
 mod perp;
 mod threshold;
+
+pub use any::{AnyToken, VAMM_TVL_USD};
 
 use crate::math::{I256, U256};
 use crate::strategy::keeper::{Action, Candidate};
@@ -48,6 +51,25 @@ impl Kind {
             Kind::Threshold => "threshold",
             Kind::Daily => "daily",
             Kind::Continuous => "continuous",
+        }
+    }
+
+    /// The methodology and venue in a few words, for tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::LendingFli => "fli (lending + v3 pool)",
+            Kind::PerpFli => "fli (perp-v2 + vAMM)",
+            Kind::Threshold => "threshold (synthetix perp)",
+            Kind::Daily => "daily (synthetix perp)",
+            Kind::Continuous => "continuous (synthetix perp)",
+        }
+    }
+
+    /// The emergency action past the band: `ripcord` (FLI) or `close` (under the minimum margin).
+    pub fn emergency_action(self) -> &'static str {
+        match self {
+            Kind::LendingFli | Kind::PerpFli => "ripcord",
+            _ => "close",
         }
     }
 
@@ -331,6 +353,46 @@ pub trait LeveragedToken {
     /// the margin ratio `1/lev` by default.
     fn health_at_leverage(&self, lev: f64) -> f64 {
         if lev > 0.0 { 1.0 / lev } else { f64::INFINITY }
+    }
+
+    /// A new price of the underlying from the venue's feed, and what the venue's own keepers do
+    /// on it (fill an executable delayed order, move a vAMM to the index). Returns what they did.
+    /// The default only observes the price.
+    fn on_price(&mut self, now: u64, price: U256) -> Result<Vec<String>, crate::Error> {
+        self.observe_price(now, price)?;
+        Ok(vec![])
+    }
+
+    /// Liquidate the token's account, as anyone may when the venue allows. Returns what the
+    /// liquidator took (USD wad).
+    fn liquidate(&mut self, _now: u64) -> Result<U256, crate::Error> {
+        Err(crate::error::FliError::Revert("this venue's liquidation is not driven through the token interface").into())
+    }
+
+    /// Open the position toward the target (FLI's `engage`), as `operator`.
+    fn engage(&mut self, _operator: Address, _now: u64) -> Result<Done, crate::Error> {
+        Err(crate::error::FliError::Revert("this kind opens its position with the first issue; there is no engage")
+            .into())
+    }
+
+    /// Apply a running product's changed settings (`new` validated, `old` what it ran with);
+    /// returns the sections that changed. Refused for a change of venue or assets.
+    fn apply_settings(
+        &mut self,
+        _new: &crate::product::AnyProduct,
+        _old: &crate::product::AnyProduct,
+    ) -> Result<Vec<String>, crate::Error> {
+        Err(crate::error::FliError::Revert("settings of this kind are changed through its own setters").into())
+    }
+
+    /// The smallest value an issue may pay (a venue's per-order deposit), USD wad.
+    fn min_issue_value(&self) -> U256 {
+        U256::ZERO
+    }
+
+    /// The venue account's figures for a view (margin, position, a pending order), as text.
+    fn venue_figures(&self, _now: u64) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
     }
 
     /// When the token can go unread (see [`Screen`]), given its `exposure` now (the caller has

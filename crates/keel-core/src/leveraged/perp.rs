@@ -194,6 +194,108 @@ impl LeveragedToken for PerpFliToken {
         self.clone().execute(caller, call, now)
     }
 
+    fn on_price(&mut self, now: u64, price: U256) -> Result<Vec<String>, Error> {
+        // the index moves; the arbitrageur trades the vAMM to it (its liquidity re-centred once
+        // the price is 20% from where it was placed); funding settles at a zero premium
+        if price.is_zero() {
+            return Err(crate::math::MathError::DivisionByZero("price").into());
+        }
+        let mut next = self.clone();
+        next.index_price = price;
+        let mut did = Vec::new();
+        let center = if next.pool_center.is_zero() { price } else { next.pool_center };
+        let moved = (to_f64(price, 18) / to_f64(center, 18)).ln().abs();
+        if moved >= 0.2 && !next.pool_tvl.is_zero() {
+            next.pool = crate::strategy::fli::perp_token::vamm(price, next.pool_tvl, 500)?;
+            next.pool_center = price;
+            did.push("vAMM liquidity re-centred".to_string());
+        } else {
+            let sqrt = crate::venue::amm::sqrt_price_x96_from_ratio(price, WAD)?;
+            next.pool.move_price_to(sqrt)?;
+        }
+        next.market.accrue_funding(now, price, price).map_err(venue)?;
+        *self = next;
+        Ok(did)
+    }
+
+    fn liquidate(&mut self, _now: u64) -> Result<U256, Error> {
+        let p = self.index_price;
+        if !self.market.is_liquidatable(p).map_err(venue)? {
+            return Err(FliError::Revert("the margin ratio is above maintenance; nothing to liquidate").into());
+        }
+        let mut next = self.clone();
+        let out = next.market.liquidate(p).map_err(venue)?;
+        *self = next;
+        Ok(out.penalty)
+    }
+
+    fn engage(&mut self, _operator: Address, now: u64) -> Result<Done, Error> {
+        let before = self.leverage_ratio(now).unwrap_or(I256::ZERO);
+        let t = PerpFliToken::engage(self, now)?;
+        Ok(Done { event: "engage", traded: t.base, leverage_before: before, fee: t.fee, ..Done::default() })
+    }
+
+    fn apply_settings(
+        &mut self,
+        new: &crate::product::AnyProduct,
+        old: &crate::product::AnyProduct,
+    ) -> Result<Vec<String>, Error> {
+        use crate::product::AnyProduct;
+        let (AnyProduct::Perp(new), AnyProduct::Perp(old)) = (new, old) else {
+            return Err(FliError::Revert("a product cannot change its kind; create a new product").into());
+        };
+        if new.base != old.base || new.venue != old.venue || new.collateral != old.collateral {
+            return Err(FliError::Revert(
+                "the venue and its assets cannot change on a running product; create a new product",
+            )
+            .into());
+        }
+        let mut changed = Vec::new();
+        if new.methodology != old.methodology {
+            self.fli.methodology = new.methodology.clone();
+            changed.push("methodology".to_string());
+        }
+        if new.execution != old.execution {
+            self.fli.execution = new.execution.clone();
+            changed.push("execution".to_string());
+        }
+        if new.incentive != old.incentive {
+            self.fli.incentive = new.incentive.clone();
+            changed.push("incentive".to_string());
+        }
+        if new.exchange != old.exchange {
+            self.fli.exchange = new.exchange.clone();
+            changed.push("exchange".to_string());
+        }
+        let (n, o) = (&new.token, &old.token);
+        if n.supply_cap != o.supply_cap || n.mint_fee != o.mint_fee || n.redeem_fee != o.redeem_fee {
+            (self.supply_cap, self.mint_fee, self.redeem_fee) = (n.supply_cap, n.mint_fee.0, n.redeem_fee.0);
+            changed.push("token".to_string());
+        }
+        if n.symbol != o.symbol {
+            self.symbol = n.symbol.clone();
+            changed.push("token.symbol".to_string());
+        }
+        if n.name != o.name {
+            changed.push("token.name".to_string());
+        }
+        Ok(changed)
+    }
+
+    fn venue_figures(&self, _now: u64) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("size".into(), crate::math::SignedWad(self.market.account.base).to_string());
+        out.insert("collateral_usd".into(), crate::math::SignedWad(self.market.account.collateral).to_string());
+        if let Ok(mr) = self.market.margin_ratio(self.index_price) {
+            out.insert("margin_ratio".into(), crate::math::SignedWad(mr).to_string());
+        }
+        out.insert("index_price".into(), crate::math::Wad(self.index_price).to_string());
+        if !self.fli.twap_leverage_ratio.is_zero() {
+            out.insert("twap_leverage_ratio".into(), crate::math::SignedWad(self.fli.twap_leverage_ratio).to_string());
+        }
+        out
+    }
+
     fn emergency_reward(&self, _now: u64) -> U256 {
         self.fli.incentive.ether_reward.min(self.fli.ether_balance)
     }

@@ -7,8 +7,8 @@ use super::{Band, Done, Emergency, Exposure, Flow, Health, Kind, LeveragedToken,
 use crate::Error;
 use crate::math::{I256, MathError, U256, pdiv, pmul, to_f64};
 use crate::strategy::keeper::{Action, Candidate};
-use crate::strategy::threshold::Side;
 use crate::strategy::threshold::token::{Evaluation, Policy, ThresholdToken};
+use crate::strategy::threshold::{Side, ThresholdError};
 use alloy_primitives::Address;
 
 fn signed(x: U256) -> Result<I256, Error> {
@@ -189,6 +189,100 @@ impl LeveragedToken for ThresholdToken {
 
     fn dry_run(&mut self, caller: Address, call: &Candidate, now: u64) -> Result<Done, Error> {
         self.clone().execute(caller, call, now)
+    }
+
+    fn on_price(&mut self, now: u64, price: U256) -> Result<Vec<String>, Error> {
+        // the venue's keeper fills the pending order once executable, at this price; past the
+        // maximum age a refused order is cancelled
+        let mut next = self.clone();
+        next.observe_price(now, price)?;
+        let mut did = Vec::new();
+        if let Some(order) = next.market.orders.get(&next.account).cloned()
+            && now > order.intention_time + next.market.params.delayed_order_min_age
+        {
+            let account = next.account;
+            match next.market.execute_delayed_order(account, now, price, false) {
+                Ok(_) => did.push(format!("filled {}", crate::math::SignedWad(order.size_delta))),
+                Err(e) if now.saturating_sub(order.intention_time) >= next.market.params.delayed_order_max_age => {
+                    next.market.cancel_delayed_order(account, now, price, false).map_err(ThresholdError::from)?;
+                    did.push(format!("cancelled ({e})"));
+                }
+                Err(e) => did.push(format!("refused ({e})")),
+            }
+        }
+        *self = next;
+        Ok(did)
+    }
+
+    fn liquidate(&mut self, now: u64) -> Result<U256, Error> {
+        let p = self.oracle_price;
+        if !self.market.can_liquidate(self.account, now, p).map_err(ThresholdError::from)? {
+            return Err(crate::error::FliError::Revert(
+                "the position is above its liquidation margin; nothing to liquidate",
+            )
+            .into());
+        }
+        let mut next = self.clone();
+        let account = next.account;
+        let fee = next.market.liquidate(account, now, p).map_err(ThresholdError::from)?;
+        *self = next;
+        Ok(fee)
+    }
+
+    fn apply_settings(
+        &mut self,
+        new: &crate::product::AnyProduct,
+        old: &crate::product::AnyProduct,
+    ) -> Result<Vec<String>, Error> {
+        use crate::product::AnyProduct;
+        let (AnyProduct::Threshold(new), AnyProduct::Threshold(old)) = (new, old) else {
+            return Err(crate::error::FliError::Revert("a product cannot change its kind; create a new product").into());
+        };
+        if new.underlying != old.underlying || new.venue != old.venue {
+            return Err(crate::error::FliError::Revert(
+                "the underlying and the venue cannot change on a running product; create a new product",
+            )
+            .into());
+        }
+        let mut changed = Vec::new();
+        if new.settings != old.settings {
+            self.settings = new.settings.clone();
+            changed.push("methodology".to_string());
+        }
+        if new.policy != old.policy {
+            self.policy = new.policy;
+            changed.push("policy".to_string());
+        }
+        if new.symbol != old.symbol {
+            self.symbol = new.symbol.clone();
+            changed.push("token.symbol".to_string());
+        }
+        if new.name != old.name {
+            changed.push("token.name".to_string());
+        }
+        Ok(changed)
+    }
+
+    fn min_issue_value(&self) -> U256 {
+        // every order pays the venue's keeper deposit: an issue must cover it twice
+        self.market.params.min_keeper_fee.saturating_mul(U256::from(2u64))
+    }
+
+    fn venue_figures(&self, now: u64) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("size".into(), crate::math::SignedWad(self.size()).to_string());
+        if let Some(pos) = self.market.positions.get(&self.account) {
+            out.insert("margin_usd".into(), crate::math::Wad(pos.margin).to_string());
+        }
+        if let Ok(m) = self.remaining_margin(now, self.oracle_price) {
+            out.insert("remaining_margin_usd".into(), crate::math::Wad(m).to_string());
+        }
+        if let Some(o) = self.market.orders.get(&self.account) {
+            out.insert("pending_order".into(), crate::math::SignedWad(o.size_delta).to_string());
+            out.insert("pending_since".into(), o.intention_time.to_string());
+        }
+        out.insert("closed".into(), self.closed.to_string());
+        out
     }
 
     fn accrue_fees(&mut self, _now: u64) -> Result<U256, Error> {

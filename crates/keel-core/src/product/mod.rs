@@ -932,15 +932,14 @@ impl PerpProduct {
         };
         let pool = vamm(price, pool_tvl, 500)?;
         let market = crate::venue::perp_v2::PerpV2Market::new(params, now);
-        Ok(PerpFliToken::new(self.strategy()?, market, pool, U256::ZERO, U256::ZERO, price)?
-            .named(&self.token.symbol)
-            .with_streaming_fee(self.token.streaming_fee.0, fee_recipient, now)
-            .with_ledger(
-                self.token.supply_cap,
-                self.token.mint_fee.0,
-                self.token.redeem_fee.0,
-                U256::from(100u64) * WAD,
-            ))
+        let mut t = PerpFliToken::new(self.strategy()?, market, pool, U256::ZERO, U256::ZERO, price)?;
+        t.pool_tvl = pool_tvl;
+        Ok(t.named(&self.token.symbol).with_streaming_fee(self.token.streaming_fee.0, fee_recipient, now).with_ledger(
+            self.token.supply_cap,
+            self.token.mint_fee.0,
+            self.token.redeem_fee.0,
+            U256::from(100u64) * WAD,
+        ))
     }
 
     /// The PerpV2 extension's setter arguments, struct field order.
@@ -1004,6 +1003,30 @@ impl AnyProduct {
                 Policy::Daily(_) => Kind::Daily,
                 Policy::Continuous(_) => Kind::Continuous,
             },
+        }
+    }
+
+    /// The underlying's USD price the file starts from.
+    pub fn start_price(&self) -> f64 {
+        match self {
+            AnyProduct::Lending(p) => {
+                if p.token.underlying == p.collateral.asset {
+                    p.collateral.price.to_f64()
+                } else {
+                    p.borrow.price.to_f64()
+                }
+            }
+            AnyProduct::Perp(p) => p.price.to_f64(),
+            AnyProduct::Threshold(p) => p.price.to_f64(),
+        }
+    }
+
+    /// The underlying the product tracks, without a wrapper's `W` (WETH tracks ETH).
+    pub fn underlying(&self) -> String {
+        match self {
+            AnyProduct::Lending(p) => p.token.underlying.trim_start_matches('W').to_string(),
+            AnyProduct::Threshold(p) => p.underlying.clone(),
+            AnyProduct::Perp(p) => p.token.underlying.clone(),
         }
     }
 

@@ -68,6 +68,12 @@ pub struct PerpFliToken {
     /// USD per token at the first issue (wad).
     #[serde(default)]
     pub initial_nav: U256,
+    /// Index price the vAMM's liquidity was placed around (re-centred after a 20% move).
+    #[serde(default)]
+    pub pool_center: U256,
+    /// USD of liquidity the vAMM is re-centred with.
+    #[serde(default)]
+    pub pool_tvl: U256,
 }
 
 impl PerpFliToken {
@@ -96,6 +102,8 @@ impl PerpFliToken {
             mint_fee: U256::ZERO,
             redeem_fee: U256::ZERO,
             initial_nav: U256::from(100u64) * WAD,
+            pool_center: index_price,
+            pool_tvl: U256::ZERO,
         })
     }
 
