@@ -6,14 +6,12 @@
 
 mod compare_html;
 mod html;
-mod perp_html;
 mod svg;
 mod sweep_html;
 mod table;
 
 pub use compare_html::{CompareSeries, compare_report};
 pub use html::html_report;
-pub use perp_html::{PerpPoint, perp_report};
 pub use sweep_html::sweep_report;
 pub use table::summary_table;
 
