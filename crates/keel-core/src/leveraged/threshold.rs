@@ -179,6 +179,8 @@ impl LeveragedToken for ThresholdToken {
         let e = self.evaluate(now, self.oracle_price)?;
         let (event, traded) = match e {
             Evaluation::Idle => ("idle", I256::ZERO),
+            // a trigger whose delta rounds to nothing submits no order
+            Evaluation::Rebalanced(dq) if dq.is_zero() => ("idle", dq),
             Evaluation::Rebalanced(dq) => ("rebalance", dq),
             Evaluation::Closed => ("close", -self.size()),
             Evaluation::ReverseSplit(_) => ("reverse-split", I256::ZERO),
