@@ -112,6 +112,13 @@ pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> Stri
             Some(0.0),
         ),
         chart(
+            "Costs paid so far (USD): fees, impact, gas, interest, rewards, streaming and mint/redeem fees",
+            &[Line { name: "costs", color: "#c92a2a", points: pts(|r| r.costs_usd), dashed: false }],
+            &[],
+            &m,
+            Some(0.0),
+        ),
+        chart(
             "Gas price (gwei)",
             &[Line { name: "gas", color: "#e64980", points: pts(|r| r.gas_gwei), dashed: false }],
             &[],

@@ -518,6 +518,11 @@ impl Run<'_> {
             health_factor: health,
             gas_gwei: if self.cfg.gas { self.gas_gwei() } else { 0.0 },
             supply: wad_f64(t.supply()),
+            costs_usd: {
+                let mut c = self.costs;
+                v.add_costs(&mut c);
+                crate::sweep::total_cost(&c)
+            },
         };
         self.sink.row(&row);
         health

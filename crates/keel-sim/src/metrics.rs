@@ -34,6 +34,8 @@ pub struct SeriesRow {
     pub gas_gwei: f64,
     /// Token supply, whole tokens.
     pub supply: f64,
+    /// Costs paid so far (every kind in `CostBreakdown`), USD.
+    pub costs_usd: f64,
 }
 
 /// One event: a keeper call (successful or failed), a liquidation, a mint or a redeem.
