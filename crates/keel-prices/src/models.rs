@@ -355,7 +355,7 @@ mod tests {
         };
         assert!((prices[0] - 100.0).abs() < 1e-9);
         assert!((prices[2] - 60.0).abs() < 1e-9, "{prices:?}");
-        let a: Vec<f64> = {
+        let jump = || {
             let mut p = GeneratedPath::new(
                 Model::Jump { drift: 0.0, vol: 0.7, lambda: 50.0, jump_mean: -0.05, jump_vol: 0.05 },
                 vec![],
@@ -365,20 +365,9 @@ mod tests {
                 1000,
                 9,
             );
-            std::iter::from_fn(move || p.next_tick()).map(|t| t.price).collect()
+            std::iter::from_fn(move || p.next_tick()).map(|t| t.price).collect::<Vec<f64>>()
         };
-        let b: Vec<f64> = {
-            let mut p = GeneratedPath::new(
-                Model::Jump { drift: 0.0, vol: 0.7, lambda: 50.0, jump_mean: -0.05, jump_vol: 0.05 },
-                vec![],
-                100.0,
-                0,
-                60,
-                1000,
-                9,
-            );
-            std::iter::from_fn(move || p.next_tick()).map(|t| t.price).collect()
-        };
+        let (a, b) = (jump(), jump());
         assert_eq!(a, b);
     }
 

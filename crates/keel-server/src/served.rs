@@ -72,28 +72,34 @@ pub fn mint(t: &mut dyn LeveragedToken, holder: Address, quantity: U256, now: u6
         ));
     }
     let f = t.issue(holder, value, now).map_err(core)?;
-    Ok(json!({
+    Ok(flow_json(t, holder, &f, nav, "paid_usd"))
+}
+
+/// A mint's or redeem's reply: tokens, the value paid or received (`value_key`), the fee, NAV,
+/// the holder's balance and the supply after it.
+fn flow_json(
+    t: &dyn LeveragedToken,
+    holder: Address,
+    f: &keel_core::leveraged::Flow,
+    nav: U256,
+    value_key: &str,
+) -> Value {
+    let mut v = json!({
         "quantity": wad_str(f.tokens),
-        "paid_usd": wad_str(f.value),
         "fee_usd": wad_str(f.fee),
         "nav_per_token": wad_str(nav),
         "balance": wad_str(t.balance_of(holder)),
         "supply": wad_str(t.supply()),
-    }))
+    });
+    v[value_key] = json!(wad_str(f.value));
+    v
 }
 
 /// Redeem `quantity` of `holder`'s tokens at NAV.
 pub fn redeem(t: &mut dyn LeveragedToken, holder: Address, quantity: U256, now: u64) -> Result<Value, ApiError> {
     let nav = t.nav_per_token(now).map_err(core)?;
     let f = t.redeem(holder, quantity, now).map_err(core)?;
-    Ok(json!({
-        "quantity": wad_str(f.tokens),
-        "received_usd": wad_str(f.value),
-        "fee_usd": wad_str(f.fee),
-        "nav_per_token": wad_str(nav),
-        "balance": wad_str(t.balance_of(holder)),
-        "supply": wad_str(t.supply()),
-    }))
+    Ok(flow_json(t, holder, &f, nav, "received_usd"))
 }
 
 /// An operator's or keeper's call: engage, or what the methodology wants now (refused when it

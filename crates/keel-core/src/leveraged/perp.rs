@@ -150,10 +150,11 @@ impl LeveragedToken for PerpFliToken {
         let nav = PerpFliToken::nav_per_token(self)?;
         let mut next = self.clone();
         let value = if tokens > fee { PerpFliToken::redeem(&mut next, tokens - fee)? } else { U256::ZERO };
-        let b = next.holders.get_mut(&holder).expect("checked above");
-        *b -= tokens;
-        if b.is_zero() {
+        // `tokens ≤ held` was checked: the balance is there to debit
+        if held == tokens {
             next.holders.remove(&holder);
+        } else {
+            next.holders.insert(holder, held - tokens);
         }
         let r = next.fee_recipient;
         next.credit(r, fee);

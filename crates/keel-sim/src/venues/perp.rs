@@ -101,17 +101,7 @@ impl Venue for PerpVenue {
 
     fn refresh(&mut self, now: u64) {
         // liquidation under the maintenance margin: |leverage| ≥ 1/mm, 2% inside for safety
-        self.safe = match LeveragedToken::exposure(&self.token, now) {
-            Ok(e) => {
-                let p = wad_f64(e.price);
-                match e.price_at_leverage(self.token.liquidation_leverage()) {
-                    Some(x) if x < p => (p - (p - x) * 0.98, f64::INFINITY),
-                    Some(x) => (0.0, p + (x - p) * 0.98),
-                    None => (0.0, f64::INFINITY),
-                }
-            }
-            Err(_) => (0.0, 0.0),
-        };
+        self.safe = super::liquidation_safe_band(&self.token, now, 0.98);
     }
 
     fn figures(&self) -> BTreeMap<String, f64> {

@@ -140,20 +140,9 @@ impl Venue for SynthetixVenue {
     fn settle(&mut self, _now: u64, _p: U256, _what: Settle) {}
 
     fn refresh(&mut self, now: u64) {
-        self.safe = match LeveragedToken::exposure(&self.token, now) {
-            Ok(e) if !e.units.is_zero() => {
-                let p = wad_f64(e.price);
-                match e.price_at_leverage(self.token.liquidation_leverage()) {
-                    Some(x) if x < p => (p - (p - x) * 0.9, f64::INFINITY),
-                    Some(x) => (0.0, p + (x - p) * 0.9),
-                    None => (0.0, f64::INFINITY),
-                }
-            }
-            Ok(_) => (0.0, f64::INFINITY),
-            Err(_) => (0.0, 0.0),
-        };
-        // funding moves the margin between reads: the screen is re-derived hourly by the
-        // engine's samples; a 10% margin covers the fee and premium terms left out above
+        // the liquidation margin adds fees and a premium to the buffer: 10% inside for them;
+        // funding moves the margin between operations (held near zero by the skew arbitrage)
+        self.safe = super::liquidation_safe_band(&self.token, now, 0.9);
     }
 
     fn figures(&self) -> BTreeMap<String, f64> {
