@@ -48,6 +48,12 @@ struct Case {
     min_acked: usize,
 }
 
+/// A decimal token amount as wad units.
+fn wad(s: &str) -> i128 {
+    let w = keel_core::Wad::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    i128::try_from(w.0).unwrap()
+}
+
 fn quantity(case: &Case, milli: u64) -> String {
     format!("{}", milli as f64 / 1000.0 * case.lot)
 }
@@ -143,14 +149,14 @@ fn crash_and_recover(db: &str, case: &Case) {
     let srv = spawn(db, &["--snapshot-every", "100"]);
     let events = all_events(&a, &srv.base);
     let mut seen: HashMap<String, usize> = HashMap::new();
-    // what the log says each request did to its holder's balance, milli-lots
+    // what the log says each request did to its holder's balance, wad units
     let mut logged: HashMap<String, i128> = HashMap::new();
     let mut per_holder: BTreeMap<String, i128> = BTreeMap::new();
     for e in &events {
         let kind = e["kind"].as_str().unwrap();
         let delta = if kind == "mint" || kind == "redeem" {
-            let q: f64 = e["result"]["quantity"].as_str().unwrap().parse().unwrap();
-            let m = (q / case.lot * 1e9).round() as i128;
+            // exact: wad units (summing rounded floats drifts over many small fills)
+            let m = wad(e["result"]["quantity"].as_str().unwrap());
             let d = if kind == "mint" { m } else { -m };
             *per_holder.entry(e["actor"]["address"].as_str().unwrap().to_string()).or_default() += d;
             d
@@ -169,12 +175,9 @@ fn crash_and_recover(db: &str, case: &Case) {
     assert!(seen.values().all(|n| *n == 1), "no request twice");
     for (i, (_, addr)) in holders.iter().enumerate() {
         let b = get(&a, &format!("{}/products/{}/balances/{addr}", srv.base, case.id));
-        let bal: f64 = b["balance"].as_str().unwrap().parse().unwrap();
+        let bal = wad(b["balance"].as_str().unwrap());
         let want = per_holder.get(&addr.to_lowercase()).copied().unwrap_or(0);
-        assert!(
-            ((bal / case.lot * 1e9).round() as i128 - want).abs() <= 1,
-            "holder {i}: balance equals its logged mints and redeems"
-        );
+        assert_eq!(bal, want, "holder {i}: balance equals its logged mints and redeems");
         let acked_net: i128 = acked.iter().filter(|(j, _)| *j == i).map(|(_, s)| logged[&s.idem]).sum();
         let maybe: i128 =
             in_flight.iter().filter(|(j, s)| *j == i && seen.contains_key(&s.idem)).map(|(_, s)| logged[&s.idem]).sum();
