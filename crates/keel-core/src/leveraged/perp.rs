@@ -109,12 +109,10 @@ impl LeveragedToken for PerpFliToken {
     }
 
     fn issue(&mut self, holder: Address, value: U256, now: u64) -> Result<Flow, Error> {
-        // tokens at NAV (the initial NAV for the first issue); the mint fee is part of them
+        // tokens at NAV (the initial NAV for the first issue) plus the cost of trading their
+        // base on the vAMM, which the issuer pays (`perp.md` A8a); the mint fee is part of them
         let nav = self.issue_price(now)?;
-        if nav.is_zero() {
-            return Err(FliError::Revert("NAV is 0: the token cannot be issued").into());
-        }
-        let gross = crate::math::pdiv(value, nav)?;
+        let gross = self.issue_size(value, nav)?;
         let after = crate::math::add(self.supply, gross, "supply")?;
         if !self.supply_cap.is_zero() && after > self.supply_cap {
             return Err(TokenError::SupplyCapExceeded {
@@ -124,11 +122,11 @@ impl LeveragedToken for PerpFliToken {
             .into());
         }
         let fee = mul_div_down(gross, self.mint_fee, WAD, "mint fee")?;
-        self.issue_at(value, gross)?;
+        let paid = self.issue_tokens(gross, nav, value)?;
         let r = self.fee_recipient;
         self.credit(holder, gross - fee);
         self.credit(r, fee);
-        Ok(Flow { tokens: gross - fee, value, fee: pmul(fee, nav)? })
+        Ok(Flow { tokens: gross - fee, value: paid, fee: pmul(fee, nav)? })
     }
 
     fn issue_price(&self, now: u64) -> Result<U256, Error> {

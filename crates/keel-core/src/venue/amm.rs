@@ -549,8 +549,22 @@ impl Pool {
             let boundary = self.next_boundary(tick, zero_for_one)?;
             let sqrt_next = boundary.2;
             let target = if zero_for_one { sqrt_next.max(limit) } else { sqrt_next.min(limit) };
-            let (new_sqrt, amount_in, amount_out, fee_amount) =
+            let (new_sqrt, mut amount_in, amount_out, mut fee_amount) =
                 compute_swap_step(sqrt_price, target, liquidity, remaining, fee).map_err(tick_err)?;
+            if exact_input && new_sqrt != target {
+                // v3-core's `SwapMath.computeSwapStep`: a step that stops short of its target
+                // recomputes the input from the prices (rounded up) and takes the rest of the
+                // remaining amount as the LP fee. The SDK follows v4-core, which keeps the
+                // input at the amount less fee: same totals, a few wei less fee to LPs
+                // (`docs/spec/venues.md` §2, found by the conformance suite).
+                amount_in = if zero_for_one {
+                    get_amount_0_delta(new_sqrt, sqrt_price, liquidity, true)
+                } else {
+                    get_amount_1_delta(sqrt_price, new_sqrt, liquidity, true)
+                }
+                .map_err(tick_err)?;
+                fee_amount = remaining.into_raw() - amount_in;
+            }
             sqrt_price = new_sqrt;
             fee_total += fee_amount;
             if exact_input {

@@ -275,6 +275,16 @@ impl PerpsMarket {
         Ok(i(pos.margin)? + pnl + funding)
     }
 
+    /// C1 on a trade: `M₀ + q₀·(fill − p₀) + accrued funding`. The old position is marked at the
+    /// fill price, as `PerpsV2MarketBase._postTradeDetails` does, so a trade pays the skew
+    /// premium on the traded size only; funding is folded in at the oracle `price` (the market
+    /// recomputes funding before the trade, so none is left unrecorded at the fill).
+    pub fn margin_at_fill(&self, pos: &Position, now: u64, price: U256, fill: U256) -> Result<I256, PerpsError> {
+        let pnl = pmul_i(pos.size, i(fill)? - i(pos.last_price)?)?;
+        let funding = pmul_i(pos.size, self.next_funding(now, price)? - pos.last_funding)?;
+        Ok(i(pos.margin)? + pnl + funding)
+    }
+
     /// C1: `max(0, M₀ + pnl + funding)`.
     pub fn remaining_margin(&self, account: u64, now: u64, price: U256) -> Result<U256, PerpsError> {
         let Some(pos) = self.positions.get(&account) else { return Ok(U256::ZERO) };
@@ -385,13 +395,14 @@ impl PerpsMarket {
             }
         }
         let fee = self.order_fee(size_delta, fill)?;
-        // 4. margin after the fee, against the old position's liquidation margin
-        let new_margin = self.margin_plus_profit_funding(&old, now, price)? - i(fee)?;
+        // 4. margin after the fee, the old position marked at the fill price (C1), against the
+        //    old position's liquidation margin at the fill price
+        let new_margin = self.margin_at_fill(&old, now, price, fill)? - i(fee)?;
         if new_margin.is_negative() {
             return Err(PerpsError::InsufficientMargin);
         }
         let new_margin = new_margin.unsigned_abs();
-        if !old.size.is_zero() && new_margin <= self.liquidation_margin(old.size, price)? {
+        if !old.size.is_zero() && new_margin <= self.liquidation_margin(old.size, fill)? {
             return Err(PerpsError::CanLiquidate);
         }
         let new_size = old.size + size_delta;
@@ -611,6 +622,35 @@ mod tests {
         assert_eq!(m.margin_plus_profit_funding(&pos, 1_000 + 86_400, w("2000")).unwrap(), sw("9100"));
         m.recompute_funding(1_000 + 86_400, w("2000")).unwrap();
         assert_eq!((m.funding_rate, m.funding), (sw("0.9"), sw("-900")));
+    }
+
+    /// `_postTradeDetails` marks the old position at the fill price: a trade changes the
+    /// account's value at the oracle by the premium on the traded size and the fee, never by a
+    /// premium on the size it already held (the bug the conformance review found).
+    #[test]
+    fn a_trade_pays_the_premium_on_the_traded_size_only() {
+        let p = w("2000");
+        for (case, open, delta) in [
+            ("add to a long", "50", "25"),
+            ("reduce a long", "50", "-25"),
+            ("flip a long", "50", "-80"),
+            ("add to a short", "-40", "-10"),
+            ("reduce a short", "-40", "30"),
+        ] {
+            let mut m = market();
+            m.skew = sw("20000"); // other traders' long skew: a large premium on buys
+            m.transfer_margin(1, sw("100000"), 1_000, p).unwrap();
+            m.modify_position(1, sw(open), 1_000, p, None).unwrap();
+            let before = m.margin_plus_profit_funding(&m.positions[&1], 1_000, p).unwrap();
+            let fill = m.fill_price(sw(delta), p).unwrap();
+            let f = m.modify_position(1, sw(delta), 1_000, p, None).unwrap();
+            assert_eq!(f.price, fill, "{case}");
+            let after = m.margin_plus_profit_funding(&m.positions[&1], 1_000, p).unwrap();
+            // value lost = Δq·(fill − P) + fee, to a wei of rounding per product
+            let want = pmul_i(sw(delta), i(fill).unwrap() - i(p).unwrap()).unwrap() + i(f.fee).unwrap();
+            let lost = before - after;
+            assert!((lost - want).unsigned_abs() <= U256::from(2), "{case}: lost {lost}, want {want}");
+        }
     }
 
     #[test]

@@ -90,8 +90,9 @@ impl Venue for PerpVenue {
     }
 
     fn settle(&mut self, now: u64, p: U256, what: Settle) {
-        // only the token's trades go through the vAMM
-        if what == Settle::Call
+        // the token's trades and its holders' issues and redeems go through the vAMM (`perp.md`
+        // A8a); the arbitrageur has brought it to the index before either
+        if matches!(what, Settle::Call | Settle::Flow)
             && let Ok(sqrt) = sqrt_price_x96_from_ratio(p, WAD)
         {
             let _ = self.token.pool.move_price_to(sqrt);

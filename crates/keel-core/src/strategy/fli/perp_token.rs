@@ -114,17 +114,93 @@ impl PerpFliToken {
         self
     }
 
-    /// Deposit `usd` and add `tokens` to the supply (the first issue of an empty token, at its
-    /// initial NAV).
-    pub fn issue_at(&mut self, usd: U256, tokens: U256) -> Result<(), FliError> {
-        if usd.is_zero() || tokens.is_zero() {
+    /// How many tokens `value` USD buys at `nav` a token (the NAV, or the initial NAV of an
+    /// empty token). With a position open the issuer also pays the cost of trading the tokens'
+    /// base on the vAMM (`perp.md` A8a), so the tokens are sized, on a copy, so that `tokens ×
+    /// nav + cost` stays within `value`.
+    pub fn issue_size(&self, value: U256, nav: U256) -> Result<U256, FliError> {
+        if value.is_zero() {
             return Err(FliError::Revert("Amount is 0"));
         }
+        if nav.is_zero() {
+            return Err(FliError::Revert("NAV is 0: the token cannot be issued"));
+        }
+        let first = pdiv(value, nav)?;
+        if first.is_zero() || self.market.account.base.is_zero() || self.supply.is_zero() {
+            return Ok(first);
+        }
+        let mut probe = self.clone();
+        probe.market.deposit(value).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        let cost = probe.trade_with_supply(first, true)?;
+        if !cost.is_positive() {
+            // a fill at or better than the index: `first` tokens cost at most `value`
+            return Ok(first);
+        }
+        // the cost per token of the larger trade bounds that of the smaller one
+        let per_token = crate::math::mul_div_up(cost.unsigned_abs(), WAD, first, "issue cost")?;
+        Ok(pdiv(value, crate::math::add(nav, per_token, "issue price")?)?)
+    }
+
+    /// Issue `tokens` at `nav` a token, paying at most `max_paid` USD: trades `base × tokens /
+    /// supply` on the vAMM so each token keeps its base (the leverage does not change), and the
+    /// issuer deposits `tokens × nav` plus the trade's cost against the index (fee and slippage;
+    /// less, when the fill beats the index), priced first on a copy. Returns what was paid.
+    /// Nothing changes on refusal.
+    pub fn issue_tokens(&mut self, tokens: U256, nav: U256, max_paid: U256) -> Result<U256, FliError> {
+        if tokens.is_zero() || nav.is_zero() {
+            return Err(FliError::Revert("Amount is 0"));
+        }
+        let at_nav = crate::math::pmul(tokens, nav)?;
+        let mut probe = self.clone();
+        probe.market.deposit(at_nav).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        let cost = probe.trade_with_supply(tokens, true)?;
+        let paid = i(at_nav)? + cost;
+        if !paid.is_positive() {
+            return Err(FliError::Revert("the issue's trade pays more than the tokens are worth"));
+        }
+        let paid = paid.unsigned_abs();
+        if paid > max_paid {
+            return Err(FliError::Revert("the issue's trade costs more than the value offered"));
+        }
         self.atomically(|t| {
-            t.market.deposit(usd).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+            t.market.deposit(paid).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+            t.trade_with_supply(tokens, true)?;
             t.supply = crate::math::add(t.supply, tokens, "supply")?;
-            Ok(())
+            Ok(paid)
         })
+    }
+
+    /// Set's `PerpV2LeverageModuleV2` on issue and redeem: the position moves with the supply.
+    /// Trades `base × tokens / supply` on the vAMM (buying for an issue of a long token, selling
+    /// for a redeem) and settles it on the account at the index. Returns the signed cost in USD
+    /// wad: account value before less after (negative when the fill beat the index).
+    fn trade_with_supply(&mut self, tokens: U256, issue: bool) -> Result<I256, FliError> {
+        let base = self.market.account.base;
+        if base.is_zero() || self.supply.is_zero() {
+            return Ok(I256::ZERO);
+        }
+        let amount = crate::math::mul_div_down(base.unsigned_abs(), tokens, self.supply, "flow base")?;
+        if amount.is_zero() {
+            return Ok(I256::ZERO);
+        }
+        let delta = if base.is_positive() == issue { i(amount)? } else { -i(amount)? };
+        let before = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        let quote = if delta.is_positive() {
+            // buy vBase (token0): exact output
+            self.pool
+                .swap_exact_output(false, amount, U256::MAX, None)
+                .map_err(|e| FliError::Venue(e.to_string()))?
+                .amount_in
+        } else {
+            self.pool
+                .swap_exact_input(true, amount, U256::ZERO, None)
+                .map_err(|e| FliError::Venue(e.to_string()))?
+                .amount_out
+        };
+        let fill = pdiv(quote, amount)?;
+        self.market.trade(delta, fill, self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        let after = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        Ok(before - after)
     }
 
     /// The token's ticker.
@@ -175,38 +251,37 @@ impl PerpFliToken {
         Ok(pdiv(av.unsigned_abs(), self.supply)?)
     }
 
-    /// Issue tokens for `usd` of collateral at NAV (a perp-backed token is issued for cash:
-    /// the position is unchanged, so leverage falls and the methodology rebalances it back).
-    /// Returns the tokens issued.
+    /// Issue tokens for at most `usd` at NAV plus the cost of trading their base (`issue_size`,
+    /// `issue_tokens`). Returns the tokens issued.
     pub fn issue(&mut self, usd: U256) -> Result<U256, FliError> {
-        if usd.is_zero() {
-            return Err(FliError::Revert("Amount is 0"));
-        }
         let nav = self.nav_per_token()?;
-        if nav.is_zero() {
-            return Err(FliError::Revert("NAV is 0: the token cannot be issued"));
-        }
-        let tokens = pdiv(usd, nav)?;
-        self.atomically(|t| {
-            t.market.deposit(usd).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-            t.supply = crate::math::add(t.supply, tokens, "supply")?;
-            Ok(tokens)
-        })
+        let tokens = self.issue_size(usd, nav)?;
+        self.issue_tokens(tokens, nav, usd)?;
+        Ok(tokens)
     }
 
-    /// Redeem `tokens` for cash at NAV, withdrawn from the venue: refused (nothing changes)
-    /// when the withdrawal would break the initial-margin rule (`V_NEFC`) — redeem less, or
-    /// after the keeper delevers. Returns the USD paid.
+    /// Redeem `tokens`: sells their share of the position on the vAMM (`base × tokens / supply`,
+    /// as Set's `PerpV2LeverageModuleV2` does), so the leverage does not change, and pays
+    /// `tokens × NAV` less the trade's cost against the index (more, when the fill beats the
+    /// index), withdrawn from the venue. Refused (nothing
+    /// changes) when the withdrawal would break the initial-margin rule (`V_NEFC`) or the cost
+    /// exceeds the value. Returns the USD paid.
     pub fn redeem(&mut self, tokens: U256) -> Result<U256, FliError> {
         if tokens.is_zero() || tokens > self.supply {
             return Err(FliError::Revert("Redeem amount must be > 0 and at most the supply"));
         }
-        let usd = crate::math::pmul(tokens, self.nav_per_token()?)?;
+        let at_nav = crate::math::pmul(tokens, self.nav_per_token()?)?;
         let mark = self.index_price;
         self.atomically(|t| {
-            t.market.withdraw(usd, mark).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+            let cost = t.trade_with_supply(tokens, false)?;
+            let paid = i(at_nav)? - cost;
+            if !paid.is_positive() {
+                return Err(FliError::Revert("the redemption's trade costs more than the tokens are worth"));
+            }
+            let paid = paid.unsigned_abs();
+            t.market.withdraw(paid, mark).map_err(|e| FliError::Revert(venue_reason(&e)))?;
             t.supply -= tokens;
-            Ok(usd)
+            Ok(paid)
         })
     }
 
@@ -501,8 +576,11 @@ mod tests {
         assert!(t.ripcord(now + 7).is_ok());
     }
 
+    /// Set's `PerpV2LeverageModuleV2`: issue and redeem trade the tokens' share of the position
+    /// on the vAMM, so leverage and the other holders' NAV do not move; the issuer and the
+    /// redeemer pay the trade's cost, and a redeem of the whole supply closes the position.
     #[test]
-    fn issuing_for_cash_lowers_leverage_and_the_keeper_brings_it_back() {
+    fn issue_and_redeem_trade_the_position_and_keep_leverage() {
         let mut t = token();
         t.engage(100).unwrap();
         let mut now = 100;
@@ -510,23 +588,38 @@ mod tests {
             now += 31;
             t.iterate_rebalance(now).unwrap();
         }
+        let close = |a: I256, b: I256, tol: &str| (a - b).unsigned_abs() <= w(tol);
         let nav = t.nav_per_token().unwrap();
-        // $100k more doubles the collateral: LR ~2 → ~1, under the 1.7 min.
-        let tokens = t.issue(w("100000")).unwrap();
-        assert!(t.nav_per_token().unwrap().abs_diff(nav) < w("0.001"), "issued at NAV");
-        assert!(tokens > w("990") && tokens < w("1010"), "{tokens}");
-        let lr = t.leverage_ratio(now + 1).unwrap();
-        assert!(lr < w("1.1").try_into().unwrap(), "diluted: {lr}");
-        assert_eq!(t.should_rebalance(now + 1).unwrap(), ShouldRebalance::Rebalance, "below min: rebalance at once");
-        t.rebalance(now + 1).unwrap();
-        assert!(t.leverage_ratio(now + 1).unwrap() > lr);
-        // Redeeming more than the margin rules let leave is refused and changes nothing.
+        let lr = t.leverage_ratio(now).unwrap();
+        let base = t.market.account.base;
+        // $100k more doubles the token; the leverage stays where it was.
         let supply = t.supply;
-        let err = t.redeem(supply).unwrap_err();
-        assert_eq!(err, FliError::Revert("V_NEFC"));
-        assert_eq!(t.supply, supply);
-        // A small redemption is paid at NAV.
+        let tokens = t.issue(w("100000")).unwrap();
+        let after = t.nav_per_token().unwrap();
+        assert!(after >= nav && after - nav < w("0.000001"), "other holders keep their NAV: {nav} → {after}");
+        assert!(tokens > w("990") && tokens < w("1000"), "the issuer paid the trade's cost: {tokens} tokens for $100k");
+        assert!(close(t.leverage_ratio(now).unwrap(), lr, "0.00001"), "leverage kept");
+        let per_token = crate::math::pdiv_i(base, i(supply).unwrap()).unwrap();
+        assert!(close(
+            crate::math::pdiv_i(t.market.account.base, i(t.supply).unwrap()).unwrap(),
+            per_token,
+            "0.000000001"
+        ));
+        assert_eq!(t.should_rebalance(now + 1).unwrap(), ShouldRebalance::None, "nothing for the keeper to do");
+        // A redemption is paid NAV less its trade's cost; leverage and NAV stay.
+        let nav = t.nav_per_token().unwrap();
         let paid = t.redeem(w("10")).unwrap();
-        assert!(paid.abs_diff(crate::math::pmul(w("10"), t.nav_per_token().unwrap()).unwrap()) < w("0.01"));
+        let at_nav = crate::math::pmul(w("10"), nav).unwrap();
+        assert!(paid < at_nav && at_nav - paid < w("5"), "paid {paid} for tokens worth {at_nav}");
+        assert!(t.nav_per_token().unwrap() >= nav);
+        assert!(close(t.leverage_ratio(now).unwrap(), lr, "0.00001"), "leverage kept");
+        // The whole supply can leave: the position closes with it.
+        let all = t.supply;
+        t.redeem(all).unwrap();
+        assert_eq!((t.supply, t.market.account.base), (U256::ZERO, I256::ZERO));
+        // An issue of nothing, or at a zero NAV, is refused and changes nothing.
+        let before = t.clone();
+        assert_eq!(t.issue_size(U256::ZERO, nav).unwrap_err(), FliError::Revert("Amount is 0"));
+        assert_eq!(t, before);
     }
 }
