@@ -67,6 +67,35 @@ pub fn artifact(path: &str) -> Bytes {
     code.parse().unwrap_or_else(|e| panic!("{}: bytecode: {e}", file.display()))
 }
 
+/// The creation bytecode of a published contract whose artifact has library placeholders,
+/// linked to the deployed `libraries` (name → address), as Hardhat links them.
+pub fn artifact_linked(path: &str, libraries: &[(&str, Address)]) -> Bytes {
+    let file = evm_dir().join("node_modules").join(path);
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("artifact")).expect("artifact json");
+    let mut code = alloy_primitives::hex::decode(
+        json["bytecode"]
+            .as_str()
+            .expect("bytecode")
+            .trim_start_matches("0x")
+            .replace(|c: char| !c.is_ascii_hexdigit(), "0"),
+    )
+    .expect("bytecode hex");
+    for (_, libs) in json["linkReferences"].as_object().into_iter().flatten() {
+        for (name, places) in libs.as_object().into_iter().flatten() {
+            let address = libraries
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{}: library {name} not given", file.display()))
+                .1;
+            for place in places.as_array().into_iter().flatten() {
+                let start = place["start"].as_u64().expect("start") as usize;
+                code[start..start + 20].copy_from_slice(address.as_slice());
+            }
+        }
+    }
+    code.into()
+}
+
 /// keel's own test contracts, compiled once per process: name → `{abi, bytecode}`.
 pub fn own() -> &'static Value {
     static C: OnceLock<Value> = OnceLock::new();
@@ -158,7 +187,20 @@ impl Chain {
     }
 
     fn tx(&self, kind: revm::primitives::TxKind, data: Bytes) -> TxEnv {
-        TxEnv::builder().caller(self.sender).kind(kind).data(data).gas_limit(GAS).gas_price(0).build().expect("tx")
+        self.tx_from(self.sender, kind, data)
+    }
+
+    fn tx_from(&self, from: Address, kind: revm::primitives::TxKind, data: Bytes) -> TxEnv {
+        TxEnv::builder().caller(from).kind(kind).data(data).gas_limit(GAS).gas_price(0).build().expect("tx")
+    }
+
+    /// [`Chain::transact`] sent by `from` (any address: gas is free on this chain).
+    pub fn transact_from(&mut self, from: Address, to: Address, data: Vec<u8>) -> Result<Bytes, Revert> {
+        let tx = self.tx_from(from, revm::primitives::TxKind::Call(to), data.into());
+        match self.evm.transact_commit(tx).map_err(|e| Revert(format!("{e:?}")))? {
+            ExecutionResult::Success { output, .. } => Ok(output.into_data()),
+            other => Err(Self::failure(other)),
+        }
     }
 
     /// Deploy `creation` followed by the ABI-encoded constructor `args`.
@@ -172,14 +214,10 @@ impl Chain {
         }
     }
 
-    /// Send a transaction to `to` and keep its effects; the return data, or why it reverted
-    /// (a reverted transaction changes nothing).
+    /// Send a transaction to `to` from [`Chain::sender`] and keep its effects; the return data,
+    /// or why it reverted (a reverted transaction changes nothing).
     pub fn transact(&mut self, to: Address, data: Vec<u8>) -> Result<Bytes, Revert> {
-        let tx = self.tx(revm::primitives::TxKind::Call(to), data.into());
-        match self.evm.transact_commit(tx).map_err(|e| Revert(format!("{e:?}")))? {
-            ExecutionResult::Success { output, .. } => Ok(output.into_data()),
-            other => Err(Self::failure(other)),
-        }
+        self.transact_from(self.sender, to, data)
     }
 
     /// Run a call against the current state without keeping its effects.

@@ -366,10 +366,9 @@ impl LendingMarket {
             },
             feed,
         });
-        let id = self.reserves.len() - 1;
-        let s = self.reserves[id].state;
-        self.reserves[id].state = self.with_rates(id, s)?;
-        Ok(id)
+        // Rates stay 0 until the first action updates them, as `ReserveLogic.init` leaves them
+        // (with a base rate the debt index would otherwise grow before anything is borrowed).
+        Ok(self.reserves.len() - 1)
     }
 
     /// Register an eMode category.
@@ -582,7 +581,15 @@ impl LendingMarket {
             m.base + ray_div(ray_mul(m.slope1, usage)?, m.optimal_usage)?
         };
         s.variable_borrow_rate = borrow_rate;
-        s.liquidity_rate = percent_mul(ray_mul(borrow_rate, usage)?, U256::from(10_000 - c.reserve_factor_bp))?;
+        // `_getOverallBorrowRate`: the debt-weighted rate, `(debt·1e9 ⊙ rate) ⊘ debt·1e9` in ray
+        // arithmetic, which rounds (for variable debt only, it is the rate to within a few wei)
+        let overall = if total_debt.is_zero() {
+            U256::ZERO
+        } else {
+            let debt_ray = crate::math::mul(total_debt, U256::from(1_000_000_000u64), "debt in ray")?;
+            ray_div(ray_mul(debt_ray, borrow_rate)?, debt_ray)?
+        };
+        s.liquidity_rate = percent_mul(ray_mul(overall, usage)?, U256::from(10_000 - c.reserve_factor_bp))?;
         Ok(s)
     }
 
@@ -826,9 +833,11 @@ impl LendingMarket {
                 }
             }
         }
+        // `EModeLogic.executeSetUserEMode` checks the health factor only when the user leaves a
+        // category (entering one can only raise it)
+        let previous = acc.emode;
         acc.emode = category;
-        let data = self.account_data_of(&acc, now)?;
-        if data.health_factor < HEALTH_FACTOR_ONE {
+        if previous != 0 && self.account_data_of(&acc, now)?.health_factor < HEALTH_FACTOR_ONE {
             return Err(LendingError::HealthFactorTooLow);
         }
         self.accounts.insert(user, acc);
@@ -913,14 +922,20 @@ impl LendingMarket {
             cs = ds;
         }
         // Collateral side: burn the liquidator's part, move the fee to the treasury.
+        // As the aToken does: two rounded scaled amounts leave the user (a wei of scaled balance
+        // can remain when all the collateral is taken); the fee is cut to what is left when the
+        // rounding would take more (`LiquidationLogic`'s "1 wei imprecision" guard); collateral
+        // use ends when the amounts taken equal the balance.
         let burn_scaled = ray_div(to_liquidator, cs.liquidity_index)?;
+        let left = sub(acc.scaled_supply[collateral_asset], burn_scaled, "liquidation")?;
+        let mut protocol_fee = protocol_fee;
+        if ray_div(protocol_fee, cs.liquidity_index)? > left {
+            protocol_fee = ray_mul(left, cs.liquidity_index)?;
+        }
         let fee_scaled = ray_div(protocol_fee, cs.liquidity_index)?;
+        acc.scaled_supply[collateral_asset] = sub(left, fee_scaled, "liquidation fee")?;
         if collateral_amount == user_collateral {
-            acc.scaled_supply[collateral_asset] = U256::ZERO;
             acc.collateral_enabled[collateral_asset] = false;
-        } else {
-            acc.scaled_supply[collateral_asset] =
-                sub(acc.scaled_supply[collateral_asset], burn_scaled + fee_scaled, "liquidation")?;
         }
         cs.scaled_supply = cs.scaled_supply.saturating_sub(burn_scaled);
         cs.available -= to_liquidator;
