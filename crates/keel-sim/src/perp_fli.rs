@@ -22,7 +22,8 @@ pub fn run_perp_fli(
     run_perp_fli_with_flows(product, source, tvl_usd, pool_tvl_usd, &none, 0)
 }
 
-/// [`run_perp_fli`] with Poisson holder issues and redeems for cash at NAV, drawn from `seed`.
+/// [`run_perp_fli`] with Poisson holder issues and redeems (at NAV, their share of the position
+/// traded on the vAMM), drawn from `seed`.
 pub fn run_perp_fli_with_flows(
     product: &PerpProduct,
     source: &mut dyn PriceSource,
@@ -90,8 +91,8 @@ mod tests {
         assert_eq!(s.counts.liquidations, 0, "{s:?}");
         // Two bots race for each ripcord's reward: the second one's call reverts.
         assert!(s.counts.failed_calls <= s.counts.ripcords + 5, "{s:?}");
-        // Redeeming for cash withdraws margin with the position unchanged, so a large redemption
-        // can push leverage past the ripcord level; the keeper and ripcords bring it back.
+        // Issues and redeems trade their share of the position, so they leave leverage where it
+        // was; only the market moves it out of the band.
         assert!(s.time_outside_band < 0.01, "back inside the band almost always: {}", s.time_outside_band);
     }
 }

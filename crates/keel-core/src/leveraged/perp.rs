@@ -1,5 +1,6 @@
 //! [`LeveragedToken`] for the PerpV2 FLI token: a Perp-v2-style account trading a vAMM,
-//! issued and redeemed for cash at NAV.
+//! issued and redeemed at NAV with its share of the position traded on the vAMM, the trade's
+//! cost to the issuer or redeemer (Set's `PerpV2LeverageModuleV2`, `perp.md` A8a).
 
 use super::{Band, Done, Emergency, Exposure, Flow, Health, Kind, LeveragedToken, Screen, candidate, shrink};
 use crate::Error;
