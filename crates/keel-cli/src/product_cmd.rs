@@ -146,12 +146,13 @@ pub fn check(file: &Path) -> Result<ExitCode> {
         Ok(AnyProduct::Lending(p)) => {
             let m = &p.methodology;
             println!(
-                "ok: {} ({}) — {} on {}/{}: target {}x in [{}x, {}x], ripcord at {}x, {} exchange(s)",
+                "ok: {} ({}) — {} on {}/{} ({}): target {}x in [{}x, {}x], ripcord at {}x, {} exchange(s)",
                 p.token.symbol,
                 p.token.name,
                 p.kind,
                 p.collateral.asset,
                 p.borrow.asset,
+                p.lending.protocol.as_str(),
                 Wad(m.target_leverage_ratio),
                 Wad(m.min_leverage_ratio),
                 Wad(m.max_leverage_ratio),

@@ -339,6 +339,7 @@ fn table_every_bundled_product_backtests_compares_and_sweeps() {
     let cases = [
         ("eth2x-fli.toml", "methodology.max_leverage_ratio=2.3,2.4"),
         ("btc2x-fli.toml", "methodology.max_leverage_ratio=2.3,2.4"),
+        ("eth2x-fli-compound.toml", "lending.collateral_factor=70%,75%"),
         ("eth2x-perp.toml", "methodology.max_leverage_ratio=2.3,2.4"),
         ("eth-3x-threshold.toml", "methodology.target_leverage=2,3"),
         ("eth-minus1x-threshold.toml", "methodology.rebalance_threshold=3%,5%"),

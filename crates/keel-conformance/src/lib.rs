@@ -57,6 +57,17 @@ pub fn sequences(default: u64) -> u64 {
     }
 }
 
+/// Run a suite's random sequences, seeds `0..sequences(default)`, each through `run`. Returns
+/// how many ran, or `None` when the packages are not installed (the suite skips).
+pub fn for_each_sequence(default: u64, mut run: impl FnMut(u64)) -> Option<u64> {
+    if !available() {
+        return None;
+    }
+    let n = sequences(default);
+    (0..n).for_each(&mut run);
+    Some(n)
+}
+
 /// The creation bytecode of a published contract: `path` is the Hardhat artifact inside
 /// `node_modules`, e.g. `@uniswap/v3-core/artifacts/contracts/UniswapV3Pool.sol/UniswapV3Pool.json`.
 pub fn artifact(path: &str) -> Bytes {
@@ -222,7 +233,13 @@ impl Chain {
 
     /// Run a call against the current state without keeping its effects.
     pub fn call(&mut self, to: Address, data: Vec<u8>) -> Result<Bytes, Revert> {
-        let tx = self.tx(revm::primitives::TxKind::Call(to), data.into());
+        self.call_from(self.sender, to, data)
+    }
+
+    /// [`Chain::call`] as `from` (what a contract that answers with error codes would return
+    /// to that caller).
+    pub fn call_from(&mut self, from: Address, to: Address, data: Vec<u8>) -> Result<Bytes, Revert> {
+        let tx = self.tx_from(from, revm::primitives::TxKind::Call(to), data.into());
         let r = self.evm.transact(tx).map_err(|e| Revert(format!("{e:?}")))?;
         match r.result {
             ExecutionResult::Success { output, .. } => Ok(output.into_data()),

@@ -12,7 +12,7 @@
 use alloy_primitives::aliases::{I24, U160};
 use alloy_primitives::{Address, I256, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
-use keel_conformance::{Chain, artifact, available, own_bytecode, sequences};
+use keel_conformance::{Chain, artifact, for_each_sequence, own_bytecode};
 use keel_core::error::AmmError;
 use keel_core::venue::amm::{LiquidityPosition, Pool, PoolToken, sqrt_price_x96_from_f64, tick_spacing_for_fee};
 use rand::{Rng, SeedableRng};
@@ -238,14 +238,8 @@ fn run_sequence(seed: u64, tally: &mut Tally) {
 
 #[test]
 fn random_swap_sequences_match_the_pool_to_the_wei() {
-    if !available() {
-        return;
-    }
-    let n = sequences(60);
     let mut tally = Tally::default();
-    for seed in 0..n {
-        run_sequence(seed, &mut tally);
-    }
+    let Some(n) = for_each_sequence(60, |seed| run_sequence(seed, &mut tally)) else { return };
     eprintln!(
         "uniswap v3: {n} sequences, {} swaps ({} with a price limit, {} swap steps), {} refusals for want of liquidity confirmed; 0 mismatches",
         tally.swaps, tally.limited, tally.steps, tally.refused

@@ -113,6 +113,17 @@ pub enum LendingError {
         /// Amount asked for.
         requested: String,
     },
+    /// A Compound v2 failure: the cToken's error code and, when the comptroller rejected the
+    /// call, the comptroller's code as `detail` (`venue::compound`).
+    #[error("Compound error {code}/{detail}: {message}")]
+    Compound {
+        /// cToken error code (`TokenErrorReporter.Error`).
+        code: u32,
+        /// Comptroller error code when `code` is 3 (rejection) or 4, else 0.
+        detail: u32,
+        /// What failed and why.
+        message: String,
+    },
     /// Unknown reserve or eMode category.
     #[error("Unknown {0}")]
     Unknown(String),

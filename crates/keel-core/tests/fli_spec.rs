@@ -379,3 +379,21 @@ fn insolvent_snapshot_is_an_error_not_a_number() {
     let e = f.evaluate(&snap(T0, "1_000_000_000_000_000_000", "1_000_000_000", 1000), None, RISK).unwrap_err();
     assert_eq!(e.to_string(), "Position is insolvent: borrow value is not below collateral value");
 }
+
+#[test]
+fn compound_delever_limit_uses_the_buffered_collateral_factor() {
+    // C = 2 ETH at $1000, B = 1200 USDC; collateral factor 75% for both limits, 1% unutilized.
+    use keel_core::venue::money_market::Protocol;
+    let cf = RiskParams { ltv_bp: 7_500, liquidation_threshold_bp: 7_500 };
+    let mut f = fixture();
+    let info = f.action_info(&snap(T0, "2_000_000_000_000_000_000", "1_200_000_000", 1000)).unwrap();
+    // Aave v3: the threshold alone, C·(cV·LT − bV)/(cV·LT) = 2·300/1500
+    assert_eq!(f.limit(&info, false, cf).unwrap(), Limit::Units(u("400_000_000_000_000_000")));
+    // Compound: cV·CF·(1 − u) = 1485, so 2·285/1485, floored
+    f.protocol = Protocol::CompoundV2;
+    assert_eq!(f.limit(&info, false, cf).unwrap(), Limit::Units(u("383_838_383_838_383_838")));
+    // the lever limit is the same rule on both: (1485 − 1200)/1000 ETH
+    assert_eq!(f.limit(&info, true, cf).unwrap(), Limit::Units(u("285_000_000_000_000_000")));
+    f.protocol = Protocol::AaveV3;
+    assert_eq!(f.limit(&info, true, cf).unwrap(), Limit::Units(u("285_000_000_000_000_000")));
+}

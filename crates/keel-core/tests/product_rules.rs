@@ -43,7 +43,7 @@ fn messages(text: &str) -> Vec<String> {
 
 #[test]
 fn shipped_products_are_valid() {
-    for f in ["eth2x-fli.toml", "btc2x-fli.toml"] {
+    for f in ["eth2x-fli.toml", "btc2x-fli.toml", "eth2x-fli-compound.toml"] {
         let text = std::fs::read_to_string(format!("{}/../../products/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         Product::from_toml(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
@@ -229,4 +229,85 @@ fn calldata_in_struct_order() {
     assert_eq!(c[1].1, ["10000000000000000", "20000000000000000", "30"]);
     assert_eq!(c[2].1, ["1000000000000000000", "2700000000000000000", "50000000000000000", "1"]);
     assert_eq!(c[3].1, ["10000000000000000000", "0", "20000000000000000000", "0x", "0x"]);
+}
+
+const COMPOUND: &str = include_str!("../../../products/eth2x-fli-compound.toml");
+
+#[test]
+fn table_compound_market_rules() {
+    // (case, line replaced in the Compound product, replacement, expected first message)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "aave field on compound",
+            "collateral_factor = \"75%\"",
+            "ltv = \"75%\"",
+            "field `lending.ltv`: 'ltv' is not a setting of a compound-v2 market",
+        ),
+        (
+            "supply cap on compound",
+            "close_factor = \"50%\"",
+            "collateral_supply_cap = \"10\"",
+            "field `lending.collateral_supply_cap`: 'collateral_supply_cap' is not a setting of a compound-v2 market",
+        ),
+        (
+            "unknown protocol",
+            "protocol = \"compound-v2\"",
+            "protocol = \"euler\"",
+            "field `lending.protocol`: 'euler' is not a lending protocol keel models",
+        ),
+        (
+            "collateral factor above 90%",
+            "collateral_factor = \"75%\"",
+            "collateral_factor = \"91%\"",
+            "Collateral factor must be at most 90% (Compound's maximum)",
+        ),
+        (
+            "close factor at 5%",
+            "close_factor = \"50%\"",
+            "close_factor = \"5%\"",
+            "Close factor must be above 5% and at most 90% (Compound's bounds)",
+        ),
+        (
+            "close factor above 90%",
+            "close_factor = \"50%\"",
+            "close_factor = \"95%\"",
+            "Close factor must be above 5% and at most 90% (Compound's bounds)",
+        ),
+        (
+            "incentive above 50%",
+            "liquidation_incentive = \"8%\"",
+            "liquidation_incentive = \"51%\"",
+            "Liquidation incentive must be at most 50% (Compound's maximum)",
+        ),
+        (
+            "ripcord at the liquidation leverage",
+            "collateral_factor = \"75%\"",
+            "collateral_factor = \"62.96%\"",
+            "Incentivized leverage ratio must be below the liquidation leverage",
+        ),
+    ];
+    for (case, from, to, want) in cases {
+        assert!(COMPOUND.contains(from), "{case}: the product has no `{from}`");
+        let got = messages(&COMPOUND.replace(from, to));
+        assert!(got.first().is_some_and(|m| m.starts_with(want)), "{case}: got {got:?}, want {want}");
+    }
+    // an Aave product refuses Compound's fields
+    let aave = BASE.replace("ltv = \"80%\"", "ltv = \"80%\"\ncollateral_factor = \"75%\"");
+    let got = messages(&aave);
+    assert!(got[0].contains("'collateral_factor' is not a setting of a aave-v3 market"), "{got:?}");
+}
+
+#[test]
+fn compound_product_defaults_to_divide_first_sizing() {
+    use keel_core::strategy::fli::SizingOrder;
+    use keel_core::venue::money_market::Protocol;
+    let p = Product::from_toml(COMPOUND).unwrap();
+    assert_eq!(p.lending.protocol, Protocol::CompoundV2);
+    assert_eq!(p.sizing_order, SizingOrder::DivideFirst);
+    assert_eq!(
+        (p.lending.ltv_bp, p.lending.liquidation_threshold_bp, p.lending.liquidation_bonus_bp),
+        (7_500, 7_500, 800)
+    );
+    let aave = Product::from_toml(BASE).unwrap();
+    assert_eq!((aave.lending.protocol, aave.sizing_order), (Protocol::AaveV3, SizingOrder::AaveV3));
 }

@@ -629,35 +629,35 @@ fn observe_price(p: &mut ProductState, asset: &str, price: U256, now: u64) -> Re
     let mut prices = p.prices.clone();
     let product = p.product()?;
     let t = p.fli("the lending market's price feed")?;
-    let (c, b) = {
-        let r = &t.market.reserves;
-        (r[t.collateral].config.clone(), r[t.borrow].config.clone())
-    };
-    let id = if asset == c.symbol {
+    let m = &t.market;
+    let (c, b) = (
+        (m.symbol(t.collateral).to_string(), m.decimals(t.collateral)),
+        (m.symbol(t.borrow).to_string(), m.decimals(t.borrow)),
+    );
+    let id = if asset == c.0 {
         t.collateral
-    } else if asset == b.symbol {
+    } else if asset == b.0 {
         t.borrow
     } else {
         return Err(ApiError::bad(
             "asset",
-            format!("'{asset}' is not an asset of this product; one of {}, {}", c.symbol, b.symbol),
+            format!("'{asset}' is not an asset of this product; one of {}, {}", c.0, b.0),
         ));
     };
     bounds::check_usd_price(price).map_err(|e| ApiError::bad("price", e))?;
     let answer =
         price_e8(Wad(price)).map_err(|e| ApiError::bad("price", e.to_string().replace("field `price`: ", "")))?;
     prices.insert(asset.to_string(), (price, now));
-    let pc = prices.get(&c.symbol).map(|x| x.0).unwrap_or(price);
-    let pb = prices.get(&b.symbol).map(|x| x.0).unwrap_or(price);
-    bounds::check_pool_quote((&c.symbol, c.decimals, pc), (&b.symbol, b.decimals, pb))
-        .map_err(|e| ApiError::bad("price", e))?;
+    let pc = prices.get(&c.0).map(|x| x.0).unwrap_or(price);
+    let pb = prices.get(&b.0).map(|x| x.0).unwrap_or(price);
+    bounds::check_pool_quote((&c.0, c.1, pc), (&b.0, b.1, pb)).map_err(|e| ApiError::bad("price", e))?;
     let recenter = {
         let ratio = Wad(pc).to_f64() / Wad(pool_center).to_f64();
         ratio.ln().abs() >= RECENTER_LOG_DISTANCE
     };
     // pools: token0 = borrow asset, token1 = collateral; raw token1 per raw token0
     let ten = |d: u8| U256::from(10u64).pow(U256::from(d));
-    let target = sqrt_price_x96_from_ratio(pb * ten(c.decimals), pc * ten(b.decimals))
+    let target = sqrt_price_x96_from_ratio(pb * ten(c.1), pc * ten(b.1))
         .map_err(|e| ApiError::bad("price", format!("the pools cannot trade at this price: {e}")))?;
     let mut pools = t.pools.clone();
     for (name, pool) in pools.iter_mut() {
@@ -697,10 +697,7 @@ fn mint_or_redeem(
         t.ledger.burn(r, fee_minted);
         t.ledger.last_fee_accrual = last;
     };
-    let (cd, bd) = {
-        let r = &t.market.reserves;
-        (r[t.collateral].config.decimals, r[t.borrow].config.decimals)
-    };
+    let (cd, bd) = (t.market.decimals(t.collateral), t.market.decimals(t.borrow));
     let outcome = if mint {
         t.issue(holder, quantity, now).map(|r| {
             let paid = usd(r.collateral_in, cd, pc).saturating_add(usd(r.cash_in, bd, pb));

@@ -213,16 +213,16 @@ fn token_view(p: &ProductState, t: &dyn keel_core::leveraged::LeveragedToken, se
 
 fn lending_view(p: &ProductState, t: &keel_core::strategy::fli::FliToken, seq: u64, now: u64) -> ProductView {
     let f = &t.fli;
-    let (collateral, borrow) = (&t.market.reserves[t.collateral], &t.market.reserves[t.borrow]);
-    let (cd, bd) = (collateral.config.decimals, borrow.config.decimals);
-    let (cs, bs) = (collateral.config.symbol.clone(), borrow.config.symbol.clone());
+    let m = &t.market;
+    let (cd, bd) = (m.decimals(t.collateral), m.decimals(t.borrow));
+    let (cs, bs) = (m.symbol(t.collateral).to_string(), m.symbol(t.borrow).to_string());
     let mut prices = BTreeMap::new();
     let mut blocked = Vec::new();
-    for (asset, r) in [(&cs, collateral), (&bs, borrow)] {
+    for (asset, feed) in [(&cs, m.feed(t.collateral)), (&bs, m.feed(t.borrow))] {
         let (price, at) = p.prices.get(asset).copied().unwrap_or((U256::ZERO, 0));
         let age = now.saturating_sub(at);
-        let stale = r.feed.latest(now).is_err();
-        if let Err(e) = r.feed.latest(now) {
+        let stale = feed.latest(now).is_err();
+        if let Err(e) = feed.latest(now) {
             blocked.push(format!("{asset} price: {e}"));
         }
         prices.insert(
@@ -231,9 +231,9 @@ fn lending_view(p: &ProductState, t: &keel_core::strategy::fli::FliToken, seq: u
                 price: wad_str(price),
                 observed_at: at,
                 age_s: age,
-                heartbeat_s: r.feed.heartbeat,
-                max_age_s: r.feed.max_staleness,
-                deviation: wad_str(r.feed.deviation_threshold.0),
+                heartbeat_s: feed.heartbeat,
+                max_age_s: feed.max_staleness,
+                deviation: wad_str(feed.deviation_threshold.0),
                 stale,
             },
         );
@@ -273,6 +273,7 @@ fn lending_view(p: &ProductState, t: &keel_core::strategy::fli::FliToken, seq: u
         lending.insert("collateral_usd".into(), units_str(a.collateral_base, 8));
         lending.insert("debt_usd".into(), units_str(a.debt_base, 8));
         lending.insert("health_factor".into(), fmt_hf(a.health_factor));
+        lending.insert("protocol".into(), m.protocol().as_str().into());
     }
     let mut pools = BTreeMap::new();
     for (name, pool) in &t.pools {

@@ -125,18 +125,14 @@ fn command(op: &Op, e: &Engine) -> Option<(Actor, Command)> {
         ),
         Op::Price { id, collateral, price } => {
             let t = e.products.get(&pid(*id))?.token.lending()?;
-            let r = &t.market.reserves;
-            let asset = if *collateral { &r[t.collateral] } else { &r[t.borrow] };
-            (
-                actor(Role::Oracle, 3),
-                Command::ObservePrice { product: pid(*id), asset: asset.config.symbol.clone(), price: *price },
-            )
+            let asset = t.market.symbol(if *collateral { t.collateral } else { t.borrow }).to_string();
+            (actor(Role::Oracle, 3), Command::ObservePrice { product: pid(*id), asset, price: *price })
         }
         Op::Move { id, permille } => {
             // the collateral moves by permille/1000 from its last price (8 decimals, as oracles)
             let p = e.products.get(&pid(*id))?;
             let t = p.token.lending()?;
-            let sym = t.market.reserves[t.collateral].config.symbol.clone();
+            let sym = t.market.symbol(t.collateral).to_string();
             let last = p.prices.get(&sym)?.0;
             let unit = U256::from(10_000_000_000u64);
             let price = (last * U256::from(*permille) / U256::from(1000u64)) / unit * unit;

@@ -285,10 +285,10 @@ impl Simulation {
         } else {
             (self.token.borrow, self.token.collateral)
         };
-        if self.token.market.reserves[u].feed.needs_update(answer, now) {
+        if self.token.market.feed(u).needs_update(answer, now) {
             self.token.market.post_price(u, answer, now);
         }
-        if self.token.market.reserves[s].feed.needs_update(100_000_000, now) {
+        if self.token.market.feed(s).needs_update(100_000_000, now) {
             self.token.market.post_price(s, 100_000_000, now);
         }
     }
@@ -458,7 +458,7 @@ impl Venue for Simulation {
     fn oracle_price(&self, price: f64) -> f64 {
         let t = &self.token;
         let feed = if self.underlying_is_collateral { t.collateral } else { t.borrow };
-        let a = t.market.reserves[feed].feed.answer as f64 / 1e8;
+        let a = t.market.feed(feed).answer as f64 / 1e8;
         if a > 0.0 { a } else { price }
     }
 

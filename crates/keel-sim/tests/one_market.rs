@@ -99,3 +99,23 @@ fn every_kind_summarises_with_the_same_fields() {
     }
     insta::assert_snapshot!(first.1.join("\n"));
 }
+
+#[test]
+fn perp_price_guards_hold_the_token_to_its_window_not_to_its_first_price() {
+    // Perp v2's tick guard measures a swap from the tick of its 15-second window. A crash moves
+    // the price far from where the token was built; the token keeps trading (and so is never
+    // liquidated) because each window's tick is recorded when the token trades, after the
+    // arbitrageur has moved the vAMM. (It once measured from the build-time tick: every chunk
+    // after a 10% move was refused: on the default year the token ran to 16x and was
+    // liquidated.)
+    let perp = product("eth2x-perp.toml");
+    let mut src = scenario("crash", 2000.0, START, 12, 5).unwrap();
+    let r = run_product(&perp, &mut src, 1_000_000.0, flows(), 5, "crash", &mut NullSink).unwrap().summary;
+    assert!(r.underlying_return < -0.2, "a crash: {}", r.underlying_return);
+    assert_eq!(r.counts.liquidations, 0, "{:?}", r.counts);
+    assert!(r.counts.rebalances + r.counts.iterations > 0, "{:?}", r.counts);
+    assert!(r.max_leverage < 2.8, "max leverage {}", r.max_leverage);
+    // measured from the build-time tick, 215 237 keeper calls were refused in their dry run and
+    // 268 holder flows were refused; from the window's tick, none are
+    assert_eq!((r.counts.skipped_calls, r.counts.refused_flows), (0, 0), "{:?}", r.counts);
+}

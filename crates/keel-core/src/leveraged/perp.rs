@@ -214,6 +214,9 @@ impl LeveragedToken for PerpFliToken {
             next.pool.move_price_to(sqrt)?;
         }
         next.market.accrue_funding(now, price, price).map_err(venue)?;
+        // the first price of a 15-second window records the tick the window's swaps are held to
+        let tick = next.pool.tick();
+        next.guards.observe(now, tick);
         *self = next;
         Ok(did)
     }

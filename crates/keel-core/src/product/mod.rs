@@ -12,7 +12,9 @@ use crate::strategy::fli::{
 };
 use crate::token::{Ledger, TokenConfig};
 use crate::venue::amm::{Pool, PoolToken};
-use crate::venue::lending::{LendingMarket, RateModel, ReserveConfig};
+use crate::venue::compound::{CompoundMarket, InterestRateModel, MarketConfig};
+use crate::venue::lending::{AssetId, LendingMarket, RateModel, ReserveConfig};
+use crate::venue::money_market::{MoneyMarket, Protocol};
 use alloy_primitives::Address;
 use std::collections::BTreeMap;
 use toml::{Table, Value};
@@ -61,12 +63,18 @@ pub struct AssetSpec {
 /// Lending section: the collateral reserve's risk parameters and the market's depth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LendingSpec {
-    /// LTV, basis points.
+    /// The market's protocol (`protocol = "aave-v3"` or `"compound-v2"`).
+    pub protocol: Protocol,
+    /// LTV, basis points (Compound: the collateral factor).
     pub ltv_bp: u32,
-    /// Liquidation threshold, basis points.
+    /// Liquidation threshold, basis points (Compound: the collateral factor).
     pub liquidation_threshold_bp: u32,
-    /// Liquidation bonus, basis points over 100% (500 = 5%).
+    /// Liquidation bonus, basis points over 100% (500 = 5%; Compound: the liquidation
+    /// incentive over 100%).
     pub liquidation_bonus_bp: u32,
+    /// Share of a debt one liquidation may repay (Aave: 50%, 100% below HF 0.95, fixed;
+    /// Compound: `close_factor`).
+    pub close_factor: U256,
     /// Borrow-asset liquidity supplied by others, whole tokens.
     pub borrow_liquidity: U256,
     /// Collateral supply cap, whole tokens (0 = none).
@@ -290,10 +298,54 @@ impl Product {
             )?,
             underlying: t.raw("underlying")?.unwrap_or_else(|| collateral.asset.clone()),
         };
+        let protocol = l.conv("protocol", Some("aave-v3"), |s| match s {
+            "aave-v3" => Ok(Protocol::AaveV3),
+            "compound-v2" => Ok(Protocol::CompoundV2),
+            _ => Err(format!("'{s}' is not a lending protocol keel models (aave-v3 or compound-v2)")),
+        })?;
+        let other = |keys: &[&str], wants: &str| -> Result<(), ProductError> {
+            let table = root.get("lending").and_then(|v| v.as_table());
+            match keys.iter().find(|k| table.is_some_and(|t| t.contains_key(**k))) {
+                Some(k) => Err(ProductError::Field {
+                    field: format!("lending.{k}"),
+                    reason: format!("'{k}' is not a setting of a {} market; it takes {wants}", protocol.as_str()),
+                }),
+                None => Ok(()),
+            }
+        };
+        let (ltv_bp, liquidation_threshold_bp, liquidation_bonus_bp, close_factor) = match protocol {
+            Protocol::AaveV3 => {
+                other(
+                    &["collateral_factor", "liquidation_incentive", "close_factor"],
+                    "ltv, liquidation_threshold and liquidation_bonus",
+                )?;
+                (
+                    l.conv("ltv", None, parse_bp)?,
+                    l.conv("liquidation_threshold", None, parse_bp)?,
+                    l.conv("liquidation_bonus", None, parse_bp)?,
+                    WAD / U256::from(2u64),
+                )
+            }
+            Protocol::CompoundV2 => {
+                other(
+                    &["ltv", "liquidation_threshold", "liquidation_bonus", "collateral_supply_cap"],
+                    "collateral_factor, liquidation_incentive and close_factor",
+                )?;
+                let cf = l.conv("collateral_factor", None, parse_bp)?;
+                (
+                    cf,
+                    cf,
+                    l.conv("liquidation_incentive", Some("8%"), parse_bp)?,
+                    l.conv("close_factor", Some("50%"), parse_fraction)?,
+                )
+            }
+        };
         let lending = LendingSpec {
-            ltv_bp: l.conv("ltv", None, parse_bp)?,
-            liquidation_threshold_bp: l.conv("liquidation_threshold", None, parse_bp)?,
-            liquidation_bonus_bp: l.conv("liquidation_bonus", None, parse_bp)?,
+            protocol,
+            ltv_bp,
+            liquidation_threshold_bp,
+            liquidation_bonus_bp,
+            close_factor,
             borrow_liquidity: l.conv("borrow_liquidity", Some("500000000"), units(0))?,
             collateral_supply_cap: l.conv("collateral_supply_cap", Some("0"), |s| {
                 s.parse::<u64>().map_err(|_| format!("'{s}' is not a whole number of tokens"))
@@ -316,7 +368,9 @@ impl Product {
             recentering_speed: m.conv("recentering_speed", None, parse_fraction)?,
             rebalance_interval: m.conv("rebalance_interval", None, parse_duration)?,
         };
-        let sizing_order = m.conv("sizing_order", Some("aave-v3"), |s| match s {
+        // Compound's FLI sized divide-first (`fli.md` §7); Aave v3's multiplies first.
+        let default_order = if protocol == Protocol::CompoundV2 { "divide-first" } else { "aave-v3" };
+        let sizing_order = m.conv("sizing_order", Some(default_order), |s| match s {
             "aave-v3" => Ok(SizingOrder::AaveV3),
             "divide-first" => Ok(SizingOrder::DivideFirst),
             _ => Err(format!("'{s}' is not a sizing order (aave-v3 or divide-first)")),
@@ -439,6 +493,28 @@ impl Product {
             }
         }
         let l = &self.lending;
+        let compound = l.protocol == Protocol::CompoundV2;
+        if compound {
+            let e16 = U256::from(10_000_000_000_000_000u64);
+            if l.ltv_bp > 9_000 {
+                v.push(RuleViolation {
+                    message: "Collateral factor must be at most 90% (Compound's maximum)",
+                    detail: format!("lending.collateral_factor is {} bp", l.ltv_bp),
+                });
+            }
+            if l.liquidation_bonus_bp > 5_000 {
+                v.push(RuleViolation {
+                    message: "Liquidation incentive must be at most 50% (Compound's maximum)",
+                    detail: format!("lending.liquidation_incentive is {} bp", l.liquidation_bonus_bp),
+                });
+            }
+            if l.close_factor <= U256::from(5u64) * e16 || l.close_factor > U256::from(90u64) * e16 {
+                v.push(RuleViolation {
+                    message: "Close factor must be above 5% and at most 90% (Compound's bounds)",
+                    detail: format!("lending.close_factor is {}", Wad(l.close_factor)),
+                });
+            }
+        }
         if l.ltv_bp > l.liquidation_threshold_bp {
             v.push(RuleViolation {
                 message: "LTV must not exceed the liquidation threshold",
@@ -448,7 +524,7 @@ impl Product {
                 ),
             });
         }
-        if l.liquidation_threshold_bp as u64 * (10_000 + l.liquidation_bonus_bp as u64) > 100_000_000 {
+        if !compound && l.liquidation_threshold_bp as u64 * (10_000 + l.liquidation_bonus_bp as u64) > 100_000_000 {
             v.push(RuleViolation {
                 message: "Liquidation threshold times bonus must not exceed 100%",
                 detail: format!(
@@ -469,9 +545,10 @@ impl Product {
                 v.push(RuleViolation {
                     message: "Incentivized leverage ratio must be below the liquidation leverage",
                     detail: format!(
-                        "incentivized_leverage_ratio {} is at or above {} = 1 / (1 − liquidation_threshold), where the market liquidates",
+                        "incentivized_leverage_ratio {} is at or above {} = 1 / (1 − {}), where the market liquidates",
                         Wad(self.incentive.incentivized_leverage_ratio),
-                        Wad(liq_lr)
+                        Wad(liq_lr),
+                        if compound { "collateral_factor" } else { "liquidation_threshold" }
                     ),
                 });
             }
@@ -497,6 +574,7 @@ impl Product {
             (&self.borrow.asset, self.borrow.decimals),
         )?;
         f.sizing_order = self.sizing_order;
+        f.protocol = self.lending.protocol;
         Ok(f)
     }
 
@@ -507,13 +585,73 @@ impl Product {
         if self.token.underlying == self.collateral.asset { tlr } else { 1.0 - tlr }
     }
 
+    /// The product's lending market with its two assets listed: an Aave v3 market with
+    /// template rate strategies, or a Compound v2 market with a WhitePaper model on the
+    /// collateral (2% + 10%·U a year, as cETH's) and a jump-rate model on the borrow asset
+    /// (0% + 4%·U/0.8 to the 80% kink, +109%/yr above it — the shape of cUSDC's). Returns the
+    /// market and the collateral and borrow ids.
+    pub fn new_market(
+        &self,
+        cfeed: PriceFeed,
+        bfeed: PriceFeed,
+        now: u64,
+    ) -> Result<(MoneyMarket, AssetId, AssetId), crate::Error> {
+        let l = &self.lending;
+        match l.protocol {
+            Protocol::AaveV3 => {
+                let mut market = LendingMarket::new();
+                let rate = |r: RateModel| if l.interest { r } else { RateModel::zero() };
+                let mut ccfg = ReserveConfig::new(
+                    &self.collateral.asset,
+                    self.collateral.decimals,
+                    l.ltv_bp,
+                    l.liquidation_threshold_bp,
+                    10_000 + l.liquidation_bonus_bp,
+                    rate(RateModel::volatile_one()),
+                );
+                ccfg.supply_cap = l.collateral_supply_cap;
+                let bcfg = ReserveConfig::new(
+                    &self.borrow.asset,
+                    self.borrow.decimals,
+                    8_000,
+                    8_500,
+                    10_500,
+                    rate(RateModel::stable_one()),
+                );
+                let c = market.add_reserve(ccfg, cfeed, now)?;
+                let b = market.add_reserve(bcfg, bfeed, now)?;
+                Ok((market.into(), c, b))
+            }
+            Protocol::CompoundV2 => {
+                let mut market = CompoundMarket::new();
+                let e16 = U256::from(10_000_000_000_000_000u64);
+                market.set_risk(l.close_factor, WAD + U256::from(l.liquidation_bonus_bp) * e16 / U256::from(100u64))?;
+                let rate = |r: InterestRateModel| if l.interest { r } else { InterestRateModel::zero() };
+                let c_rate = InterestRateModel::WhitePaper {
+                    base_rate: U256::from(2u64) * e16,
+                    multiplier: U256::from(10u64) * e16,
+                };
+                let b_rate = InterestRateModel::jump_rate_v2(
+                    U256::ZERO,
+                    U256::from(4u64) * e16,
+                    U256::from(109u64) * e16,
+                    U256::from(80u64) * e16,
+                );
+                let ccfg =
+                    MarketConfig::new(&self.collateral.asset, self.collateral.decimals, l.ltv_bp, 2_000, rate(c_rate));
+                let bcfg = MarketConfig::new(&self.borrow.asset, self.borrow.decimals, 8_000, 750, rate(b_rate));
+                let c = market.add_market(ccfg, cfeed, now)?;
+                let b = market.add_market(bcfg, bfeed, now)?;
+                Ok((market.into(), c, b))
+            }
+        }
+    }
+
     /// Build the token on fresh venues at `now`: a lending market with the collateral and
     /// borrow reserves (oracles posted at the product's prices, the borrow asset supplied by
     /// an outside lender), one pool per exchange, an empty ledger. `operator` runs it.
     pub fn build(&self, operator: Address, now: u64) -> Result<FliToken, crate::Error> {
         let fli = self.strategy(operator)?;
-        let mut market = LendingMarket::new();
-        let rate = |r: RateModel| if self.lending.interest { r } else { RateModel::zero() };
         let mut cfeed = PriceFeed::new(
             format!("{} / USD", self.collateral.asset),
             8,
@@ -524,26 +662,11 @@ impl Product {
         let mut bfeed =
             PriceFeed::new(format!("{} / USD", self.borrow.asset), 8, self.borrow.heartbeat, self.borrow.deviation);
         bfeed.post(price_e8(self.borrow.price)?, now);
+        let (mut market, collateral, borrow) = self.new_market(cfeed, bfeed, now)?;
         let l = &self.lending;
-        let mut ccfg = ReserveConfig::new(
-            &self.collateral.asset,
-            self.collateral.decimals,
-            l.ltv_bp,
-            l.liquidation_threshold_bp,
-            10_000 + l.liquidation_bonus_bp,
-            rate(RateModel::volatile_one()),
-        );
-        ccfg.supply_cap = l.collateral_supply_cap;
-        let bcfg = ReserveConfig::new(
-            &self.borrow.asset,
-            self.borrow.decimals,
-            8_000,
-            8_500,
-            10_500,
-            rate(RateModel::stable_one()),
-        );
-        let collateral = market.add_reserve(ccfg, cfeed, now)?;
-        let borrow = market.add_reserve(bcfg, bfeed, now)?;
+        let token_account = Address::with_last_byte(0x70);
+        // Set's Compound module enters both markets when the token is initialised.
+        market.enter_markets(token_account, &[collateral, borrow])?;
         // Other users set the reserves' utilisation, and so the rates the token pays and earns:
         // whale A supplies collateral and borrows `borrow_utilization` of the borrow asset;
         // whale B supplies some of the borrow asset and borrows `collateral_utilization` of the
@@ -575,6 +698,9 @@ impl Product {
             let cb = cb.min(b_limit);
             let (a, b, lender) =
                 (Address::with_last_byte(0xab), Address::with_last_byte(0xac), Address::with_last_byte(0xaa));
+            for who in [a, b] {
+                market.enter_markets(who, &[collateral, borrow])?;
+            }
             if liquidity > b2 {
                 market.supply(lender, borrow, liquidity - b2, now)?;
             }
@@ -610,7 +736,7 @@ impl Product {
             market,
             pools,
             fli,
-            account: Address::with_last_byte(0x70),
+            account: token_account,
             collateral,
             borrow,
             idle_borrow: U256::ZERO,
@@ -753,6 +879,11 @@ pub struct PerpProduct {
     pub maintenance_margin_ratio: Wad,
     /// Liquidation penalty.
     pub liquidation_penalty: Wad,
+    /// `maxTickCrossedWithinBlock`: ticks the vAMM may move from the tick at the start of a
+    /// 15-second window (`EX_OPLAS`).
+    pub max_tick_crossed_within_block: u32,
+    /// `maxPriceSpreadRatio`: the largest market–index spread a swap may leave (`EX_OPB`).
+    pub max_price_spread: Wad,
     /// Starting base price for simulations (USD).
     pub price: Wad,
     /// Methodology kind (`fli`).
@@ -809,6 +940,19 @@ impl PerpProduct {
         let initial_margin_ratio = Wad(p.conv("initial_margin_ratio", Some("10%"), parse_fraction)?);
         let maintenance_margin_ratio = Wad(p.conv("maintenance_margin_ratio", Some("6.25%"), parse_fraction)?);
         let liquidation_penalty = Wad(p.conv("liquidation_penalty", Some("2.5%"), parse_fraction)?);
+        let max_tick_crossed_within_block =
+            p.conv("max_tick_crossed_within_block", Some("1000"), |s| match s.parse::<u32>() {
+                Ok(n) if (1..=1_774_544).contains(&n) => Ok(n),
+                _ => Err(format!("'{s}' must be a whole number of ticks from 1 to 1774544 (MAX_TICK − MIN_TICK)")),
+            })?;
+        let max_price_spread = Wad(p.conv("max_price_spread", Some("10%"), |s| {
+            let w = parse_fraction(s)?;
+            let unit = U256::from(1_000_000_000_000u64); // the contract's 1e-6
+            if w.is_zero() || w > WAD || !(w % unit).is_zero() {
+                return Err(format!("'{s}' must be above 0, at most 100%, in steps of 0.0001%"));
+            }
+            Ok(w)
+        })?);
         let price = Wad(p.conv("price", Some("2000"), bounds::usd_price)?);
         let kind = m.req("kind")?;
         if kind != "fli" {
@@ -869,6 +1013,8 @@ impl PerpProduct {
             base,
             collateral,
             initial_margin_ratio,
+            max_tick_crossed_within_block,
+            max_price_spread,
             maintenance_margin_ratio,
             liquidation_penalty,
             price,
@@ -932,8 +1078,15 @@ impl PerpProduct {
         };
         let pool = vamm(price, pool_tvl, 500)?;
         let market = crate::venue::perp_v2::PerpV2Market::new(params, now);
+        let tick = pool.tick();
         let mut t = PerpFliToken::new(self.strategy()?, market, pool, U256::ZERO, U256::ZERO, price)?;
         t.pool_tvl = pool_tvl;
+        t.guards = crate::strategy::fli::perp_token::PriceGuards {
+            max_tick_crossed: self.max_tick_crossed_within_block,
+            max_price_spread: (self.max_price_spread.0 / U256::from(1_000_000_000_000u64)).saturating_to::<u32>(),
+            last_tick: tick,
+            last_tick_time: now,
+        };
         Ok(t.named(&self.token.symbol).with_streaming_fee(self.token.streaming_fee.0, fee_recipient, now).with_ledger(
             self.token.supply_cap,
             self.token.mint_fee.0,

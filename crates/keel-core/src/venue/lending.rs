@@ -321,6 +321,17 @@ fn compound_interest(rate: U256, dt: u64) -> Result<U256, LendingError> {
 }
 
 impl LendingMarket {
+    /// A market from its serialised parts (`venue::money_market` reads snapshots field by
+    /// field).
+    pub(crate) fn from_parts(
+        reserves: Vec<Reserve>,
+        emodes: BTreeMap<u8, EModeCategory>,
+        accounts: BTreeMap<Address, Account>,
+        treasury: Address,
+    ) -> Self {
+        LendingMarket { reserves, emodes, accounts, treasury }
+    }
+
     /// An empty market.
     pub fn new() -> Self {
         LendingMarket {
@@ -860,6 +871,25 @@ impl LendingMarket {
         debt_to_cover: U256,
         now: u64,
     ) -> Result<LiquidationOutcome, LendingError> {
+        self.liquidation_call_by(Address::ZERO, collateral_asset, debt_asset, user, debt_to_cover, false, now)
+    }
+
+    /// [`LendingMarket::liquidation_call`] by `liquidator`, who receives the collateral as
+    /// aTokens when `receive_a_token` (`_liquidateATokens`): the collateral reserve's state and
+    /// rates are then left as they were (the aToken moves scaled balances at the normalised
+    /// income), no underlying liquidity is needed, and a liquidator with no balance before uses
+    /// the aTokens as collateral when the reserve's LTV is not zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn liquidation_call_by(
+        &mut self,
+        liquidator: Address,
+        collateral_asset: AssetId,
+        debt_asset: AssetId,
+        user: Address,
+        debt_to_cover: U256,
+        receive_a_token: bool,
+        now: u64,
+    ) -> Result<LiquidationOutcome, LendingError> {
         let cc = self.reserve(collateral_asset)?.config.clone();
         let dc = self.reserve(debt_asset)?.config.clone();
         let mut ds = self.accrued(debt_asset, now)?;
@@ -905,7 +935,7 @@ impl LendingMarket {
             U256::ZERO
         };
         let to_liquidator = collateral_amount - protocol_fee;
-        if to_liquidator > cs.available {
+        if !receive_a_token && to_liquidator > cs.available {
             return Err(LendingError::NotEnoughLiquidity {
                 asset: cc.symbol.clone(),
                 available: cs.available.to_string(),
@@ -937,13 +967,27 @@ impl LendingMarket {
         if collateral_amount == user_collateral {
             acc.collateral_enabled[collateral_asset] = false;
         }
-        cs.scaled_supply = cs.scaled_supply.saturating_sub(burn_scaled);
-        cs.available -= to_liquidator;
+        if !receive_a_token {
+            cs.scaled_supply = cs.scaled_supply.saturating_sub(burn_scaled);
+            cs.available -= to_liquidator;
+        }
         let ds = self.with_rates(debt_asset, if collateral_asset == debt_asset { cs } else { ds })?;
-        let cs = if collateral_asset == debt_asset { ds } else { self.with_rates(collateral_asset, cs)? };
         self.reserves[debt_asset].state = ds;
-        self.reserves[collateral_asset].state = cs;
+        if collateral_asset == debt_asset {
+            // one reserve: the debt side's update is the reserve's
+        } else if !receive_a_token {
+            let cs = self.with_rates(collateral_asset, cs)?;
+            self.reserves[collateral_asset].state = cs;
+        }
         self.accounts.insert(user, acc);
+        if receive_a_token {
+            let mut l = self.account_or_new(liquidator);
+            if l.scaled_supply[collateral_asset].is_zero() && cc.ltv_bp != 0 {
+                l.collateral_enabled[collateral_asset] = true;
+            }
+            l.scaled_supply[collateral_asset] += burn_scaled;
+            self.accounts.insert(liquidator, l);
+        }
         if !fee_scaled.is_zero() {
             let mut t = self.account_or_new(self.treasury);
             t.scaled_supply[collateral_asset] += fee_scaled;

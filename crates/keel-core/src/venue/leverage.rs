@@ -5,7 +5,8 @@
 use crate::error::{AmmError, Error, FliError};
 use crate::math::{U256, Wad, mul_div_down, pmul, pow10};
 use crate::venue::amm::Pool;
-use crate::venue::lending::{AssetId, LendingMarket};
+use crate::venue::lending::AssetId;
+use crate::venue::money_market::MoneyMarket;
 use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +34,7 @@ pub struct TradeReport {
 /// The accounts and assets one trade touches.
 pub struct LeverageVenue<'a> {
     /// The lending market.
-    pub market: &'a mut LendingMarket,
+    pub market: &'a mut MoneyMarket,
     /// The pool of the exchange's route.
     pub pool: &'a mut Pool,
     /// The token's account on the market.
@@ -59,8 +60,8 @@ impl LeverageVenue<'_> {
         if self.oracle_fill {
             let ps = self.market.price(sold, self.now)?;
             let pb = self.market.price(bought, self.now)?;
-            let ds = self.market.reserves[sold].config.decimals as u32;
-            let db = self.market.reserves[bought].config.decimals as u32;
+            let ds = self.market.decimals(sold) as u32;
+            let db = self.market.decimals(bought) as u32;
             // out = amount · p_sold / p_bought, rescaled from the sold to the bought decimals.
             let out = mul_div_down(amount * ps, pow10(db), pb * pow10(ds), "oracle fill")?;
             if out < min_out {
@@ -70,7 +71,7 @@ impl LeverageVenue<'_> {
             }
             return Ok((out, U256::ZERO));
         }
-        let symbol = self.market.reserves[sold].config.symbol.clone();
+        let symbol = self.market.symbol(sold).to_string();
         let dir = self.pool.direction_selling(&symbol)?;
         let o = self.pool.swap_exact_input(dir, amount, min_out, None)?;
         Ok((o.amount_out, o.fee))

@@ -33,9 +33,22 @@ pub fn eth2x() -> Product {
     p
 }
 
+/// The shipped 2021 ETH2x on Compound v2 with the tests' initial unit (0.05 WETH per token).
+pub fn eth2x_compound() -> Product {
+    let mut p = product(include_str!("../../../../products/eth2x-fli-compound.toml"));
+    p.token.initial_collateral_per_token = wad(1) / U256::from(20u64);
+    p
+}
+
 /// ETH2x on fresh venues at $2000, `tokens` issued to HOLDER, KEEPER allowed, 5 ETH of rewards.
 pub fn token_with_supply(tokens: u64) -> FliToken {
-    let mut t = eth2x().build(OPERATOR, T0).unwrap();
+    token_of(&eth2x(), tokens)
+}
+
+/// `product` on fresh venues at $2000, `tokens` issued to HOLDER, KEEPER allowed, 5 ETH of
+/// rewards.
+pub fn token_of(product: &Product, tokens: u64) -> FliToken {
+    let mut t = product.build(OPERATOR, T0).unwrap();
     t.update_caller_status(OPERATOR, &[KEEPER], &[true]).unwrap();
     t.fund_ether(wad(5));
     t.issue(HOLDER, wad(tokens), T0).unwrap();
@@ -53,9 +66,9 @@ pub fn set_price(t: &mut FliToken, usd_e8: i128, now: u64) {
 
 /// Trade every pool back to the oracle price (an arbitrageur with unlimited capital).
 pub fn arbitrage(t: &mut FliToken) {
-    let cp = t.market.reserves[t.collateral].feed.answer as u128;
-    let cd = t.market.reserves[t.collateral].config.decimals as u32;
-    let bd = t.market.reserves[t.borrow].config.decimals as u32;
+    let cp = t.market.feed(t.collateral).answer as u128;
+    let cd = t.market.decimals(t.collateral) as u32;
+    let bd = t.market.decimals(t.borrow) as u32;
     for pool in t.pools.values_mut() {
         // token0 = borrow (USDC, $1), token1 = collateral: raw price1per0 = 10^cd / (p · 10^bd)
         let target =

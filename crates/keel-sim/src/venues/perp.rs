@@ -96,6 +96,10 @@ impl Venue for PerpVenue {
             && let Ok(sqrt) = sqrt_price_x96_from_ratio(p, WAD)
         {
             let _ = self.token.pool.move_price_to(sqrt);
+            // the first trade of a 15-second window records the tick its swaps are held to
+            // (`perp.md` B1), here after the arbitrageur's move
+            let tick = self.token.pool.tick();
+            self.token.guards.observe(now, tick);
         }
         let _ = self.token.market.accrue_funding(now, p, p);
     }

@@ -18,6 +18,7 @@ pub use token::{FliEvent, FliOutcome, FliToken, IssueReceipt, Nav, Notional, Red
 
 use crate::error::{FliError, RuleViolation};
 use crate::math::{U256, WAD, Wad, pdiv, pmul, pow10, sub};
+use crate::venue::money_market::Protocol;
 use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -199,6 +200,9 @@ pub struct Fli {
     pub borrow_decimal_adjustment: u32,
     /// Sizing order (Aave v3 by default).
     pub sizing_order: SizingOrder,
+    /// The lending protocol, which sets the delever limit's rule (§8).
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Collateral asset symbol.
     pub collateral_asset: String,
     /// Borrow asset symbol.
@@ -253,6 +257,7 @@ impl Fli {
             collateral_decimal_adjustment: decimal_adjustment(collateral.1)?,
             borrow_decimal_adjustment: decimal_adjustment(borrow.1)?,
             sizing_order: SizingOrder::AaveV3,
+            protocol: Protocol::AaveV3,
             collateral_asset: collateral.0.to_string(),
             borrow_asset: borrow.0.to_string(),
         })
@@ -309,18 +314,26 @@ impl Fli {
         Ok(m.min_leverage_ratio.max(m.max_leverage_ratio.min(a + b)))
     }
 
-    /// Borrow (lever) or repay (delever) limit in collateral units (§8).
+    /// Borrow (lever) or repay (delever) limit in collateral units (§8). Aave v3: LTV ×
+    /// (1 − unutilized) to lever, the liquidation threshold to delever. Compound v2: the
+    /// collateral factor × (1 − unutilized) for both (`_calculateMaxBorrowCollateral` of the
+    /// Compound FLI).
     pub fn limit(&self, info: &ActionInfo, is_lever: bool, risk: RiskParams) -> Result<Limit, FliError> {
         let bp14 = U256::from(100_000_000_000_000u64);
-        if is_lever {
+        if is_lever || self.protocol == Protocol::CompoundV2 {
+            let factor = if is_lever { risk.ltv_bp } else { risk.liquidation_threshold_bp };
             let net = pmul(
-                pmul(info.collateral_value, U256::from(risk.ltv_bp) * bp14)?,
+                pmul(info.collateral_value, U256::from(factor) * bp14)?,
                 sub(WAD, self.execution.unutilized_leverage_percentage, "unutilized")?,
             )?;
             if info.borrow_value > net {
                 return Ok(Limit::Saturated { borrow_value: info.borrow_value, limit_value: net });
             }
-            Ok(Limit::Units(pdiv(net - info.borrow_value, info.collateral_price)?))
+            if is_lever {
+                Ok(Limit::Units(pdiv(net - info.borrow_value, info.collateral_price)?))
+            } else {
+                Ok(Limit::Units(pdiv(pmul(info.collateral_balance, net - info.borrow_value)?, net)?))
+            }
         } else {
             let net = pmul(info.collateral_value, U256::from(risk.liquidation_threshold_bp) * bp14)?;
             if info.borrow_value > net {

@@ -27,6 +27,77 @@ pub struct PerpTrade {
     pub fee: U256,
 }
 
+/// Seconds between snapshots of the vAMM's tick for the tick guard (`_PRICE_LIMIT_INTERVAL`).
+pub const PRICE_LIMIT_INTERVAL: u64 = 15;
+
+/// Perp v2's price guards on a swap through the vAMM (`Exchange._swap` and `Exchange.swap`,
+/// `perp.md` B1): a swap may not leave the market–index spread beyond `max_price_spread` unless
+/// it already was and the swap does not widen it (`EX_OPB`), and may not end more than
+/// `max_tick_crossed` ticks from the tick recorded at the start of the current 15-second window
+/// (`EX_OPLAS`). Both apply to every swap the token makes: rebalances, ripcords, and the
+/// trades of issues and redeems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PriceGuards {
+    /// `maxTickCrossedWithinBlock` (0: no limit; tokens saved before the guards existed).
+    pub max_tick_crossed: u32,
+    /// `maxPriceSpreadRatio` in the contract's 1e6 units (100 000 = 10%; 0: no limit).
+    pub max_price_spread: u32,
+    /// `_lastUpdatedTickMap`: the vAMM's tick at the first price of the current window.
+    pub last_tick: i32,
+    /// `_lastTickUpdatedTimestampMap`.
+    pub last_tick_time: u64,
+}
+
+impl PriceGuards {
+    /// Record the vAMM's tick when a new 15-second window starts.
+    pub fn observe(&mut self, now: u64, tick: i32) {
+        if self.last_tick_time == 0 || now >= self.last_tick_time.saturating_add(PRICE_LIMIT_INTERVAL) {
+            self.last_tick = tick;
+            self.last_tick_time = now;
+        }
+    }
+
+    /// `_getPriceSpreadRatio(baseToken, 0)`: `(market − index) · 1e6 / index`, truncated toward
+    /// zero, with the market price read from the vAMM's sqrt price as the contract formats it.
+    pub fn spread(pool: &Pool, index: U256) -> Result<i128, FliError> {
+        if index.is_zero() {
+            return Err(FliError::Revert("the index price is 0"));
+        }
+        let sqrt = U256::from(pool.sqrt_price_x96());
+        let q96 = U256::from(1u64) << 96;
+        let price_x96 = crate::math::mul_div_down(sqrt, sqrt, q96, "market price")?;
+        let market = crate::math::mul_div_down(price_x96, WAD, q96, "market price")?;
+        let million = U256::from(1_000_000u64);
+        let (diff, negative) = if market > index { (market - index, false) } else { (index - market, true) };
+        let r = crate::math::mul_div_down(diff, million, index, "price spread")?;
+        let r = i128::try_from(r).unwrap_or(i128::MAX);
+        Ok(if negative { -r } else { r })
+    }
+
+    /// Check a swap: `before` the spread before it, `pool` the vAMM after it.
+    pub fn check(&self, before: i128, pool: &Pool, index: U256) -> Result<(), FliError> {
+        if self.max_price_spread != 0 {
+            let after = Self::spread(pool, index)?;
+            let max = self.max_price_spread as i128;
+            if !(before.min(-max) <= after && after <= before.max(max)) {
+                return Err(FliError::Revert(
+                    "EX_OPB: the trade would take the vAMM price out of its band around the index",
+                ));
+            }
+        }
+        if self.max_tick_crossed != 0 && self.last_tick_time != 0 {
+            let max = self.max_tick_crossed as i64;
+            let (tick, last) = (pool.tick() as i64, self.last_tick as i64);
+            if tick < last - max || tick > last + max {
+                return Err(FliError::Revert(
+                    "EX_OPLAS: the trade would move the vAMM more ticks than the market allows in 15 seconds",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The token, its strategy, its venue account and the venue's pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerpFliToken {
@@ -74,6 +145,9 @@ pub struct PerpFliToken {
     /// USD of liquidity the vAMM is re-centred with.
     #[serde(default)]
     pub pool_tvl: U256,
+    /// The venue's price guards on the token's swaps.
+    #[serde(default)]
+    pub guards: PriceGuards,
 }
 
 impl PerpFliToken {
@@ -104,6 +178,7 @@ impl PerpFliToken {
             initial_nav: U256::from(100u64) * WAD,
             pool_center: index_price,
             pool_tvl: U256::ZERO,
+            guards: PriceGuards::default(),
         })
     }
 
@@ -185,6 +260,7 @@ impl PerpFliToken {
         }
         let delta = if base.is_positive() == issue { i(amount)? } else { -i(amount)? };
         let before = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        let spread = self.spread_before()?;
         let quote = if delta.is_positive() {
             // buy vBase (token0): exact output
             self.pool
@@ -197,6 +273,7 @@ impl PerpFliToken {
                 .map_err(|e| FliError::Venue(e.to_string()))?
                 .amount_out
         };
+        self.guards.check(spread, &self.pool, self.index_price)?;
         let fill = pdiv(quote, amount)?;
         self.market.trade(delta, fill, self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
         let after = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
@@ -301,6 +378,7 @@ impl PerpFliToken {
             return Err(FliError::Revert("Amount is 0"));
         }
         let amount = base.unsigned_abs();
+        let spread = self.spread_before()?;
         let (quote, fee) = if base.is_positive() {
             // Buy base: exact output of vBase (token0), paying at most `bound` vQuote.
             let o =
@@ -318,9 +396,15 @@ impl PerpFliToken {
             };
             (o.amount_out, fee_quote)
         };
+        self.guards.check(spread, &self.pool, self.index_price)?;
         let fill = pdiv(quote, amount)?;
         self.market.trade(base, fill, self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
         Ok(PerpTrade { base, quote, fee })
+    }
+
+    /// The market–index spread before a swap (0 when the spread guard is off).
+    fn spread_before(&self) -> Result<i128, FliError> {
+        if self.guards.max_price_spread == 0 { Ok(0) } else { PriceGuards::spread(&self.pool, self.index_price) }
     }
 
     fn preamble(&self, now: u64) -> Result<(PerpSnapshot, I256), FliError> {
@@ -621,5 +705,63 @@ mod tests {
         let before = t.clone();
         assert_eq!(t.issue_size(U256::ZERO, nav).unwrap_err(), FliError::Revert("Amount is 0"));
         assert_eq!(t, before);
+    }
+
+    /// A token on a thin vAMM, guards as `perp.md` B1 with `max_tick` ticks a window.
+    fn thin(max_tick: u32, tvl: &str) -> PerpFliToken {
+        let mut t = token();
+        t.pool = vamm(w("2000"), w(tvl), 500).unwrap();
+        t.guards = PriceGuards { max_tick_crossed: max_tick, max_price_spread: 100_000, ..PriceGuards::default() };
+        t.guards.observe(100, t.pool.tick());
+        t
+    }
+
+    #[test]
+    fn table_price_guards_refuse_what_the_exchange_refuses() {
+        // (case, max ticks, vAMM TVL, engage chunk in vETH, refusal)
+        let cases: [(&str, u32, &str, &str, Option<&str>); 4] = [
+            ("a small chunk passes both", 1_000, "2000000", "10", None),
+            ("a tight tick limit stops it", 1, "2000000", "10", Some("EX_OPLAS")),
+            ("a chunk that moves the vAMM past 10% of the index", 1_000_000, "200000", "40", Some("EX_OPB")),
+            ("guards off: the same chunk fills", 0, "200000", "40", None),
+        ];
+        for (case, max_tick, tvl, chunk, refusal) in cases {
+            let mut t = thin(max_tick, tvl);
+            if max_tick == 0 {
+                t.guards = PriceGuards::default();
+            }
+            t.fli.exchange.twap_max_trade_size = w(chunk);
+            t.fli.execution.slippage_tolerance = w("0.5"); // so the guard, not the TWAP bound, decides
+            let before = t.clone();
+            match (t.engage(101), refusal) {
+                (Ok(_), None) => {}
+                (Err(FliError::Revert(m)), Some(code)) => {
+                    assert!(m.starts_with(code), "{case}: {m}");
+                    assert_eq!(t, before, "{case}: a refused trade changes nothing");
+                }
+                (other, _) => panic!("{case}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_tick_window_moves_every_15_seconds() {
+        let mut g = PriceGuards { max_tick_crossed: 10, ..PriceGuards::default() };
+        g.observe(100, 5);
+        g.observe(114, 50);
+        assert_eq!((g.last_tick, g.last_tick_time), (5, 100), "inside the window: kept");
+        g.observe(115, 50);
+        assert_eq!((g.last_tick, g.last_tick_time), (50, 115), "15 s later: the new tick");
+    }
+
+    #[test]
+    fn a_spread_already_outside_the_band_may_narrow_but_not_widen() {
+        let t = thin(1_000_000, "2000000");
+        // the index 15% below the vAMM: +15% spread
+        let index = w("1739.130434782608695652");
+        let s = PriceGuards::spread(&t.pool, index).unwrap();
+        assert!((149_000..151_000).contains(&s), "{s}");
+        assert!(t.guards.check(s, &t.pool, index).is_ok(), "unchanged: allowed");
+        assert!(t.guards.check(s - 1, &t.pool, index).is_err(), "wider than before and than 10%: refused");
     }
 }

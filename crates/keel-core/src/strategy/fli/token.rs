@@ -12,9 +12,10 @@ use crate::error::{Error, FliError, RuleViolation, TokenError};
 use crate::math::{U256, WAD, Wad, mul_div_down, mul_div_up, pdiv, pmul};
 use crate::token::Ledger;
 use crate::venue::amm::Pool;
-use crate::venue::lending::{AssetId, LendingMarket};
+use crate::venue::lending::AssetId;
 use crate::venue::leverage::LeverageVenue;
 pub use crate::venue::leverage::TradeReport;
+use crate::venue::money_market::MoneyMarket;
 use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ pub struct Notional {
 
 /// What an entry point can change, saved for rollback.
 struct Checkpoint {
-    market: crate::venue::lending::MarketCheckpoint,
+    market: crate::venue::money_market::Checkpoint,
     pools: Vec<crate::venue::amm::PoolState>,
     twap: U256,
     global_last: u64,
@@ -152,8 +153,8 @@ pub struct Nav {
 pub struct FliToken {
     /// Balances and supply.
     pub ledger: Ledger,
-    /// The lending market.
-    pub market: LendingMarket,
+    /// The lending market (Aave v3 or Compound v2).
+    pub market: MoneyMarket,
     /// Pools by route name.
     pub pools: BTreeMap<String, Pool>,
     /// Strategy settings and state.
