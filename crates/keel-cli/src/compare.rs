@@ -94,7 +94,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let s = &r.summary;
         let c = &s.costs_usd;
         underlying = s.underlying_return;
-        let methodology = product.kind().describe().to_string();
+        let methodology = product.describe();
         let costs_by_kind: Vec<(&'static str, f64)> = vec![
             ("pool fees", c.pool_fees),
             ("price impact", c.price_impact),

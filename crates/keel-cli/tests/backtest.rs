@@ -276,7 +276,10 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
     let html = String::from_utf8(read(&dir, "report.html")).unwrap();
     assert_eq!(html.matches("<path d=").count(), 4, "one NAV curve per product");
     assert!(
-        out.contains("ETH2x-FLI") && out.contains("fli (lending") && out.contains("ETH3L") && out.contains("threshold"),
+        out.contains("ETH2x-FLI")
+            && out.contains("fli (aave-v3 + v3 pool)")
+            && out.contains("ETH3L")
+            && out.contains("threshold"),
         "{out}"
     );
     let mixed = keel(&[

@@ -124,6 +124,10 @@ pub enum LendingError {
         /// What failed and why.
         message: String,
     },
+    /// The market refuses the call outright (a `require` in the protocol's contract, or an
+    /// action the protocol does not have), with the reason.
+    #[error("reverted: {0}")]
+    Reverted(String),
     /// Unknown reserve or eMode category.
     #[error("Unknown {0}")]
     Unknown(String),

@@ -310,4 +310,7 @@ fn compound_product_defaults_to_divide_first_sizing() {
     );
     let aave = Product::from_toml(BASE).unwrap();
     assert_eq!((aave.lending.protocol, aave.sizing_order), (Protocol::AaveV3, SizingOrder::AaveV3));
+    // tables name the protocol
+    let any = |t: &str| keel_core::product::AnyProduct::from_toml(t).unwrap().describe();
+    assert_eq!((any(COMPOUND), any(BASE)), ("fli (compound-v2 + v3 pool)".into(), "fli (aave-v3 + v3 pool)".into()));
 }

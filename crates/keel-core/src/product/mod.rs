@@ -1144,6 +1144,15 @@ pub enum AnyProduct {
 }
 
 impl AnyProduct {
+    /// The methodology and venue in a few words, for tables: the kind's description, with the
+    /// lending protocol named for a lending product (`fli (compound-v2 + v3 pool)`).
+    pub fn describe(&self) -> String {
+        match self {
+            AnyProduct::Lending(p) => format!("fli ({} + v3 pool)", p.lending.protocol.as_str()),
+            other => other.kind().describe().to_string(),
+        }
+    }
+
     /// The token kind the file describes.
     pub fn kind(&self) -> crate::leveraged::Kind {
         use crate::leveraged::Kind;

@@ -419,11 +419,11 @@ impl CompoundMarket {
             return Ok(s);
         }
         let delta = block.checked_sub(s.accrual_block).ok_or_else(|| {
-            LendingError::InvalidConfig(format!("{}: block {block} is before the last accrual", m.config.symbol))
+            LendingError::Reverted(format!("{}: block {block} is before the last accrual", m.config.symbol))
         })?;
         let rate = m.config.rate.borrow_rate(s.cash, s.total_borrows, s.total_reserves)?;
         if rate > BORROW_RATE_MAX {
-            return Err(LendingError::InvalidConfig(format!(
+            return Err(LendingError::Reverted(format!(
                 "{}: borrow rate is absurdly high ({} per block, limit 0.0005)",
                 m.config.symbol,
                 fmt(rate)
@@ -595,7 +595,7 @@ impl CompoundMarket {
             ));
         }
         if burn.is_zero() && !pay.is_zero() {
-            return Err(LendingError::InvalidConfig("redeemTokens zero: the amount is below one cToken".into()));
+            return Err(LendingError::Reverted("redeemTokens zero: the amount is below one cToken".into()));
         }
         s.cash -= pay;
         self.markets[a].state = s;
@@ -735,7 +735,7 @@ impl CompoundMarket {
             ));
         }
         if borrowed == collateral {
-            return Err(LendingError::InvalidConfig(format!(
+            return Err(LendingError::Reverted(format!(
                 "re-entered: a liquidation cannot seize the {} market's own cTokens (seize is a non-reentrant call back into the cToken)",
                 self.market(borrowed)?.config.symbol
             )));

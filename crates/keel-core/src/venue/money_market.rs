@@ -307,7 +307,7 @@ impl MoneyMarket {
     pub fn set_user_emode(&mut self, user: Address, category: u8, now: u64) -> Result<(), LendingError> {
         match self {
             MoneyMarket::AaveV3(m) => m.set_user_emode(user, category, now),
-            MoneyMarket::CompoundV2(_) => Err(LendingError::InvalidConfig(
+            MoneyMarket::CompoundV2(_) => Err(LendingError::Reverted(
                 "eMode is an Aave v3 feature; a Compound v2 market has no eMode categories".into(),
             )),
         }
