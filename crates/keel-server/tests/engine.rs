@@ -54,18 +54,23 @@ fn call(p: &str, c: Call) -> Command {
 
 /// A product with a keeper on its allow-list, two holders with tokens, engaged.
 fn running() -> (Engine, Vec<StoredEvent>) {
+    running_product("eth2x", ETH2X)
+}
+
+/// Product `id` from `toml`, a keeper on its allow-list, two holders with tokens, engaged.
+fn running_product(id: &str, toml: &str) -> (Engine, Vec<StoredEvent>) {
     let mut e = Engine::new();
     let mut log = Vec::new();
     let create = Command::CreateProduct {
-        id: "eth2x".into(),
-        toml: ETH2X.into(),
+        id: id.into(),
+        toml: toml.into(),
         allowed_callers: vec![keeper().address],
         anyone_callable: false,
     };
     log.push(apply(&mut e, op(), create, T0).unwrap());
-    log.push(apply(&mut e, holder(1), mint("eth2x", "10"), T0 + 1).unwrap());
-    log.push(apply(&mut e, holder(2), mint("eth2x", "5"), T0 + 2).unwrap());
-    log.push(apply(&mut e, op(), call("eth2x", Call::Engage), T0 + 3).unwrap());
+    log.push(apply(&mut e, holder(1), mint(id, "10"), T0 + 1).unwrap());
+    log.push(apply(&mut e, holder(2), mint(id, "5"), T0 + 2).unwrap());
+    log.push(apply(&mut e, op(), call(id, Call::Engage), T0 + 3).unwrap());
     (e, log)
 }
 
@@ -628,17 +633,7 @@ const ETH2X_COMPOUND: &str = include_str!("../../../products/eth2x-fli-compound.
 
 #[test]
 fn a_compound_product_runs_in_the_service() {
-    let mut e = Engine::new();
-    let mut log = Vec::new();
-    let create = Command::CreateProduct {
-        id: "c".into(),
-        toml: ETH2X_COMPOUND.into(),
-        allowed_callers: vec![keeper().address],
-        anyone_callable: false,
-    };
-    log.push(apply(&mut e, op(), create, T0).unwrap());
-    log.push(apply(&mut e, holder(1), mint("c", "10"), T0 + 1).unwrap());
-    log.push(apply(&mut e, op(), call("c", Call::Engage), T0 + 3).unwrap());
+    let (mut e, mut log) = running_product("c", ETH2X_COMPOUND);
     let v = view(&e, "c", T0 + 3);
     assert_eq!(v["lending_account"]["protocol"], "compound-v2", "{v}");
     let hf: f64 = v["lending_account"]["health_factor"].as_str().unwrap().parse().unwrap();
