@@ -79,6 +79,17 @@ fn state(e: &Engine) -> String {
     serde_json::to_string(e).unwrap()
 }
 
+/// A snapshot of `e` loads back, and replaying `log` on a fresh engine gives, the same state.
+fn assert_snapshot_and_replay(e: &Engine, log: &[StoredEvent], case: &str) {
+    let snap: Engine = serde_json::from_str(&state(e)).unwrap();
+    assert_eq!(state(&snap), state(e), "snapshot {case}");
+    let mut r = Engine::new();
+    for ev in log {
+        r.replay(ev).unwrap();
+    }
+    assert_eq!(state(&r), state(e), "replay {case}");
+}
+
 #[test]
 fn every_refusal_changes_nothing() {
     let (base, _) = running();
@@ -549,13 +560,7 @@ fn table_synthetix_style_products_run_in_the_service() {
         log.push(apply(&mut e, op(), patch, T0 + 702).unwrap());
         assert_eq!(view(&e, "p", T0 + 702)["symbol"], "NEW", "case {case}");
         // a snapshot loads back, and the log replays, to the same state
-        let snap: Engine = serde_json::from_str(&state(&e)).unwrap();
-        assert_eq!(state(&snap), state(&e), "case {case}");
-        let mut r = Engine::new();
-        for ev in &log {
-            r.replay(ev).unwrap();
-        }
-        assert_eq!(state(&r), state(&e), "case {case}");
+        assert_snapshot_and_replay(&e, &log, case);
     }
 }
 
@@ -620,13 +625,7 @@ fn a_perp_v2_product_runs_in_the_service() {
     log.push(apply(&mut e, op(), patch, t + 300).unwrap());
     assert_eq!(view(&e, "perp", t + 300)["band"]["max"], "2.4");
     // a snapshot of the state loads back to the same state (the stored token of any kind)
-    let snap: Engine = serde_json::from_str(&state(&e)).unwrap();
-    assert_eq!(state(&snap), state(&e));
-    let mut r = Engine::new();
-    for ev in &log {
-        r.replay(ev).unwrap();
-    }
-    assert_eq!(state(&r), state(&e));
+    assert_snapshot_and_replay(&e, &log, "");
 }
 
 const ETH2X_COMPOUND: &str = include_str!("../../../products/eth2x-fli-compound.toml");
@@ -662,11 +661,5 @@ fn a_compound_product_runs_in_the_service() {
     assert!(apply(&mut e, op(), patch, now + 2).is_err());
     log.push(apply(&mut e, holder(1), redeem("c", "4"), now + 3).unwrap());
     // a snapshot loads back, and the log replays, to the same state
-    let snap: Engine = serde_json::from_str(&state(&e)).unwrap();
-    assert_eq!(state(&snap), state(&e));
-    let mut r = Engine::new();
-    for ev in &log {
-        r.replay(ev).unwrap();
-    }
-    assert_eq!(state(&r), state(&e));
+    assert_snapshot_and_replay(&e, &log, "");
 }

@@ -440,7 +440,12 @@ impl CompoundMarket {
 
     /// Accrue every market to `now`.
     pub fn accrue_all(&mut self, now: u64) -> Result<(), LendingError> {
-        let states = (0..self.markets.len()).map(|a| self.accrued(a, now)).collect::<Result<Vec<_>, _>>()?;
+        // every market is accrued before any is stored (a failure stores nothing); no allocation:
+        // the simulator calls this every block
+        let mut states = [MarketState::default(); MAX_MARKETS];
+        for (a, slot) in states.iter_mut().enumerate().take(self.markets.len()) {
+            *slot = self.accrued(a, now)?;
+        }
         for (m, s) in self.markets.iter_mut().zip(states) {
             m.state = s;
         }
@@ -467,15 +472,15 @@ impl CompoundMarket {
     /// `borrowBalanceStored`: the debt at the market's last accrual.
     pub fn borrow_balance_stored(&self, user: Address, a: AssetId) -> Result<U256, LendingError> {
         let m = self.market(a)?;
-        let acc = self.accounts.get(&user).cloned().unwrap_or_default();
-        Self::stored_borrow(&acc.borrows[a], m.state.borrow_index)
+        self.accounts
+            .get(&user)
+            .map_or(Ok(U256::ZERO), |acc| Self::stored_borrow(&acc.borrows[a], m.state.borrow_index))
     }
 
     /// `borrowBalanceCurrent` without storing the accrual: the debt at `now`.
     pub fn borrow_balance_current(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
         let s = self.accrued(a, now)?;
-        let acc = self.accounts.get(&user).cloned().unwrap_or_default();
-        Self::stored_borrow(&acc.borrows[a], s.borrow_index)
+        self.accounts.get(&user).map_or(Ok(U256::ZERO), |acc| Self::stored_borrow(&acc.borrows[a], s.borrow_index))
     }
 
     /// `balanceOf · exchangeRateStored` (truncating): the underlying the account's cTokens are
@@ -542,8 +547,9 @@ impl CompoundMarket {
 
     /// `getAccountLiquidity` at the stored totals: `(liquidity, shortfall)`, USD·1e18.
     pub fn account_liquidity(&self, user: Address, now: u64) -> Result<(U256, U256), LendingError> {
-        let acc = self.accounts.get(&user).cloned().unwrap_or_default();
-        self.liquidity(&acc, &self.states(), None, now)
+        let empty = Account::default();
+        let acc = self.accounts.get(&user).unwrap_or(&empty);
+        self.liquidity(acc, &self.states(), None, now)
     }
 
     /// `mint`: supply `amount` of underlying for cTokens at the accrued exchange rate.
@@ -768,7 +774,8 @@ impl CompoundMarket {
     ) -> Result<U256, LendingError> {
         let bs = self.accrued(borrowed, now)?;
         let cs = if collateral == borrowed { bs } else { self.accrued(collateral, now)? };
-        let acc = self.accounts.get(&borrower).cloned().unwrap_or_default();
+        let empty = Account::default();
+        let acc = self.accounts.get(&borrower).unwrap_or(&empty);
         let owed = Self::stored_borrow(&acc.borrows[borrowed], bs.borrow_index)?;
         let mut repay = mul_trunc(self.close_factor, owed)?;
         let per = self.seize_tokens(borrowed, collateral, &cs, WAD, now)?; // cTokens per 1e18 repaid
@@ -785,7 +792,8 @@ impl CompoundMarket {
     /// Account figures in the Aave shape (USD·1e8; health factor = collateral·CF ÷ debt,
     /// wad, `U256::MAX` with no debt), at the stored totals.
     pub fn account_data(&self, user: Address, now: u64) -> Result<AccountData, LendingError> {
-        let acc = self.accounts.get(&user).cloned().unwrap_or_default();
+        let empty = Account::default();
+        let acc = self.accounts.get(&user).unwrap_or(&empty);
         let (mut coll, mut weighted, mut debt) = (U256::ZERO, U256::ZERO, U256::ZERO);
         let e10 = pow10(10);
         for &a in &acc.entered {
