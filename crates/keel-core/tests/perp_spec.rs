@@ -182,3 +182,32 @@ fn table_validation_on_magnitudes() {
     let short = FIXTURE.replace("\"2\"", "\"-2\"").replace("\"1.7\"", "\"-1.7\"").replace("\"2.3\"", "\"-2.3\"");
     assert!(matches!(AnyProduct::from_toml(&short).unwrap(), AnyProduct::Perp(_)));
 }
+
+#[test]
+fn table_venue_fee_settings() {
+    let shipped = include_str!("../../../products/eth2x-perp.toml");
+    let set = |key: &str, value: &str| {
+        let line = shipped.lines().find(|l| l.starts_with(&format!("{key} ="))).expect("key in the product");
+        shipped.replacen(line, &format!("{key} = \"{value}\""), 1)
+    };
+    // (case, key, value, the error it must give; "" = accepted)
+    let cases = [
+        ("the pool's tier", "exchange_fee_ratio", "0.05%", ""),
+        ("no fee", "exchange_fee_ratio", "0%", ""),
+        ("100% cannot be charged", "exchange_fee_ratio", "100%", "below 100%"),
+        ("finer than the contract's 1e-6", "exchange_fee_ratio", "0.00005%", "steps of 0.0001%"),
+        ("all of the fee to the fund", "insurance_fund_fee_ratio", "100%", ""),
+        ("more than all of it", "insurance_fund_fee_ratio", "101%", "at most 100%"),
+    ];
+    for (case, key, value, want) in cases {
+        let r = AnyProduct::from_toml(&set(key, value));
+        match (r, want) {
+            (Ok(_), "") => {}
+            (Err(e), w) if !w.is_empty() => {
+                let e = e.to_string();
+                assert!(e.contains(key) && e.contains(w), "{case}: {e}");
+            }
+            (r, _) => panic!("{case}: {r:?}"),
+        }
+    }
+}

@@ -884,6 +884,11 @@ pub struct PerpProduct {
     pub max_tick_crossed_within_block: u32,
     /// `maxPriceSpreadRatio`: the largest market–index spread a swap may leave (`EX_OPB`).
     pub max_price_spread: Wad,
+    /// `exchangeFeeRatio`: the taker fee the clearing house charges in quote, replacing the
+    /// vAMM pool's own fee (default 0.05%, the pool's tier, as `addPool` sets it).
+    pub exchange_fee_ratio: Wad,
+    /// `insuranceFundFeeRatio`: the insurance fund's share of that fee (default 0).
+    pub insurance_fund_fee_ratio: Wad,
     /// Starting base price for simulations (USD).
     pub price: Wad,
     /// Methodology kind (`fli`).
@@ -898,6 +903,11 @@ pub struct PerpProduct {
     pub incentive: crate::strategy::fli::perp::PerpIncentive,
     /// Trade caps (base wad).
     pub exchange: crate::strategy::fli::perp::PerpExchange,
+}
+
+/// A wad fraction in the contracts' 1e-6 units (validated to be whole units of at most 100%).
+fn to_1e6(w: Wad) -> u32 {
+    (w.0 / U256::from(1_000_000_000_000u64)).saturating_to::<u32>()
 }
 
 fn signed_ratio(s: &str) -> Result<crate::math::I256, String> {
@@ -945,14 +955,19 @@ impl PerpProduct {
                 Ok(n) if (1..=1_774_544).contains(&n) => Ok(n),
                 _ => Err(format!("'{s}' must be a whole number of ticks from 1 to 1774544 (MAX_TICK − MIN_TICK)")),
             })?;
-        let max_price_spread = Wad(p.conv("max_price_spread", Some("10%"), |s| {
+        // ratios the contracts hold in 1e-6 units
+        let ratio = |s: &str, zero: bool, hundred: bool| {
             let w = parse_fraction(s)?;
-            let unit = U256::from(1_000_000_000_000u64); // the contract's 1e-6
-            if w.is_zero() || w > WAD || !(w % unit).is_zero() {
-                return Err(format!("'{s}' must be above 0, at most 100%, in steps of 0.0001%"));
+            let unit = U256::from(1_000_000_000_000u64);
+            let (low, high) = (if zero { "at least 0" } else { "above 0" }, if hundred { "at most" } else { "below" });
+            if (!zero && w.is_zero()) || w > WAD || (!hundred && w == WAD) || !(w % unit).is_zero() {
+                return Err(format!("'{s}' must be {low}, {high} 100%, in steps of 0.0001%"));
             }
             Ok(w)
-        })?);
+        };
+        let max_price_spread = Wad(p.conv("max_price_spread", Some("10%"), |s| ratio(s, false, true))?);
+        let exchange_fee_ratio = Wad(p.conv("exchange_fee_ratio", Some("0.05%"), |s| ratio(s, true, false))?);
+        let insurance_fund_fee_ratio = Wad(p.conv("insurance_fund_fee_ratio", Some("0%"), |s| ratio(s, true, true))?);
         let price = Wad(p.conv("price", Some("2000"), bounds::usd_price)?);
         let kind = m.req("kind")?;
         if kind != "fli" {
@@ -1015,6 +1030,8 @@ impl PerpProduct {
             initial_margin_ratio,
             max_tick_crossed_within_block,
             max_price_spread,
+            exchange_fee_ratio,
+            insurance_fund_fee_ratio,
             maintenance_margin_ratio,
             liquidation_penalty,
             price,
@@ -1083,10 +1100,14 @@ impl PerpProduct {
         t.pool_tvl = pool_tvl;
         t.guards = crate::strategy::fli::perp_token::PriceGuards {
             max_tick_crossed: self.max_tick_crossed_within_block,
-            max_price_spread: (self.max_price_spread.0 / U256::from(1_000_000_000_000u64)).saturating_to::<u32>(),
+            max_price_spread: to_1e6(self.max_price_spread),
             last_tick: tick,
             last_tick_time: now,
         };
+        t.fees = Some(crate::venue::perp_v2::MarketFees {
+            exchange_fee_ratio: to_1e6(self.exchange_fee_ratio),
+            insurance_fund_fee_ratio: to_1e6(self.insurance_fund_fee_ratio),
+        });
         Ok(t.named(&self.token.symbol).with_streaming_fee(self.token.streaming_fee.0, fee_recipient, now).with_ledger(
             self.token.supply_cap,
             self.token.mint_fee.0,

@@ -97,6 +97,11 @@ fn i24(t: i32) -> Result<I24, AmmError> {
     I24::try_from(t).map_err(|_| AmmError::TickMath(format!("tick {t} out of range")))
 }
 
+/// The sqrt price (Q64.96) at `tick` (`TickMath.getSqrtRatioAtTick`).
+pub fn sqrt_price_at_tick(tick: i32) -> Result<U160, AmmError> {
+    get_sqrt_ratio_at_tick(i24(tick)?).map_err(tick_err)
+}
+
 /// The sqrt price (Q64.96) of a raw price ratio token1/token0 given as `f64`, for targets
 /// (an arbitrageur's goal), not for money: fast, within an ulp of the exact value.
 pub fn sqrt_price_x96_from_f64(ratio: f64) -> Result<U160, AmmError> {
@@ -525,6 +530,35 @@ impl Pool {
 
     /// The swap loop of `UniswapV3Pool.swap`, without state changes.
     fn run_swap(&self, zero_for_one: bool, amount_specified: I256, limit: Option<U160>) -> Result<RunResult, AmmError> {
+        self.run_swap_with(zero_for_one, amount_specified, limit, self.fee_pips, &mut |_| {})
+    }
+
+    /// The swap loop of `UniswapV3Pool.swap` charged at `fee_pips` instead of the pool's fee,
+    /// without state changes, handing every step to `on_step`: what Perp v2's
+    /// `OrderBook.replaySwap` runs to price its exchange fee (`venue::perp_v2::vamm_swap`).
+    /// Amounts are signed as in the pool: positive `amount_specified` is an exact input.
+    pub fn replay_swap(
+        &self,
+        zero_for_one: bool,
+        amount_specified: I256,
+        limit: Option<U160>,
+        fee_pips: u32,
+        on_step: &mut dyn FnMut(&SwapStep),
+    ) -> Result<SwapOutcome, AmmError> {
+        if fee_pips >= 1_000_000 {
+            return Err(AmmError::InvalidPool(format!("fee {fee_pips} pips is 100% or more")));
+        }
+        Ok(self.run_swap_with(zero_for_one, amount_specified, limit, fee_pips, on_step)?.outcome)
+    }
+
+    fn run_swap_with(
+        &self,
+        zero_for_one: bool,
+        amount_specified: I256,
+        limit: Option<U160>,
+        fee_pips: u32,
+        on_step: &mut dyn FnMut(&SwapStep),
+    ) -> Result<RunResult, AmmError> {
         let one = U160::from(1);
         let limit = limit.unwrap_or(if zero_for_one { MIN_SQRT_RATIO + one } else { MAX_SQRT_RATIO - one });
         if zero_for_one {
@@ -534,7 +568,7 @@ impl Pool {
         } else if !(limit > self.sqrt_price_x96 && limit < MAX_SQRT_RATIO) {
             return Err(AmmError::InvalidPriceLimit("selling token1 needs a limit above the current price".into()));
         }
-        let fee = U24::from(self.fee_pips);
+        let fee = U24::from(fee_pips);
         let exact_input = amount_specified >= I256::ZERO;
         let mut remaining = amount_specified;
         let mut calculated = I256::ZERO;
@@ -565,6 +599,7 @@ impl Pool {
                 .map_err(tick_err)?;
                 fee_amount = remaining.into_raw() - amount_in;
             }
+            on_step(&SwapStep { amount_in, amount_out, fee: fee_amount, liquidity });
             sqrt_price = new_sqrt;
             fee_total += fee_amount;
             if exact_input {
@@ -594,6 +629,20 @@ impl Pool {
             },
         })
     }
+}
+
+/// One step of a swap: from the price to the next initialised tick (or the word's edge), or
+/// to where the amount ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapStep {
+    /// Input of the step, fee excluded.
+    pub amount_in: U256,
+    /// Output of the step.
+    pub amount_out: U256,
+    /// Fee of the step, in the input token.
+    pub fee: U256,
+    /// In-range liquidity during the step.
+    pub liquidity: u128,
 }
 
 struct RunResult {

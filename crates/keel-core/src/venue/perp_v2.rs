@@ -4,11 +4,17 @@
 //! liquidation with its partial-liquidation rule and penalty split. Signed wad arithmetic
 //! truncating toward zero.
 //!
-//! Not modelled yet: the virtual AMM (trades here fill at a price the caller gives, e.g. a
-//! quote from a Uniswap v3 pool in `venue::amm`), the mark price's median of TWAPs (the caller
-//! passes the mark), maker orders, other collateral, and the insurance fund's bad-debt cover.
+//! Taker trades go through the vAMM as `Exchange._swap` does ([`vamm_swap`]: the exchange fee
+//! replayed over the pool's steps, the Uniswap fee scaled away, the insurance fund's share) and
+//! are booked as `ClearingHouse._openPosition` books them ([`PerpV2Market::settle_trade`]);
+//! both are checked to the wei against `@perp/curie-contract`'s bytecode by keel-conformance.
+//!
+//! Not modelled yet: the mark price's median of TWAPs (the caller passes the mark), maker
+//! orders, other collateral, and the insurance fund's bad-debt cover.
 
-use crate::math::{I256, MathError, U256, WAD, pdiv_i, pmul_i};
+use crate::math::{I256, MathError, U256, WAD, mul_div_down, mul_div_up, pdiv_i, pmul_i};
+use crate::venue::amm::Pool;
+use alloy_primitives::U160;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -35,6 +41,20 @@ pub enum PerpV2Error {
     /// A zero trade or a zero price.
     #[error("invalid input: {0}")]
     Invalid(&'static str),
+    /// The vAMM refused the swap (no liquidity, a bad price limit).
+    #[error("vAMM: {0}")]
+    Vamm(String),
+    /// An exact-output swap without a price limit the vAMM cannot fill in full (`UB_UOA`).
+    #[error("UB_UOA: the vAMM holds less than the exact output asked for")]
+    UnmatchedOutput,
+    /// The replayed swap and the pool's swap ended on different ticks (`EX_TKMM`).
+    #[error("EX_TKMM: the replayed swap ended on tick {replay}, the pool on {pool}")]
+    TickMismatch {
+        /// Tick of the replay.
+        replay: i32,
+        /// Tick of the pool.
+        pool: i32,
+    },
     /// Arithmetic refused.
     #[error(transparent)]
     Math(#[from] MathError),
@@ -66,6 +86,155 @@ impl Default for PerpV2Params {
             min_partial_liquidate_value: U256::from(100u64) * WAD,
         }
     }
+}
+
+/// 100% in the contract's ratio units.
+const ONE_HUNDRED_PERCENT: u32 = 1_000_000;
+
+/// A market's fees (`MarketRegistry`), in the contract's 1e6 units (1 000 = 0.1%).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketFees {
+    /// `exchangeFeeRatio`: what a taker pays, in quote. `addPool` starts it at the pool's fee tier.
+    pub exchange_fee_ratio: u32,
+    /// `insuranceFundFeeRatio`: the insurance fund's share of the exchange fee (the rest goes to
+    /// the makers).
+    pub insurance_fund_fee_ratio: u32,
+}
+
+impl MarketFees {
+    /// A new market's fees: the exchange fee equal to the pool's fee tier, no insurance share.
+    pub fn of_pool(pool: &Pool) -> Self {
+        Self { exchange_fee_ratio: pool.fee_pips, insurance_fund_fee_ratio: 0 }
+    }
+}
+
+/// What a taker swap through the vAMM did (`Exchange._swap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VammSwap {
+    /// `exchangedPositionSize`: what the taker's position changes by (signed base).
+    pub exchanged_position_size: I256,
+    /// `exchangedPositionNotional`: the quote exchanged before the fee (negative when paid).
+    pub exchanged_position_notional: I256,
+    /// The exchange fee, in quote.
+    pub fee: U256,
+    /// The insurance fund's part of the fee.
+    pub insurance_fund_fee: U256,
+}
+
+impl VammSwap {
+    /// The quote booked to the taker: the notional less the fee.
+    pub fn quote(&self) -> I256 {
+        self.exchanged_position_notional - I256::from_raw(self.fee)
+    }
+}
+
+fn ratio_scaled(amount: U256, ratio: u32, up: bool) -> Result<U256, MathError> {
+    // `SwapMath.calcAmountScaledByFeeRatio`
+    let hundred = U256::from(ONE_HUNDRED_PERCENT);
+    let rest = U256::from(ONE_HUNDRED_PERCENT - ratio);
+    if up {
+        mul_div_up(amount, hundred, rest, "fee scaling")
+    } else {
+        mul_div_down(amount, rest, hundred, "fee scaling")
+    }
+}
+
+/// The price of the base in quote (wad) at a vAMM sqrt price, formatted as the contracts do
+/// (`formatSqrtPriceX96ToPriceX96` then `formatX96ToX10_18`, both rounding down). With the
+/// sqrt price of a tick it is the market TWAP over an interval the pool sat at that tick.
+pub fn market_price(sqrt_price_x96: U160) -> Result<U256, MathError> {
+    let sqrt = U256::from(sqrt_price_x96);
+    let q96 = U256::from(1u64) << 96;
+    let price_x96 = mul_div_down(sqrt, sqrt, q96, "market price")?;
+    mul_div_down(price_x96, WAD, q96, "market price")
+}
+
+/// A taker swap on the vAMM as `Exchange._swap` makes it. `base_to_quote` sells base (a short,
+/// or a long's reduction); `exact_input` fixes the input (else the output) at `amount`.
+///
+/// The clearing house charges its own exchange fee instead of the pool's: the amount sent to
+/// the pool is scaled so that the pool's fee is cancelled out (`calcScaledAmountForSwaps`), and
+/// the fee is found by replaying the swap over the pool's steps at the exchange fee ratio
+/// (`OrderBook.replaySwap`: per step with liquidity, the step's fee — for a sale of base,
+/// `⌈out · ratio⌉` in quote — and `⌈fee · insurance ratio⌉` of it to the insurance fund). The
+/// position changes by the base exchanged with the pool fee scaled away, the notional by the
+/// quote exchanged, and the taker pays the fee in quote. Changes `pool` only on success.
+pub fn vamm_swap(
+    pool: &mut Pool,
+    fees: MarketFees,
+    base_to_quote: bool,
+    exact_input: bool,
+    amount: U256,
+    limit: Option<U160>,
+) -> Result<VammSwap, PerpV2Error> {
+    if amount.is_zero() {
+        return Err(PerpV2Error::Invalid("a swap needs a non-zero amount"));
+    }
+    if fees.exchange_fee_ratio >= ONE_HUNDRED_PERCENT || fees.insurance_fund_fee_ratio > ONE_HUNDRED_PERCENT {
+        return Err(PerpV2Error::Invalid("fee ratios must be below 100%"));
+    }
+    let (uni, ex) = (pool.fee_pips, fees.exchange_fee_ratio);
+    let hundred = U256::from(ONE_HUNDRED_PERCENT);
+    let scaled = match (base_to_quote, exact_input) {
+        (true, true) => ratio_scaled(amount, uni, true)?,
+        (true, false) => ratio_scaled(amount, ex, true)?,
+        // `calcAmountWithFeeRatioReplaced`: amount · (1 − exchange) / (1 − uniswap), rounded up
+        (false, true) => {
+            mul_div_up(amount, U256::from(ONE_HUNDRED_PERCENT - ex), U256::from(ONE_HUNDRED_PERCENT - uni), "fee")?
+        }
+        (false, false) => amount,
+    };
+    let replay_amount = i(if base_to_quote { scaled } else { amount })?;
+    let replay_amount = if exact_input { replay_amount } else { -replay_amount };
+    let (mut fee, mut insurance_fund_fee) = (U256::ZERO, U256::ZERO);
+    let mut failed = None;
+    let replay_fee = if base_to_quote { uni } else { ex };
+    let replay = pool
+        .replay_swap(base_to_quote, replay_amount, limit, replay_fee, &mut |step| {
+            if step.liquidity == 0 || failed.is_some() {
+                return;
+            }
+            let step_fee =
+                if base_to_quote { mul_div_up(step.amount_out, U256::from(ex), hundred, "fee") } else { Ok(step.fee) };
+            let step = step_fee.and_then(|f| {
+                Ok((f, mul_div_up(f, U256::from(fees.insurance_fund_fee_ratio), hundred, "insurance fee")?))
+            });
+            match step {
+                Ok((f, to_fund)) => {
+                    fee += f;
+                    insurance_fund_fee += to_fund;
+                }
+                Err(e) => failed = Some(e),
+            }
+        })
+        .map_err(|e| PerpV2Error::Vamm(e.to_string()))?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let mut next = pool.clone();
+    let o = if exact_input {
+        next.swap_exact_input(base_to_quote, scaled, U256::ZERO, limit)
+    } else {
+        next.swap_exact_output(base_to_quote, scaled, U256::MAX, limit)
+    }
+    .map_err(|e| match e {
+        crate::error::AmmError::InsufficientLiquidity { .. } if !exact_input => PerpV2Error::UnmatchedOutput,
+        e => PerpV2Error::Vamm(e.to_string()),
+    })?;
+    if o.tick != replay.tick {
+        return Err(PerpV2Error::TickMismatch { replay: replay.tick, pool: o.tick });
+    }
+    // the pool's amounts: token0 is the base, token1 the quote
+    let (base, quote) = if base_to_quote { (o.amount_in, o.amount_out) } else { (o.amount_out, o.amount_in) };
+    let (size, notional) = if base_to_quote {
+        (-i(ratio_scaled(base, uni, false)?)?, i(quote)?)
+    } else if exact_input && quote == scaled {
+        (i(base)?, -i(amount.checked_sub(fee).ok_or(MathError::Underflow("fee"))?)?)
+    } else {
+        (i(base)?, -i(ratio_scaled(quote, uni, false)?)?)
+    };
+    *pool = next;
+    Ok(VammSwap { exchanged_position_size: size, exchanged_position_notional: notional, fee, insurance_fund_fee })
 }
 
 /// One trader's account in one market.
@@ -108,6 +277,9 @@ pub struct PerpV2Market {
     /// The account.
     pub account: Account,
 }
+
+/// Positions and notionals below this many wei are dust (`AccountBalance._DUST`).
+pub const DUST: u64 = 10;
 
 fn i(x: U256) -> Result<I256, MathError> {
     I256::try_from(x).map_err(|_| MathError::Overflow("int256"))
@@ -201,43 +373,54 @@ impl PerpV2Market {
         Ok(())
     }
 
-    /// Trade `base_delta` (positive buys) at `fill`, valuing the account at `mark` afterwards.
-    /// Opens, increases and reversals need free collateral ≥ 0 by the initial ratio
-    /// (`CH_NEFCI`); reductions by the maintenance ratio (`CH_NEFCM`). Realised PnL of the
-    /// closed part goes to owed realised PnL. Nothing changes on refusal.
-    pub fn trade(&mut self, base_delta: I256, fill: U256, mark: U256) -> Result<(), PerpV2Error> {
-        if base_delta.is_zero() || fill.is_zero() || mark.is_zero() {
+    /// Trade `base_delta` (positive buys) at `fill`, valuing the account at `mark` afterwards:
+    /// [`PerpV2Market::settle_trade`] with the quote `−base_delta · fill`.
+    pub fn trade(&mut self, base_delta: I256, fill: U256, mark: U256) -> Result<I256, PerpV2Error> {
+        if fill.is_zero() {
+            return Err(PerpV2Error::Invalid("a trade needs a non-zero size, fill and mark"));
+        }
+        let quote = -pmul_i(base_delta, i(fill)?)?;
+        self.settle_trade(base_delta, quote, mark)
+    }
+
+    /// Book a taker trade of `base` for `quote` (signed as the account sees them: buying base
+    /// pays quote) as `ClearingHouse._openPosition` does, then check the margin at `mark`.
+    /// Funding is settled first. A reduction realises `quote + openNotional · r` with `r =
+    /// ⌊|base| · 1e18 / |size|⌋`; a reversal realises `openNotional + quote · 1e18 / r`
+    /// (`Exchange._getPnlToBeRealized`, truncating toward zero). A position left below 10 wei
+    /// of base and of quote is removed, dust and all (`_deregisterBaseToken`). Opens,
+    /// increases and reversals need free collateral ≥ 0 by the initial ratio (`CH_NEFCI`);
+    /// reductions by the maintenance ratio (`CH_NEFCM`). Returns the realised PnL. Nothing
+    /// changes on refusal.
+    pub fn settle_trade(&mut self, base: I256, quote: I256, mark: U256) -> Result<I256, PerpV2Error> {
+        if base.is_zero() || mark.is_zero() {
             return Err(PerpV2Error::Invalid("a trade needs a non-zero size, fill and mark"));
         }
         let mut next = self.clone();
         next.settle_funding()?;
         let a = &mut next.account;
-        let old = a.base;
-        let quote_delta = -pmul_i(base_delta, i(fill)?)?;
-        let reducing = !old.is_zero() && old.is_positive() != base_delta.is_positive();
+        let (size, open_notional) = (a.base, a.quote);
+        let base_to_quote = base.is_negative();
+        let reducing = !size.is_zero() && size.is_negative() != base_to_quote;
+        let mut pnl = I256::ZERO;
         if reducing {
-            // Close min(|Δ|, |old|) at its share of the open notional; any excess opens the other side.
-            let closed = if base_delta.unsigned_abs() > old.unsigned_abs() { -old } else { base_delta };
-            let share = pdiv_i(
-                closed.unsigned_abs().try_into().map_err(|_| MathError::Overflow("int256"))?,
-                i(old.unsigned_abs())?,
-            )?;
-            let released = pmul_i(a.quote, share)?;
-            let closed_quote = -pmul_i(closed, i(fill)?)?;
-            a.owed_realized_pnl += released + closed_quote;
-            a.quote -= released;
-            a.base += closed;
-            let rest = base_delta - closed;
-            if !rest.is_zero() {
-                a.base += rest;
-                a.quote += -pmul_i(rest, i(fill)?)?;
-            }
-        } else {
-            a.base += base_delta;
-            a.quote += quote_delta;
+            let closed_ratio = mul_div_down(base.unsigned_abs(), WAD, size.unsigned_abs(), "closed ratio")?;
+            pnl = if closed_ratio <= WAD {
+                quote + pmul_i(open_notional, i(closed_ratio)?)?
+            } else {
+                open_notional + pdiv_i(quote, i(closed_ratio)?)?
+            };
         }
-        let increases = next.account.base.unsigned_abs() > old.unsigned_abs()
-            || (!old.is_zero() && !next.account.base.is_zero() && old.is_positive() != next.account.base.is_positive());
+        a.base += base;
+        a.quote += quote;
+        a.quote -= pnl;
+        a.owed_realized_pnl += pnl;
+        let dust = I256::try_from(DUST).map_err(|_| MathError::Overflow("int256"))?;
+        if a.base.abs() < dust && a.quote.abs() < dust {
+            (a.base, a.quote, a.last_tw_premium) = (I256::ZERO, I256::ZERO, I256::ZERO);
+        }
+        let reversed = !size.is_zero() && !a.base.is_zero() && size.is_negative() != a.base.is_negative();
+        let increases = !reducing || reversed;
         let ratio = if increases { next.params.im_ratio } else { next.params.mm_ratio };
         if next.free_collateral(mark, ratio)?.is_negative() {
             return Err(if increases {
@@ -247,7 +430,7 @@ impl PerpV2Market {
             });
         }
         *self = next;
-        Ok(())
+        Ok(pnl)
     }
 
     /// B5: liquidatable when account value < |position value| · mm.
@@ -342,6 +525,100 @@ mod tests {
         m.trade(sw("-1.25"), w("2100"), w("2100")).unwrap();
         assert_eq!(m.account.owed_realized_pnl, sw("125"));
         assert_eq!((m.account.base, m.account.quote), (sw("1.25"), sw("-2500")));
+    }
+
+    #[test]
+    fn table_realised_pnl_as_the_exchange_computes_it() {
+        // The worked examples in `Exchange._getPnlToBeRealized`: long 20 base for 252.53, then…
+        let cases = [
+            ("reduce half: short 10 for 137.5", "-10", "137.5", "11.235", "10", "-126.265"),
+            ("reverse: short 30 for 337.5", "-30", "337.5", "-27.53", "-10", "112.5"),
+            ("close: short 20 for 250", "-20", "250", "-2.53", "0", "0"),
+            ("increase: long 5 for 70", "5", "-70", "0", "25", "-322.53"),
+        ];
+        for (name, base, quote, pnl, size, notional) in cases {
+            let mut m = PerpV2Market::new(PerpV2Params::default(), 0);
+            m.deposit(w("1000")).unwrap();
+            m.settle_trade(sw("20"), sw("-252.53"), w("12.6265")).unwrap();
+            let realised = m.settle_trade(sw(base), sw(quote), w("12.5")).unwrap();
+            assert_eq!(realised, sw(pnl), "{name}: realised");
+            assert_eq!(m.account.owed_realized_pnl, sw(pnl), "{name}: owed");
+            assert_eq!((m.account.base, m.account.quote), (sw(size), sw(notional)), "{name}: position");
+        }
+    }
+
+    #[test]
+    fn a_position_left_as_dust_is_removed() {
+        let mut m = PerpV2Market::new(PerpV2Params::default(), 0);
+        m.deposit(w("1000")).unwrap();
+        let n = |x: i64| I256::try_from(x).unwrap();
+        m.settle_trade(n(1000), n(-1000), w("100")).unwrap();
+        // sell 991 of the 1 000 wei of base for 991 wei: 9 wei of base and of quote are left
+        m.settle_trade(n(-991), n(991), w("100")).unwrap();
+        assert_eq!((m.account.base, m.account.quote), (I256::ZERO, I256::ZERO));
+    }
+
+    fn vamm_pool() -> Pool {
+        use crate::venue::amm::{LiquidityPosition, PoolToken};
+        let t = |s: &str| PoolToken { symbol: s.into(), decimals: 18 };
+        let sqrt = crate::venue::amm::sqrt_price_at_tick(76_000).unwrap(); // ≈ 1 998 vUSD a vETH
+        let full = LiquidityPosition { tick_lower: -887_220, tick_upper: 887_220, liquidity: 10u128.pow(24) };
+        Pool::new("vAMM", t("vETH"), t("vUSD"), 3000, sqrt, &[full]).unwrap()
+    }
+
+    #[test]
+    fn table_vamm_swaps_charge_the_exchange_fee_in_quote() {
+        // (case, base to quote, exact input, amount, exchange fee, insurance share)
+        let cases = [
+            ("sell 1 vETH, fee as the pool's", true, true, "1", 3000, 0),
+            ("sell 1 vETH at a 0.1% exchange fee, 10% to the fund", true, true, "1", 1000, 100_000),
+            ("buy 1 vETH by output, 0.1%", false, false, "1", 1000, 100_000),
+            ("buy with 2 000 vUSD, 0.25%", false, true, "2000", 2500, 250_000),
+            ("sell for 2 000 vUSD, no fee", true, false, "2000", 0, 0),
+        ];
+        for (name, b2q, exact_in, amount, ex, share) in cases {
+            let mut pool = vamm_pool();
+            let fees = MarketFees { exchange_fee_ratio: ex, insurance_fund_fee_ratio: share };
+            let s = vamm_swap(&mut pool, fees, b2q, exact_in, w(amount), None).unwrap();
+            let notional = s.exchanged_position_notional.unsigned_abs();
+            // the fee is the exchange ratio of the quote a sale receives or a purchase pays
+            // (fee included), within a wei a step
+            let gross = if b2q { notional } else { notional + s.fee };
+            let want = crate::math::mul_div_down(gross, U256::from(ex), U256::from(1_000_000u64), "").unwrap();
+            let gap = if s.fee > want { s.fee - want } else { want - s.fee };
+            assert!(gap <= U256::from(2u64), "{name}: fee {} vs {want}", s.fee);
+            let fund = crate::math::mul_div_up(s.fee, U256::from(share), U256::from(1_000_000u64), "").unwrap();
+            assert_eq!(s.insurance_fund_fee, fund, "{name}: insurance share");
+            // the exact side is what the taker asked for
+            let exact = if b2q == exact_in { s.exchanged_position_size.unsigned_abs() } else { notional };
+            let exact = if !b2q && exact_in {
+                notional + s.fee
+            } else if b2q && !exact_in {
+                notional - s.fee
+            } else {
+                exact
+            };
+            assert_eq!(exact, w(amount), "{name}: the exact amount");
+            assert_eq!(s.exchanged_position_size.is_negative(), b2q, "{name}: direction");
+            assert_eq!(s.quote(), s.exchanged_position_notional - I256::from_raw(s.fee), "{name}: booked quote");
+        }
+    }
+
+    #[test]
+    fn a_refused_vamm_swap_changes_nothing() {
+        let mut pool = vamm_pool();
+        let before = pool.clone();
+        let fees = MarketFees::of_pool(&pool);
+        // more base out than the pool holds by output: UB_UOA
+        let e = vamm_swap(&mut pool, fees, false, false, w("1000000000"), None).unwrap_err();
+        assert_eq!(e, PerpV2Error::UnmatchedOutput);
+        assert_eq!(
+            vamm_swap(&mut pool, fees, true, true, U256::ZERO, None).unwrap_err().to_string(),
+            "invalid input: a swap needs a non-zero amount"
+        );
+        let bad = MarketFees { exchange_fee_ratio: 1_000_000, insurance_fund_fee_ratio: 0 };
+        assert!(matches!(vamm_swap(&mut pool, bad, true, true, w("1"), None), Err(PerpV2Error::Invalid(_))));
+        assert_eq!(pool, before);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::perp::{PerpFli, PerpSnapshot};
 use crate::error::FliError;
 use crate::math::{I256, MathError, U256, WAD, pdiv, pmul_i};
 use crate::venue::amm::Pool;
-use crate::venue::perp_v2::PerpV2Market;
+use crate::venue::perp_v2::{MarketFees, PerpV2Error, PerpV2Market, vamm_swap};
 use serde::{Deserialize, Serialize};
 
 fn i(x: U256) -> Result<I256, FliError> {
@@ -23,7 +23,7 @@ pub struct PerpTrade {
     pub base: I256,
     /// Quote paid (buy) or received (sell), fee included.
     pub quote: U256,
-    /// The pool fee part, in quote.
+    /// The exchange fee, in quote (`venue::perp_v2::vamm_swap`).
     pub fee: U256,
 }
 
@@ -63,10 +63,7 @@ impl PriceGuards {
         if index.is_zero() {
             return Err(FliError::Revert("the index price is 0"));
         }
-        let sqrt = U256::from(pool.sqrt_price_x96());
-        let q96 = U256::from(1u64) << 96;
-        let price_x96 = crate::math::mul_div_down(sqrt, sqrt, q96, "market price")?;
-        let market = crate::math::mul_div_down(price_x96, WAD, q96, "market price")?;
+        let market = crate::venue::perp_v2::market_price(pool.sqrt_price_x96())?;
         let million = U256::from(1_000_000u64);
         let (diff, negative) = if market > index { (market - index, false) } else { (index - market, true) };
         let r = crate::math::mul_div_down(diff, million, index, "price spread")?;
@@ -148,6 +145,10 @@ pub struct PerpFliToken {
     /// The venue's price guards on the token's swaps.
     #[serde(default)]
     pub guards: PriceGuards,
+    /// The market's exchange fee and insurance share (`None`: a new market's, see
+    /// [`PerpFliToken::fees`]).
+    #[serde(default)]
+    pub fees: Option<MarketFees>,
 }
 
 impl PerpFliToken {
@@ -179,6 +180,7 @@ impl PerpFliToken {
             pool_center: index_price,
             pool_tvl: U256::ZERO,
             guards: PriceGuards::default(),
+            fees: None,
         })
     }
 
@@ -260,22 +262,7 @@ impl PerpFliToken {
         }
         let delta = if base.is_positive() == issue { i(amount)? } else { -i(amount)? };
         let before = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-        let spread = self.spread_before()?;
-        let quote = if delta.is_positive() {
-            // buy vBase (token0): exact output
-            self.pool
-                .swap_exact_output(false, amount, U256::MAX, None)
-                .map_err(|e| FliError::Venue(e.to_string()))?
-                .amount_in
-        } else {
-            self.pool
-                .swap_exact_input(true, amount, U256::ZERO, None)
-                .map_err(|e| FliError::Venue(e.to_string()))?
-                .amount_out
-        };
-        self.guards.check(spread, &self.pool, self.index_price)?;
-        let fill = pdiv(quote, amount)?;
-        self.market.trade(delta, fill, self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        self.swap_and_settle(delta, None)?;
         let after = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
         Ok(before - after)
     }
@@ -377,29 +364,43 @@ impl PerpFliToken {
         if base.is_zero() {
             return Err(FliError::Revert("Amount is 0"));
         }
-        let amount = base.unsigned_abs();
+        self.swap_and_settle(base, Some(bound))
+    }
+
+    /// The venue fees the token trades at: the product's, or a new market's (the pool's fee
+    /// tier, no insurance share) for tokens saved before they were set.
+    pub fn fees(&self) -> MarketFees {
+        self.fees.unwrap_or_else(|| MarketFees::of_pool(&self.pool))
+    }
+
+    /// One `ClearingHouse.openPosition` as Set's `PerpV2LeverageModuleV2` sends it: buying
+    /// `base > 0` is an exact output of base, selling an exact input, through the vAMM with the
+    /// exchange fee (`venue::perp_v2::vamm_swap`), held to the price guards and to `bound` on
+    /// the quote after the fee (`CH_TMRS` on what a buy pays, `CH_TLRS` on what a sale
+    /// receives), then booked on the account at the index.
+    fn swap_and_settle(&mut self, base: I256, bound: Option<U256>) -> Result<PerpTrade, FliError> {
+        let sell = base.is_negative();
         let spread = self.spread_before()?;
-        let (quote, fee) = if base.is_positive() {
-            // Buy base: exact output of vBase (token0), paying at most `bound` vQuote.
-            let o =
-                self.pool.swap_exact_output(false, amount, bound, None).map_err(|e| FliError::Venue(e.to_string()))?;
-            (o.amount_in, o.fee)
-        } else {
-            // Sell base: exact input of vBase, receiving at least `bound` vQuote.
-            let o =
-                self.pool.swap_exact_input(true, amount, bound, None).map_err(|e| FliError::Venue(e.to_string()))?;
-            // The fee is charged in the input token (base); value it at the fill.
-            let fee_quote = if amount.is_zero() {
-                U256::ZERO
-            } else {
-                crate::math::mul_div_down(o.fee, o.amount_out, amount, "fee")?
-            };
-            (o.amount_out, fee_quote)
-        };
+        let fees = self.fees();
+        let swap = vamm_swap(&mut self.pool, fees, sell, sell, base.unsigned_abs(), None).map_err(|e| match e {
+            PerpV2Error::Vamm(m) => FliError::Venue(m),
+            e => FliError::Revert(venue_reason(&e)),
+        })?;
         self.guards.check(spread, &self.pool, self.index_price)?;
-        let fill = pdiv(quote, amount)?;
-        self.market.trade(base, fill, self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-        Ok(PerpTrade { base, quote, fee })
+        let quote = swap.quote();
+        match bound {
+            Some(b) if sell && quote.unsigned_abs() < b => {
+                return Err(FliError::Revert("CH_TLRS: the sale would receive less quote than the slippage bound"));
+            }
+            Some(b) if !sell && quote.unsigned_abs() > b => {
+                return Err(FliError::Revert("CH_TMRS: the purchase would pay more quote than the slippage bound"));
+            }
+            _ => {}
+        }
+        self.market
+            .settle_trade(swap.exchanged_position_size, quote, self.index_price)
+            .map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        Ok(PerpTrade { base: swap.exchanged_position_size, quote: quote.unsigned_abs(), fee: swap.fee })
     }
 
     /// The market–index spread before a swap (0 when the spread guard is off).
@@ -544,6 +545,9 @@ pub(crate) fn venue_reason(e: &crate::venue::perp_v2::PerpV2Error) -> &'static s
         E::NotEnoughFreeCollateral { .. } => "V_NEFC",
         E::EnoughAccountValue => "CH_EAV",
         E::Invalid(_) => "invalid trade",
+        E::Vamm(_) => "the vAMM cannot fill the trade",
+        E::TickMismatch { .. } => "EX_TKMM",
+        E::UnmatchedOutput => "UB_UOA: the vAMM holds less than the base the trade buys",
         E::Math(_) => "arithmetic",
     }
 }
