@@ -9,11 +9,16 @@
 //! are booked as `ClearingHouse._openPosition` books them ([`PerpV2Market::settle_trade`]);
 //! both are checked to the wei against `@perp/curie-contract`'s bytecode by keel-conformance.
 //!
-//! Not modelled yet: the mark price's median of TWAPs (the caller passes the mark), maker
-//! orders, other collateral, and the insurance fund's bad-debt cover.
+//! Funding accrues in Curie's Q96 units from the market and index TWAPs, the mark price is the
+//! median of three prices from the vAMM's oracle (`venue::oracle`), and liquidation decides on
+//! the account value as the vault reports it, with the insurance fund covering bad debt.
+//!
+//! Not modelled: maker orders and their fees and funding, other collateral, several markets
+//! on one account.
 
 use crate::math::{I256, MathError, U256, WAD, mul_div_down, mul_div_up, pdiv_i, pmul_i};
 use crate::venue::amm::Pool;
+use crate::venue::oracle::Oracle;
 use alloy_primitives::U160;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -73,6 +78,14 @@ pub struct PerpV2Params {
     pub max_funding_rate: U256,
     /// At or below this position value a liquidation takes the whole position ($100).
     pub min_partial_liquidate_value: U256,
+    /// Decimals of the settlement token (USDC: 6). The vault reports account values in them,
+    /// rounded toward −∞, and liquidation decides on that value.
+    #[serde(default = "usdc_decimals")]
+    pub settlement_decimals: u8,
+}
+
+fn usdc_decimals() -> u8 {
+    6
 }
 
 impl Default for PerpV2Params {
@@ -84,6 +97,7 @@ impl Default for PerpV2Params {
             liquidation_penalty_ratio: pct(250),
             max_funding_rate: pct(1_000),
             min_partial_liquidate_value: U256::from(100u64) * WAD,
+            settlement_decimals: usdc_decimals(),
         }
     }
 }
@@ -147,6 +161,73 @@ pub fn market_price(sqrt_price_x96: U160) -> Result<U256, MathError> {
     let q96 = U256::from(1u64) << 96;
     let price_x96 = mul_div_down(sqrt, sqrt, q96, "market price")?;
     mul_div_down(price_x96, WAD, q96, "market price")
+}
+
+/// Price TWAP settings of a clearing house (`ClearingHouseConfig`), seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwapConfig {
+    /// `_twapInterval`: the funding TWAPs (15 minutes).
+    pub funding: u64,
+    /// `_markPriceMarketTwapInterval` (30 minutes).
+    pub mark_market: u64,
+    /// `_markPricePremiumInterval` (15 minutes).
+    pub mark_premium: u64,
+}
+
+impl Default for TwapConfig {
+    fn default() -> Self {
+        Self { funding: 900, mark_market: 1_800, mark_premium: 900 }
+    }
+}
+
+/// The vAMM's sqrt price averaged over `interval` seconds before `now`
+/// (`UniswapV3Broker.getSqrtMarketTwapX96`): the sqrt price at the oracle's average tick, or the
+/// pool's own under 10 seconds.
+pub fn market_twap_sqrt(oracle: &Oracle, pool: &Pool, now: u64, interval: u64) -> Result<U160, PerpV2Error> {
+    if interval < 10 {
+        return Ok(pool.sqrt_price_x96());
+    }
+    let tick = oracle.average_tick(now, interval, pool.tick()).map_err(|e| PerpV2Error::Vamm(e.to_string()))?;
+    crate::venue::amm::sqrt_price_at_tick(tick).map_err(|e| PerpV2Error::Vamm(e.to_string()))
+}
+
+/// The market TWAP funding is settled with, as a Q96 price (`formatSqrtPriceX96ToPriceX96`):
+/// over `twap.funding` seconds, shortened to the time since the market's first trade, and the
+/// pool's current price before any trade (`Exchange._getFundingGrowthGlobalAndTwaps`).
+pub fn funding_market_twap_x96(
+    oracle: &Oracle,
+    pool: &Pool,
+    now: u64,
+    first_trade: Option<u64>,
+    twap: TwapConfig,
+) -> Result<U256, PerpV2Error> {
+    let interval = first_trade.map_or(0, |t| twap.funding.min(now.saturating_sub(t)));
+    let sqrt = U256::from(market_twap_sqrt(oracle, pool, now, interval)?);
+    Ok(mul_div_down(sqrt, sqrt, q96(), "market price")?)
+}
+
+/// B3, `AccountBalance._getMarkPrice`: the median of the 15-second market TWAP, the
+/// `twap.mark_market` market TWAP and `index + premium`, the premium being the market TWAP less
+/// `index_premium_twap` (the index's TWAP) over `twap.mark_premium` seconds.
+pub fn mark_price(
+    oracle: &Oracle,
+    pool: &Pool,
+    now: u64,
+    index: U256,
+    index_premium_twap: U256,
+    twap: TwapConfig,
+) -> Result<U256, PerpV2Error> {
+    let price =
+        |interval| -> Result<U256, PerpV2Error> { Ok(market_price(market_twap_sqrt(oracle, pool, now, interval)?)?) };
+    let (short, long) = (price(15)?, price(twap.mark_market)?);
+    let premium = i(price(twap.mark_premium)?)? - i(index_premium_twap)?;
+    let with_premium = i(index)? + premium;
+    if with_premium.is_negative() {
+        return Err(PerpV2Error::Invalid("index plus premium is negative"));
+    }
+    let third = with_premium.unsigned_abs();
+    // `PerpMath.findMedianOfThree`
+    Ok(short.min(long).max(short.max(long).min(third)))
 }
 
 /// A taker swap on the vAMM as `Exchange._swap` makes it. `base_to_quote` sells base (a short,
@@ -270,9 +351,10 @@ pub struct Liquidation {
 pub struct PerpV2Market {
     /// Parameters.
     pub params: PerpV2Params,
-    /// Global time-weighted premium (quote per base, summed over seconds / 86 400 at use).
+    /// Global `twPremiumX96`: Σ (market TWAP − index TWAP, capped) · seconds, in Q96 quote per
+    /// base (`Exchange._getFundingGrowthGlobalAndTwaps`).
     pub tw_premium: I256,
-    /// When funding was last accrued.
+    /// When funding was last settled (`_lastSettledTimestampMap`).
     pub funding_time: u64,
     /// The account.
     pub account: Account,
@@ -280,6 +362,10 @@ pub struct PerpV2Market {
 
 /// Positions and notionals below this many wei are dust (`AccountBalance._DUST`).
 pub const DUST: u64 = 10;
+
+fn q96() -> U256 {
+    U256::from(1u64) << 96
+}
 
 fn i(x: U256) -> Result<I256, MathError> {
     I256::try_from(x).map_err(|_| MathError::Overflow("int256"))
@@ -295,22 +381,41 @@ impl PerpV2Market {
         Self { params, tw_premium: I256::ZERO, funding_time: now, account: Account::default() }
     }
 
-    /// B6: accrue the premium of `market` over `index` since the last accrual, capped at
-    /// ±index·maxFundingRate per day.
+    /// B6 with prices in wad: [`PerpV2Market::accrue_funding_x96`] with the market price
+    /// converted to Q96 (`formatX10_18ToX96`, rounding down).
     pub fn accrue_funding(&mut self, now: u64, market: U256, index: U256) -> Result<(), PerpV2Error> {
-        let dt = now.saturating_sub(self.funding_time);
-        let cap = i(crate::math::pmul(index, self.params.max_funding_rate)?)?;
-        let premium = (i(market)? - i(index)?).clamp(-cap, cap);
-        self.tw_premium += premium * I256::try_from(dt).map_err(|_| MathError::Overflow("time"))?;
+        self.accrue_funding_x96(now, mul_div_down(market, q96(), WAD, "market price")?, index)
+    }
+
+    /// B6, `Exchange._getFundingGrowthGlobalAndTwaps` at a settlement in a new block: add
+    /// `(marketTwapX96 − indexTwapX96) · (now − last)` to the global premium, the difference
+    /// capped at `indexTwapX96 · maxFundingRate` either way (`_getDeltaTwapX96`);
+    /// `index_twap` is in wad and is converted as the contract does. A settlement in the block
+    /// of the last one adds nothing.
+    pub fn accrue_funding_x96(&mut self, now: u64, market_twap_x96: U256, index_twap: U256) -> Result<(), PerpV2Error> {
+        if now > self.funding_time {
+            let index_x96 = mul_div_down(index_twap, q96(), WAD, "index price")?;
+            let cap = crate::math::pmul(index_x96, self.params.max_funding_rate)?;
+            let delta = if market_twap_x96 > index_x96 {
+                i((market_twap_x96 - index_x96).min(cap))?
+            } else {
+                -i((index_x96 - market_twap_x96).min(cap))?
+            };
+            let dt = I256::try_from(now - self.funding_time).map_err(|_| MathError::Overflow("time"))?;
+            self.tw_premium += delta * dt;
+        }
         self.funding_time = now.max(self.funding_time);
         Ok(())
     }
 
     /// B6: funding the account owes (positive) or is owed since its last settlement:
-    /// `base · (twPremium − lastSeen) / 86 400`.
+    /// `base · (twPremiumX96 − lastSeen) / 2⁹⁶ / 86 400`, each division truncating toward zero
+    /// (`Funding.calcPendingFundingPaymentWithLiquidityCoefficient`).
     pub fn pending_funding(&self) -> Result<I256, PerpV2Error> {
         let d = self.tw_premium - self.account.last_tw_premium;
-        Ok(pmul_i(self.account.base, d)? / I256::try_from(86_400u64).map_err(|_| MathError::Overflow("day"))?)
+        let magnitude = mul_div_down(self.account.base.unsigned_abs(), d.unsigned_abs(), q96(), "funding")?;
+        let signed = if self.account.base.is_negative() != d.is_negative() { -i(magnitude)? } else { i(magnitude)? };
+        Ok(signed / I256::try_from(86_400u64).map_err(|_| MathError::Overflow("day"))?)
     }
 
     /// B4: `base · mark`.
@@ -373,6 +478,30 @@ impl PerpV2Market {
         Ok(())
     }
 
+    /// Book `base` for `quote` on the position, realising PnL against it, and remove a position
+    /// left as dust; no margin check. Returns the realised PnL.
+    fn book(&mut self, base: I256, quote: I256) -> Result<I256, PerpV2Error> {
+        let a = &mut self.account;
+        let (size, open_notional) = (a.base, a.quote);
+        let mut pnl = I256::ZERO;
+        if !size.is_zero() && size.is_negative() != base.is_negative() {
+            let closed_ratio = mul_div_down(base.unsigned_abs(), WAD, size.unsigned_abs(), "closed ratio")?;
+            pnl = if closed_ratio <= WAD {
+                quote + pmul_i(open_notional, i(closed_ratio)?)?
+            } else {
+                open_notional + pdiv_i(quote, i(closed_ratio)?)?
+            };
+        }
+        a.base += base;
+        a.quote += quote - pnl;
+        a.owed_realized_pnl += pnl;
+        let dust = I256::try_from(DUST).map_err(|_| MathError::Overflow("int256"))?;
+        if a.base.abs() < dust && a.quote.abs() < dust {
+            (a.base, a.quote, a.last_tw_premium) = (I256::ZERO, I256::ZERO, I256::ZERO);
+        }
+        Ok(pnl)
+    }
+
     /// Trade `base_delta` (positive buys) at `fill`, valuing the account at `mark` afterwards:
     /// [`PerpV2Market::settle_trade`] with the quote `−base_delta · fill`.
     pub fn trade(&mut self, base_delta: I256, fill: U256, mark: U256) -> Result<I256, PerpV2Error> {
@@ -398,28 +527,11 @@ impl PerpV2Market {
         }
         let mut next = self.clone();
         next.settle_funding()?;
-        let a = &mut next.account;
-        let (size, open_notional) = (a.base, a.quote);
-        let base_to_quote = base.is_negative();
-        let reducing = !size.is_zero() && size.is_negative() != base_to_quote;
-        let mut pnl = I256::ZERO;
-        if reducing {
-            let closed_ratio = mul_div_down(base.unsigned_abs(), WAD, size.unsigned_abs(), "closed ratio")?;
-            pnl = if closed_ratio <= WAD {
-                quote + pmul_i(open_notional, i(closed_ratio)?)?
-            } else {
-                open_notional + pdiv_i(quote, i(closed_ratio)?)?
-            };
-        }
-        a.base += base;
-        a.quote += quote;
-        a.quote -= pnl;
-        a.owed_realized_pnl += pnl;
-        let dust = I256::try_from(DUST).map_err(|_| MathError::Overflow("int256"))?;
-        if a.base.abs() < dust && a.quote.abs() < dust {
-            (a.base, a.quote, a.last_tw_premium) = (I256::ZERO, I256::ZERO, I256::ZERO);
-        }
-        let reversed = !size.is_zero() && !a.base.is_zero() && size.is_negative() != a.base.is_negative();
+        let size = next.account.base;
+        let reducing = !size.is_zero() && size.is_negative() != base.is_negative();
+        let pnl = next.book(base, quote)?;
+        let after = next.account.base;
+        let reversed = !size.is_zero() && !after.is_zero() && size.is_negative() != after.is_negative();
         let increases = !reducing || reversed;
         let ratio = if increases { next.params.im_ratio } else { next.params.mm_ratio };
         if next.free_collateral(mark, ratio)?.is_negative() {
@@ -433,52 +545,86 @@ impl PerpV2Market {
         Ok(pnl)
     }
 
-    /// B5: liquidatable when account value < |position value| · mm.
+    /// The account value as the vault reports it (`Vault.getAccountValue` back in wad): in
+    /// whole units of the settlement token, rounded toward −∞.
+    pub fn reported_account_value(&self, mark: U256) -> Result<I256, PerpV2Error> {
+        to_settlement_units(self.account_value(mark)?, self.params.settlement_decimals)
+    }
+
+    /// B5: the maintenance requirement for liquidation, `|position value| · mmRatio`.
+    pub fn liquidation_requirement(&self, mark: U256) -> Result<I256, PerpV2Error> {
+        Ok(i(crate::math::pmul(self.position_value(mark)?.unsigned_abs(), self.params.mm_ratio)?)?)
+    }
+
+    /// B5: liquidatable when the reported account value is below the maintenance requirement
+    /// (`ClearingHouse._isLiquidatable`) and there is a position.
     pub fn is_liquidatable(&self, mark: U256) -> Result<bool, PerpV2Error> {
-        let pv = self.position_value(mark)?;
-        if pv.is_zero() {
+        if self.account.base.is_zero() {
             return Ok(false);
         }
-        let req = crate::math::pmul(pv.unsigned_abs(), self.params.mm_ratio)?;
-        Ok(self.account_value(mark)? < i(req)?)
+        Ok(self.reported_account_value(mark)? < self.liquidation_requirement(mark)?)
     }
 
-    /// B5: the share of the position a liquidator may take: all of it at or below $100 of
-    /// position value or below half the maintenance requirement, else half (one market).
+    /// B5: the share of the position a liquidator may take (`getLiquidatablePositionSize`, one
+    /// market): all of it at or below $100 of position value or when the reported account value
+    /// is under half the requirement, else half. 0 when not liquidatable.
     pub fn liquidation_share(&self, mark: U256) -> Result<U256, PerpV2Error> {
-        let pv = self.position_value(mark)?.unsigned_abs();
-        if pv <= self.params.min_partial_liquidate_value {
+        let (av, req) = (self.reported_account_value(mark)?, self.liquidation_requirement(mark)?);
+        if av >= req || self.account.base.is_zero() {
+            return Ok(U256::ZERO);
+        }
+        if self.position_value(mark)?.unsigned_abs() <= self.params.min_partial_liquidate_value {
             return Ok(WAD);
         }
-        let req = crate::math::pmul(pv, self.params.mm_ratio)?;
-        if self.account_value(mark)? >= i(req / U256::from(2))? { Ok(WAD / U256::from(2)) } else { Ok(WAD) }
+        let two = I256::try_from(2).map_err(|_| MathError::Overflow("int256"))?;
+        Ok(if av >= req / two { WAD / U256::from(2) } else { WAD })
     }
 
-    /// B5: liquidate at the mark price: close the allowed share, realise its PnL, charge the
-    /// penalty (half to the liquidator and half to the insurance fund, all to the liquidator
-    /// when the account value was negative).
+    /// B5, `ClearingHouse._liquidate` of the trader's whole allowance: settle funding, close the
+    /// allowed size at the mark price as a trade (`notional = size · mark`, truncated; PnL
+    /// realised as in [`PerpV2Market::settle_trade`], no margin check), charge the penalty
+    /// `⌊|notional| · penaltyRatio⌋` (half to the liquidator and the rest to the insurance fund;
+    /// all to the liquidator when the reported account value was negative), and, when the
+    /// account is left without a position and its settlement value below zero, have the
+    /// insurance fund cover the bad debt (`Vault.settleBadDebt`, in whole settlement units).
+    /// Nothing changes on refusal.
     pub fn liquidate(&mut self, mark: U256) -> Result<Liquidation, PerpV2Error> {
-        if !self.is_liquidatable(mark)? {
-            return Err(PerpV2Error::EnoughAccountValue);
-        }
-        let bad_debt = self.account_value(mark)?.is_negative();
-        let share = self.liquidation_share(mark)?;
         let mut next = self.clone();
         next.settle_funding()?;
-        let closed = -pmul_i(next.account.base, i(share)?)?;
-        let released = pmul_i(next.account.quote, i(share)?)?;
-        let closed_quote = -pmul_i(closed, i(mark)?)?;
-        next.account.owed_realized_pnl += released + closed_quote;
-        next.account.quote -= released;
-        next.account.base += closed;
-        let notional = crate::math::pmul(closed.unsigned_abs(), mark)?;
-        let penalty = crate::math::pmul(notional, self.params.liquidation_penalty_ratio)?;
+        if !next.is_liquidatable(mark)? {
+            return Err(PerpV2Error::EnoughAccountValue);
+        }
+        let bad_debt = next.reported_account_value(mark)?.is_negative();
+        let size = next.account.base;
+        let share = next.liquidation_share(mark)?;
+        // `positionSize.mulRatio(ratio)`: truncated toward zero
+        let liquidated = if share == WAD { size } else { pmul_i(size, i(share)?)? };
+        let notional = pmul_i(liquidated, i(mark)?)?;
+        next.book(-liquidated, notional)?;
+        let penalty = crate::math::pmul(notional.unsigned_abs(), self.params.liquidation_penalty_ratio)?;
         next.account.owed_realized_pnl -= i(penalty)?;
         let (to_liquidator, to_insurance_fund) =
             if bad_debt { (penalty, U256::ZERO) } else { (penalty / U256::from(2), penalty - penalty / U256::from(2)) };
+        if next.account.base.is_zero() {
+            let value = next.total_collateral_value()?;
+            let units = to_settlement_units(value, self.params.settlement_decimals)?;
+            if units.is_negative() {
+                next.account.collateral -= units;
+            }
+        }
         *self = next;
-        Ok(Liquidation { base_closed: closed, penalty, to_liquidator, to_insurance_fund })
+        Ok(Liquidation { base_closed: -liquidated, penalty, to_liquidator, to_insurance_fund })
     }
+}
+
+/// A wad amount in whole units of a token with `decimals` (back in wad), rounded toward −∞
+/// (`SettlementTokenMath.formatSettlementToken`).
+fn to_settlement_units(x: I256, decimals: u8) -> Result<I256, PerpV2Error> {
+    let unit = I256::try_from(crate::math::pow10(u32::from(18u8.saturating_sub(decimals))))
+        .map_err(|_| MathError::Overflow("int256"))?;
+    let q = x / unit;
+    let q = if x.is_negative() && x % unit != I256::ZERO { q - I256::ONE } else { q };
+    Ok(q * unit)
 }
 
 #[cfg(test)]
