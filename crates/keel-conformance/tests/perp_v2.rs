@@ -131,9 +131,11 @@ fn ok(c: &mut Chain, to: Address, data: Vec<u8>, what: &str) -> alloy_primitives
     c.transact(to, data).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-fn deploy(c: &mut Chain, name: &str) -> Address {
+/// Deploy one of Curie's upgradeable contracts (no proxy: the implementation itself) and call
+/// its `initialize` with `init`.
+fn deploy(c: &mut Chain, name: &str, init: Vec<u8>) -> Address {
     let a = c.deploy(&curie(name), &[]).unwrap_or_else(|e| panic!("deploy {name}: {e}"));
-    ok(c, a, IInit::initializeCall {}.abi_encode(), name);
+    ok(c, a, init, name);
     a
 }
 
@@ -187,10 +189,13 @@ fn deploy_curie(fee: u32, sqrt_price: U160, index: U256, fees: MarketFees, max_t
     let factory = c
         .deploy(&artifact("@uniswap/v3-core/artifacts/contracts/UniswapV3Factory.sol/UniswapV3Factory.json"), &[])
         .expect("deploy factory");
-    let config = deploy(&mut c, "ClearingHouseConfig");
+    let config = deploy(&mut c, "ClearingHouseConfig", IInit::initializeCall {}.abi_encode());
     ok(&mut c, config, IConfig::setSettlementTokenBalanceCapCall { cap: U256::MAX }.abi_encode(), "cap");
-    let quote = c.deploy(&curie("QuoteToken"), &[]).expect("deploy QuoteToken");
-    ok(&mut c, quote, IVirtual::initializeCall { name: "vUSD".into(), symbol: "vUSD".into() }.abi_encode(), "quote");
+    let quote = deploy(
+        &mut c,
+        "QuoteToken",
+        IVirtual::initializeCall { name: "vUSD".into(), symbol: "vUSD".into() }.abi_encode(),
+    );
     // the base must be token0: deploy until its address sorts below the quote's
     let base = loop {
         let b = c.deploy(&curie("BaseToken"), &[]).expect("deploy BaseToken");
@@ -215,54 +220,31 @@ fn deploy_curie(fee: u32, sqrt_price: U160, index: U256, fees: MarketFees, max_t
     // the mark price reads 15 s and 30 min TWAPs: the pool must keep more than one observation
     ok(&mut c, pool, IPool::increaseObservationCardinalityNextCall { n: 16 }.abi_encode(), "cardinality");
 
-    let registry = c.deploy(&curie("MarketRegistry"), &[]).expect("deploy MarketRegistry");
-    ok(&mut c, registry, IMarketRegistry::initializeCall { factory, quoteToken: quote }.abi_encode(), "registry");
-    let order_book = c.deploy(&curie("OrderBook"), &[]).expect("deploy OrderBook");
-    ok(&mut c, order_book, IOrderBook::initializeCall { marketRegistry: registry }.abi_encode(), "order book");
-    let account_balance = c.deploy(&curie("AccountBalance"), &[]).expect("deploy AccountBalance");
-    ok(
-        &mut c,
-        account_balance,
-        IAccountBalance::initializeCall { config, orderBook: order_book }.abi_encode(),
-        "account balance",
-    );
-    let exchange = c.deploy(&curie("Exchange"), &[]).expect("deploy Exchange");
-    ok(
-        &mut c,
-        exchange,
-        IExchange::initializeCall { marketRegistry: registry, orderBook: order_book, config }.abi_encode(),
-        "exchange",
-    );
+    let registry =
+        deploy(&mut c, "MarketRegistry", IMarketRegistry::initializeCall { factory, quoteToken: quote }.abi_encode());
+    let order_book = deploy(&mut c, "OrderBook", IOrderBook::initializeCall { marketRegistry: registry }.abi_encode());
+    let init = IAccountBalance::initializeCall { config, orderBook: order_book }.abi_encode();
+    let account_balance = deploy(&mut c, "AccountBalance", init);
+    let init = IExchange::initializeCall { marketRegistry: registry, orderBook: order_book, config }.abi_encode();
+    let exchange = deploy(&mut c, "Exchange", init);
     ok(&mut c, exchange, IExchange::setAccountBalanceCall { accountBalance: account_balance }.abi_encode(), "ex ab");
     ok(&mut c, order_book, IOrderBook::setExchangeCall { exchange }.abi_encode(), "ob exchange");
-    let insurance_fund = c.deploy(&curie("InsuranceFund"), &[]).expect("deploy InsuranceFund");
-    ok(&mut c, insurance_fund, IInsuranceFund::initializeCall { token: usdc }.abi_encode(), "insurance fund");
-    let vault = c.deploy(&curie("Vault"), &[]).expect("deploy Vault");
-    ok(
-        &mut c,
-        vault,
-        IVault::initializeCall { insuranceFund: insurance_fund, config, accountBalance: account_balance, exchange }
-            .abi_encode(),
-        "vault",
-    );
+    let insurance_fund = deploy(&mut c, "InsuranceFund", IInsuranceFund::initializeCall { token: usdc }.abi_encode());
+    let init =
+        IVault::initializeCall { insuranceFund: insurance_fund, config, accountBalance: account_balance, exchange };
+    let vault = deploy(&mut c, "Vault", init.abi_encode());
     ok(&mut c, insurance_fund, IInsuranceFund::setVaultCall { vault }.abi_encode(), "if vault");
     ok(&mut c, account_balance, IAccountBalance::setVaultCall { vault }.abi_encode(), "ab vault");
-    let clearing_house = c.deploy(&curie("ClearingHouse"), &[]).expect("deploy ClearingHouse");
-    ok(
-        &mut c,
-        clearing_house,
-        IClearingHouse::initializeCall {
-            config,
-            vault,
-            quoteToken: quote,
-            factory,
-            exchange,
-            accountBalance: account_balance,
-            insuranceFund: insurance_fund,
-        }
-        .abi_encode(),
-        "clearing house",
-    );
+    let init = IClearingHouse::initializeCall {
+        config,
+        vault,
+        quoteToken: quote,
+        factory,
+        exchange,
+        accountBalance: account_balance,
+        insuranceFund: insurance_fund,
+    };
+    let clearing_house = deploy(&mut c, "ClearingHouse", init.abi_encode());
     for token in [quote, base] {
         ok(&mut c, token, IVirtual::mintMaximumToCall { recipient: clearing_house }.abi_encode(), "mint max");
         ok(&mut c, token, IVirtual::addWhitelistCall { account: clearing_house }.abi_encode(), "whitelist ch");
