@@ -4,9 +4,12 @@
 //! the wei on the same random sequences (`docs/spec/conformance.md`).
 //!
 //! Nothing of the protocols is copied into the repository: [`artifact`] reads a contract's
-//! creation bytecode from `evm/node_modules/<package>/…`. keel's own test contracts (tokens,
-//! drivers that answer the protocols' callbacks) live in `evm/contracts/` and are compiled with
-//! solc-js by `evm/compile.js` ([`own`]).
+//! creation bytecode from `evm/node_modules/<package>/…` ([`synthetix_contract`] from the
+//! deployment record of the `synthetix` package; [`synthetix_compiled`] compiles the three
+//! Synthetix contracts that record holds only as OVM runtime code from the package's sources).
+//! keel's own test contracts (tokens, drivers that answer the protocols' callbacks, the stand-in
+//! for the rest of Synthetix) live in `evm/contracts/` and are compiled with solc-js by
+//! `evm/compile.js` ([`own`]).
 //!
 //! Without `evm/node_modules` the suites skip, unless `KEEL_REQUIRE_EVM=1` (CI sets it), which
 //! makes that a failure. `KEEL_CONFORMANCE_SEQUENCES` sets how many random sequences each suite
@@ -105,6 +108,74 @@ pub fn artifact_linked(path: &str, libraries: &[(&str, Address)]) -> Bytes {
         }
     }
     code.into()
+}
+
+/// The Synthetix deployment keel's Perps V2 suite takes its bytecode from: the Optimism
+/// deployment recorded in the `synthetix` package (`publish/deployed/mainnet-ovm/deployment.json`,
+/// whose `sources` hold each contract's ABI and bytecode), parsed once per process.
+pub fn synthetix_deployment() -> &'static Value {
+    static D: OnceLock<Value> = OnceLock::new();
+    D.get_or_init(|| {
+        let file = evm_dir().join("node_modules/synthetix/publish/deployed/mainnet-ovm/deployment.json");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    })
+}
+
+/// Replace each library placeholder `__$<34 hex digits>$__` of `code` (hex) whose digits are
+/// the start of `keccak256(<unit>:<library>)`, as solc writes them, with the library's address.
+fn link_placeholders(what: &str, mut code: String, unit: &str, libraries: &[(&str, Address)]) -> Bytes {
+    for (library, address) in libraries {
+        let hash = alloy_primitives::keccak256(format!("{unit}:{library}"));
+        let placeholder = format!("__${}$__", &alloy_primitives::hex::encode(hash)[..34]);
+        assert!(code.contains(&placeholder), "{what}: no placeholder for library {library}");
+        code = code.replace(&placeholder, &alloy_primitives::hex::encode(address));
+    }
+    assert!(!code.contains("__$"), "{what}: a library is not linked");
+    code.parse().unwrap_or_else(|e| panic!("{what}: bytecode: {e}"))
+}
+
+/// The published creation bytecode of a contract of the Synthetix deployment
+/// ([`synthetix_deployment`]), with its external libraries linked to the deployed `libraries`
+/// (name → address). Synthetix compiles each contract from one flattened file, so a library's
+/// placeholder hashes `<Contract>.sol:<Library>`. Panics when the deployment records runtime
+/// code for `name` (its older contracts), which cannot be deployed: use [`synthetix_compiled`].
+pub fn synthetix_contract(name: &str, libraries: &[(&str, Address)]) -> Bytes {
+    let code = synthetix_deployment()["sources"][name]["bytecode"]
+        .as_str()
+        .unwrap_or_else(|| panic!("synthetix deployment: no contract {name}"))
+        .trim_start_matches("0x")
+        .to_string();
+    // creation code starts by copying the runtime out: its first instructions are the
+    // free-memory pointer, the callvalue check and a CODECOPY, never the calldata-size check
+    // (`CALLDATASIZE LT`, 0x3610) a runtime dispatcher starts with
+    assert!(
+        !code[..40.min(code.len())].contains("3610"),
+        "synthetix {name}: the deployment records runtime code; compile it with synthetix_compiled"
+    );
+    link_placeholders(&format!("synthetix {name}"), code, &format!("{name}.sol"), libraries)
+}
+
+/// The creation bytecode of Synthetix contracts compiled from the `synthetix` package's own
+/// sources by `evm/compile-synthetix.js` (solc 0.5.16 from the npm registry, the deployment's
+/// settings), for the contracts whose deployed code the package records only as runtime code of
+/// the pre-2021 OVM compiler. Compiled once per process with every name asked for first.
+pub fn synthetix_compiled(name: &str, libraries: &[(&str, Address)]) -> Bytes {
+    const NAMES: [&str; 3] = ["AddressResolver", "FlexibleStorage", "SafeDecimalMath"];
+    static C: OnceLock<Value> = OnceLock::new();
+    assert!(NAMES.contains(&name), "synthetix_compiled: {name} is not among {NAMES:?}");
+    let compiled = C.get_or_init(|| {
+        let out = Command::new("node")
+            .arg("compile-synthetix.js")
+            .args(NAMES)
+            .current_dir(evm_dir())
+            .output()
+            .expect("run node compile-synthetix.js");
+        assert!(out.status.success(), "solc 0.5.16: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("compiler output")
+    });
+    let code = compiled[name]["bytecode"].as_str().expect("bytecode").to_string();
+    link_placeholders(&format!("synthetix {name}"), code, &format!("contracts/{name}.sol"), libraries)
 }
 
 /// keel's own test contracts, compiled once per process: name → `{abi, bytecode}`.

@@ -205,7 +205,7 @@ impl LeveragedToken for ThresholdToken {
             let account = next.account;
             match next.market.execute_delayed_order(account, now, price, false) {
                 Ok(_) => did.push(format!("filled {}", crate::math::SignedWad(order.size_delta))),
-                Err(e) if now.saturating_sub(order.intention_time) >= next.market.params.delayed_order_max_age => {
+                Err(e) if now.saturating_sub(order.intention_time) > next.market.params.delayed_order_max_age => {
                     next.market.cancel_delayed_order(account, now, price, false).map_err(ThresholdError::from)?;
                     did.push(format!("cancelled ({e})"));
                 }

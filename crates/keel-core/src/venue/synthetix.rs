@@ -1,12 +1,17 @@
 //! A Synthetix-Perps-V2-style market (`perp.md` Part C): isolated-margin positions with a stored
 //! margin, a fill price premium/discount by skew, maker/taker fees, velocity funding,
-//! liquidation margin and premium, and the reference's trade checks in order. Signed wad
+//! liquidation margin and premium, and the reference's checks in its order. Signed wad
 //! arithmetic truncates toward zero in the reference's order (`multiplyDecimal`/`divideDecimal`).
+//! Each call follows its `PerpsV2Market*` function: funding recomputed first, then
+//! `_postTradeDetails` / `_updatePositionMargin` / `_trade`; the conformance suite
+//! (`keel-conformance/tests/synthetix_perps_v2.rs`) checks it against the published bytecode.
 //!
 //! Off-chain delayed orders (C6) wait for a venue keeper between a minimum and a maximum age.
-//! Not modelled yet: the dynamic (volatility) fee and its "Price too volatile" refusal, the
-//! off-chain/on-chain price divergence check (one oracle here), and the two-step
-//! flag/liquidate with endorsed force-liquidation (one step here).
+//! Differences kept on purpose (`conformance.md` §4): one maker/taker fee pair for every order
+//! type; no dynamic (volatility) fee and no "Price too volatile"; one oracle, so no
+//! off-chain/on-chain divergence check; flag and liquidate in one step, without the
+//! `maxLiquidationDelta` / `maxPD` limits; a fill at or below zero is refused
+//! (`Invalid price`) where the contract casts it to an unsigned integer.
 
 use crate::math::{I256, MathError, U256, WAD, pdiv_i, pmul_i};
 use serde::{Deserialize, Serialize};
@@ -46,13 +51,19 @@ pub enum PerpsError {
     /// No pending order for the account.
     #[error("no previous order")]
     NoOrder,
+    /// A margin transfer or an immediate trade while the account has an order pending.
+    #[error("Pending order exists")]
+    PendingOrderExists,
+    /// Executing an order in the second it was submitted: no price published after it yet.
+    #[error("price not updated")]
+    PriceNotUpdated,
     /// The order is younger than the minimum age.
     #[error("executability not reached")]
     ExecutabilityNotReached,
     /// The order is older than the maximum age; it can only be cancelled.
     #[error("order too old, use cancel")]
     OrderTooOld,
-    /// Cancelling before the maximum age.
+    /// Cancelling before the order is older than the maximum age.
     #[error("cannot cancel yet")]
     CannotCancelYet,
     /// The oracle price is zero.
@@ -181,6 +192,11 @@ pub struct PerpsMarket {
     pub positions: BTreeMap<u64, Position>,
     /// Pending delayed orders by account.
     pub orders: BTreeMap<u64, DelayedOrder>,
+    /// The fill price of each account's last trade. keel's own record, kept after a close: the
+    /// market's `lastPrice` is not it (a margin transfer or an order's deposit moves it, a close
+    /// clears it).
+    #[serde(default)]
+    pub last_fills: BTreeMap<u64, U256>,
 }
 
 fn i(x: U256) -> Result<I256, MathError> {
@@ -203,6 +219,7 @@ impl PerpsMarket {
             funding_time: now,
             positions: BTreeMap::new(),
             orders: BTreeMap::new(),
+            last_fills: BTreeMap::new(),
         }
     }
 
@@ -270,8 +287,15 @@ impl PerpsMarket {
 
     /// C1: `M₀ + pnl + accrued funding`, signed (negative when the position is under water).
     pub fn margin_plus_profit_funding(&self, pos: &Position, now: u64, price: U256) -> Result<I256, PerpsError> {
-        let pnl = pmul_i(pos.size, i(price)? - i(pos.last_price)?)?;
-        let funding = pmul_i(pos.size, self.next_funding(now, price)? - pos.last_funding)?;
+        self.margin_with_funding(pos, price, self.next_funding(now, price)?)
+    }
+
+    /// `_marginPlusProfitFunding` with the position marked at `mark` and the funding entry
+    /// `funding`: on chain the market recomputes funding (at the oracle price) before it marks a
+    /// position at a fill price, so the two can differ.
+    fn margin_with_funding(&self, pos: &Position, mark: U256, funding: I256) -> Result<I256, PerpsError> {
+        let pnl = pmul_i(pos.size, i(mark)? - i(pos.last_price)?)?;
+        let funding = if pos.size.is_zero() { I256::ZERO } else { pmul_i(pos.size, funding - pos.last_funding)? };
         Ok(i(pos.margin)? + pnl + funding)
     }
 
@@ -280,9 +304,7 @@ impl PerpsMarket {
     /// premium on the traded size only; funding is folded in at the oracle `price` (the market
     /// recomputes funding before the trade, so none is left unrecorded at the fill).
     pub fn margin_at_fill(&self, pos: &Position, now: u64, price: U256, fill: U256) -> Result<I256, PerpsError> {
-        let pnl = pmul_i(pos.size, i(fill)? - i(pos.last_price)?)?;
-        let funding = pmul_i(pos.size, self.next_funding(now, price)? - pos.last_funding)?;
-        Ok(i(pos.margin)? + pnl + funding)
+        self.margin_with_funding(pos, fill, self.next_funding(now, price)?)
     }
 
     /// C1: `max(0, M₀ + pnl + funding)`.
@@ -313,6 +335,9 @@ impl PerpsMarket {
 
     /// C5: `(|q|/skewScale)·|q|·P·multiplier`, the closing impact at zero skew.
     pub fn liquidation_premium(&self, size: I256, price: U256) -> Result<U256, PerpsError> {
+        if size.is_zero() {
+            return Ok(U256::ZERO);
+        }
         let q = size.unsigned_abs();
         let notional = crate::math::pmul(q, price)?;
         let share = crate::math::pdiv(q, self.params.skew_scale)?;
@@ -322,82 +347,97 @@ impl PerpsMarket {
     /// C5: `max(0, M₀ + pnl + funding − premium) ≤ liquidationMargin`, for an open position.
     pub fn can_liquidate(&self, account: u64, now: u64, price: U256) -> Result<bool, PerpsError> {
         let Some(pos) = self.positions.get(&account) else { return Ok(false) };
+        self.position_can_liquidate(pos, price, self.next_funding(now, price)?)
+    }
+
+    fn position_can_liquidate(&self, pos: &Position, price: U256, funding: I256) -> Result<bool, PerpsError> {
         if pos.size.is_zero() {
             return Ok(false);
         }
-        let m = self.margin_plus_profit_funding(pos, now, price)? - i(self.liquidation_premium(pos.size, price)?)?;
+        let m = self.margin_with_funding(pos, price, funding)? - i(self.liquidation_premium(pos.size, price)?)?;
         let m = if m.is_negative() { U256::ZERO } else { m.unsigned_abs() };
         Ok(m <= self.liquidation_margin(pos.size, price)?)
     }
 
-    /// Deposit (positive) or withdraw (negative) margin at the oracle `price`. A withdrawal
-    /// with a position open must leave margin above liquidation margin plus premium and, unless
-    /// the position is empty, within max leverage. Nothing changes on refusal.
-    pub fn transfer_margin(&mut self, account: u64, delta: I256, now: u64, price: U256) -> Result<U256, PerpsError> {
-        if price.is_zero() {
-            return Err(PerpsError::InvalidPrice);
-        }
-        let pos = self.positions.get(&account).cloned().unwrap_or_default();
-        let new_margin = self.margin_plus_profit_funding(&pos, now, price)? + delta;
-        if new_margin.is_negative() {
+    /// `_updatePositionMargin`: the position after moving `margin_delta` into (positive) or out
+    /// of its margin with the position marked at `mark`, funding at the entry `funding`. A
+    /// negative margin is `InsufficientMargin`; an open position left at or under its
+    /// liquidation margin is `CanLiquidate` (deposits included); an open position's mark and
+    /// funding entry move to `mark` and `funding`. A withdrawal from an open position must
+    /// also leave more than the liquidation margin plus premium and — unless `order_size_delta`
+    /// (the order it pays a deposit for) reduces the position — leverage within the maximum
+    /// (no headroom) and at least the minimum initial margin.
+    fn update_position_margin(
+        &self,
+        pos: &Position,
+        order_size_delta: I256,
+        mark: U256,
+        funding: I256,
+        margin_delta: I256,
+    ) -> Result<Position, PerpsError> {
+        let margin = self.margin_with_funding(pos, mark, funding)? + margin_delta;
+        if margin.is_negative() {
             return Err(PerpsError::InsufficientMargin);
         }
-        let new_margin = new_margin.unsigned_abs();
-        if delta.is_negative() && !pos.size.is_zero() {
+        let margin = margin.unsigned_abs();
+        let mut next = pos.clone();
+        next.margin = margin;
+        if pos.size.is_zero() {
+            return Ok(next);
+        }
+        if margin <= self.liquidation_margin(pos.size, mark)? {
+            return Err(PerpsError::CanLiquidate);
+        }
+        next.last_price = mark;
+        next.last_funding = funding;
+        if margin_delta.is_negative() {
             let floor = crate::math::add(
-                self.liquidation_margin(pos.size, price)?,
-                self.liquidation_premium(pos.size, price)?,
+                self.liquidation_margin(pos.size, mark)?,
+                self.liquidation_premium(pos.size, mark)?,
                 "margin floor",
             )?;
-            if new_margin <= floor {
+            if margin <= floor {
                 return Err(PerpsError::InsufficientMargin);
             }
-            let lev = crate::math::pdiv(crate::math::pmul(pos.size.unsigned_abs(), price)?, new_margin)?;
-            if lev > crate::math::add(self.params.max_leverage, WAD / U256::from(100), "max leverage")? {
-                return Err(PerpsError::MaxLeverageExceeded);
+            let after = pos.size + order_size_delta;
+            let decreasing = same_side(pos.size, after) && after.unsigned_abs() < pos.size.unsigned_abs();
+            if !decreasing {
+                let notional = pmul_i(pos.size, i(mark)?)?;
+                let leverage = pdiv_i(notional, i(margin)?)?.unsigned_abs();
+                if leverage > self.params.max_leverage {
+                    return Err(PerpsError::MaxLeverageExceeded);
+                }
+                if margin < self.params.min_initial_margin {
+                    return Err(PerpsError::InsufficientMargin);
+                }
             }
         }
-        self.recompute_funding(now, price)?;
-        let f = self.funding;
-        let p = self.positions.entry(account).or_default();
-        *p = Position { margin: new_margin, size: pos.size, last_price: price, last_funding: f };
-        Ok(new_margin)
+        Ok(next)
     }
 
-    /// Trade `size_delta` at the oracle `price`, refused with the first failing check of C5
-    /// (the dynamic-fee check aside) or when the fill is worse than `limit` (when given).
-    /// Nothing changes on refusal.
-    pub fn modify_position(
-        &mut self,
-        account: u64,
+    /// `_postTradeDetails`: the position after trading `size_delta` at `fill` (oracle `price`,
+    /// funding entry `funding`) and the fee, or the first failing check of C5 (the dynamic-fee
+    /// check aside).
+    fn post_trade_details(
+        &self,
+        old: &Position,
         size_delta: I256,
-        now: u64,
         price: U256,
-        limit: Option<U256>,
-    ) -> Result<Fill, PerpsError> {
-        if price.is_zero() {
-            return Err(PerpsError::InvalidPrice);
-        }
+        fill: U256,
+        funding: I256,
+    ) -> Result<(Position, U256), PerpsError> {
         // 1. empty order
         if size_delta.is_zero() {
             return Err(PerpsError::EmptyOrder);
         }
-        let old = self.positions.get(&account).cloned().unwrap_or_default();
         // 2. the existing position is liquidatable
-        if self.can_liquidate(account, now, price)? {
+        if self.position_can_liquidate(old, price, funding)? {
             return Err(PerpsError::CanLiquidate);
         }
-        let fill = self.fill_price(size_delta, price)?;
-        if let Some(limit) = limit {
-            let worse = if size_delta.is_positive() { fill > limit } else { fill < limit };
-            if worse {
-                return Err(PerpsError::PriceImpactExceeded);
-            }
-        }
         let fee = self.order_fee(size_delta, fill)?;
-        // 4. margin after the fee, the old position marked at the fill price (C1), against the
+        // 3–4. margin after the fee, the old position marked at the fill price (C1), against the
         //    old position's liquidation margin at the fill price
-        let new_margin = self.margin_at_fill(&old, now, price, fill)? - i(fee)?;
+        let new_margin = self.margin_with_funding(old, fill, funding)? - i(fee)?;
         if new_margin.is_negative() {
             return Err(PerpsError::InsufficientMargin);
         }
@@ -420,12 +460,9 @@ impl PerpsMarket {
         if new_margin <= floor {
             return Err(PerpsError::CanLiquidate);
         }
-        // 7. leverage with the fee added back
-        let lev = crate::math::pdiv(
-            crate::math::pmul(new_size.unsigned_abs(), fill)?,
-            crate::math::add(new_margin, fee, "margin + fee")?,
-        )?;
-        if lev > crate::math::add(self.params.max_leverage, WAD / U256::from(100), "max leverage")? {
+        // 7. leverage with the fee added back, 1% headroom
+        let lev = pdiv_i(pmul_i(new_size, i(fill)?)?, i(crate::math::add(new_margin, fee, "margin + fee")?)?)?;
+        if lev.unsigned_abs() > crate::math::add(self.params.max_leverage, WAD / U256::from(100), "max leverage")? {
             return Err(PerpsError::MaxLeverageExceeded);
         }
         // 8. open interest per side, unless reducing
@@ -439,17 +476,103 @@ impl PerpsMarket {
                 return Err(PerpsError::MaxMarketSizeExceeded);
             }
         }
-        self.recompute_funding(now, price)?;
-        self.skew = self.skew - old.size + new_size;
-        self.market_size = self.market_size - old.size.unsigned_abs() + new_size.unsigned_abs();
-        let f = self.funding;
-        self.positions
-            .insert(account, Position { margin: new_margin, size: new_size, last_price: fill, last_funding: f });
+        let next = Position { margin: new_margin, size: new_size, last_price: fill, last_funding: funding };
+        Ok((next, fee))
+    }
+
+    /// `_trade` after funding is recomputed: the checks of [`Self::post_trade_details`], then
+    /// the fill against `limit`, then the skew, the market size and the position move.
+    fn trade(
+        &mut self,
+        account: u64,
+        size_delta: I256,
+        price: U256,
+        fill: U256,
+        limit: Option<U256>,
+    ) -> Result<Fill, PerpsError> {
+        let old = self.positions.get(&account).cloned().unwrap_or_default();
+        let (new, fee) = self.post_trade_details(&old, size_delta, price, fill, self.funding)?;
+        if let Some(limit) = limit {
+            let worse = if size_delta.is_positive() { fill > limit } else { fill < limit };
+            if worse {
+                return Err(PerpsError::PriceImpactExceeded);
+            }
+        }
+        self.skew = self.skew - old.size + new.size;
+        self.market_size = self.market_size - old.size.unsigned_abs() + new.size.unsigned_abs();
+        let new = if new.size.is_zero() { Position { margin: new.margin, ..Position::default() } } else { new };
+        self.positions.insert(account, new);
+        self.last_fills.insert(account, fill);
         Ok(Fill { price: fill, fee })
     }
 
-    /// C6: submit a delayed order. The keeper deposit (`minKeeperFee`) leaves the margin at
-    /// once; the trade is simulated first and refused with its error. One order per account.
+    /// Apply `op` to a copy with funding recomputed at `now` and `price`, as every mutating
+    /// call of the market does first; keep the copy only if `op` succeeds.
+    fn atomically<T>(
+        &mut self,
+        now: u64,
+        price: U256,
+        op: impl FnOnce(&mut Self) -> Result<T, PerpsError>,
+    ) -> Result<T, PerpsError> {
+        if price.is_zero() {
+            return Err(PerpsError::InvalidPrice);
+        }
+        let mut next = self.clone();
+        next.recompute_funding(now, price)?;
+        let out = op(&mut next)?;
+        *self = next;
+        Ok(out)
+    }
+
+    fn no_pending_order(&self, account: u64) -> Result<(), PerpsError> {
+        if self.orders.contains_key(&account) { Err(PerpsError::PendingOrderExists) } else { Ok(()) }
+    }
+
+    /// `transferMargin`: deposit (positive) or withdraw (negative) margin at the oracle `price`,
+    /// with the checks of `_updatePositionMargin` (an open position must stay above its
+    /// liquidation margin; a withdrawal must also leave more than the liquidation margin plus
+    /// premium, leverage within the maximum and at least the minimum initial margin). Refused
+    /// while an order is pending. Returns the new margin; nothing changes on refusal.
+    pub fn transfer_margin(&mut self, account: u64, delta: I256, now: u64, price: U256) -> Result<U256, PerpsError> {
+        if price.is_zero() {
+            return Err(PerpsError::InvalidPrice);
+        }
+        self.no_pending_order(account)?;
+        self.atomically(now, price, |m| {
+            let pos = m.positions.get(&account).cloned().unwrap_or_default();
+            if delta.is_zero() {
+                return Ok(pos.margin);
+            }
+            let next = m.update_position_margin(&pos, I256::ZERO, price, m.funding, delta)?;
+            let margin = next.margin;
+            m.positions.insert(account, next);
+            Ok(margin)
+        })
+    }
+
+    /// `modifyPosition`: trade `size_delta` at the oracle `price`, refused with the first
+    /// failing check of C5 (the dynamic-fee check aside), then when the fill is worse than
+    /// `limit` (when given). Refused while an order is pending. Nothing changes on refusal.
+    pub fn modify_position(
+        &mut self,
+        account: u64,
+        size_delta: I256,
+        now: u64,
+        price: U256,
+        limit: Option<U256>,
+    ) -> Result<Fill, PerpsError> {
+        self.no_pending_order(account)?;
+        self.atomically(now, price, |m| {
+            let fill = m.fill_price(size_delta, price)?;
+            m.trade(account, size_delta, price, fill, limit)
+        })
+    }
+
+    /// C6 (`submitOffchainDelayedOrder`): the trade is checked as it would fill now (the limit
+    /// aside) and refused with its error; then the keeper deposit (`minKeeperFee`) leaves the
+    /// margin, the position marked at the fill price, with the withdrawal checks of
+    /// [`Self::transfer_margin`] (leverage and minimum margin only when the order does not
+    /// reduce the position). One order per account.
     pub fn submit_delayed_order(
         &mut self,
         account: u64,
@@ -461,40 +584,26 @@ impl PerpsMarket {
         if self.orders.contains_key(&account) {
             return Err(PerpsError::PreviousOrderExists);
         }
-        let deposit = self.params.min_keeper_fee;
-        let mut trial = self.clone();
-        trial.transfer_margin_unchecked(account, deposit, now, price)?;
-        trial.modify_position(account, size_delta, now, price, None)?;
-        self.transfer_margin_unchecked(account, deposit, now, price)?;
-        self.orders.insert(
-            account,
-            DelayedOrder { size_delta, desired_fill_price, intention_time: now, keeper_deposit: deposit },
-        );
-        Ok(())
+        self.atomically(now, price, |m| {
+            let pos = m.positions.get(&account).cloned().unwrap_or_default();
+            let fill = m.fill_price(size_delta, price)?;
+            m.post_trade_details(&pos, size_delta, price, fill, m.funding)?;
+            let deposit = m.params.min_keeper_fee;
+            let next = m.update_position_margin(&pos, size_delta, fill, m.funding, -i(deposit)?)?;
+            m.positions.insert(account, next);
+            m.orders.insert(
+                account,
+                DelayedOrder { size_delta, desired_fill_price, intention_time: now, keeper_deposit: deposit },
+            );
+            Ok(())
+        })
     }
 
-    fn transfer_margin_unchecked(
-        &mut self,
-        account: u64,
-        withdraw: U256,
-        now: u64,
-        price: U256,
-    ) -> Result<(), PerpsError> {
-        let pos = self.positions.get(&account).cloned().unwrap_or_default();
-        let m = self.margin_plus_profit_funding(&pos, now, price)? - i(withdraw)?;
-        if m.is_negative() {
-            return Err(PerpsError::InsufficientMargin);
-        }
-        self.recompute_funding(now, price)?;
-        let f = self.funding;
-        self.positions
-            .insert(account, Position { margin: m.unsigned_abs(), size: pos.size, last_price: price, last_funding: f });
-        Ok(())
-    }
-
-    /// C6: execute a pending order at `now` with the price published at `now`. Returns the fill
-    /// and the deposit paid to the executor (0 when the owner executes: it returns to margin).
-    /// On any failure the order stays pending and nothing changes.
+    /// C6 (`executeOffchainDelayedOrder`): execute a pending order at `now` with the price
+    /// published at `now` — older than the minimum age, younger than the maximum. When the
+    /// owner executes, the deposit returns to the margin first (the position marked at the
+    /// fill); a keeper is paid it. Returns the fill and the deposit paid to the executor (0
+    /// for the owner). On any failure the order stays pending and nothing changes.
     pub fn execute_delayed_order(
         &mut self,
         account: u64,
@@ -503,28 +612,33 @@ impl PerpsMarket {
         by_owner: bool,
     ) -> Result<(Fill, U256), PerpsError> {
         let order = self.orders.get(&account).cloned().ok_or(PerpsError::NoOrder)?;
-        let age = now.saturating_sub(order.intention_time);
-        if now <= order.intention_time || age <= self.params.delayed_order_min_age {
+        if now <= order.intention_time {
+            return Err(PerpsError::PriceNotUpdated);
+        }
+        let age = now - order.intention_time;
+        if age <= self.params.delayed_order_min_age {
             return Err(PerpsError::ExecutabilityNotReached);
         }
         if age >= self.params.delayed_order_max_age {
             return Err(PerpsError::OrderTooOld);
         }
-        let mut next = self.clone();
-        next.orders.remove(&account);
-        let fill = next.modify_position(account, order.size_delta, now, price, Some(order.desired_fill_price))?;
-        let paid = if by_owner {
-            next.transfer_margin(account, i(order.keeper_deposit)?, now, price)?;
-            U256::ZERO
-        } else {
-            order.keeper_deposit
-        };
-        *self = next;
-        Ok((fill, paid))
+        self.atomically(now, price, |m| {
+            let fill = m.fill_price(order.size_delta, price)?;
+            if by_owner && !order.keeper_deposit.is_zero() {
+                let pos = m.positions.get(&account).cloned().unwrap_or_default();
+                let next =
+                    m.update_position_margin(&pos, order.size_delta, fill, m.funding, i(order.keeper_deposit)?)?;
+                m.positions.insert(account, next);
+            }
+            let f = m.trade(account, order.size_delta, price, fill, Some(order.desired_fill_price))?;
+            m.orders.remove(&account);
+            Ok((f, if by_owner { U256::ZERO } else { order.keeper_deposit }))
+        })
     }
 
-    /// C6: cancel a pending order once it reached the maximum age. The deposit goes to a
-    /// non-owner canceller (returned) or back to the owner's margin.
+    /// C6 (`cancelOffchainDelayedOrder`): cancel a pending order once it is older than the
+    /// maximum age. The deposit goes to a non-owner canceller (returned) or back to the owner's
+    /// margin (funding recomputed, the position marked at `price`).
     pub fn cancel_delayed_order(
         &mut self,
         account: u64,
@@ -533,41 +647,44 @@ impl PerpsMarket {
         by_owner: bool,
     ) -> Result<U256, PerpsError> {
         let order = self.orders.get(&account).cloned().ok_or(PerpsError::NoOrder)?;
-        if now.saturating_sub(order.intention_time) < self.params.delayed_order_max_age {
+        if now.saturating_sub(order.intention_time) <= self.params.delayed_order_max_age {
             return Err(PerpsError::CannotCancelYet);
         }
-        let mut next = self.clone();
-        next.orders.remove(&account);
-        let paid = if by_owner {
-            next.transfer_margin(account, i(order.keeper_deposit)?, now, price)?;
-            U256::ZERO
-        } else {
-            order.keeper_deposit
-        };
-        *self = next;
-        Ok(paid)
+        if !by_owner {
+            self.orders.remove(&account);
+            return Ok(order.keeper_deposit);
+        }
+        self.atomically(now, price, |m| {
+            let pos = m.positions.get(&account).cloned().unwrap_or_default();
+            let next = m.update_position_margin(&pos, order.size_delta, price, m.funding, i(order.keeper_deposit)?)?;
+            m.positions.insert(account, next);
+            m.orders.remove(&account);
+            Ok(U256::ZERO)
+        })
     }
 
-    /// Liquidate a liquidatable position at the oracle price (flag and liquidate in one step):
-    /// the position is closed, its remaining margin goes to the fee pool; returns the fees paid
-    /// to the flagger and the liquidator.
+    /// Liquidate a liquidatable position at the oracle price (`flagPosition` then
+    /// `liquidatePosition` in one step): a pending order is dropped, its keeper deposit paid to
+    /// the flagger; the position is closed and what is left of its margin after the fees goes
+    /// to the fee pool. Returns the fees paid to the flagger and the liquidator (the deposit
+    /// aside).
     pub fn liquidate(&mut self, account: u64, now: u64, price: U256) -> Result<U256, PerpsError> {
         if !self.can_liquidate(account, now, price)? {
             return Err(PerpsError::CannotLiquidate);
         }
-        let pos = self.positions.get(&account).cloned().unwrap_or_default();
-        let fees = crate::math::add(
-            self.liquidation_fee(pos.size, price)?,
-            self.params.keeper_liquidation_fee,
-            "liquidation fees",
-        )?;
-        self.recompute_funding(now, price)?;
-        self.skew -= pos.size;
-        self.market_size -= pos.size.unsigned_abs();
-        let f = self.funding;
-        self.positions
-            .insert(account, Position { margin: U256::ZERO, size: I256::ZERO, last_price: price, last_funding: f });
-        Ok(fees)
+        self.atomically(now, price, |m| {
+            let pos = m.positions.get(&account).cloned().unwrap_or_default();
+            let fees = crate::math::add(
+                m.liquidation_fee(pos.size, price)?,
+                m.params.keeper_liquidation_fee,
+                "liquidation fees",
+            )?;
+            m.orders.remove(&account);
+            m.skew -= pos.size;
+            m.market_size -= pos.size.unsigned_abs();
+            m.positions.insert(account, Position::default());
+            Ok(fees)
+        })
     }
 }
 
@@ -715,6 +832,71 @@ mod tests {
         assert_eq!(m.liquidate(1, 1_000, low), Err(PerpsError::CannotLiquidate));
     }
 
+    /// `_updatePositionMargin` as the Perps V2 suite found it: deposits are checked too, a
+    /// withdrawal gets no leverage headroom and must leave the minimum initial margin, and the
+    /// deposit an order takes marks the position at the order's fill.
+    #[test]
+    fn table_margin_transfers_as_the_market_checks_them() {
+        let p = w("2000");
+        let mut m = market();
+        m.transfer_margin(1, sw("1000"), 1_000, p).unwrap();
+        m.modify_position(1, sw("2.5"), 1_000, p, None).unwrap(); // 5x long
+        m.transfer_margin(2, sw("100"), 1_000, p).unwrap();
+        m.modify_position(2, sw("0.01"), 1_000, p, None).unwrap(); // $20 long on $100
+        let notional = crate::math::pmul(w("2.5"), p).unwrap();
+        // leaves 55.005x: within a trade's 1% headroom, past a withdrawal's limit
+        let just_past = crate::math::pdiv(notional, w("55.005")).unwrap();
+        let left = |m: &PerpsMarket, a: u64, at: U256| m.remaining_margin(a, 1_000, at).unwrap();
+        let crash = w("1610"); // −19.5%: account 1 keeps ~$22 against a ~$36 liquidation margin
+        for (case, account, delta, price, want) in [
+            (
+                "withdrawal past max leverage, inside the trade's headroom",
+                1u64,
+                -i(left(&m, 1, p) - just_past).unwrap(),
+                p,
+                Err(PerpsError::MaxLeverageExceeded),
+            ),
+            (
+                "withdrawal under the minimum initial margin",
+                2,
+                -i(left(&m, 2, p) - w("30")).unwrap(),
+                p,
+                Err(PerpsError::InsufficientMargin),
+            ),
+            ("withdrawal down to the minimum initial margin", 2, -i(left(&m, 2, p) - w("40")).unwrap(), p, Ok(w("40"))),
+            ("deposit that leaves the position liquidatable", 1, sw("1"), crash, Err(PerpsError::CanLiquidate)),
+            (
+                "deposit that lifts it above the liquidation margin",
+                1,
+                sw("1000"),
+                crash,
+                Ok(left(&m, 1, crash) + w("1000")),
+            ),
+            (
+                "withdrawal of more than the margin",
+                2,
+                -i(left(&m, 2, p) + U256::from(1)).unwrap(),
+                p,
+                Err(PerpsError::InsufficientMargin),
+            ),
+        ] {
+            let mut trial = m.clone();
+            assert_eq!(trial.transfer_margin(account, delta, 1_000, price), want, "{case}");
+            if want.is_err() {
+                assert_eq!(trial, m, "{case}: nothing changed");
+            }
+        }
+        // an order's deposit marks the open position at the order's fill price
+        m.transfer_margin(3, sw("10000000"), 1_000, p).unwrap();
+        m.modify_position(3, sw("20000"), 1_000, p, None).unwrap(); // a long skew: buys fill 2%+ above
+        let before = m.positions[&1].clone();
+        let fill = m.fill_price(sw("0.5"), p).unwrap();
+        let want = m.margin_at_fill(&before, 1_000, p, fill).unwrap() - i(m.params.min_keeper_fee).unwrap();
+        m.submit_delayed_order(1, sw("0.5"), w("3000"), 1_000, p).unwrap();
+        assert_eq!(m.positions[&1].last_price, fill);
+        assert_eq!(i(m.positions[&1].margin).unwrap(), want);
+    }
+
     #[test]
     fn delayed_orders_wait_fill_or_expire() {
         let mut m = market();
@@ -725,7 +907,7 @@ mod tests {
         assert_eq!(m.submit_delayed_order(1, sw("1"), w("2100"), 1_000, p), Err(PerpsError::PreviousOrderExists));
         let before = m.clone();
         for (name, now, want) in [
-            ("same second", 1_000, PerpsError::ExecutabilityNotReached),
+            ("same second: no price published after it", 1_000, PerpsError::PriceNotUpdated),
             ("at the minimum age", 1_001, PerpsError::ExecutabilityNotReached),
             ("at the maximum age", 1_030, PerpsError::OrderTooOld),
         ] {
@@ -733,6 +915,10 @@ mod tests {
             assert_eq!(m, before, "{name}: nothing changed");
         }
         assert_eq!(m.cancel_delayed_order(1, 1_010, p, false), Err(PerpsError::CannotCancelYet));
+        // at exactly the maximum age it can neither execute nor be cancelled (`> maxAge`)
+        assert_eq!(m.cancel_delayed_order(1, 1_030, p, false), Err(PerpsError::CannotCancelYet));
+        assert_eq!(m.transfer_margin(1, sw("1"), 1_005, p), Err(PerpsError::PendingOrderExists));
+        assert_eq!(m.modify_position(1, sw("1"), 1_005, p, None).map(|_| ()), Err(PerpsError::PendingOrderExists));
         // A price that moved past the limit: refused, still pending.
         assert_eq!(
             m.execute_delayed_order(1, 1_005, w("2150"), false).map(|_| ()),
@@ -743,10 +929,10 @@ mod tests {
         assert_eq!(m.positions[&1].size, sw("1"));
         assert!(m.orders.is_empty());
         assert!(fill.price > p, "a buy at zero skew pays a premium");
-        // An order nobody executes is cancelled after 30 s; the owner gets the deposit back.
+        // An order nobody executes is cancelled after more than 30 s; the owner gets the deposit back.
         m.submit_delayed_order(1, sw("-1"), w("1900"), 2_000, p).unwrap();
         let margin = m.positions[&1].margin;
-        assert_eq!(m.cancel_delayed_order(1, 2_030, p, true).unwrap(), U256::ZERO);
+        assert_eq!(m.cancel_delayed_order(1, 2_031, p, true).unwrap(), U256::ZERO);
         assert!(m.positions[&1].margin >= margin + w("4") - w("0.01"));
         // A trade that would fail is refused at submission, with its reason.
         assert_eq!(m.submit_delayed_order(1, sw("30"), w("3000"), 3_000, p), Err(PerpsError::MaxLeverageExceeded));

@@ -103,7 +103,7 @@ impl Venue for SynthetixVenue {
                 }
             }
             if t.pending()
-                && now.saturating_sub(order.intention_time) >= t.market.params.delayed_order_max_age
+                && now.saturating_sub(order.intention_time) > t.market.params.delayed_order_max_age
                 && t.market.cancel_delayed_order(t.account, now, p, false).is_ok()
             {
                 self.cancelled += 1;

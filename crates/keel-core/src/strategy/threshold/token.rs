@@ -291,7 +291,7 @@ impl ThresholdToken {
     /// added units at the fill price, a smaller one removes the traded notional (floored at 0).
     pub fn entry_exposure_now(&self) -> Result<U256, ThresholdError> {
         let q = self.size().unsigned_abs();
-        let fill = self.market.positions.get(&self.account).map(|p| p.last_price).unwrap_or(U256::ZERO);
+        let fill = self.market.last_fills.get(&self.account).copied().unwrap_or(U256::ZERO);
         Ok(if q >= self.synced_size {
             add(self.entry_exposure, pmul(q - self.synced_size, fill)?, "entry exposure")?
         } else {
@@ -619,6 +619,31 @@ mod tests {
         let lev = t.leverage(5, p).unwrap();
         assert!(lev > w("1.99") && lev < w("2.01"), "leverage after the fill {lev}");
         assert!(t.size().is_positive());
+    }
+
+    /// The entry exposure adds and removes units at the price they traded at: the token's own
+    /// record of its last fill, not the venue's `lastPrice`, which a margin transfer moves to
+    /// the oracle and a close clears (`perp.md` C1).
+    #[test]
+    fn entry_exposure_moves_at_the_fill_not_the_venues_last_price() {
+        let mut t = token(Side::Long, "2", "0.15");
+        let p = w("2000");
+        t.mint("alice", w("10000"), U256::ZERO, 0, p).unwrap();
+        fill(&mut t, 5, p);
+        let opened = t.market.last_fills[&t.account];
+        assert!(opened > p, "a buy at zero skew fills above the oracle");
+        t.sync_entry().unwrap();
+        let entry = t.entry_exposure;
+        // a margin transfer at another price marks the venue's position there…
+        t.market.transfer_margin(t.account, I256::try_from(w("1")).unwrap(), 10, w("2100")).unwrap();
+        assert_eq!(t.market.positions[&t.account].last_price, w("2100"));
+        assert_eq!(t.entry_exposure_now().unwrap(), entry, "…which is not a trade");
+        // a close clears the venue's last price; the token still knows what it sold at
+        let size = t.size();
+        let closed = t.market.modify_position(t.account, -size, 20, p, None).unwrap();
+        assert_eq!(t.market.positions[&t.account].last_price, U256::ZERO);
+        let want = entry.saturating_sub(crate::math::pmul(size.unsigned_abs(), closed.price).unwrap());
+        assert_eq!(t.entry_exposure_now().unwrap(), want);
     }
 
     #[test]
