@@ -103,7 +103,9 @@ impl LeverageVenue<'_> {
     }
 
     /// Withdraw `collateral_units·S`, swap for the borrow asset (at least `min_repay_units·S`),
-    /// repay; anything above the debt stays with the token as surplus.
+    /// repay: on Aave anything above the debt stays with the token as surplus; on Compound more
+    /// than the debt is refused, as `CompoundLeverageModule` reverts
+    /// ([`MoneyMarket::repay_in_delever`]).
     pub fn delever(
         &mut self,
         collateral_units: U256,
@@ -119,9 +121,7 @@ impl LeverageVenue<'_> {
         let (out, pool_fee) = self.swap(self.collateral, send, min_recv)?;
         let fee = pmul(out, self.protocol_fee.0)?;
         let repay = out - fee;
-        let debt = self.market.debt_balance(self.account, self.borrow, self.now)?;
-        let repaid =
-            if debt.is_zero() { U256::ZERO } else { self.market.repay(self.account, self.borrow, repay, self.now)? };
+        let repaid = self.market.repay_in_delever(self.account, self.borrow, repay, self.now)?;
         Ok(TradeReport {
             is_lever: false,
             sold: send,

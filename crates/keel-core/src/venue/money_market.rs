@@ -250,6 +250,29 @@ impl MoneyMarket {
         }
     }
 
+    /// Repay `amount` of `user`'s debt in `a` with the proceeds of a delever, as the protocol's
+    /// Set leverage module does. Aave v3 repays at most the debt (none when there is none) and
+    /// the rest stays with the account; Compound's `repayBorrow` refuses more than the borrow
+    /// balance, so `CompoundLeverageModule.delever` reverts ("Repay failed"). Returns the amount
+    /// repaid.
+    pub fn repay_in_delever(
+        &mut self,
+        user: Address,
+        a: AssetId,
+        amount: U256,
+        now: u64,
+    ) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => {
+                if m.debt_balance(user, a, now)?.is_zero() {
+                    return Ok(U256::ZERO);
+                }
+                m.repay(user, a, amount, now)
+            }
+            MoneyMarket::CompoundV2(m) => m.repay(user, a, amount, now),
+        }
+    }
+
     /// `user`'s supplied balance of `a` as the protocol's FLI strategy reads it.
     pub fn supply_balance(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
         match self {

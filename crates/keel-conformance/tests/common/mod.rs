@@ -1,0 +1,2 @@
+//! Deployments more than one conformance suite uses.
+pub mod compound;

@@ -1,0 +1,485 @@
+//! keel-core's leverage module (`venue::leverage::LeverageVenue`: lever and delever against a
+//! lending market and a pool) against Set's `CompoundLeverageModule` from
+//! `@setprotocol/set-protocol-v2` 0.1.16's published bytecode — with Set's `Controller`,
+//! `IntegrationRegistry`, `SetTokenCreator` (a real `SetToken`) and `DebtIssuanceModule` — on the
+//! Compound v2 deployment the Compound suite uses (`common::compound`) and a `UniswapV3Pool` from
+//! `@uniswap/v3-core`, which Set trades through keel's adapter (`evm/contracts/SetExchange.sol`).
+//!
+//! Random sequences: a Compound market pair (WETH collateral, USDC borrow) with random risk and
+//! rate parameters and a lender's USDC; a WETH/USDC pool at the oracle's price with a full-range
+//! position and narrow ones; a random protocol fee on the module; a Set of cWETH issued to its
+//! manager; then levers (borrowing a part of what the collateral allows, sometimes more) and
+//! delevers (redeeming a part of the collateral, sometimes more than the debt needs), with a
+//! minimum receive quantity that sometimes refuses the trade, among blocks passing and moves of the
+//! oracle price. Both sides must accept or refuse together, with the module's reason; after every
+//! operation both markets' totals, the Set's cTokens, borrow and liquidity, the pool's price,
+//! tick and liquidity, the fee recipient's protocol fees and the Set's position units must be
+//! equal to the wei.
+
+mod common;
+
+use alloy_primitives::aliases::{I24, U160};
+use alloy_primitives::{Address, Bytes, I256, U256};
+use alloy_sol_types::{SolCall, SolValue, sol};
+use common::compound::{ICToken, IOracle, IToken, Market, SET, compare, deploy};
+use keel_conformance::{Chain, artifact, artifact_linked, for_each_sequence, own_bytecode};
+use keel_core::error::{AmmError, Error, FliError};
+use keel_core::math::{Wad, pdiv, pdiv_up, pmul};
+use keel_core::venue::amm::{LiquidityPosition, Pool, PoolToken, sqrt_price_x96_from_f64, tick_spacing_for_fee};
+use keel_core::venue::compound::CompoundMarket;
+use keel_core::venue::leverage::LeverageVenue;
+use keel_core::venue::money_market::MoneyMarket;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+sol! {
+    interface ISetController {
+        function initialize(address[] factories, address[] modules, address[] resources, uint256[] resourceIds) external;
+        function addFee(address module, uint256 feeType, uint256 newFeePercentage) external;
+    }
+    interface IIntegrationRegistry {
+        function addIntegration(address module, string id, address wrapper) external;
+    }
+    interface ISetTokenCreator {
+        function create(address[] components, int256[] units, address[] modules, address manager, string name, string symbol) external returns (address);
+    }
+    interface IDebtIssuance {
+        function initialize(address setToken, uint256 maxManagerFee, uint256 managerIssueFee, uint256 managerRedeemFee, address feeRecipient, address managerIssuanceHook) external;
+        function issue(address setToken, uint256 quantity, address to) external;
+    }
+    interface ICompoundLeverage {
+        function updateAnySetAllowed(bool anySetAllowed) external;
+        function initialize(address setToken, address[] collateralAssets, address[] borrowAssets) external;
+        function lever(address setToken, address borrowAsset, address collateralAsset, uint256 borrowQuantity, uint256 minReceiveQuantity, string tradeAdapterName, bytes tradeData) external;
+        function delever(address setToken, address collateralAsset, address repayAsset, uint256 redeemQuantity, uint256 minRepayQuantity, string tradeAdapterName, bytes tradeData) external;
+    }
+    interface ISetToken {
+        function totalSupply() external view returns (uint256);
+        function getDefaultPositionRealUnit(address component) external view returns (int256);
+        function getExternalPositionRealUnit(address component, address positionModule) external view returns (int256);
+    }
+    interface IBalance {
+        function balanceOf(address a) external view returns (uint256);
+        function approve(address spender, uint256 amount) external returns (bool);
+    }
+    interface IFactory {
+        function createPool(address tokenA, address tokenB, uint24 fee) external returns (address pool);
+    }
+    interface IPool {
+        function initialize(uint160 sqrtPriceX96) external;
+        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16 observationIndex, uint16 observationCardinality, uint16 observationCardinalityNext, uint8 feeProtocol, bool unlocked);
+        function liquidity() external view returns (uint128);
+    }
+    interface IDriver {
+        function mint(int24 tickLower, int24 tickUpper, uint128 amount) external returns (uint256, uint256);
+    }
+}
+
+const ADAPTER: &str = "KEEL";
+/// One Set, as a unit of account for amounts per Set.
+const ONE: u128 = 1_000_000_000_000_000_000;
+const FEE_RECIPIENT: Address = Address::repeat_byte(0xfe);
+const ISSUER: Address = Address::repeat_byte(0x1a);
+const WETH: usize = 0;
+const USDC: usize = 1;
+
+fn sent(r: Result<Bytes, keel_conformance::Revert>, what: &str) -> Bytes {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn set_artifact(path: &str) -> Bytes {
+    artifact(&format!("{SET}artifacts/contracts/{path}"))
+}
+
+fn read<C: SolCall>(c: &mut Chain, to: Address, call: C) -> C::Return {
+    C::abi_decode_returns(&c.call(to, call.abi_encode()).unwrap_or_else(|e| panic!("view: {e}"))).expect("decode")
+}
+
+/// Compound, the pool and Set, with keel's mirror of the first two.
+struct World {
+    m: Market,
+    pool: Address,
+    keel_pool: Pool,
+    leverage: Address,
+    set: Address,
+    protocol_fee: Wad,
+}
+
+impl World {
+    fn weth(&self) -> Address {
+        self.m.assets[WETH].token
+    }
+    fn usdc(&self) -> Address {
+        self.m.assets[USDC].token
+    }
+}
+
+fn build(rng: &mut ChaCha8Rng) -> World {
+    let mut m = deploy(rng);
+    let now = m.chain.now;
+    let owner = m.chain.sender;
+    // the collateral must count
+    let (weth, usdc) = (m.assets[WETH].id, m.assets[USDC].id);
+    if m.keel.markets[weth].config.collateral_factor.is_zero() {
+        let cf = U256::from(rng.random_range(30u64..=90)) * U256::from(10_000_000_000_000_000u64);
+        m.keel.markets[weth].config.collateral_factor = cf;
+        let call = common::compound::IComptroller::_setCollateralFactorCall { cToken: m.assets[WETH].ctoken, f: cf };
+        common::compound::admin(&mut m.chain, m.comptroller, call.abi_encode(), "collateral factor");
+    }
+    // a lender's USDC for the Set to borrow
+    let lender = m.users[0];
+    let cash = U256::from(10u64).pow(U256::from(6 + rng.random_range(6..9u64)));
+    m.keel.mint(lender, usdc, cash, now).expect("keel lend");
+    sent(m.chain.transact_from(lender, m.assets[USDC].ctoken, ICToken::mintCall { amount: cash }.abi_encode()), "lend");
+
+    // the pool at the oracle's price
+    let (t_weth, t_usdc) = (m.assets[WETH].token, m.assets[USDC].token);
+    let fee = [500u32, 3000][rng.random_range(0..2)];
+    let spacing = tick_spacing_for_fee(fee).unwrap();
+    let usd = m.assets[WETH].price_usd as f64;
+    let weth_first = t_weth < t_usdc;
+    // token1 per token0 in base units
+    let ratio = if weth_first { usd * 1e6 / 1e18 } else { 1e18 / (usd * 1e6) };
+    let sqrt_p = sqrt_price_x96_from_f64(ratio).unwrap();
+    let (token0, token1) = if weth_first {
+        (PoolToken { symbol: "WETH".into(), decimals: 18 }, PoolToken { symbol: "USDC".into(), decimals: 6 })
+    } else {
+        (PoolToken { symbol: "USDC".into(), decimals: 6 }, PoolToken { symbol: "WETH".into(), decimals: 18 })
+    };
+    let probe = Pool::new("probe", token0.clone(), token1.clone(), fee, sqrt_p, &[]).unwrap();
+    let tick = probe.tick();
+    let full = 887_272 / spacing * spacing;
+    // liquidity L ≈ value / (2√P) in base units: $1M–$100M of depth in the full range
+    let depth = 10f64.powf(rng.random_range(6.0..8.0));
+    let sqrt_ratio = ratio.sqrt();
+    let weth_units = depth / 2.0 / usd * 1e18;
+    let l_full = if weth_first { weth_units * sqrt_ratio } else { weth_units / sqrt_ratio };
+    let mut positions = vec![LiquidityPosition { tick_lower: -full, tick_upper: full, liquidity: l_full as u128 }];
+    for _ in 0..rng.random_range(0..5) {
+        let half = rng.random_range(1..=200) * spacing;
+        let center = tick + rng.random_range(-100..=100) * spacing;
+        let lo = (center - half).div_euclid(spacing) * spacing;
+        let hi = (center + half).div_euclid(spacing) * spacing;
+        if lo < hi && lo > -full && hi < full {
+            let l = (l_full * rng.random_range(0.05..3.0)) as u128;
+            positions.push(LiquidityPosition { tick_lower: lo, tick_upper: hi, liquidity: l });
+        }
+    }
+    let keel_pool = Pool::new("set", token0, token1, fee, sqrt_p, &positions).unwrap();
+    let c = &mut m.chain;
+    let factory = c
+        .deploy(&artifact("@uniswap/v3-core/artifacts/contracts/UniswapV3Factory.sol/UniswapV3Factory.json"), &[])
+        .unwrap();
+    let create = IFactory::createPoolCall { tokenA: t_weth, tokenB: t_usdc, fee: fee.try_into().unwrap() };
+    let pool = Address::abi_decode(&sent(c.transact(factory, create.abi_encode()), "createPool")).unwrap();
+    sent(c.transact(pool, IPool::initializeCall { sqrtPriceX96: sqrt_p }.abi_encode()), "pool initialize");
+    let driver = c.deploy(&own_bytecode("UniswapV3Driver"), &pool.abi_encode()).unwrap();
+    for t in [t_weth, t_usdc] {
+        sent(c.transact(t, IToken::mintCall { to: driver, amount: U256::from(1u8) << 200 }.abi_encode()), "fund LP");
+    }
+    for p in &positions {
+        let (lo, hi) = (I24::try_from(p.tick_lower).unwrap(), I24::try_from(p.tick_upper).unwrap());
+        let call = IDriver::mintCall { tickLower: lo, tickUpper: hi, amount: p.liquidity };
+        sent(c.transact(driver, call.abi_encode()), "LP mint");
+    }
+    let exchange = c.deploy(&own_bytecode("SetV3Exchange"), &[]).unwrap();
+    let adapter = c.deploy(&own_bytecode("SetV3ExchangeAdapter"), &(exchange, pool).abi_encode_params()).unwrap();
+
+    // Set: controller, registry, creator, issuance and the leverage module
+    let controller =
+        c.deploy(&set_artifact("protocol/Controller.sol/Controller.json"), &FEE_RECIPIENT.abi_encode()).unwrap();
+    let registry = c
+        .deploy(&set_artifact("protocol/IntegrationRegistry.sol/IntegrationRegistry.json"), &controller.abi_encode())
+        .unwrap();
+    let creator =
+        c.deploy(&set_artifact("protocol/SetTokenCreator.sol/SetTokenCreator.json"), &controller.abi_encode()).unwrap();
+    let issuance = c
+        .deploy(
+            &set_artifact("protocol/modules/DebtIssuanceModule.sol/DebtIssuanceModule.json"),
+            &controller.abi_encode(),
+        )
+        .unwrap();
+    let library = c.deploy(&set_artifact("protocol/integration/lib/Compound.sol/Compound.json"), &[]).unwrap();
+    let code = artifact_linked(
+        &format!("{SET}artifacts/contracts/protocol/modules/CompoundLeverageModule.sol/CompoundLeverageModule.json"),
+        &[("Compound", library)],
+    );
+    let args = (controller, Address::repeat_byte(0xc0), m.comptroller, Address::ZERO, Address::repeat_byte(0xee));
+    let leverage = c.deploy(&code, &args.abi_encode_params()).unwrap_or_else(|e| panic!("deploy leverage module: {e}"));
+    let init = ISetController::initializeCall {
+        factories: vec![creator],
+        modules: vec![issuance, leverage],
+        resources: vec![registry],
+        resourceIds: vec![U256::ZERO],
+    };
+    sent(c.transact(controller, init.abi_encode()), "controller");
+    for (id, wrapper) in [("DefaultIssuanceModule", issuance), (ADAPTER, adapter)] {
+        let add = IIntegrationRegistry::addIntegrationCall { module: leverage, id: id.into(), wrapper };
+        sent(c.transact(registry, add.abi_encode()), "integration");
+    }
+    let fee_bp = [0u64, 0, 5, 10, 30, 100][rng.random_range(0..6)];
+    let protocol_fee = Wad(U256::from(fee_bp) * U256::from(100_000_000_000_000u64));
+    if fee_bp > 0 {
+        let add =
+            ISetController::addFeeCall { module: leverage, feeType: U256::ZERO, newFeePercentage: protocol_fee.0 };
+        sent(c.transact(controller, add.abi_encode()), "protocol fee");
+    }
+
+    // the Set: one Set is what the issuer's WETH mints in cWETH; its address is the creator's first
+    let set = creator.create(1);
+    let deposit = U256::from(10u64).pow(U256::from(18 + rng.random_range(0..4u64)));
+    let ctokens = m.keel.mint(set, weth, deposit, now).expect("keel collateral");
+    let c = &mut m.chain;
+    sent(c.transact(t_weth, IToken::mintCall { to: ISSUER, amount: deposit }.abi_encode()), "issuer WETH");
+    let cweth = m.assets[WETH].ctoken;
+    sent(
+        c.transact_from(ISSUER, t_weth, IBalance::approveCall { spender: cweth, amount: U256::MAX }.abi_encode()),
+        "a",
+    );
+    sent(c.transact_from(ISSUER, cweth, ICToken::mintCall { amount: deposit }.abi_encode()), "issuer cWETH");
+    let create = ISetTokenCreator::createCall {
+        components: vec![cweth],
+        units: vec![I256::try_from(ctokens).unwrap()],
+        modules: vec![issuance, leverage],
+        manager: owner,
+        name: "ETH FLI".into(),
+        symbol: "ETHFLI".into(),
+    };
+    let made = Address::abi_decode(&sent(c.transact(creator, create.abi_encode()), "create Set")).unwrap();
+    assert_eq!(made, set, "the Set's address");
+    let init = IDebtIssuance::initializeCall {
+        setToken: set,
+        maxManagerFee: U256::ZERO,
+        managerIssueFee: U256::ZERO,
+        managerRedeemFee: U256::ZERO,
+        feeRecipient: owner,
+        managerIssuanceHook: Address::ZERO,
+    };
+    sent(c.transact(issuance, init.abi_encode()), "issuance initialize");
+    sent(
+        c.transact(leverage, ICompoundLeverage::updateAnySetAllowedCall { anySetAllowed: true }.abi_encode()),
+        "allow",
+    );
+    let init =
+        ICompoundLeverage::initializeCall { setToken: set, collateralAssets: vec![t_weth], borrowAssets: vec![t_usdc] };
+    sent(c.transact(leverage, init.abi_encode()), "leverage initialize");
+    m.keel.enter_markets(set, &[weth, usdc]).expect("keel enter");
+    sent(
+        c.transact_from(ISSUER, cweth, IBalance::approveCall { spender: issuance, amount: U256::MAX }.abi_encode()),
+        "a",
+    );
+    let issue = IDebtIssuance::issueCall { setToken: set, quantity: U256::from(ONE), to: ISSUER };
+    sent(c.transact_from(ISSUER, issuance, issue.abi_encode()), "issue");
+    m.users.push(set);
+    World { m, pool, keel_pool, leverage, set, protocol_fee }
+}
+
+/// What a keel error reads as from the module.
+fn reason(e: &Error, lever: bool) -> String {
+    match e {
+        Error::Fli(FliError::Revert(s)) => (*s).to_string(),
+        Error::Amm(AmmError::SlippageTooHigh { .. }) => "Slippage too high".into(),
+        // the step that failed, as Set's Compound library names it
+        Error::Lending(l) => {
+            let m = l.to_string();
+            if lever {
+                if m.contains("mint") { "Mint failed" } else { "Borrow failed" }.into()
+            } else if m.contains("repay") {
+                "Repay failed".into()
+            } else {
+                "Redeem underlying failed".into()
+            }
+        }
+        other => format!("{other}"),
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    ops: u64,
+    accepted: BTreeMap<&'static str, u64>,
+    refused: BTreeMap<String, u64>,
+}
+
+fn run_sequence(seed: u64, t: &mut Tally) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut w = build(&mut rng);
+    let (weth, usdc) = (w.m.assets[WETH].id, w.m.assets[USDC].id);
+    let mut fees = [U256::ZERO; 2];
+    check(&mut w, &fees, seed, 0, "setup");
+    for step in 1..rng.random_range(5..40) {
+        let now = w.m.chain.now;
+        let supply = U256::from(ONE);
+        let roll = rng.random_range(0..100);
+        let what: &'static str = if roll < 40 {
+            // borrow a part of what the collateral allows (or a little more)
+            let (liquidity, _) = w.m.keel.account_liquidity(w.set, now).unwrap_or_default();
+            let usdc_price = U256::from(10u64).pow(U256::from(30u64)); // $1 in Compound's 36 − 6 decimals
+            let room = liquidity * U256::from(10u64).pow(U256::from(18u64)) / usdc_price;
+            let share = if rng.random_bool(0.75) { rng.random_range(0.05..0.6) } else { rng.random_range(0.6..1.05) };
+            let borrow = U256::from((room.saturating_to::<u128>() as f64 * share) as u128).max(U256::from(1u8));
+            let units = pdiv(borrow, supply).unwrap();
+            let min = min_receive(&mut rng, &w, usdc, borrow);
+            let kr = keel_trade(&mut w, true, units, pdiv(min, supply).unwrap(), supply);
+            let call = ICompoundLeverage::leverCall {
+                setToken: w.set,
+                borrowAsset: w.usdc(),
+                collateralAsset: w.weth(),
+                borrowQuantity: units,
+                minReceiveQuantity: pdiv(min, supply).unwrap(),
+                tradeAdapterName: ADAPTER.into(),
+                tradeData: Bytes::new(),
+            };
+            let cr = w.m.chain.transact(w.leverage, call.abi_encode()).map(|_| ()).map_err(|e| e.0);
+            agree(t, "lever", seed, step, kr.map(|f| fees[WETH] += f).map_err(|e| reason(&e, true)), cr);
+            "lever"
+        } else if roll < 70 {
+            // redeem collateral worth 5–110% of the debt at the oracle (so some delevers bring
+            // more than is owed), or a part of all of it
+            let held = w.m.keel.supply_balance_stored(w.set, weth).unwrap_or_default();
+            let owed = w.m.keel.borrow_balance_stored(w.set, usdc).unwrap_or_default();
+            let usd = w.m.keel.underlying_price(weth, now).unwrap_or_default(); // per wei, scaled by 1e36
+            let worth = if usd.is_zero() { U256::ZERO } else { owed * U256::from(10u64).pow(U256::from(30u64)) / usd };
+            let redeem = if !owed.is_zero() && rng.random_bool(0.8) {
+                U256::from((worth.saturating_to::<u128>() as f64 * rng.random_range(0.05..1.1)) as u128)
+            } else {
+                U256::from((held.saturating_to::<u128>() as f64 * rng.random_range(0.01..0.5)) as u128)
+            };
+            let units = pdiv(redeem, supply).unwrap();
+            let min = min_receive(&mut rng, &w, weth, redeem);
+            let kr = keel_trade(&mut w, false, units, pdiv(min, supply).unwrap(), supply);
+            let call = ICompoundLeverage::deleverCall {
+                setToken: w.set,
+                collateralAsset: w.weth(),
+                repayAsset: w.usdc(),
+                redeemQuantity: units,
+                minRepayQuantity: pdiv(min, supply).unwrap(),
+                tradeAdapterName: ADAPTER.into(),
+                tradeData: Bytes::new(),
+            };
+            let cr = w.m.chain.transact(w.leverage, call.abi_encode()).map(|_| ()).map_err(|e| e.0);
+            agree(t, "delever", seed, step, kr.map(|f| fees[USDC] += f).map_err(|e| reason(&e, false)), cr);
+            "delever"
+        } else if roll < 85 {
+            let blocks = rng.random_range(1..50_000u64);
+            w.m.chain.warp(blocks * 12);
+            "time"
+        } else {
+            // the oracle moves (the pool does not follow: only the Set trades it here)
+            let usd = (w.m.assets[WETH].price_usd as f64 * rng.random_range(0.7..1.3)).max(1.0);
+            let e8 = (usd * 1e8) as i128;
+            let price = U256::from(e8 as u128) * U256::from(10u64).pow(U256::from(10u64));
+            let ct = w.m.assets[WETH].ctoken;
+            sent(
+                w.m.chain.transact(w.m.oracle, IOracle::setUnderlyingPriceCall { cToken: ct, price }.abi_encode()),
+                "p",
+            );
+            w.m.keel.post_price(weth, e8, now);
+            "price"
+        };
+        check(&mut w, &fees, seed, step, what);
+    }
+}
+
+/// The least the trade must return: keel's quote less 0–2%, or (one time in six) 0.5% more.
+fn min_receive(rng: &mut ChaCha8Rng, w: &World, sold: usize, amount: U256) -> U256 {
+    let symbol = w.m.keel.markets[sold].config.symbol.clone();
+    let quote = w
+        .keel_pool
+        .direction_selling(&symbol)
+        .ok()
+        .and_then(|dir| w.keel_pool.clone().swap_exact_input(dir, amount, U256::ZERO, None).ok())
+        .map(|o| o.amount_out)
+        .unwrap_or_default();
+    if rng.random_bool(1.0 / 6.0) {
+        quote + quote / U256::from(200u8) + U256::from(1u8)
+    } else {
+        quote - pmul(quote, U256::from((rng.random_range(0.0..0.02) * 1e18) as u128)).unwrap()
+    }
+}
+
+/// keel's lever (true) or delever on the Set's account; the protocol fee it took.
+fn keel_trade(w: &mut World, lever: bool, units: U256, min_units: U256, supply: U256) -> Result<U256, Error> {
+    let now = w.m.chain.now;
+    let mut market = MoneyMarket::CompoundV2(std::mem::replace(&mut w.m.keel, CompoundMarket::new()));
+    let (mut m2, mut p2) = (market.clone(), w.keel_pool.clone());
+    let mut venue = LeverageVenue {
+        market: &mut m2,
+        pool: &mut p2,
+        account: w.set,
+        collateral: w.m.assets[WETH].id,
+        borrow: w.m.assets[USDC].id,
+        protocol_fee: w.protocol_fee,
+        now,
+        oracle_fill: false,
+    };
+    let out = if lever { venue.lever(units, min_units, supply) } else { venue.delever(units, min_units, supply) };
+    let fee = match out {
+        Ok(r) => {
+            market = m2;
+            w.keel_pool = p2;
+            Ok(r.protocol_fee)
+        }
+        Err(e) => Err(e),
+    };
+    let MoneyMarket::CompoundV2(k) = market else { unreachable!("a Compound market") };
+    w.m.keel = k;
+    fee
+}
+
+fn agree(
+    t: &mut Tally,
+    what: &'static str,
+    seed: u64,
+    step: usize,
+    keel: Result<(), String>,
+    chain: Result<(), String>,
+) {
+    t.ops += 1;
+    match (keel, chain) {
+        (Ok(()), Ok(())) => *t.accepted.entry(what).or_default() += 1,
+        (Err(k), Err(c)) => {
+            assert_eq!(k, c, "seq {seed} step {step} {what}: refused by both, for different reasons");
+            *t.refused.entry(format!("{what}: {c}")).or_default() += 1;
+        }
+        (k, c) => panic!("seq {seed} step {step} {what}: keel {k:?}, Set {c:?}"),
+    }
+}
+
+/// Compound's markets and the Set's account, the pool, the protocol fees and the Set's units.
+fn check(w: &mut World, fees: &[U256; 2], seed: u64, step: usize, what: &str) {
+    let at = format!("seq {seed} step {step} after {what}");
+    compare(&mut w.m, &at);
+    let s = read(&mut w.m.chain, w.pool, IPool::slot0Call {});
+    let l = read(&mut w.m.chain, w.pool, IPool::liquidityCall {});
+    assert_eq!(U160::from(s.sqrtPriceX96), w.keel_pool.sqrt_price_x96(), "{at}: pool price");
+    assert_eq!(s.tick.as_i32(), w.keel_pool.tick(), "{at}: pool tick");
+    assert_eq!(l, w.keel_pool.liquidity(), "{at}: pool liquidity");
+    for (k, fee) in fees.iter().enumerate() {
+        let token = w.m.assets[k].token;
+        let got = read(&mut w.m.chain, token, IBalance::balanceOfCall { a: FEE_RECIPIENT });
+        assert_eq!(got, *fee, "{at}: protocol fees in asset {k}");
+    }
+    let supply = read(&mut w.m.chain, w.set, ISetToken::totalSupplyCall {});
+    let (ct, id) = (w.m.assets[WETH].ctoken, w.m.assets[WETH].id);
+    let unit = read(&mut w.m.chain, w.set, ISetToken::getDefaultPositionRealUnitCall { component: ct });
+    let want = pdiv(w.m.keel.ctoken_balance(w.set, id), supply).unwrap();
+    assert_eq!(unit, I256::try_from(want).unwrap(), "{at}: collateral unit");
+    let debt = read(
+        &mut w.m.chain,
+        w.set,
+        ISetToken::getExternalPositionRealUnitCall { component: w.m.assets[USDC].token, positionModule: w.leverage },
+    );
+    let owed = w.m.keel.borrow_balance_stored(w.set, w.m.assets[USDC].id).unwrap();
+    assert_eq!(debt, -I256::try_from(pdiv_up(owed, supply).unwrap()).unwrap(), "{at}: debt unit");
+}
+
+#[test]
+fn keel_levers_and_delevers_as_set_compound_leverage_module() {
+    let mut t = Tally::default();
+    let Some(n) = for_each_sequence(30, |seed| run_sequence(seed, &mut t)) else { return };
+    eprintln!("Set CompoundLeverageModule: {n} sequences, {} operations; accepted by both {:?}", t.ops, t.accepted);
+    eprintln!("refused by both: {:?}", t.refused);
+    assert!(t.accepted.get("lever").copied().unwrap_or(0) > 0, "no lever went through");
+}
