@@ -1,5 +1,5 @@
-//! keel-core's leverage module (`venue::leverage::LeverageVenue`: lever and delever against a
-//! lending market and a pool) against Set's `CompoundLeverageModule` from
+//! keel-core's leverage module (`venue::leverage::LeverageVenue`: lever, delever and delever to
+//! zero against a lending market and a pool) against Set's `CompoundLeverageModule` from
 //! `@setprotocol/set-protocol-v2` 0.1.16's published bytecode — with Set's `Controller`,
 //! `IntegrationRegistry`, `SetTokenCreator` (a real `SetToken`) and `DebtIssuanceModule` — on the
 //! Compound v2 deployment the Compound suite uses (`common::compound`) and a `UniswapV3Pool` from
@@ -10,11 +10,12 @@
 //! position and narrow ones; a random protocol fee on the module; a Set of cWETH issued to its
 //! manager; then levers (borrowing a part of what the collateral allows, sometimes more) and
 //! delevers (redeeming a part of the collateral, sometimes more than the debt needs), with a
-//! minimum receive quantity that sometimes refuses the trade, among blocks passing and moves of the
-//! oracle price. Both sides must accept or refuse together, with the module's reason; after every
+//! minimum receive quantity that sometimes refuses the trade, and delevers to zero (the whole
+//! debt with interest; the rest stays in the Set), among blocks passing and moves of the oracle
+//! price. Both sides must accept or refuse together, with the module's reason; after every
 //! operation both markets' totals, the Set's cTokens, borrow and liquidity, the pool's price,
-//! tick and liquidity, the fee recipient's protocol fees and the Set's position units must be
-//! equal to the wei.
+//! tick and liquidity, the fee recipient's protocol fees, the USDC left in the Set and the Set's
+//! position units must be equal to the wei.
 
 mod common;
 
@@ -27,7 +28,7 @@ use keel_core::error::{AmmError, Error, FliError};
 use keel_core::math::{Wad, pdiv, pdiv_up, pmul};
 use keel_core::venue::amm::{LiquidityPosition, Pool, PoolToken, sqrt_price_x96_from_f64, tick_spacing_for_fee};
 use keel_core::venue::compound::CompoundMarket;
-use keel_core::venue::leverage::LeverageVenue;
+use keel_core::venue::leverage::{LeverageVenue, TradeReport};
 use keel_core::venue::money_market::MoneyMarket;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -53,6 +54,7 @@ sol! {
         function initialize(address setToken, address[] collateralAssets, address[] borrowAssets) external;
         function lever(address setToken, address borrowAsset, address collateralAsset, uint256 borrowQuantity, uint256 minReceiveQuantity, string tradeAdapterName, bytes tradeData) external;
         function delever(address setToken, address collateralAsset, address repayAsset, uint256 redeemQuantity, uint256 minRepayQuantity, string tradeAdapterName, bytes tradeData) external;
+        function deleverToZeroBorrowBalance(address setToken, address collateralAsset, address repayAsset, uint256 redeemQuantity, string tradeAdapterName, bytes tradeData) external;
     }
     interface ISetToken {
         function totalSupply() external view returns (uint256);
@@ -307,12 +309,14 @@ fn run_sequence(seed: u64, t: &mut Tally) {
     let mut w = build(&mut rng);
     let (weth, usdc) = (w.m.assets[WETH].id, w.m.assets[USDC].id);
     let mut fees = [U256::ZERO; 2];
-    check(&mut w, &fees, seed, 0, "setup");
+    // the borrow asset a delever to zero leaves in the Set
+    let mut idle = U256::ZERO;
+    check(&mut w, &fees, idle, seed, 0, "setup");
     for step in 1..rng.random_range(5..40) {
         let now = w.m.chain.now;
         let supply = U256::from(ONE);
         let roll = rng.random_range(0..100);
-        let what: &'static str = if roll < 40 {
+        let what: &'static str = if roll < 35 {
             // borrow a part of what the collateral allows (or a little more)
             let (liquidity, _) = w.m.keel.account_liquidity(w.set, now).unwrap_or_default();
             let usdc_price = U256::from(10u64).pow(U256::from(30u64)); // $1 in Compound's 36 − 6 decimals
@@ -321,7 +325,7 @@ fn run_sequence(seed: u64, t: &mut Tally) {
             let borrow = U256::from((room.saturating_to::<u128>() as f64 * share) as u128).max(U256::from(1u8));
             let units = pdiv(borrow, supply).unwrap();
             let min = min_receive(&mut rng, &w, usdc, borrow);
-            let kr = keel_trade(&mut w, true, units, pdiv(min, supply).unwrap(), supply);
+            let kr = keel_trade(&mut w, Action::Lever, units, pdiv(min, supply).unwrap(), supply);
             let call = ICompoundLeverage::leverCall {
                 setToken: w.set,
                 borrowAsset: w.usdc(),
@@ -332,9 +336,9 @@ fn run_sequence(seed: u64, t: &mut Tally) {
                 tradeData: Bytes::new(),
             };
             let cr = w.m.chain.transact(w.leverage, call.abi_encode()).map(|_| ()).map_err(|e| e.0);
-            agree(t, "lever", seed, step, kr.map(|f| fees[WETH] += f).map_err(|e| reason(&e, true)), cr);
+            agree(t, "lever", seed, step, kr.map(|r| fees[WETH] += r.protocol_fee).map_err(|e| reason(&e, true)), cr);
             "lever"
-        } else if roll < 70 {
+        } else if roll < 60 {
             // redeem collateral worth 5–110% of the debt at the oracle (so some delevers bring
             // more than is owed), or a part of all of it
             let held = w.m.keel.supply_balance_stored(w.set, weth).unwrap_or_default();
@@ -348,7 +352,7 @@ fn run_sequence(seed: u64, t: &mut Tally) {
             };
             let units = pdiv(redeem, supply).unwrap();
             let min = min_receive(&mut rng, &w, weth, redeem);
-            let kr = keel_trade(&mut w, false, units, pdiv(min, supply).unwrap(), supply);
+            let kr = keel_trade(&mut w, Action::Delever, units, pdiv(min, supply).unwrap(), supply);
             let call = ICompoundLeverage::deleverCall {
                 setToken: w.set,
                 collateralAsset: w.weth(),
@@ -359,8 +363,40 @@ fn run_sequence(seed: u64, t: &mut Tally) {
                 tradeData: Bytes::new(),
             };
             let cr = w.m.chain.transact(w.leverage, call.abi_encode()).map(|_| ()).map_err(|e| e.0);
-            agree(t, "delever", seed, step, kr.map(|f| fees[USDC] += f).map_err(|e| reason(&e, false)), cr);
+            agree(
+                t,
+                "delever",
+                seed,
+                step,
+                kr.map(|r| fees[USDC] += r.protocol_fee).map_err(|e| reason(&e, false)),
+                cr,
+            );
             "delever"
+        } else if roll < 70 {
+            // redeem collateral worth 90–140% of the debt at the oracle (or, one time in five,
+            // 1–50% of it all), swap it all and repay the whole debt; the rest stays in the Set
+            let held = w.m.keel.supply_balance_stored(w.set, weth).unwrap_or_default();
+            let owed = w.m.keel.borrow_balance_current(w.set, usdc, now).unwrap_or_default();
+            let usd = w.m.keel.underlying_price(weth, now).unwrap_or_default();
+            let worth = if usd.is_zero() { U256::ZERO } else { owed * U256::from(10u64).pow(U256::from(30u64)) / usd };
+            let redeem = if rng.random_bool(0.8) {
+                U256::from((worth.saturating_to::<u128>() as f64 * rng.random_range(0.9..1.4)) as u128)
+            } else {
+                U256::from((held.saturating_to::<u128>() as f64 * rng.random_range(0.01..0.5)) as u128)
+            };
+            let units = pdiv(redeem, supply).unwrap();
+            let kr = keel_trade(&mut w, Action::DeleverToZero, units, U256::ZERO, supply);
+            let call = ICompoundLeverage::deleverToZeroBorrowBalanceCall {
+                setToken: w.set,
+                collateralAsset: w.weth(),
+                repayAsset: w.usdc(),
+                redeemQuantity: units,
+                tradeAdapterName: ADAPTER.into(),
+                tradeData: Bytes::new(),
+            };
+            let cr = w.m.chain.transact(w.leverage, call.abi_encode()).map(|_| ()).map_err(|e| e.0);
+            agree(t, "delever to zero", seed, step, kr.map(|r| idle += r.surplus).map_err(|e| reason(&e, false)), cr);
+            "delever to zero"
         } else if roll < 85 {
             let blocks = rng.random_range(1..50_000u64);
             w.m.chain.warp(blocks * 12);
@@ -378,7 +414,7 @@ fn run_sequence(seed: u64, t: &mut Tally) {
             w.m.keel.post_price(weth, e8, now);
             "price"
         };
-        check(&mut w, &fees, seed, step, what);
+        check(&mut w, &fees, idle, seed, step, what);
     }
 }
 
@@ -399,8 +435,16 @@ fn min_receive(rng: &mut ChaCha8Rng, w: &World, sold: usize, amount: U256) -> U2
     }
 }
 
-/// keel's lever (true) or delever on the Set's account; the protocol fee it took.
-fn keel_trade(w: &mut World, lever: bool, units: U256, min_units: U256, supply: U256) -> Result<U256, Error> {
+/// What the manager asks the module for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Lever,
+    Delever,
+    DeleverToZero,
+}
+
+/// keel's lever, delever or delever to zero on the Set's account.
+fn keel_trade(w: &mut World, action: Action, units: U256, min_units: U256, supply: U256) -> Result<TradeReport, Error> {
     let now = w.m.chain.now;
     let mut market = MoneyMarket::CompoundV2(std::mem::replace(&mut w.m.keel, CompoundMarket::new()));
     let (mut m2, mut p2) = (market.clone(), w.keel_pool.clone());
@@ -414,18 +458,18 @@ fn keel_trade(w: &mut World, lever: bool, units: U256, min_units: U256, supply: 
         now,
         oracle_fill: false,
     };
-    let out = if lever { venue.lever(units, min_units, supply) } else { venue.delever(units, min_units, supply) };
-    let fee = match out {
-        Ok(r) => {
-            market = m2;
-            w.keel_pool = p2;
-            Ok(r.protocol_fee)
-        }
-        Err(e) => Err(e),
+    let out = match action {
+        Action::Lever => venue.lever(units, min_units, supply),
+        Action::Delever => venue.delever(units, min_units, supply),
+        Action::DeleverToZero => venue.delever_to_zero(units, supply),
     };
+    if out.is_ok() {
+        market = m2;
+        w.keel_pool = p2;
+    }
     let MoneyMarket::CompoundV2(k) = market else { unreachable!("a Compound market") };
     w.m.keel = k;
-    fee
+    out
 }
 
 fn agree(
@@ -448,7 +492,7 @@ fn agree(
 }
 
 /// Compound's markets and the Set's account, the pool, the protocol fees and the Set's units.
-fn check(w: &mut World, fees: &[U256; 2], seed: u64, step: usize, what: &str) {
+fn check(w: &mut World, fees: &[U256; 2], idle: U256, seed: u64, step: usize, what: &str) {
     let at = format!("seq {seed} step {step} after {what}");
     compare(&mut w.m, &at);
     let s = read(&mut w.m.chain, w.pool, IPool::slot0Call {});
@@ -461,6 +505,8 @@ fn check(w: &mut World, fees: &[U256; 2], seed: u64, step: usize, what: &str) {
         let got = read(&mut w.m.chain, token, IBalance::balanceOfCall { a: FEE_RECIPIENT });
         assert_eq!(got, *fee, "{at}: protocol fees in asset {k}");
     }
+    let held = read(&mut w.m.chain, w.m.assets[USDC].token, IBalance::balanceOfCall { a: w.set });
+    assert_eq!(held, idle, "{at}: the Set's idle USDC");
     let supply = read(&mut w.m.chain, w.set, ISetToken::totalSupplyCall {});
     let (ct, id) = (w.m.assets[WETH].ctoken, w.m.assets[WETH].id);
     let unit = read(&mut w.m.chain, w.set, ISetToken::getDefaultPositionRealUnitCall { component: ct });
@@ -476,7 +522,7 @@ fn check(w: &mut World, fees: &[U256; 2], seed: u64, step: usize, what: &str) {
 }
 
 #[test]
-fn keel_levers_and_delevers_as_set_compound_leverage_module() {
+fn keel_levers_and_delevers_as_set_compound_leverage_module_does() {
     let mut t = Tally::default();
     let Some(n) = for_each_sequence(30, |seed| run_sequence(seed, &mut t)) else { return };
     eprintln!("Set CompoundLeverageModule: {n} sequences, {} operations; accepted by both {:?}", t.ops, t.accepted);

@@ -438,6 +438,18 @@ impl CompoundMarket {
         Ok(s)
     }
 
+    /// `accrueInterest` on market `a` to `now`.
+    pub fn accrue_interest(&mut self, a: AssetId, now: u64) -> Result<(), LendingError> {
+        self.markets[a].state = self.accrued(a, now)?;
+        Ok(())
+    }
+
+    /// `borrowBalanceCurrent`: accrue market `a` to `now`, then `user`'s borrow balance.
+    pub fn accrue_borrow_balance(&mut self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        self.accrue_interest(a, now)?;
+        self.borrow_balance_stored(user, a)
+    }
+
     /// Accrue every market to `now`.
     pub fn accrue_all(&mut self, now: u64) -> Result<(), LendingError> {
         // every market is accrued before any is stored (a failure stores nothing); no allocation:

@@ -134,20 +134,21 @@ impl LeverageVenue<'_> {
         })
     }
 
-    /// Withdraw `max_collateral_units·S`, swap all of it, repay the whole debt; the rest is
-    /// surplus. Fails with `Borrow balance is zero` when there is no debt.
+    /// Withdraw `max_collateral_units·S`, swap all of it, repay the whole debt as the protocol's
+    /// module reads it ([`MoneyMarket::debt_to_clear`]: on Compound with interest to now); the
+    /// rest is surplus. On Aave it fails with `Borrow balance is zero` when there is no debt.
     pub fn delever_to_zero(&mut self, max_collateral_units: U256, supply: U256) -> Result<TradeReport, Error> {
         let send = pmul(max_collateral_units, supply)?;
-        let debt = self.market.debt_balance(self.account, self.borrow, self.now)?;
-        if debt.is_zero() {
+        let Some(debt) = self.market.debt_to_clear(self.account, self.borrow, self.now)? else {
             return Err(FliError::Revert("Borrow balance is zero").into());
-        }
+        };
         if send.is_zero() {
             return Err(FliError::Revert("Quantity is 0").into());
         }
         self.market.withdraw(self.account, self.collateral, send, self.now)?;
         let (out, pool_fee) = self.swap(self.collateral, send, debt)?;
-        let repaid = self.market.repay(self.account, self.borrow, debt, self.now)?;
+        let repaid =
+            if debt.is_zero() { U256::ZERO } else { self.market.repay(self.account, self.borrow, debt, self.now)? };
         Ok(TradeReport {
             is_lever: false,
             sold: send,

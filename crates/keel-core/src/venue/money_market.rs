@@ -273,6 +273,20 @@ impl MoneyMarket {
         }
     }
 
+    /// The debt a delever to zero repays, as the protocol's Set leverage module reads it: Aave's
+    /// variable debt balance, `None` when there is none (`AaveV3LeverageModule` refuses,
+    /// "Borrow balance is zero"); Compound's `borrowBalanceCurrent`, which accrues the market to
+    /// `now` (`CompoundLeverageModule` checks nothing and repays it, zero included).
+    pub fn debt_to_clear(&mut self, user: Address, a: AssetId, now: u64) -> Result<Option<U256>, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => {
+                let debt = m.debt_balance(user, a, now)?;
+                Ok((!debt.is_zero()).then_some(debt))
+            }
+            MoneyMarket::CompoundV2(m) => m.accrue_borrow_balance(user, a, now).map(Some),
+        }
+    }
+
     /// `user`'s supplied balance of `a` as the protocol's FLI strategy reads it.
     pub fn supply_balance(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
         match self {
