@@ -23,6 +23,7 @@ use alloy_primitives::aliases::{I24, U160};
 use alloy_primitives::{Address, Bytes, I256, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
 use common::compound::{ICToken, IOracle, IToken, Market, SET, compare, deploy};
+use common::uniswap::{IDriver, IFactory, IPool};
 use keel_conformance::{Chain, artifact, artifact_linked, for_each_sequence, own_bytecode};
 use keel_core::error::{AmmError, Error, FliError};
 use keel_core::math::{Wad, pdiv, pdiv_up, pmul};
@@ -64,17 +65,6 @@ sol! {
     interface IBalance {
         function balanceOf(address a) external view returns (uint256);
         function approve(address spender, uint256 amount) external returns (bool);
-    }
-    interface IFactory {
-        function createPool(address tokenA, address tokenB, uint24 fee) external returns (address pool);
-    }
-    interface IPool {
-        function initialize(uint160 sqrtPriceX96) external;
-        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16 observationIndex, uint16 observationCardinality, uint16 observationCardinalityNext, uint8 feeProtocol, bool unlocked);
-        function liquidity() external view returns (uint128);
-    }
-    interface IDriver {
-        function mint(int24 tickLower, int24 tickUpper, uint128 amount) external returns (uint256, uint256);
     }
 }
 

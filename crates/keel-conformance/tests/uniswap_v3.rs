@@ -9,9 +9,12 @@
 //! fee growth rounds down; keel books the total). `docs/spec/conformance.md` lists what is
 //! checked and the deliberate differences.
 
+mod common;
+
 use alloy_primitives::aliases::{I24, U160};
 use alloy_primitives::{Address, I256, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
+use common::uniswap::{IDriver, IFactory, IPool};
 use keel_conformance::{Chain, artifact, for_each_sequence, own_bytecode};
 use keel_core::error::AmmError;
 use keel_core::venue::amm::{LiquidityPosition, Pool, PoolToken, sqrt_price_x96_from_f64, tick_spacing_for_fee};
@@ -19,21 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 sol! {
-    interface IFactory {
-        function createPool(address tokenA, address tokenB, uint24 fee) external returns (address pool);
-    }
-    interface IPool {
-        function initialize(uint160 sqrtPriceX96) external;
-        function slot0() external view returns (uint160 sqrtPriceX96, int24 tick, uint16 observationIndex, uint16 observationCardinality, uint16 observationCardinalityNext, uint8 feeProtocol, bool unlocked);
-        function liquidity() external view returns (uint128);
-    }
     interface IToken {
         function mint(address to, uint256 amount) external;
-    }
-    interface IDriver {
-        function mint(int24 tickLower, int24 tickUpper, uint128 amount) external returns (uint256, uint256);
-        function swap(bool zeroForOne, int256 amountSpecified, uint160 sqrtPriceLimitX96) external returns (int256, int256);
-        function collectFees(int24 tickLower, int24 tickUpper) external returns (uint128, uint128);
     }
 }
 

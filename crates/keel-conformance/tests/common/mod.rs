@@ -1,2 +1,3 @@
-//! Deployments more than one conformance suite uses.
+//! Deployments and calls more than one conformance suite uses.
 pub mod compound;
+pub mod uniswap;
