@@ -5,7 +5,7 @@ pragma solidity ^0.8.20;
 /// published contracts (PerpsV2Market, its fragments, state, proxy and settings) can run alone.
 /// It answers, under the resolver names the market looks up:
 /// - `ExchangeRates` / `PerpsV2ExchangeRate`: one settable price (on-chain and off-chain alike,
-///   published at the block's time), valid unless `setInvalid`;
+///   published at the block's time), invalid only when zero;
 /// - `SystemStatus`: everything active;
 /// - `Exchanger`: no dynamic fee;
 /// - `FuturesMarketManager`: sUSD burnt on deposit and issued on withdrawal or as keeper fees,
@@ -14,7 +14,6 @@ pragma solidity ^0.8.20;
 contract SynthetixSystem {
     uint256 public price;
     uint256 public roundId;
-    bool public invalid;
     address public market;
     mapping(address => uint256) public issued;
     mapping(address => uint256) public burnt;
@@ -25,21 +24,17 @@ contract SynthetixSystem {
         roundId += 1;
     }
 
-    function setInvalid(bool v) external {
-        invalid = v;
-    }
-
     function setMarket(address m) external {
         market = m;
     }
 
     // ExchangeRates
     function rateAndInvalid(bytes32) external view returns (uint256, bool) {
-        return (price, invalid || price == 0);
+        return (price, price == 0);
     }
 
     function rateWithSafetyChecks(bytes32) external view returns (uint256, bool, bool) {
-        return (price, false, invalid || price == 0);
+        return (price, false, price == 0);
     }
 
     function getCurrentRoundId(bytes32) external view returns (uint256) {
@@ -50,10 +45,6 @@ contract SynthetixSystem {
     function updatePythPrice(address, bytes[] calldata) external payable {}
 
     function resolveAndGetPrice(bytes32, uint256) external view returns (uint256, uint256) {
-        return (price, block.timestamp);
-    }
-
-    function resolveAndGetLatestPrice(bytes32) external view returns (uint256, uint256) {
         return (price, block.timestamp);
     }
 

@@ -534,6 +534,7 @@ impl PerpsMarket {
     /// premium, leverage within the maximum and at least the minimum initial margin). Refused
     /// while an order is pending. Returns the new margin; nothing changes on refusal.
     pub fn transfer_margin(&mut self, account: u64, delta: I256, now: u64, price: U256) -> Result<U256, PerpsError> {
+        // `transferMargin` reads the price before `onlyIfNotPendingOrder`; `modifyPosition` after
         if price.is_zero() {
             return Err(PerpsError::InvalidPrice);
         }
