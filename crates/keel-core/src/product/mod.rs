@@ -740,6 +740,7 @@ impl Product {
             collateral,
             borrow,
             idle_borrow: U256::ZERO,
+            idle_borrow_unit: None,
             protocol_fee: Wad::ZERO,
             initial_collateral_per_token: self.token.initial_collateral_per_token,
             oracle_fill: false,

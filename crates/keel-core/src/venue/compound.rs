@@ -29,6 +29,8 @@ const HALF: U256 = alloy_primitives::uint!(500_000_000_000_000_000_U256);
 
 /// cToken error codes (`TokenErrorReporter.Error`).
 pub mod token_error {
+    /// An invalid argument (a transfer to the sender itself).
+    pub const BAD_INPUT: u32 = 2;
     /// The comptroller rejected the action (the detail holds its code).
     pub const COMPTROLLER_REJECTION: u32 = 3;
     /// The comptroller could not compute the seize amount.
@@ -621,6 +623,44 @@ impl CompoundMarket {
         Ok((burn, pay))
     }
 
+    /// `exchangeRateCurrent` without storing the accrual: underlying per cToken at `now`,
+    /// scaled by 1e18.
+    pub fn exchange_rate_current(&self, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        let s = self.accrued(a, now)?;
+        s.exchange_rate(self.markets[a].config.initial_exchange_rate)
+    }
+
+    /// `transfer`: move `tokens` cTokens of `a` from `src` to `dst`. The comptroller's
+    /// `transferAllowed` is its `redeemAllowed`: a source that counts the market as collateral
+    /// must be left without shortfall, at the stored totals (a transfer accrues nothing).
+    pub fn transfer(
+        &mut self,
+        src: Address,
+        dst: Address,
+        a: AssetId,
+        tokens: U256,
+        now: u64,
+    ) -> Result<(), LendingError> {
+        self.market(a)?;
+        let mut from = self.accounts.get(&src).cloned().unwrap_or_default();
+        if from.entered.contains(&a) {
+            let (_, shortfall) = self.liquidity(&from, &self.states(), Some((a, tokens, U256::ZERO)), now)?;
+            if !shortfall.is_zero() {
+                return Err(rejected(comptroller_error::INSUFFICIENT_LIQUIDITY, "transfer"));
+            }
+        }
+        if src == dst {
+            return Err(fail(token_error::BAD_INPUT, 0, "a cToken transfer to the sender itself"));
+        }
+        from.tokens[a] =
+            from.tokens[a].checked_sub(tokens).ok_or_else(|| math("transfer (more cTokens than the account holds)"))?;
+        let mut to = self.accounts.get(&dst).cloned().unwrap_or_default();
+        to.tokens[a] = to.tokens[a].checked_add(tokens).ok_or_else(|| math("transfer (account tokens)"))?;
+        self.accounts.insert(src, from);
+        self.accounts.insert(dst, to);
+        Ok(())
+    }
+
     /// `borrow`: enters the market if needed, checks liquidity at the accrued totals.
     pub fn borrow(&mut self, user: Address, a: AssetId, amount: U256, now: u64) -> Result<(), LendingError> {
         let mut s = self.accrued(a, now)?;
@@ -881,7 +921,7 @@ impl Default for CompoundMarket {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::math::Wad;
 
@@ -889,7 +929,8 @@ mod tests {
         U256::from(x) * pow10(d)
     }
 
-    fn two_markets() -> (CompoundMarket, AssetId, AssetId) {
+    /// WETH (WhitePaper 2% + 30%, collateral factor 75%) and USDC markets, ETH at $2,000.
+    pub(crate) fn two_markets() -> (CompoundMarket, AssetId, AssetId) {
         let mut m = CompoundMarket::new();
         let wp = InterestRateModel::WhitePaper { base_rate: e(2, 16), multiplier: e(3, 17) };
         let mut fe = PriceFeed::new("ETH / USD", 8, 3600, Wad::ZERO);

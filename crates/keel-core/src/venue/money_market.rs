@@ -303,6 +303,85 @@ impl MoneyMarket {
         }
     }
 
+    /// `user`'s debt in `a` as a Set leverage module syncs it before a redeem: Aave's variable
+    /// debt at `now`; Compound's `borrowBalanceCurrent`, which accrues the market to `now`.
+    pub fn accrue_debt(&mut self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => m.debt_balance(user, a, now),
+            MoneyMarket::CompoundV2(m) => m.accrue_borrow_balance(user, a, now),
+        }
+    }
+
+    /// [`MoneyMarket::accrue_debt`] without storing the accrual.
+    pub fn debt_current(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => m.debt_balance(user, a, now),
+            MoneyMarket::CompoundV2(m) => m.borrow_balance_current(user, a, now),
+        }
+    }
+
+    /// `user`'s position in `a` in the tokens a Set holds for it: the aToken balance on Aave
+    /// (underlying at `now`), the cToken balance on Compound.
+    pub fn position_balance(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => m.supply_balance(user, a, now),
+            MoneyMarket::CompoundV2(m) => Ok(m.ctoken_balance(user, a)),
+        }
+    }
+
+    /// An issuer brings `units` of position in `a` to `account`, paying underlying for what it
+    /// lacks. Aave: supplying `units` for the account adds the scaled balance an aToken transfer
+    /// of `units` would (`rayDiv(units, index)` both ways). Compound: the holder mints its
+    /// shortfall at the accrued exchange rate (`ceil(shortfall · rate / 1e18)` underlying, at
+    /// least the shortfall in cTokens; any excess stays the holder's) and transfers `units`
+    /// cTokens. Returns the underlying the holder paid.
+    pub fn position_in(
+        &mut self,
+        holder: Address,
+        account: Address,
+        a: AssetId,
+        units: U256,
+        now: u64,
+    ) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => m.supply(account, a, units, now).map(|()| units),
+            MoneyMarket::CompoundV2(m) => {
+                let short = units.saturating_sub(m.ctoken_balance(holder, a));
+                let paid = if short.is_zero() {
+                    U256::ZERO
+                } else {
+                    let rate = m.exchange_rate_current(a, now)?;
+                    let paid = crate::math::mul_div_up(short, rate, crate::math::WAD, "cTokens to buy")
+                        .map_err(|e| LendingError::Reverted(e.to_string()))?;
+                    m.mint(holder, a, paid, now)?;
+                    paid
+                };
+                m.transfer(holder, account, a, units, now)?;
+                Ok(paid)
+            }
+        }
+    }
+
+    /// `account` hands `units` of position in `a` to `holder`, who takes underlying. Aave:
+    /// withdraw `units` to the holder. Compound: transfer `units` cTokens (the comptroller checks
+    /// the account's liquidity), which the holder redeems. Returns the underlying paid out.
+    pub fn position_out(
+        &mut self,
+        account: Address,
+        holder: Address,
+        a: AssetId,
+        units: U256,
+        now: u64,
+    ) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => m.withdraw(account, a, units, now),
+            MoneyMarket::CompoundV2(m) => {
+                m.transfer(account, holder, a, units, now)?;
+                m.redeem(holder, a, units, U256::ZERO, now).map(|(_, paid)| paid)
+            }
+        }
+    }
+
     /// Collateral, debt and health factor in Aave's shape (Compound: collateral factor for
     /// both LTV and threshold).
     pub fn account_data(&self, user: Address, now: u64) -> Result<AccountData, LendingError> {

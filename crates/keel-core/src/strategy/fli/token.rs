@@ -9,9 +9,10 @@ use super::{
     ShouldRebalance, Sizing, Snapshot,
 };
 use crate::error::{Error, FliError, RuleViolation, TokenError};
-use crate::math::{U256, WAD, Wad, mul_div_down, mul_div_up, pdiv, pmul};
+use crate::math::{U256, WAD, Wad, mul_div_up, pdiv, pmul};
 use crate::token::Ledger;
 use crate::venue::amm::Pool;
+use crate::venue::issuance::{Cash, Issuance, Issued};
 use crate::venue::lending::AssetId;
 use crate::venue::leverage::LeverageVenue;
 pub use crate::venue::leverage::TradeReport;
@@ -43,6 +44,7 @@ struct Checkpoint {
     ether_balance: U256,
     disengaging: bool,
     idle: U256,
+    idle_unit: Option<U256>,
 }
 
 /// Events, named as the reference names them.
@@ -167,6 +169,11 @@ pub struct FliToken {
     pub borrow: AssetId,
     /// Borrow asset held by the token outside the market (surplus of a delever).
     pub idle_borrow: U256,
+    /// Borrow asset per whole token that issue and redeem move (Set's default position unit,
+    /// edited only by a delever's surplus); `None` in a state written before units were stored,
+    /// read then as `idle_borrow / supply`.
+    #[serde(default)]
+    pub idle_borrow_unit: Option<U256>,
     /// Leverage-module protocol fee on received amounts.
     pub protocol_fee: Wad,
     /// Collateral per whole token for the first issue (base units), used when supply is 0.
@@ -197,6 +204,7 @@ impl FliToken {
             ether_balance: self.fli.ether_balance,
             disengaging: self.fli.disengaging,
             idle: self.idle_borrow,
+            idle_unit: self.idle_borrow_unit,
         }
     }
 
@@ -213,6 +221,7 @@ impl FliToken {
         self.fli.ether_balance = cp.ether_balance;
         self.fli.disengaging = cp.disengaging;
         self.idle_borrow = cp.idle;
+        self.idle_borrow_unit = cp.idle_unit;
     }
 
     /// Run `f`; on error restore everything it could have changed, exactly.
@@ -228,6 +237,30 @@ impl FliToken {
         let out = f(self);
         self.restore(cp);
         out
+    }
+
+    /// The token's cash and its unit (see [`Cash`]).
+    pub fn cash(&self) -> Result<Cash, Error> {
+        Ok(match self.idle_borrow_unit {
+            Some(unit) => Cash { balance: self.idle_borrow, unit },
+            None => Cash::from_balance(self.idle_borrow, self.ledger.total_supply())?,
+        })
+    }
+
+    fn set_cash(&mut self, c: Cash) {
+        self.idle_borrow = c.balance;
+        self.idle_borrow_unit = Some(c.unit);
+    }
+
+    /// A delever's surplus joins the cash and its unit (`calculateAndEditDefaultPosition`).
+    fn add_cash(&mut self, surplus: U256) -> Result<(), Error> {
+        if surplus.is_zero() {
+            return Ok(());
+        }
+        let mut c = self.cash()?;
+        c.add_surplus(surplus, self.ledger.total_supply())?;
+        self.set_cash(c);
+        Ok(())
     }
 
     fn only_operator(&self, caller: Address) -> Result<(), Error> {
@@ -374,7 +407,7 @@ impl FliToken {
         } else {
             let min_repay = self.fli.min_repay_units(info, units, slippage)?;
             let r = self.venue(&x.delever_route, now)?.delever(units, min_repay, info.total_supply)?;
-            self.idle_borrow += r.surplus;
+            self.add_cash(r.surplus)?;
             Ok(r)
         }
     }
@@ -595,7 +628,7 @@ impl FliToken {
                 let max_units = pdiv(pmul(s.total, WAD + slip)?, info.total_supply)?;
                 let route = x.delever_route.clone();
                 let r = t.venue(&route, now)?.delever_to_zero(max_units, info.total_supply)?;
-                t.idle_borrow += r.surplus;
+                t.add_cash(r.surplus)?;
                 r
             };
             t.touch(exchange, now)?;
@@ -793,9 +826,11 @@ impl FliToken {
 
     // ---------------------------------------------------------------- issue and redeem
 
-    /// Issue `quantity` tokens to `holder` pro rata: the holder pays collateral (and any idle
-    /// cash share) for `quantity + fee`; the token borrows the matching debt and hands it over.
-    /// Leverage is unchanged. Every rounding favours the token.
+    /// Issue `quantity` tokens to `holder` pro rata, as Set's `DebtIssuanceModule` with the
+    /// leverage module's hooks does (`venue::issuance`): the holder brings collateral (and any
+    /// cash share) for `quantity + fee` in units rounded up; the token borrows the debt share,
+    /// rounded down, and hands it over. Leverage is unchanged. The first issue (no supply) takes
+    /// `initial_collateral_per_token`.
     pub fn issue(&mut self, holder: Address, quantity: U256, now: u64) -> Result<IssueReceipt, Error> {
         if quantity.is_zero() {
             return Err(TokenError::ZeroAmount { what: "Issue" }.into());
@@ -803,40 +838,37 @@ impl FliToken {
         let (total_q, fee) = self.ledger.issue_quantities(quantity)?;
         self.ledger.check_cap(total_q)?;
         let s = self.ledger.total_supply();
-        let (collateral_in, borrow_out, cash_in) = if s.is_zero() {
-            (mul_div_up(self.initial_collateral_per_token, total_q, WAD, "issue")?, U256::ZERO, U256::ZERO)
+        let no_collateral = if s.is_zero() {
+            self.initial_collateral_per_token.is_zero()
         } else {
-            let c = self.market.supply_balance(self.account, self.collateral, now)?;
-            let b = self.market.debt_balance(self.account, self.borrow, now)?;
-            (
-                mul_div_up(c, total_q, s, "issue")?,
-                mul_div_down(b, total_q, s, "issue")?,
-                mul_div_up(self.idle_borrow, total_q, s, "issue")?,
-            )
+            pdiv(self.market.position_balance(self.account, self.collateral, now)?, s)?.is_zero()
         };
-        if collateral_in.is_zero() {
+        if no_collateral {
             return Err(TokenError::PaymentTooSmall(format!(
                 "issuing {} tokens needs no collateral at current units; issue more",
                 Wad(quantity)
             ))
             .into());
         }
-        self.atomically(|t| {
-            t.market.supply(t.account, t.collateral, collateral_in, now)?;
-            if !borrow_out.is_zero() {
-                t.market.borrow(t.account, t.borrow, borrow_out, now)?;
-            }
-            t.idle_borrow += cash_in;
-            Ok(())
-        })?;
+        let r = if s.is_zero() {
+            let collateral_in = mul_div_up(self.initial_collateral_per_token, total_q, WAD, "issue")?;
+            self.atomically(|t| Ok(t.market.supply(t.account, t.collateral, collateral_in, now)?))?;
+            Issued { position_in: collateral_in, collateral_in, ..Issued::default() }
+        } else {
+            let mut cash = self.cash()?;
+            let r = self.issuance(now).issue(holder, total_q, s, &mut cash)?;
+            self.set_cash(cash);
+            r
+        };
         self.ledger.mint(holder, quantity);
-        let r = self.ledger.config.fee_recipient;
-        self.ledger.mint(r, fee);
-        Ok(IssueReceipt { quantity, fee, collateral_in, cash_in, borrow_out })
+        let recipient = self.ledger.config.fee_recipient;
+        self.ledger.mint(recipient, fee);
+        Ok(IssueReceipt { quantity, fee, collateral_in: r.collateral_in, cash_in: r.cash_in, borrow_out: r.borrow_out })
     }
 
     /// Redeem `quantity` of `holder`'s tokens: the holder repays the debt share of
-    /// `quantity − fee` and receives the collateral and cash shares.
+    /// `quantity − fee` (units rounded up, the debt accrued to now) and receives the collateral
+    /// and cash shares (rounded down).
     pub fn redeem(&mut self, holder: Address, quantity: U256, now: u64) -> Result<RedeemReceipt, Error> {
         if quantity.is_zero() {
             return Err(TokenError::ZeroAmount { what: "Redeem" }.into());
@@ -844,25 +876,29 @@ impl FliToken {
         self.ledger.check_balance(holder, quantity)?;
         let (net_q, fee) = self.ledger.redeem_quantities(quantity)?;
         let s = self.ledger.total_supply();
-        let c = self.market.supply_balance(self.account, self.collateral, now)?;
-        let b = self.market.debt_balance(self.account, self.borrow, now)?;
-        let collateral_out = mul_div_down(c, net_q, s, "redeem")?;
-        let borrow_in = mul_div_up(b, net_q, s, "redeem")?;
-        let cash_out = mul_div_down(self.idle_borrow, net_q, s, "redeem")?;
-        self.atomically(|t| {
-            if !borrow_in.is_zero() {
-                t.market.repay(t.account, t.borrow, borrow_in, now)?;
-            }
-            if !collateral_out.is_zero() {
-                t.market.withdraw(t.account, t.collateral, collateral_out, now)?;
-            }
-            t.idle_borrow -= cash_out;
-            Ok(())
-        })?;
+        let mut cash = self.cash()?;
+        let r = self.issuance(now).redeem(holder, net_q, s, &mut cash)?;
+        self.set_cash(cash);
         self.ledger.burn(holder, quantity);
-        let r = self.ledger.config.fee_recipient;
-        self.ledger.mint(r, fee);
-        Ok(RedeemReceipt { quantity, fee, collateral_out, cash_out, borrow_in })
+        let recipient = self.ledger.config.fee_recipient;
+        self.ledger.mint(recipient, fee);
+        Ok(RedeemReceipt {
+            quantity,
+            fee,
+            collateral_out: r.collateral_out,
+            cash_out: r.cash_out,
+            borrow_in: r.borrow_in,
+        })
+    }
+
+    fn issuance(&mut self, now: u64) -> Issuance<'_> {
+        Issuance {
+            market: &mut self.market,
+            account: self.account,
+            collateral: self.collateral,
+            borrow: self.borrow,
+            now,
+        }
     }
 
     /// Accrue the streaming fee to `now`.
