@@ -1020,4 +1020,34 @@ pub(crate) mod tests {
         let annual = at * U256::from(BLOCKS_PER_YEAR);
         assert!(e(4, 16) - annual < U256::from(BLOCKS_PER_YEAR * 2), "{annual}");
     }
+
+    #[test]
+    fn table_ctoken_transfers_as_the_comptroller_allows_them() {
+        let (mut m, eth, usdc) = two_markets();
+        let (a, b, lender) = (Address::with_last_byte(1), Address::with_last_byte(2), Address::with_last_byte(3));
+        m.mint(lender, usdc, e(1_000_000, 6), 0).unwrap();
+        m.mint(a, eth, e(1, 18), 0).unwrap(); // 5e9 cTokens
+        m.enter_markets(a, &[eth]).unwrap();
+        m.borrow(a, usdc, e(1_200, 6), 0).unwrap(); // 1,500 of liquidity, 300 left: 1/5 of the cTokens
+        // (case, from, to, cTokens, refused with (code, detail))
+        let cases = [
+            ("within the liquidity", a, b, e(9, 8), None),
+            ("past the liquidity", a, b, e(2, 9), Some((token_error::COMPTROLLER_REJECTION, 4))),
+            ("to itself", a, a, U256::from(1u8), Some((token_error::BAD_INPUT, 0))),
+            ("more than held, not a member", b, a, e(1, 9), Some((token_error::MATH_ERROR, 0))),
+            ("back, not a member", b, a, e(9, 8), None),
+        ];
+        for (case, from, to, tokens, refused) in cases {
+            let before = m.clone();
+            match (m.transfer(from, to, eth, tokens, 0), refused) {
+                (Ok(()), None) => {}
+                (Err(LendingError::Compound { code, detail, .. }), Some(want)) => {
+                    assert_eq!((code, detail), want, "{case}");
+                    assert_eq!(m, before, "{case}: a refused transfer changes nothing");
+                }
+                (got, want) => panic!("{case}: {got:?}, wanted a refusal {want:?}"),
+            }
+        }
+        assert_eq!((m.ctoken_balance(a, eth), m.ctoken_balance(b, eth)), (e(5, 9), U256::ZERO));
+    }
 }
