@@ -151,9 +151,20 @@ fn lifecycle(product: &keel_core::product::Product, band_min: f64) {
     );
     assert!(!t.fli.disengaging);
     assert!(t.idle_borrow > U256::ZERO, "the last step leaves the surplus as USDC on the token");
-    // Holders can still redeem everything.
+    // A year of streaming fee dilutes the cash unit with everything else.
+    now += 365 * 86_400;
+    set_price(&mut t, (price * 1e8) as i128, now);
+    assert!(t.accrue_streaming_fee(now).unwrap() > U256::ZERO, "the product charges a streaming fee");
+    // Holders, and then the fee recipient, can still redeem everything.
     let bal = t.ledger.balance_of(HOLDER);
     let r = t.redeem(HOLDER, bal, now).unwrap();
     assert!(r.collateral_out > U256::ZERO && r.cash_out > U256::ZERO && r.borrow_in.is_zero());
     check(&t, now, "redeemed");
+    let recipient = t.ledger.config.fee_recipient;
+    let fees = t.ledger.balance_of(recipient);
+    t.redeem(recipient, fees, now).unwrap();
+    // what is left is the redeem fee on that redemption, the recipient's own
+    assert_eq!(t.ledger.total_supply(), t.ledger.balance_of(recipient));
+    assert!(t.ledger.total_supply() < fees / U256::from(100u8));
+    check(&t, now, "all redeemed");
 }

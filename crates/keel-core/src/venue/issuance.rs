@@ -1,5 +1,5 @@
 //! Issue and redeem of a levered lending token as Set's `DebtIssuanceModule` does with a
-//! leverage module's hooks (`fli.md` §9, `conformance.md` §2.7): the module first syncs the
+//! leverage module's hooks (`fli.md` §9, `conformance.md` §2.6): the module first syncs the
 //! token's units from its balances — collateral `pdiv(position, S)` rounded down, debt
 //! `ceil(debt · 1e18 / S)` rounded up — then moves `units × quantity`: an issuer brings
 //! `ceil(collateral unit · q)` of the market's position tokens (cTokens, aTokens) and any cash
@@ -7,10 +7,11 @@
 //! `ceil(debt unit · q)` and receives `floor(collateral unit · q)` and the cash share. Every
 //! rounding favours the token.
 //!
-//! Cash (borrow asset the token holds outside the market, left by a delever to zero) keeps a
+//! Cash (borrow asset the token holds outside the market, left by a delever) keeps a
 //! stored unit, as Set's default position does: issue and redeem move `unit × q` and leave the
-//! unit; only a delever to zero edits it (`Position.calculateAndEditDefaultPosition`), so cash
-//! that arrived otherwise stays out of the units.
+//! unit; only a delever's surplus edits it (`Position.calculateAndEditDefaultPosition`), so cash
+//! that arrived otherwise stays out of the units, and a streaming fee dilutes it
+//! ([`Cash::at_supply`]).
 
 use crate::error::Error;
 use crate::math::{MathError, U256, add, pdiv, pdiv_up, pmul, pmul_up, sub};
@@ -35,7 +36,17 @@ impl Cash {
         Ok(Cash { balance, unit })
     }
 
-    /// `surplus` arrives from a delever to zero at supply `supply`: the unit becomes
+    /// Cash with a stored `unit` at supply `supply`: the unit, but never more than the balance
+    /// over the supply. The supply can grow without the cash — a streaming fee mints tokens —
+    /// and Set then scales every unit down by its position multiplier; capping the stored unit
+    /// gives the same dilution for cash held in the units, and keeps `unit × supply` within the
+    /// balance, so every holder's share can be paid.
+    pub fn at_supply(balance: U256, unit: U256, supply: U256) -> Result<Self, MathError> {
+        let cap = Cash::from_balance(balance, supply)?.unit;
+        Ok(Cash { balance, unit: unit.min(cap) })
+    }
+
+    /// `surplus` arrives from a delever at supply `supply`: the unit becomes
     /// `(balance after − airdropped) / supply`, where airdropped is what the old unit did not
     /// account for (`Position.calculateDefaultEditPositionUnit`).
     pub fn add_surplus(&mut self, surplus: U256, supply: U256) -> Result<(), MathError> {
@@ -177,7 +188,7 @@ impl Issuance<'_> {
             Ok((repaid, out))
         })?;
         let surplus = a.debt - repaid;
-        cash.balance = left + surplus;
+        cash.balance = add(left, surplus, "cash")?;
         Ok(Redeemed { position_out: a.position, collateral_out, cash_out: a.cash, borrow_in: a.debt, surplus })
     }
 
@@ -231,6 +242,20 @@ mod tests {
             let mut c = Cash { balance: U256::from(balance), unit: U256::from(unit) };
             c.add_surplus(U256::from(surplus), e(supply, 18)).unwrap();
             assert_eq!((c.balance, c.unit), (U256::from(balance_after), U256::from(unit_after)), "{case}");
+        }
+    }
+
+    #[test]
+    fn table_cash_unit_at_a_supply() {
+        // (case, balance, stored unit, supply, unit read)
+        let cases = [
+            ("as stored", 1_000u64, 333u64, 3u64, 333u64),
+            ("a streaming fee grew the supply: capped at balance / supply", 1_000, 333, 4, 250),
+            ("no supply", 1_000, 333, 0, 0),
+        ];
+        for (case, balance, unit, supply, read) in cases {
+            let c = Cash::at_supply(U256::from(balance), U256::from(unit), e(supply, 18)).unwrap();
+            assert_eq!(c.unit, U256::from(read), "{case}");
         }
     }
 

@@ -239,11 +239,12 @@ impl FliToken {
         out
     }
 
-    /// The token's cash and its unit (see [`Cash`]).
+    /// The token's cash and its unit (see [`Cash`]) at the current supply.
     pub fn cash(&self) -> Result<Cash, Error> {
+        let supply = self.ledger.total_supply();
         Ok(match self.idle_borrow_unit {
-            Some(unit) => Cash { balance: self.idle_borrow, unit },
-            None => Cash::from_balance(self.idle_borrow, self.ledger.total_supply())?,
+            Some(unit) => Cash::at_supply(self.idle_borrow, unit, supply)?,
+            None => Cash::from_balance(self.idle_borrow, supply)?,
         })
     }
 
