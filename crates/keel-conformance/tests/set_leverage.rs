@@ -26,6 +26,7 @@ use alloy_primitives::aliases::{I24, U160};
 use alloy_primitives::{Address, Bytes, I256, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
 use common::compound::{ICToken, IOracle, IToken, Market, SET, compare, deploy};
+use common::set::{IBalance, IDebtIssuance, ISetController, ISetToken, ISetTokenCreator, SetCore, set_artifact};
 use common::uniswap::{IDriver, IFactory, IPool};
 use keel_conformance::{Chain, artifact, artifact_linked, for_each_sequence, own_bytecode};
 use keel_core::error::{AmmError, Error, FliError};
@@ -41,23 +42,6 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
 sol! {
-    interface ISetController {
-        function initialize(address[] factories, address[] modules, address[] resources, uint256[] resourceIds) external;
-        function addFee(address module, uint256 feeType, uint256 newFeePercentage) external;
-    }
-    interface IIntegrationRegistry {
-        function addIntegration(address module, string id, address wrapper) external;
-    }
-    interface ISetTokenCreator {
-        function create(address[] components, int256[] units, address[] modules, address manager, string name, string symbol) external returns (address);
-    }
-    interface IDebtIssuance {
-        function initialize(address setToken, uint256 maxManagerFee, uint256 managerIssueFee, uint256 managerRedeemFee, address feeRecipient, address managerIssuanceHook) external;
-        function issue(address setToken, uint256 quantity, address to) external;
-        function redeem(address setToken, uint256 quantity, address to) external;
-        function updateIssueFee(address setToken, uint256 newIssueFee) external;
-        function updateRedeemFee(address setToken, uint256 newRedeemFee) external;
-    }
     interface ICompoundLeverage {
         function updateAnySetAllowed(bool anySetAllowed) external;
         function initialize(address setToken, address[] collateralAssets, address[] borrowAssets) external;
@@ -65,16 +49,6 @@ sol! {
         function delever(address setToken, address collateralAsset, address repayAsset, uint256 redeemQuantity, uint256 minRepayQuantity, string tradeAdapterName, bytes tradeData) external;
         function deleverToZeroBorrowBalance(address setToken, address collateralAsset, address repayAsset, uint256 redeemQuantity, string tradeAdapterName, bytes tradeData) external;
         function sync(address setToken, bool shouldAccrueInterest) external;
-    }
-    interface ISetToken {
-        function totalSupply() external view returns (uint256);
-        function balanceOf(address a) external view returns (uint256);
-        function getDefaultPositionRealUnit(address component) external view returns (int256);
-        function getExternalPositionRealUnit(address component, address positionModule) external view returns (int256);
-    }
-    interface IBalance {
-        function balanceOf(address a) external view returns (uint256);
-        function approve(address spender, uint256 amount) external returns (bool);
     }
 }
 
@@ -88,10 +62,6 @@ const USDC: usize = 1;
 
 fn sent(r: Result<Bytes, keel_conformance::Revert>, what: &str) -> Bytes {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-fn set_artifact(path: &str) -> Bytes {
-    artifact(&format!("{SET}artifacts/contracts/{path}"))
 }
 
 fn read<C: SolCall>(c: &mut Chain, to: Address, call: C) -> C::Return {
@@ -194,19 +164,8 @@ fn build(rng: &mut ChaCha8Rng) -> World {
     let adapter = c.deploy(&own_bytecode("SetV3ExchangeAdapter"), &(exchange, pool).abi_encode_params()).unwrap();
 
     // Set: controller, registry, creator, issuance and the leverage module
-    let controller =
-        c.deploy(&set_artifact("protocol/Controller.sol/Controller.json"), &FEE_RECIPIENT.abi_encode()).unwrap();
-    let registry = c
-        .deploy(&set_artifact("protocol/IntegrationRegistry.sol/IntegrationRegistry.json"), &controller.abi_encode())
-        .unwrap();
-    let creator =
-        c.deploy(&set_artifact("protocol/SetTokenCreator.sol/SetTokenCreator.json"), &controller.abi_encode()).unwrap();
-    let issuance = c
-        .deploy(
-            &set_artifact("protocol/modules/DebtIssuanceModule.sol/DebtIssuanceModule.json"),
-            &controller.abi_encode(),
-        )
-        .unwrap();
+    let core = SetCore::deploy(c, FEE_RECIPIENT, "protocol/modules/DebtIssuanceModule.sol/DebtIssuanceModule.json");
+    let (controller, creator, issuance) = (core.controller, core.creator, core.issuance);
     let library = c.deploy(&set_artifact("protocol/integration/lib/Compound.sol/Compound.json"), &[]).unwrap();
     let code = artifact_linked(
         &format!("{SET}artifacts/contracts/protocol/modules/CompoundLeverageModule.sol/CompoundLeverageModule.json"),
@@ -214,17 +173,7 @@ fn build(rng: &mut ChaCha8Rng) -> World {
     );
     let args = (controller, Address::repeat_byte(0xc0), m.comptroller, Address::ZERO, Address::repeat_byte(0xee));
     let leverage = c.deploy(&code, &args.abi_encode_params()).unwrap_or_else(|e| panic!("deploy leverage module: {e}"));
-    let init = ISetController::initializeCall {
-        factories: vec![creator],
-        modules: vec![issuance, leverage],
-        resources: vec![registry],
-        resourceIds: vec![U256::ZERO],
-    };
-    sent(c.transact(controller, init.abi_encode()), "controller");
-    for (id, wrapper) in [("DefaultIssuanceModule", issuance), (ADAPTER, adapter)] {
-        let add = IIntegrationRegistry::addIntegrationCall { module: leverage, id: id.into(), wrapper };
-        sent(c.transact(registry, add.abi_encode()), "integration");
-    }
+    core.initialize(c, leverage, &[(ADAPTER, adapter)]);
     let fee_bp = [0u64, 0, 5, 10, 30, 100][rng.random_range(0..6)];
     let protocol_fee = Wad(U256::from(fee_bp) * U256::from(100_000_000_000_000u64));
     if fee_bp > 0 {

@@ -111,10 +111,12 @@ impl LeveragedToken for PerpFliToken {
 
     fn issue(&mut self, holder: Address, value: U256, now: u64) -> Result<Flow, Error> {
         // tokens at NAV (the initial NAV for the first issue) plus the cost of trading their
-        // base on the vAMM, which the issuer pays (`perp.md` A8a); the mint fee is part of them
+        // base on the vAMM, which the issuer pays (`perp.md` A8a); the mint fee is on top, as
+        // `DebtIssuanceModuleV2` takes it: the issuer pays for `tokens + fee` at the same unit
         let nav = self.issue_price(now)?;
-        let gross = self.issue_size(value, nav)?;
-        let after = crate::math::add(self.supply, gross, "supply")?;
+        let tokens = self.issue_size(value, nav, self.mint_fee)?;
+        let fee = pmul(tokens, self.mint_fee)?;
+        let after = crate::math::add(self.supply, crate::math::add(tokens, fee, "issue")?, "supply")?;
         if !self.supply_cap.is_zero() && after > self.supply_cap {
             return Err(TokenError::SupplyCapExceeded {
                 would_be: crate::math::Wad(after).to_string(),
@@ -122,12 +124,11 @@ impl LeveragedToken for PerpFliToken {
             }
             .into());
         }
-        let fee = mul_div_down(gross, self.mint_fee, WAD, "mint fee")?;
-        let paid = self.issue_tokens(gross, nav, value)?;
+        let paid = self.issue_tokens(tokens, fee, value)?;
         let r = self.fee_recipient;
-        self.credit(holder, gross - fee);
+        self.credit(holder, tokens);
         self.credit(r, fee);
-        Ok(Flow { tokens: gross - fee, value: paid, fee: pmul(fee, nav)? })
+        Ok(Flow { tokens, value: paid, fee: pmul(fee, nav)? })
     }
 
     fn issue_price(&self, now: u64) -> Result<U256, Error> {
@@ -144,11 +145,12 @@ impl LeveragedToken for PerpFliToken {
             }
             .into());
         }
-        // the redeem fee stays in the token, as tokens to the fee recipient
+        // the redeem fee stays in the token, as tokens to the fee recipient; the module's hook
+        // trades the position of all the tokens (`DebtIssuanceModuleV2`), pays for the rest
         let fee = mul_div_down(tokens, self.redeem_fee, WAD, "redeem fee")?;
         let nav = PerpFliToken::nav_per_token(self)?;
         let mut next = self.clone();
-        let value = if tokens > fee { PerpFliToken::redeem(&mut next, tokens - fee)? } else { U256::ZERO };
+        let value = PerpFliToken::redeem(&mut next, tokens, fee)?;
         // `tokens ≤ held` was checked: the balance is there to debit
         if held == tokens {
             next.holders.remove(&holder);
@@ -202,6 +204,8 @@ impl LeveragedToken for PerpFliToken {
         }
         let mut next = self.clone();
         next.index_price = price;
+        // the vAMM is pinned to the index here, so the mark is the index
+        next.venue_mark = None;
         let mut did = Vec::new();
         let center = if next.pool_center.is_zero() { price } else { next.pool_center };
         let moved = (to_f64(price, 18) / to_f64(center, 18)).ln().abs();

@@ -43,6 +43,9 @@ pub enum PerpV2Error {
     /// Liquidating an account above its maintenance requirement.
     #[error("CH_EAV: account value is enough, the account cannot be liquidated")]
     EnoughAccountValue,
+    /// A swap of nothing: the pool refuses a zero amount (`AS`, `UniswapV3Pool.swap`).
+    #[error("AS: a swap needs a non-zero amount")]
+    ZeroAmount,
     /// A zero trade or a zero price.
     #[error("invalid input: {0}")]
     Invalid(&'static str),
@@ -249,7 +252,7 @@ pub fn vamm_swap(
     limit: Option<U160>,
 ) -> Result<VammSwap, PerpV2Error> {
     if amount.is_zero() {
-        return Err(PerpV2Error::Invalid("a swap needs a non-zero amount"));
+        return Err(PerpV2Error::ZeroAmount);
     }
     if fees.exchange_fee_ratio >= ONE_HUNDRED_PERCENT || fees.insurance_fund_fee_ratio > ONE_HUNDRED_PERCENT {
         return Err(PerpV2Error::Invalid("fee ratios must be below 100%"));
@@ -461,13 +464,35 @@ impl PerpV2Market {
         Ok(())
     }
 
-    /// Withdraw at most the free collateral by the initial-margin ratio. Nothing changes on refusal.
+    /// Withdraw `amount` (wad, whole units of the settlement token) as `Vault.withdraw` does
+    /// (`_settleAndDecreaseBalance`, B4): pending funding is settled into the owed realised PnL;
+    /// the amount may not exceed the free collateral by the initial-margin ratio nor the
+    /// settlement balance (collateral + owed PnL, less funding), both cut to whole settlement
+    /// units, and nothing leaves an account whose collateral plus unrealised PnL is negative
+    /// (`V_NEFC`); then the owed PnL moves into the collateral, rounded toward −∞ to whole units
+    /// (the remainder below a unit is given up, as the vault does). Nothing changes on refusal.
     pub fn withdraw(&mut self, amount: U256, mark: U256) -> Result<(), PerpV2Error> {
-        let withdrawable = nonneg(self.free_collateral(mark, self.params.im_ratio)?);
+        let unit = crate::math::pow10(u32::from(18u8.saturating_sub(self.params.settlement_decimals)));
+        if amount % unit != U256::ZERO {
+            return Err(PerpV2Error::Invalid("a withdrawal must be whole units of the settlement token"));
+        }
+        let mut next = self.clone();
+        next.settle_funding()?;
+        let mut withdrawable = U256::ZERO;
+        if !next.account_value(mark)?.is_negative() {
+            let balance = next.account.collateral + next.account.owed_realized_pnl;
+            let free = nonneg(next.free_collateral(mark, next.params.im_ratio)?);
+            if balance.is_positive() && !free.is_zero() {
+                withdrawable = free.min(balance.unsigned_abs()) / unit * unit;
+            }
+        }
         if amount > withdrawable {
             return Err(PerpV2Error::NotEnoughFreeCollateral { amount, withdrawable });
         }
-        self.account.collateral -= i(amount)?;
+        let owed = to_settlement_units(next.account.owed_realized_pnl, next.params.settlement_decimals)?;
+        next.account.collateral = next.account.collateral - i(amount)? + owed;
+        next.account.owed_realized_pnl = I256::ZERO;
+        *self = next;
         Ok(())
     }
 
@@ -657,6 +682,41 @@ mod tests {
         assert_eq!(m.margin_ratio(w("2000")).unwrap(), sw("0.2"));
     }
 
+    /// `Vault.withdraw` (`_settleAndDecreaseBalance`): whole USDC only; at most the smaller of
+    /// the free collateral and the settlement balance, cut to whole USDC; nothing from an account
+    /// worth less than nothing; the owed PnL moves into the balance rounded toward −∞.
+    #[test]
+    fn table_withdrawals_as_the_vault_settles_them() {
+        // (case, owed realised PnL, mark, amount, Ok(collateral after) or Err(withdrawable))
+        type Case = (&'static str, &'static str, &'static str, &'static str, Result<&'static str, &'static str>);
+        let cases: [Case; 7] = [
+            ("free collateral 500 of a 5x long", "0", "2000", "500", Ok("500")),
+            ("a micro-dollar more is refused", "0", "2000", "500.000001", Err("500")),
+            ("owed profit settles into the balance", "10.0000005", "2000", "100", Ok("910")),
+            ("an owed loss rounds toward −∞", "-10.0000005", "2000", "100", Ok("889.999999")),
+            ("an owed loss lowers the free collateral", "-300", "2000", "201", Err("200")),
+            ("an account worth less than nothing: nothing leaves", "0", "1500", "0.000001", Err("0")),
+            ("a part of a micro-dollar is not an amount", "0", "2000", "0.0000001", Err("invalid")),
+        ];
+        for (case, owed, mark, amount, want) in cases {
+            let mut m = long_5x();
+            m.account.owed_realized_pnl = sw(owed);
+            let before = m.clone();
+            match (m.withdraw(w(amount), w(mark)), want) {
+                (Ok(()), Ok(c)) => {
+                    assert_eq!(m.account.collateral, sw(c), "{case}");
+                    assert_eq!(m.account.owed_realized_pnl, I256::ZERO, "{case}: owed PnL settled");
+                }
+                (Err(PerpV2Error::NotEnoughFreeCollateral { withdrawable, .. }), Err(x)) if x != "invalid" => {
+                    assert_eq!(withdrawable, w(x), "{case}");
+                    assert_eq!(m, before, "{case}: nothing changed");
+                }
+                (Err(PerpV2Error::Invalid(_)), Err("invalid")) => assert_eq!(m, before, "{case}"),
+                (got, _) => panic!("{case}: {got:?}"),
+            }
+        }
+    }
+
     #[test]
     fn margin_checks_on_trades_and_withdrawals() {
         let mut m = long_5x();
@@ -760,7 +820,7 @@ mod tests {
         assert_eq!(e, PerpV2Error::UnmatchedOutput);
         assert_eq!(
             vamm_swap(&mut pool, fees, true, true, U256::ZERO, None).unwrap_err().to_string(),
-            "invalid input: a swap needs a non-zero amount"
+            "AS: a swap needs a non-zero amount"
         );
         let bad = MarketFees { exchange_fee_ratio: 1_000_000, insurance_fund_fee_ratio: 0 };
         assert!(matches!(vamm_swap(&mut pool, bad, true, true, w("1"), None), Err(PerpV2Error::Invalid(_))));

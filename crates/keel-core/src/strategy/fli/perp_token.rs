@@ -7,7 +7,7 @@
 use super::ShouldRebalance;
 use super::perp::{PerpFli, PerpSnapshot};
 use crate::error::FliError;
-use crate::math::{I256, MathError, U256, WAD, pdiv, pmul_i};
+use crate::math::{I256, MathError, U256, WAD, pdiv, pmul, pmul_i};
 use crate::venue::amm::Pool;
 use crate::venue::perp_v2::{MarketFees, PerpV2Error, PerpV2Market, vamm_swap};
 use serde::{Deserialize, Serialize};
@@ -127,10 +127,11 @@ pub struct PerpFliToken {
     /// Maximum supply (wad; 0: none).
     #[serde(default)]
     pub supply_cap: U256,
-    /// Fee on issue, as a fraction of the tokens (paid in tokens to the fee recipient).
+    /// Fee on issue, as a fraction of the tokens issued, minted on top to the fee recipient and
+    /// paid for by the issuer (`DebtIssuanceModuleV2`).
     #[serde(default)]
     pub mint_fee: U256,
-    /// Fee on redeem, as a fraction of the tokens.
+    /// Fee on redeem, as a fraction of the tokens redeemed, kept as the fee recipient's.
     #[serde(default)]
     pub redeem_fee: U256,
     /// USD per token at the first issue (wad).
@@ -149,6 +150,15 @@ pub struct PerpFliToken {
     /// [`PerpFliToken::fees`]).
     #[serde(default)]
     pub fees: Option<MarketFees>,
+    /// The clearing house's mark price when it is not the index (`perp.md` B3): the margin
+    /// checks of the token's trades and withdrawals use it. `None` (the simulator, which pins
+    /// the vAMM to the index every block): the index. [`PerpFliToken::mark`] reads it.
+    #[serde(default)]
+    pub venue_mark: Option<U256>,
+    /// The insurance fund's share of the exchange fees the token's swaps paid, to date (Curie
+    /// books it on the fund's account; wad).
+    #[serde(default)]
+    pub insurance_fund_fees: U256,
 }
 
 impl PerpFliToken {
@@ -181,6 +191,8 @@ impl PerpFliToken {
             pool_tvl: U256::ZERO,
             guards: PriceGuards::default(),
             fees: None,
+            venue_mark: None,
+            insurance_fund_fees: U256::ZERO,
         })
     }
 
@@ -193,78 +205,109 @@ impl PerpFliToken {
 
     /// How many tokens `value` USD buys at `nav` a token (the NAV, or the initial NAV of an
     /// empty token). With a position open the issuer also pays the cost of trading the tokens'
-    /// base on the vAMM (`perp.md` A8a), so the tokens are sized, on a copy, so that `tokens ×
-    /// nav + cost` stays within `value`.
-    pub fn issue_size(&self, value: U256, nav: U256) -> Result<U256, FliError> {
+    /// base on the vAMM (`perp.md` A8a), so the tokens are sized, on a copy, until what
+    /// [`PerpFliToken::issue_tokens`] would take, with the manager's fee of `fee_rate` a token
+    /// on top (`DebtIssuanceModuleV2.calculateTotalFees`), is within `value`. Returns the
+    /// tokens the issuer receives.
+    pub fn issue_size(&self, value: U256, nav: U256, fee_rate: U256) -> Result<U256, FliError> {
         if value.is_zero() {
             return Err(FliError::Revert("Amount is 0"));
         }
         if nav.is_zero() {
             return Err(FliError::Revert("NAV is 0: the token cannot be issued"));
         }
-        let first = pdiv(value, nav)?;
-        if first.is_zero() || self.market.account.base.is_zero() || self.supply.is_zero() {
-            return Ok(first);
+        let mut tokens = pdiv(value, nav)?;
+        // each step scales by value / paid; a smaller trade costs no more per token, so this
+        // converges from above in a step or two (the cap only guards a pathological pool)
+        for _ in 0..8 {
+            if tokens.is_zero() {
+                return Ok(tokens);
+            }
+            let fee = pmul(tokens, fee_rate)?;
+            let paid = self.clone().issue_tokens(tokens, fee, U256::MAX)?;
+            if paid <= value {
+                return Ok(tokens);
+            }
+            let scaled = crate::math::mul_div_down(tokens, value, paid, "issue size")?;
+            tokens = if scaled < tokens { scaled } else { tokens - U256::from(1u8) };
         }
-        let mut probe = self.clone();
-        probe.market.deposit(value).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-        let cost = probe.trade_with_supply(first, true)?;
-        if !cost.is_positive() {
-            // a fill at or better than the index: `first` tokens cost at most `value`
-            return Ok(first);
-        }
-        // the cost per token of the larger trade bounds that of the smaller one
-        let per_token = crate::math::mul_div_up(cost.unsigned_abs(), WAD, first, "issue cost")?;
-        Ok(pdiv(value, crate::math::add(nav, per_token, "issue price")?)?)
+        Err(FliError::Revert("the issue could not be sized within the value offered"))
     }
 
-    /// Issue `tokens` at `nav` a token, paying at most `max_paid` USD: trades `base × tokens /
-    /// supply` on the vAMM so each token keeps its base (the leverage does not change), and the
-    /// issuer deposits `tokens × nav` plus the trade's cost against the index (fee and slippage;
-    /// less, when the fill beats the index), priced first on a copy. Returns what was paid.
-    /// Nothing changes on refusal.
-    pub fn issue_tokens(&mut self, tokens: U256, nav: U256, max_paid: U256) -> Result<U256, FliError> {
-        if tokens.is_zero() || nav.is_zero() {
-            return Err(FliError::Revert("Amount is 0"));
+    /// One settlement unit (1e12 for USDC's 6 decimals) in wad.
+    fn settlement_unit(&self) -> U256 {
+        crate::math::pow10(u32::from(18u8.saturating_sub(self.market.params.settlement_decimals)))
+    }
+
+    /// The clearing house's price for the account's margin checks (`settle_trade`, `withdraw`):
+    /// the mark when one is set ([`PerpFliToken::venue_mark`]), else the index.
+    pub fn mark(&self) -> U256 {
+        self.venue_mark.unwrap_or(self.index_price)
+    }
+
+    /// Issue `tokens` to the issuer and `fee` more to the fee recipient as Set's
+    /// `DebtIssuanceModuleV2` with `PerpV2LeverageModuleV2` does (`perp.md` A8a), paying at most
+    /// `max_paid` USD: the module's issue hook trades the issued tokens' share of the base on
+    /// the vAMM against the account as it stands (the fee's share is not traded) and sets a
+    /// USDC unit from the account's value without the position plus the quote the trade cost;
+    /// the issuer pays `⌈unit × (tokens + fee)⌉` USDC, deposited. An empty token takes
+    /// `initial_nav` a token. Returns what was paid (wad, whole settlement units). Nothing
+    /// changes on refusal.
+    pub fn issue_tokens(&mut self, tokens: U256, fee: U256, max_paid: U256) -> Result<U256, FliError> {
+        if tokens.is_zero() {
+            return Err(FliError::Revert("Issue quantity must be > 0"));
         }
-        let at_nav = crate::math::pmul(tokens, nav)?;
-        let mut probe = self.clone();
-        probe.market.deposit(at_nav).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-        let cost = probe.trade_with_supply(tokens, true)?;
-        let paid = i(at_nav)? + cost;
-        if !paid.is_positive() {
-            return Err(FliError::Revert("the issue's trade pays more than the tokens are worth"));
-        }
-        let paid = paid.unsigned_abs();
-        if paid > max_paid {
-            return Err(FliError::Revert("the issue's trade costs more than the value offered"));
-        }
+        let unit = self.settlement_unit();
+        let gross = crate::math::add(tokens, fee, "issue")?;
         self.atomically(|t| {
+            let paid = if t.supply.is_zero() {
+                crate::math::mul_div_up(gross, t.initial_nav, WAD, "issue")?.div_ceil(unit) * unit
+            } else {
+                let per = t.flow_unit(tokens, true)?;
+                if per.is_zero() {
+                    return Err(FliError::Revert("the token's account value is zero or less: it cannot be issued"));
+                }
+                // `preciseMulCeil` of the unit (settlement units) by the tokens with fees
+                crate::math::mul_div_up(per, gross, WAD, "issue")? * unit
+            };
+            if paid > max_paid {
+                return Err(FliError::Revert("the issue's trade costs more than the value offered"));
+            }
             t.market.deposit(paid).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-            t.trade_with_supply(tokens, true)?;
-            t.supply = crate::math::add(t.supply, tokens, "supply")?;
+            t.supply = crate::math::add(t.supply, gross, "supply")?;
             Ok(paid)
         })
     }
 
-    /// Set's `PerpV2LeverageModuleV2` on issue and redeem: the position moves with the supply.
-    /// Trades `base × tokens / supply` on the vAMM (buying for an issue of a long token, selling
-    /// for a redeem) and settles it on the account at the index. Returns the signed cost in USD
-    /// wad: account value before less after (negative when the fill beat the index).
-    fn trade_with_supply(&mut self, tokens: U256, issue: bool) -> Result<I256, FliError> {
-        let base = self.market.account.base;
-        if base.is_zero() || self.supply.is_zero() {
-            return Ok(I256::ZERO);
+    /// `PerpV2LeverageModuleV2._executePositionTrades` for `tokens` of the supply (not a
+    /// simulation): the account value without the position per token (`collateral + owed PnL −
+    /// pending funding + open notional`, over the supply, truncated) times the tokens; then the
+    /// tokens' share of the base, `⌊⌊base/S⌋ × tokens⌋` (bought on an issue of a long, sold on a
+    /// redeem), traded on the vAMM with no quote bound, its quote added for a long (subtracted
+    /// for a short); the result per token in whole settlement units, rounded away from zero on
+    /// an issue and toward zero on a redeem; 0 for an account worth nothing. A position under
+    /// a wei a token is not the module's (`_hasBaseBalance`): neither traded nor counted.
+    fn flow_unit(&mut self, tokens: U256, issue: bool) -> Result<U256, FliError> {
+        let (s, q) = (i(self.supply)?, i(tokens)?);
+        let a = self.market.account.clone();
+        let pending = self.market.pending_funding().map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        let base_unit = crate::math::pdiv_i(a.base, s)?;
+        let counted = base_unit.unsigned_abs() > U256::from(1u8);
+        let quote = if counted { a.quote } else { I256::ZERO };
+        let partial = crate::math::pdiv_i(a.collateral + a.owed_realized_pnl - pending + quote, s)?;
+        let mut value = pmul_i(partial, q)?;
+        if counted {
+            let share = pmul_i(base_unit, q)?;
+            let traded = self.swap_and_settle(if issue { share } else { -share }, None)?;
+            let quote = i(traded.quote)?;
+            value = if share.is_negative() { value - quote } else { value + quote };
         }
-        let amount = crate::math::mul_div_down(base.unsigned_abs(), tokens, self.supply, "flow base")?;
-        if amount.is_zero() {
-            return Ok(I256::ZERO);
+        if !value.is_positive() {
+            return Ok(U256::ZERO);
         }
-        let delta = if base.is_positive() == issue { i(amount)? } else { -i(amount)? };
-        let before = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-        self.swap_and_settle(delta, None)?;
-        let after = self.market.account_value(self.index_price).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-        Ok(before - after)
+        let v = value.unsigned_abs();
+        let per = if issue { crate::math::mul_div_up(v, WAD, tokens, "flow unit")? } else { pdiv(v, tokens)? };
+        Ok(per / self.settlement_unit())
     }
 
     /// The token's ticker.
@@ -319,32 +362,35 @@ impl PerpFliToken {
     /// `issue_tokens`). Returns the tokens issued.
     pub fn issue(&mut self, usd: U256) -> Result<U256, FliError> {
         let nav = self.nav_per_token()?;
-        let tokens = self.issue_size(usd, nav)?;
-        self.issue_tokens(tokens, nav, usd)?;
+        let tokens = self.issue_size(usd, nav, U256::ZERO)?;
+        self.issue_tokens(tokens, U256::ZERO, usd)?;
         Ok(tokens)
     }
 
-    /// Redeem `tokens`: sells their share of the position on the vAMM (`base × tokens / supply`,
-    /// as Set's `PerpV2LeverageModuleV2` does), so the leverage does not change, and pays
-    /// `tokens × NAV` less the trade's cost against the index (more, when the fill beats the
-    /// index), withdrawn from the venue. Refused (nothing
-    /// changes) when the withdrawal would break the initial-margin rule (`V_NEFC`) or the cost
-    /// exceeds the value. Returns the USD paid.
-    pub fn redeem(&mut self, tokens: U256) -> Result<U256, FliError> {
+    /// Redeem `tokens`, `fee` of them kept as the fee recipient's, as Set's
+    /// `DebtIssuanceModuleV2` with `PerpV2LeverageModuleV2` does (`perp.md` A8a): the module's
+    /// redeem hook sells the share of the position of all `tokens` on the vAMM and sets a USDC
+    /// unit from the account's value without the position plus the quote the sale brought;
+    /// `⌊unit × (tokens − fee)⌋` USDC is withdrawn from the venue (its free-collateral rule,
+    /// `V_NEFC`) and paid — nothing for an account worth nothing — and the supply falls by
+    /// `tokens − fee`. Returns the USD paid (wad, whole settlement units). Nothing changes on
+    /// refusal.
+    pub fn redeem(&mut self, tokens: U256, fee: U256) -> Result<U256, FliError> {
         if tokens.is_zero() || tokens > self.supply {
             return Err(FliError::Revert("Redeem amount must be > 0 and at most the supply"));
         }
-        let at_nav = crate::math::pmul(tokens, self.nav_per_token()?)?;
-        let mark = self.index_price;
+        if fee > tokens {
+            return Err(FliError::Revert("the redeem fee exceeds the tokens redeemed"));
+        }
+        let unit = self.settlement_unit();
         self.atomically(|t| {
-            let cost = t.trade_with_supply(tokens, false)?;
-            let paid = i(at_nav)? - cost;
-            if !paid.is_positive() {
-                return Err(FliError::Revert("the redemption's trade costs more than the tokens are worth"));
+            let per = t.flow_unit(tokens, false)?;
+            let paid = pmul(per, tokens - fee)? * unit;
+            if !paid.is_zero() {
+                let mark = t.mark();
+                t.market.withdraw(paid, mark).map_err(|e| FliError::Revert(venue_reason(&e)))?;
             }
-            let paid = paid.unsigned_abs();
-            t.market.withdraw(paid, mark).map_err(|e| FliError::Revert(venue_reason(&e)))?;
-            t.supply -= tokens;
+            t.supply -= tokens - fee;
             Ok(paid)
         })
     }
@@ -359,12 +405,23 @@ impl PerpFliToken {
     /// §A7: trade a chunk through the vAMM with the TWAP bound, then settle it on the account.
     fn trade(&mut self, chunk: I256, slippage: U256) -> Result<PerpTrade, FliError> {
         let (units, bound) = PerpFli::trade_units(chunk, self.supply, i(self.index_price)?, slippage)?;
-        let base = pmul_i(units, i(self.supply)?)?;
-        let bound = crate::math::pmul(bound, self.supply)?;
-        if base.is_zero() {
+        self.trade_units(units, bound)
+    }
+
+    /// `PerpV2LeverageModuleV2.trade`: `units` of base a token (positive buys) for at most (a
+    /// buy) or at least (a sale) `bound_units` of quote a token (0: no bound). Units of exactly
+    /// minus the position a token (`⌊base/S⌋`) close the whole position; any other units trade
+    /// `⌊units × S⌋`. Nothing changes on refusal.
+    pub fn trade_units(&mut self, units: I256, bound_units: U256) -> Result<PerpTrade, FliError> {
+        if units.is_zero() {
             return Err(FliError::Revert("Amount is 0"));
         }
-        self.swap_and_settle(base, Some(bound))
+        let s = i(self.supply)?;
+        let position = self.market.account.base;
+        // a notional that rounds to 0 goes to the clearing house as the module sends it (`AS`)
+        let base = if units == -crate::math::pdiv_i(position, s)? { -position } else { pmul_i(units, s)? };
+        let bound = pmul(bound_units, self.supply)?;
+        self.atomically(|t| t.swap_and_settle(base, (!bound.is_zero()).then_some(bound)))
     }
 
     /// The venue fees the token trades at: the product's, or a new market's (the pool's fee
@@ -376,8 +433,10 @@ impl PerpFliToken {
     /// One `ClearingHouse.openPosition` as Set's `PerpV2LeverageModuleV2` sends it: buying
     /// `base > 0` is an exact output of base, selling an exact input, through the vAMM with the
     /// exchange fee (`venue::perp_v2::vamm_swap`), held to the price guards and to `bound` on
-    /// the quote after the fee (`CH_TMRS` on what a buy pays, `CH_TLRS` on what a sale
-    /// receives), then booked on the account at the index.
+    /// the quote after the fee (`CH_TMRL` on what a buy pays, `CH_TLRS` on what a sale
+    /// receives), booked on the account with the margin check at [`PerpFliToken::mark`] first,
+    /// as the clearing house orders them. The caller keeps it atomic (a refusal leaves the pool
+    /// and account moved).
     fn swap_and_settle(&mut self, base: I256, bound: Option<U256>) -> Result<PerpTrade, FliError> {
         let sell = base.is_negative();
         let spread = self.spread_before()?;
@@ -388,18 +447,20 @@ impl PerpFliToken {
         })?;
         self.guards.check(spread, &self.pool, self.index_price)?;
         let quote = swap.quote();
+        // `_openPositionFor`: the margin check inside `_openPosition` comes before `_checkSlippage`
+        self.market
+            .settle_trade(swap.exchanged_position_size, quote, self.mark())
+            .map_err(|e| FliError::Revert(venue_reason(&e)))?;
         match bound {
             Some(b) if sell && quote.unsigned_abs() < b => {
                 return Err(FliError::Revert("CH_TLRS: the sale would receive less quote than the slippage bound"));
             }
             Some(b) if !sell && quote.unsigned_abs() > b => {
-                return Err(FliError::Revert("CH_TMRS: the purchase would pay more quote than the slippage bound"));
+                return Err(FliError::Revert("CH_TMRL: the purchase would pay more quote than the slippage bound"));
             }
             _ => {}
         }
-        self.market
-            .settle_trade(swap.exchanged_position_size, quote, self.index_price)
-            .map_err(|e| FliError::Revert(venue_reason(&e)))?;
+        self.insurance_fund_fees = crate::math::add(self.insurance_fund_fees, swap.insurance_fund_fee, "fees")?;
         Ok(PerpTrade { base: swap.exchanged_position_size, quote: quote.unsigned_abs(), fee: swap.fee })
     }
 
@@ -544,6 +605,7 @@ pub(crate) fn venue_reason(e: &crate::venue::perp_v2::PerpV2Error) -> &'static s
         E::NotEnoughFreeCollateralMm => "CH_NEFCM",
         E::NotEnoughFreeCollateral { .. } => "V_NEFC",
         E::EnoughAccountValue => "CH_EAV",
+        E::ZeroAmount => "AS: the trade's base rounds to 0; the vAMM refuses a swap of nothing",
         E::Invalid(_) => "invalid trade",
         E::Vamm(_) => "the vAMM cannot fill the trade",
         E::TickMismatch { .. } => "EX_TKMM",
@@ -684,7 +746,12 @@ mod tests {
         let supply = t.supply;
         let tokens = t.issue(w("100000")).unwrap();
         let after = t.nav_per_token().unwrap();
-        assert!(after >= nav && after - nav < w("0.000001"), "other holders keep their NAV: {nav} → {after}");
+        // the module's USDC unit is cut to whole micro-dollars after rounding up: the issuer may
+        // pay up to $0.000001 a token less than the value, which the holders share
+        assert!(
+            after + w("0.000001") >= nav && after < nav + w("0.000001"),
+            "other holders keep their NAV: {nav} → {after}"
+        );
         assert!(tokens > w("990") && tokens < w("1000"), "the issuer paid the trade's cost: {tokens} tokens for $100k");
         assert!(close(t.leverage_ratio(now).unwrap(), lr, "0.00001"), "leverage kept");
         let per_token = crate::math::pdiv_i(base, i(supply).unwrap()).unwrap();
@@ -696,19 +763,78 @@ mod tests {
         assert_eq!(t.should_rebalance(now + 1).unwrap(), ShouldRebalance::None, "nothing for the keeper to do");
         // A redemption is paid NAV less its trade's cost; leverage and NAV stay.
         let nav = t.nav_per_token().unwrap();
-        let paid = t.redeem(w("10")).unwrap();
-        let at_nav = crate::math::pmul(w("10"), nav).unwrap();
+        let paid = t.redeem(w("10"), U256::ZERO).unwrap();
+        let at_nav = pmul(w("10"), nav).unwrap();
         assert!(paid < at_nav && at_nav - paid < w("5"), "paid {paid} for tokens worth {at_nav}");
         assert!(t.nav_per_token().unwrap() >= nav);
         assert!(close(t.leverage_ratio(now).unwrap(), lr, "0.00001"), "leverage kept");
-        // The whole supply can leave: the position closes with it.
+        assert_eq!(paid % w("0.000001"), U256::ZERO, "paid in whole USDC");
+        // The whole supply can leave: the position closes with it, but for what `⌊base/S⌋ × S`
+        // leaves (at most a wei a token), as the module's trade does.
         let all = t.supply;
-        t.redeem(all).unwrap();
-        assert_eq!((t.supply, t.market.account.base), (U256::ZERO, I256::ZERO));
+        let base = t.market.account.base;
+        t.redeem(all, U256::ZERO).unwrap();
+        assert_eq!(t.supply, U256::ZERO);
+        let left = t.market.account.base;
+        assert!(
+            left.unsigned_abs() <= all / WAD + U256::from(1u8) && left.is_negative() == base.is_negative()
+                || left.is_zero(),
+            "{left}"
+        );
         // An issue of nothing, or at a zero NAV, is refused and changes nothing.
         let before = t.clone();
-        assert_eq!(t.issue_size(U256::ZERO, nav).unwrap_err(), FliError::Revert("Amount is 0"));
+        assert_eq!(t.issue_size(U256::ZERO, nav, U256::ZERO).unwrap_err(), FliError::Revert("Amount is 0"));
         assert_eq!(t, before);
+    }
+
+    /// `PerpV2LeverageModuleV2.trade`: units of exactly minus the position a token close all of
+    /// it; the same units times the supply would leave dust. Zero units are `Amount is 0`; a
+    /// notional that truncates to 0 goes to the pool, which refuses it (`AS`).
+    #[test]
+    fn trade_units_close_the_whole_position_at_minus_its_unit() {
+        let mut t = token();
+        t.supply = w("3");
+        t.trade_units(crate::math::SignedWad::parse("10").unwrap().0, U256::ZERO).unwrap();
+        t.supply = w("7"); // 30 vETH over 7 tokens does not divide evenly
+        let base = t.market.account.base;
+        let unit = crate::math::pdiv_i(base, i(t.supply).unwrap()).unwrap();
+        assert_ne!(pmul_i(unit, i(t.supply).unwrap()).unwrap(), base, "truncation would leave dust");
+        t.trade_units(-unit, U256::ZERO).unwrap();
+        assert_eq!(t.market.account.base, I256::ZERO, "closed exactly");
+        assert_eq!(t.trade_units(I256::ZERO, U256::ZERO).unwrap_err(), FliError::Revert("Amount is 0"));
+        t.supply = w("0.5"); // a wei of base a token is half a wei in all: 0
+        let before = t.clone();
+        let err = t.trade_units(I256::ONE, U256::ZERO).unwrap_err();
+        assert!(matches!(err, FliError::Revert(r) if r.starts_with("AS")), "{err:?}");
+        assert_eq!(t, before);
+    }
+
+    /// `DebtIssuanceModuleV2`'s manager fee comes on top: the issuer pays the unit for the
+    /// tokens and the fee's tokens, the hook trades only the issued tokens' base; a redeem trades
+    /// the base of all the tokens and pays for those net of the fee.
+    #[test]
+    fn fees_come_on_top_and_their_tokens_keep_no_base() {
+        let mut t = token();
+        t.engage(100).unwrap();
+        let (q, fee) = (w("10"), w("0.01"));
+        let mut plain = t.clone();
+        let paid_plain = plain.issue_tokens(q, U256::ZERO, U256::MAX).unwrap();
+        let paid = t.issue_tokens(q, fee, U256::MAX).unwrap();
+        assert_eq!(plain.market.account.base, t.market.account.base, "the fee's tokens are not traded");
+        assert_eq!(t.supply, plain.supply + fee);
+        let unit = w("0.000001");
+        assert!(paid > paid_plain && paid - paid_plain <= pmul(fee, w("101")).unwrap() + unit, "{paid_plain} {paid}");
+        assert_eq!(paid % unit, U256::ZERO, "whole USDC");
+        let (base, supply) = (t.market.account.base, t.supply);
+        let redeemed = t.redeem(q, fee).unwrap();
+        let share = pmul_i(crate::math::pdiv_i(base, i(supply).unwrap()).unwrap(), i(q).unwrap()).unwrap();
+        assert_eq!(t.market.account.base, base - share, "the base of all ten tokens was sold");
+        assert_eq!(t.supply, supply - (q - fee), "the fee's tokens stay");
+        assert!(redeemed < paid_plain);
+        assert_eq!(
+            t.redeem(q, q + U256::from(1u8)).unwrap_err(),
+            FliError::Revert("the redeem fee exceeds the tokens redeemed")
+        );
     }
 
     /// A token on a thin vAMM, guards as `perp.md` B1 with `max_tick` ticks a window.
