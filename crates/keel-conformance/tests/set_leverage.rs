@@ -19,6 +19,10 @@
 //! borrow and liquidity, the pool's price, tick and liquidity, the fee recipient's protocol fees,
 //! the Set's USDC and its unit, the supply and holdings of Sets and the Set's position units must
 //! be equal to the wei. The two deliberate differences of `conformance.md` §4 end a sequence.
+//!
+//! The second test runs keel's FLI strategy (`FliToken`, Compound rules) against Index Coop's
+//! `FlexibleLeverageStrategyExtension` from `@setprotocol/index-coop-contracts` 0.0.25, managing
+//! the same Set through its `BaseManager` (`conformance.md` §2.8).
 
 mod common;
 
@@ -31,6 +35,9 @@ use common::uniswap::{IDriver, IFactory, IPool};
 use keel_conformance::{Chain, artifact, artifact_linked, for_each_sequence, own_bytecode};
 use keel_core::error::{AmmError, Error, FliError};
 use keel_core::math::{Wad, pdiv, pdiv_up, pmul};
+use keel_core::product::Product;
+use keel_core::strategy::fli::ShouldRebalance;
+use keel_core::strategy::fli::token::FliToken;
 use keel_core::token::{Ledger, TokenConfig};
 use keel_core::venue::amm::{LiquidityPosition, Pool, PoolToken, sqrt_price_x96_from_f64, tick_spacing_for_fee};
 use keel_core::venue::compound::CompoundMarket;
@@ -81,6 +88,8 @@ struct World {
     ledger: Ledger,
     /// keel's view of the USDC the Set holds and its unit.
     cash: Cash,
+    /// keel's `UniswapV3Driver` on the pool: another trader moving it.
+    driver: Address,
 }
 
 impl World {
@@ -258,7 +267,7 @@ fn build(rng: &mut ChaCha8Rng) -> World {
     ledger.mint(ISSUER, U256::from(ONE));
     m.users.push(set);
     m.users.push(ISSUER);
-    World { m, pool, keel_pool, leverage, issuance, set, protocol_fee, ledger, cash: Cash::default() }
+    World { m, pool, keel_pool, leverage, issuance, set, protocol_fee, ledger, cash: Cash::default(), driver }
 }
 
 /// What a keel error reads as from the module.
@@ -707,4 +716,388 @@ fn keel_levers_delevers_issues_and_redeems_as_set_does() {
     eprintln!("Set CompoundLeverageModule: {n} sequences, {} operations; accepted by both {:?}", t.ops, t.accepted);
     eprintln!("refused by both: {:?}", t.refused);
     assert!(t.accepted.get("lever").copied().unwrap_or(0) > 0, "no lever went through");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The FLI strategy: keel's `FliToken` (`strategy::fli`, Compound rules of `fli.md` §8) against
+// Index Coop's `FlexibleLeverageStrategyExtension` from `@setprotocol/index-coop-contracts`
+// 0.0.25's published bytecode, managing the Set above through Index Coop's `BaseManager`.
+
+sol! {
+    interface IBaseManager {
+        function addAdapter(address adapter) external;
+    }
+    interface ISetManager {
+        function setManager(address manager) external;
+    }
+    interface IChainlinkFeed {
+        function setAnswer(int256 answer) external;
+    }
+    interface IFliExtension {
+        struct ContractSettings { address setToken; address leverageModule; address comptroller; address collateralPriceOracle; address borrowPriceOracle; address targetCollateralCToken; address targetBorrowCToken; address collateralAsset; address borrowAsset; uint256 collateralDecimalAdjustment; uint256 borrowDecimalAdjustment; }
+        struct MethodologySettings { uint256 targetLeverageRatio; uint256 minLeverageRatio; uint256 maxLeverageRatio; uint256 recenteringSpeed; uint256 rebalanceInterval; }
+        struct ExecutionSettings { uint256 unutilizedLeveragePercentage; uint256 slippageTolerance; uint256 twapCooldownPeriod; }
+        struct ExchangeSettings { uint256 twapMaxTradeSize; uint256 exchangeLastTradeTimestamp; uint256 incentivizedTwapMaxTradeSize; bytes leverExchangeData; bytes deleverExchangeData; }
+        struct IncentiveSettings { uint256 etherReward; uint256 incentivizedLeverageRatio; uint256 incentivizedSlippageTolerance; uint256 incentivizedTwapCooldownPeriod; }
+        function engage(string exchangeName) external;
+        function rebalance(string exchangeName) external;
+        function iterateRebalance(string exchangeName) external;
+        function ripcord(string exchangeName) external;
+        function disengage(string exchangeName) external;
+        function updateCallerStatus(address[] callers, bool[] statuses) external;
+        function shouldRebalance() external view returns (string[] memory, uint8[] memory);
+        function getCurrentLeverageRatio() external view returns (uint256);
+        function twapLeverageRatio() external view returns (uint256);
+        function globalLastTradeTimestamp() external view returns (uint256);
+        function getExchangeSettings(string exchangeName) external view returns (ExchangeSettings memory);
+    }
+}
+
+const OPERATOR: Address = Address::repeat_byte(0x0e);
+const KEEPER: Address = Address::repeat_byte(0x0c);
+const ICC: &str = "@setprotocol/index-coop-contracts/artifacts/contracts";
+
+/// The strategy on both sides.
+struct Strategy {
+    extension: Address,
+    feeds: [Address; 2],
+    token: FliToken,
+}
+
+/// Deploy the extension for the world's Set (its manager becomes Index Coop's `BaseManager`)
+/// with the settings of `products/eth2x-fli-compound.toml` but for trade sizes scaled to the
+/// Set, and keel's `FliToken` on the same market, pool, Set and settings.
+fn strategy(rng: &mut ChaCha8Rng, w: &mut World) -> Strategy {
+    let product = Product::from_toml(include_str!("../../../products/eth2x-fli-compound.toml")).unwrap();
+    let mut fli = product.strategy(OPERATOR).unwrap();
+    fli.incentive.ether_reward = U256::ZERO; // the extension holds no ether here
+    let held = w.m.keel.supply_balance_stored(w.set, w.m.assets[WETH].id).unwrap();
+    // chunks of 2–30% of the collateral, ripcord chunks twice that
+    let twap = pmul(held, U256::from((rng.random_range(0.02..0.3) * 1e18) as u128)).unwrap().max(U256::from(1u8));
+    let x = &mut fli.exchanges[0].1;
+    (x.twap_max_trade_size, x.incentivized_twap_max_trade_size) = (twap, twap * U256::from(2u8));
+    (x.lever_route, x.delever_route) = (ADAPTER.into(), ADAPTER.into());
+    fli.exchanges[0].0 = ADAPTER.into();
+    fli.allowed_callers.insert(KEEPER);
+    let (m, e, i) = (&fli.methodology, &fli.execution, &fli.incentive);
+    let c = &mut w.m.chain;
+    let owner = c.sender;
+    let mut feeds = [Address::ZERO; 2];
+    for (k, f) in feeds.iter_mut().enumerate() {
+        *f = c.deploy(&own_bytecode("ChainlinkFeed"), &[]).unwrap();
+        let answer = I256::try_from(w.m.keel.markets[w.m.assets[k].id].feed.answer).unwrap();
+        sent(c.transact(*f, IChainlinkFeed::setAnswerCall { answer }.abi_encode()), "feed");
+    }
+    let manager = c
+        .deploy(
+            &artifact(&format!("{ICC}/manager/BaseManager.sol/BaseManager.json")),
+            &(w.set, OPERATOR, owner).abi_encode_params(),
+        )
+        .unwrap();
+    let settings = IFliExtension::ContractSettings {
+        setToken: w.set,
+        leverageModule: w.leverage,
+        comptroller: w.m.comptroller,
+        collateralPriceOracle: feeds[WETH],
+        borrowPriceOracle: feeds[USDC],
+        targetCollateralCToken: w.m.assets[WETH].ctoken,
+        targetBorrowCToken: w.m.assets[USDC].ctoken,
+        collateralAsset: w.m.assets[WETH].token,
+        borrowAsset: w.m.assets[USDC].token,
+        collateralDecimalAdjustment: U256::from(fli.collateral_decimal_adjustment),
+        borrowDecimalAdjustment: U256::from(fli.borrow_decimal_adjustment),
+    };
+    let methodology = IFliExtension::MethodologySettings {
+        targetLeverageRatio: m.target_leverage_ratio,
+        minLeverageRatio: m.min_leverage_ratio,
+        maxLeverageRatio: m.max_leverage_ratio,
+        recenteringSpeed: m.recentering_speed,
+        rebalanceInterval: U256::from(m.rebalance_interval),
+    };
+    let execution = IFliExtension::ExecutionSettings {
+        unutilizedLeveragePercentage: e.unutilized_leverage_percentage,
+        slippageTolerance: e.slippage_tolerance,
+        twapCooldownPeriod: U256::from(e.twap_cooldown_period),
+    };
+    let incentive = IFliExtension::IncentiveSettings {
+        etherReward: i.ether_reward,
+        incentivizedLeverageRatio: i.incentivized_leverage_ratio,
+        incentivizedSlippageTolerance: i.incentivized_slippage_tolerance,
+        incentivizedTwapCooldownPeriod: U256::from(i.incentivized_twap_cooldown_period),
+    };
+    let exchange = IFliExtension::ExchangeSettings {
+        twapMaxTradeSize: twap,
+        exchangeLastTradeTimestamp: U256::ZERO,
+        incentivizedTwapMaxTradeSize: twap * U256::from(2u8),
+        leverExchangeData: Bytes::new(),
+        deleverExchangeData: Bytes::new(),
+    };
+    let args = (manager, settings, methodology, execution, incentive, vec![ADAPTER.to_string()], vec![exchange]);
+    let code = artifact(&format!(
+        "{ICC}/adapters/FlexibleLeverageStrategyExtension.sol/FlexibleLeverageStrategyExtension.json"
+    ));
+    let extension = c.deploy(&code, &args.abi_encode_params()).unwrap_or_else(|e| panic!("deploy extension: {e}"));
+    sent(c.transact(w.set, ISetManager::setManagerCall { manager }.abi_encode()), "set manager");
+    sent(
+        c.transact_from(OPERATOR, manager, IBaseManager::addAdapterCall { adapter: extension }.abi_encode()),
+        "adapter",
+    );
+    let callers = IFliExtension::updateCallerStatusCall { callers: vec![KEEPER], statuses: vec![true] };
+    sent(c.transact_from(OPERATOR, extension, callers.abi_encode()), "callers");
+    let token = FliToken {
+        ledger: w.ledger.clone(),
+        market: MoneyMarket::CompoundV2(w.m.keel.clone()),
+        pools: BTreeMap::from([(ADAPTER.to_string(), w.keel_pool.clone())]),
+        fli,
+        account: w.set,
+        collateral: w.m.assets[WETH].id,
+        borrow: w.m.assets[USDC].id,
+        idle_borrow: w.cash.balance,
+        idle_borrow_unit: Some(w.cash.unit),
+        protocol_fee: w.protocol_fee,
+        initial_collateral_per_token: U256::ZERO,
+        oracle_fill: false,
+        underlying_is_borrow: false,
+    };
+    Strategy { extension, feeds, token }
+}
+
+/// Post every price again at `now` on both sides (the extension's Chainlink answers carry no
+/// time; keel refuses a stale price, `fli.md` §17.1, so the suite keeps them fresh).
+fn refresh_prices(w: &mut World, st: &mut Strategy, weth_e8: Option<i128>) {
+    let now = w.m.chain.now;
+    for k in [WETH, USDC] {
+        let id = w.m.assets[k].id;
+        let answer = if k == WETH {
+            weth_e8.unwrap_or(w.m.keel.markets[id].feed.answer)
+        } else {
+            w.m.keel.markets[id].feed.answer
+        };
+        w.m.keel.post_price(id, answer, now);
+        if let MoneyMarket::CompoundV2(km) = &mut st.token.market {
+            km.post_price(id, answer, now);
+        }
+        let f = st.feeds[k];
+        sent(
+            w.m.chain
+                .transact(f, IChainlinkFeed::setAnswerCall { answer: I256::try_from(answer).unwrap() }.abi_encode()),
+            "feed",
+        );
+        if k == WETH {
+            let price = U256::from(answer as u128) * U256::from(10u64).pow(U256::from(10u64));
+            let ct = w.m.assets[WETH].ctoken;
+            sent(
+                w.m.chain.transact(w.m.oracle, IOracle::setUnderlyingPriceCall { cToken: ct, price }.abi_encode()),
+                "p",
+            );
+        }
+    }
+}
+
+/// The keel token's venues and books back into the world, for `check`.
+fn sync_world(w: &mut World, st: &Strategy) {
+    let MoneyMarket::CompoundV2(k) = &st.token.market else { unreachable!("a Compound market") };
+    w.m.keel = k.clone();
+    w.keel_pool = st.token.pools[ADAPTER].clone();
+    w.ledger = st.token.ledger.clone();
+    w.cash = st.token.cash().unwrap();
+}
+
+/// What a keel strategy error reads as from the extension (or the module it calls).
+fn strategy_reason(e: &Error) -> String {
+    match e {
+        // fli.md §17.3: keel names the limit; the extension's SafeMath underflows
+        Error::Fli(FliError::CannotDelever { .. } | FliError::NoBorrowCapacity { .. } | FliError::Insolvent) => {
+            "SafeMath: subtraction overflow".into()
+        }
+        Error::Lending(_) => reason(e, true),
+        _ => reason(e, false),
+    }
+}
+
+/// The extension's state and views beside keel's. Once disengaging, keel's unwind (`fli.md`
+/// §17.2: timestamps set, the TWAP cleared, rebalances refused) leaves only the leverage ratio to
+/// compare.
+fn check_strategy(w: &mut World, st: &Strategy, at: &str, disengaging: bool) {
+    let now = w.m.chain.now;
+    let x = st.extension;
+    let c = &mut w.m.chain;
+    let tok = &st.token;
+    let chain_lr = c
+        .call(x, IFliExtension::getCurrentLeverageRatioCall {}.abi_encode())
+        .ok()
+        .map(|r| IFliExtension::getCurrentLeverageRatioCall::abi_decode_returns(&r).unwrap());
+    let keel_lr = tok.current_leverage_ratio(now).ok();
+    if chain_lr.is_some() || keel_lr.is_some() {
+        assert_eq!(chain_lr, keel_lr, "{at}: current leverage ratio");
+    }
+    if disengaging {
+        return;
+    }
+    assert_eq!(
+        read(c, x, IFliExtension::twapLeverageRatioCall {}),
+        tok.fli.twap_leverage_ratio,
+        "{at}: TWAP leverage ratio"
+    );
+    let global = read(c, x, IFliExtension::globalLastTradeTimestampCall {});
+    assert_eq!(global, U256::from(tok.fli.global_last_trade_timestamp), "{at}: global last trade");
+    let ex = read(c, x, IFliExtension::getExchangeSettingsCall { exchangeName: ADAPTER.into() });
+    assert_eq!(
+        ex.exchangeLastTradeTimestamp,
+        U256::from(tok.fli.exchanges[0].1.last_trade_timestamp),
+        "{at}: exchange last trade"
+    );
+    let chain_should = c.call(x, IFliExtension::shouldRebalanceCall {}.abi_encode()).ok().map(|r| {
+        let r = IFliExtension::shouldRebalanceCall::abi_decode_returns(&r).unwrap();
+        r._0.into_iter().zip(r._1).collect::<Vec<_>>()
+    });
+    let keel_should =
+        tok.should_rebalance(now).ok().map(|v| v.into_iter().map(|(n, s)| (n, s as u8)).collect::<Vec<_>>());
+    assert_eq!(chain_should, keel_should, "{at}: shouldRebalance");
+}
+
+fn run_strategy(seed: u64, t: &mut common::Tally) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0xf11_0000 + seed);
+    let mut w = build(&mut rng);
+    let mut st = strategy(&mut rng, &mut w);
+    let mut fees = [U256::ZERO; 2];
+    check(&mut w, &fees, seed, 0, "setup");
+    check_strategy(&mut w, &st, &format!("seq {seed} setup"), false);
+    let mut disengaging = false;
+    let steps = rng.random_range(10..60);
+    for step in 1..=steps {
+        refresh_prices(&mut w, &mut st, None);
+        let now = w.m.chain.now;
+        let roll = if step == 1 {
+            0
+        } else if disengaging {
+            99
+        } else {
+            rng.random_range(1..100)
+        };
+        let unlevered = w.m.keel.borrow_balance_stored(w.set, w.m.assets[USDC].id).unwrap_or_default().is_zero();
+        let call = if roll == 0 || (roll < 50 && unlevered && rng.random_bool(0.8)) {
+            Some("engage")
+        } else if roll < 50 {
+            // the keeper does what keel's shouldRebalance says, or, one time in four, calls
+            // something to see both refuse it
+            let due = st.token.should_rebalance(now).ok().and_then(|v| v.first().map(|x| x.1));
+            let pick = ["rebalance", "iterate", "ripcord"][rng.random_range(0..3)];
+            match due {
+                Some(ShouldRebalance::Rebalance) if rng.random_bool(0.75) => Some("rebalance"),
+                Some(ShouldRebalance::IterateRebalance) if rng.random_bool(0.75) => Some("iterate"),
+                Some(ShouldRebalance::Ripcord) if rng.random_bool(0.75) => Some("ripcord"),
+                _ if rng.random_bool(0.25) => Some(pick),
+                _ => None,
+            }
+        } else if roll < 97 {
+            None
+        } else {
+            Some("disengage")
+        };
+        let what: &'static str = match call {
+            Some(name) => {
+                let (from, data) = match name {
+                    "engage" => (OPERATOR, IFliExtension::engageCall { exchangeName: ADAPTER.into() }.abi_encode()),
+                    "rebalance" => (KEEPER, IFliExtension::rebalanceCall { exchangeName: ADAPTER.into() }.abi_encode()),
+                    "iterate" => {
+                        (KEEPER, IFliExtension::iterateRebalanceCall { exchangeName: ADAPTER.into() }.abi_encode())
+                    }
+                    "ripcord" => (KEEPER, IFliExtension::ripcordCall { exchangeName: ADAPTER.into() }.abi_encode()),
+                    _ => (OPERATOR, IFliExtension::disengageCall { exchangeName: ADAPTER.into() }.abi_encode()),
+                };
+                let mut tok = st.token.clone();
+                let ours = match name {
+                    "engage" => tok.engage(from, ADAPTER, now),
+                    "rebalance" => tok.rebalance(from, ADAPTER, now),
+                    "iterate" => tok.iterate_rebalance(from, ADAPTER, now),
+                    "ripcord" => tok.ripcord(from, ADAPTER, now),
+                    _ => tok.disengage(from, ADAPTER, now),
+                };
+                let theirs = w.m.chain.transact_from(from, st.extension, data).map(|_| ()).map_err(|e| e.0);
+                t.ops += 1;
+                match (&ours, &theirs) {
+                    (Ok(o), Ok(())) => {
+                        if let Some(r) = &o.trade {
+                            fees[if r.is_lever { WETH } else { USDC }] += r.protocol_fee;
+                        }
+                        st.token = tok;
+                        *t.accepted.entry(name).or_default() += 1;
+                    }
+                    (Ok(o), Err(c)) if name == "iterate" && o.trade.is_none() && c == "Quantity is 0" => {
+                        // fli.md §17.7: an iterate at its target ends the TWAP in keel
+                        *t.ended.entry("iterate with nothing to trade (§17.7)").or_default() += 1;
+                        return;
+                    }
+                    (Err(k), Err(c)) => {
+                        let k = strategy_reason(k);
+                        assert_eq!(&k, c, "seq {seed} step {step} {name}: refused by both, for different reasons");
+                        *t.refused.entry(format!("{name}: {c}")).or_default() += 1;
+                    }
+                    _ => panic!("seq {seed} step {step} {name}: keel {ours:?}, the extension {theirs:?}"),
+                }
+                if name == "disengage" && ours.is_ok() {
+                    disengaging = true;
+                    // keel's unwind (fli.md §17.2): one step a TWAP cooldown
+                    let cooldown = st.token.fli.execution.twap_cooldown_period;
+                    w.m.chain.warp(cooldown + 1);
+                }
+                name
+            }
+            None if roll < 75 => {
+                let dt = [rng.random_range(1..120), rng.random_range(120..7_200), rng.random_range(7_200..200_000)]
+                    [rng.random_range(0..3)];
+                w.m.chain.warp(dt);
+                "time"
+            }
+            None => {
+                // the oracle moves 1–12% (or crashes) and another trader moves the pool to it
+                let id = w.m.assets[WETH].id;
+                let old = w.m.keel.markets[id].feed.answer as f64 / 1e8;
+                // one time in eight a crash of 15–30%, which a ripcord answers
+                let usd = if rng.random_bool(0.125) {
+                    old * (1.0 - rng.random_range(0.15..0.3))
+                } else if rng.random_bool(0.5) {
+                    old * (1.0 + rng.random_range(0.01..0.12))
+                } else {
+                    old * (1.0 - rng.random_range(0.01..0.12))
+                };
+                let e8 = (usd * 1e8) as i128;
+                refresh_prices(&mut w, &mut st, Some(e8));
+                let weth_first = w.m.assets[WETH].token < w.m.assets[USDC].token;
+                let ratio = if weth_first { usd * 1e6 / 1e18 } else { 1e18 / (usd * 1e6) };
+                let target = sqrt_price_x96_from_f64(ratio).unwrap();
+                let zero_for_one = target < w.keel_pool.sqrt_price_x96();
+                let amount = U256::from(10u64).pow(U256::from(40u64));
+                let call = IDriver::swapCall {
+                    zeroForOne: zero_for_one,
+                    amountSpecified: I256::try_from(amount).unwrap(),
+                    sqrtPriceLimitX96: target,
+                };
+                sent(w.m.chain.transact(w.driver, call.abi_encode()), "move the pool");
+                let pool = st.token.pools.get_mut(ADAPTER).unwrap();
+                pool.swap_exact_input(zero_for_one, amount, U256::ZERO, Some(target)).unwrap();
+                "price"
+            }
+        };
+        sync_world(&mut w, &st);
+        check(&mut w, &fees, seed, step, what);
+        check_strategy(&mut w, &st, &format!("seq {seed} step {step} after {what}"), disengaging);
+        if disengaging && w.m.keel.borrow_balance_stored(w.set, w.m.assets[USDC].id).unwrap_or_default().is_zero() {
+            *t.ended.entry("unwound by disengage").or_default() += 1;
+            return;
+        }
+    }
+}
+
+#[test]
+fn keel_fli_strategy_runs_as_the_index_coop_extension_does() {
+    let mut t = common::Tally::default();
+    let Some(n) = for_each_sequence(20, |seed| run_strategy(seed, &mut t)) else { return };
+    eprintln!(
+        "FLI strategy (FlexibleLeverageStrategyExtension): {n} sequences, {} calls; accepted by both {:?}",
+        t.ops, t.accepted
+    );
+    eprintln!("refused by both: {:?}", t.refused);
+    eprintln!("sequences ended: {:?}", t.ended);
 }

@@ -23,6 +23,7 @@ mod common;
 
 use alloy_primitives::{Address, I256, U256};
 use alloy_sol_types::{SolCall, SolValue, sol};
+use common::Tally;
 use common::compound::SET;
 use common::curie::{
     E18, IAccountBalance, IExchangeView, IFeed, IToken, IVault, MarketSpec, OpenMarket, USDC_TO_WAD, code, float, ok,
@@ -40,7 +41,6 @@ use keel_core::venue::perp_v2::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 
 sol! {
     interface IPerpLeverage {
@@ -56,15 +56,6 @@ const FEE_RECIPIENT: Address = Address::repeat_byte(0xfe);
 const MOVER: Address = Address::repeat_byte(0x6b);
 /// The module's `Quoter`: no code (the module calls it only from its simulation views).
 const QUOTER: Address = Address::repeat_byte(0x0b);
-
-#[derive(Default)]
-struct Tally {
-    ops: u64,
-    accepted: BTreeMap<&'static str, u64>,
-    both_refused: BTreeMap<String, u64>,
-    /// Sequences ended by a deliberate difference (`conformance.md` §4).
-    ended: BTreeMap<&'static str, u64>,
-}
 
 /// keel's side: the token (its vAMM, account, guards and fees) and what the clearing house keeps
 /// around it: the pool's oracle, the first trade's time and the insurance fund's fees.
@@ -368,7 +359,7 @@ fn run_sequence(seed: u64, t: &mut Tally) {
             (Ok(_), Ok(_)) => *t.accepted.entry(kind).or_default() += 1,
             (Err(a), Err(b)) => {
                 assert_eq!(code(a), code(&b.0), "{what}: both refused, for different reasons ({a} / {})", b.0);
-                *t.both_refused.entry(format!("{kind} {}", code(a))).or_default() += 1;
+                *t.refused.entry(format!("{kind} {}", code(a))).or_default() += 1;
             }
             _ => panic!("{what}: keel {ours:?}, contract {theirs:?}"),
         }
@@ -424,7 +415,7 @@ fn run_sequence(seed: u64, t: &mut Tally) {
 fn keel_perp_token_issues_redeems_and_trades_as_set_does() {
     let mut t = Tally::default();
     let Some(n) = for_each_sequence(20, |seed| run_sequence(seed, &mut t)) else { return };
-    let refused: u64 = t.both_refused.values().sum();
+    let refused: u64 = t.refused.values().sum();
     eprintln!(
         "set perp v2: {n} sequences, {} operations, {refused} refused by both with the same reason; 0 mismatches",
         t.ops
@@ -432,7 +423,7 @@ fn keel_perp_token_issues_redeems_and_trades_as_set_does() {
     for (k, v) in &t.accepted {
         eprintln!("  {k}: {v} accepted by both");
     }
-    for (k, v) in &t.both_refused {
+    for (k, v) in &t.refused {
         eprintln!("  {k}: {v} refused by both");
     }
     for (k, v) in &t.ended {
