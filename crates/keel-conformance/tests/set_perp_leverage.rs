@@ -94,12 +94,12 @@ impl Keel {
     ) -> Result<T, String> {
         let mut k = self.clone();
         k.settle_block(now, index)?;
-        let (tick, fees_before) = (k.token.pool.tick(), k.token.pool.clone());
+        let (tick, price) = (k.token.pool.tick(), k.token.pool.sqrt_price_x96());
         let out = f(&mut k.token).map_err(|e| e.to_string())?;
         if k.token.pool.tick() != tick {
             k.oracle.write(now, tick);
         }
-        if k.token.pool.sqrt_price_x96() != fees_before.sqrt_price_x96() {
+        if k.token.pool.sqrt_price_x96() != price {
             k.first_trade.get_or_insert(now);
         }
         *self = k;

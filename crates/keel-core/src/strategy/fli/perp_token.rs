@@ -261,14 +261,18 @@ impl PerpFliToken {
         let gross = crate::math::add(tokens, fee, "issue")?;
         self.atomically(|t| {
             let paid = if t.supply.is_zero() {
-                crate::math::mul_div_up(gross, t.initial_nav, WAD, "issue")?.div_ceil(unit) * unit
+                crate::math::mul(
+                    crate::math::mul_div_up(gross, t.initial_nav, WAD, "issue")?.div_ceil(unit),
+                    unit,
+                    "issue",
+                )?
             } else {
                 let per = t.flow_unit(tokens, true)?;
                 if per.is_zero() {
                     return Err(FliError::Revert("the token's account value is zero or less: it cannot be issued"));
                 }
                 // `preciseMulCeil` of the unit (settlement units) by the tokens with fees
-                crate::math::mul_div_up(per, gross, WAD, "issue")? * unit
+                crate::math::mul(crate::math::mul_div_up(per, gross, WAD, "issue")?, unit, "issue")?
             };
             if paid > max_paid {
                 return Err(FliError::Revert("the issue's trade costs more than the value offered"));
@@ -385,7 +389,7 @@ impl PerpFliToken {
         let unit = self.settlement_unit();
         self.atomically(|t| {
             let per = t.flow_unit(tokens, false)?;
-            let paid = pmul(per, tokens - fee)? * unit;
+            let paid = crate::math::mul(pmul(per, tokens - fee)?, unit, "redeem")?;
             if !paid.is_zero() {
                 let mark = t.mark();
                 t.market.withdraw(paid, mark).map_err(|e| FliError::Revert(venue_reason(&e)))?;
