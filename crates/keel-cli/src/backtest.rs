@@ -25,9 +25,14 @@ pub struct Args {
     /// lending FLI, optimism for perp venues].
     #[arg(long)]
     pub chain: Option<String>,
-    /// `none` turns off pool fees, price impact, gas and interest: trades fill at the oracle.
+    /// `none` turns off pool fees, price impact, gas and interest (trades fill at the oracle) for
+    /// a lending FLI; for a perp product gas and funding (its venue's trading fees are part of
+    /// its fills and stay).
     #[arg(long, default_value = "all")]
     pub costs: String,
+    /// Funding on perp venues.
+    #[command(flatten)]
+    pub funding: crate::funding_args::FundingArgs,
     /// Output directory.
     #[arg(long, default_value = "keel-out")]
     pub out: PathBuf,
@@ -67,7 +72,7 @@ pub struct MarketArgs {
     /// closes follow a seeded Brownian bridge through each bar's open, high, low and close.
     #[arg(long, conflicts_with = "scenario")]
     pub prices: Option<PathBuf>,
-    /// A built-in market: default, calm, bull, bear, zigzag, crash.
+    /// A built-in market: default, calm, bull, bear, zigzag, crash, crowded-long (a bull market with a month of +50%/yr funding).
     #[arg(long)]
     pub scenario: Option<String>,
     /// Seed of every random stream (path, holders, keepers).
@@ -139,6 +144,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     keeper.ripcord_bots = a.ripcord_bots;
     let mut runner = match product {
         keel_core::product::AnyProduct::Lending(product) => {
+            if a.funding.is_set() {
+                bail!(
+                    "--funding and the premium flags apply to perp products; a lending FLI pays interest, not funding"
+                );
+            }
             let cfg = SimConfig {
                 seed: a.market.seed,
                 costs,
@@ -154,18 +164,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Runner::Lending(Box::new(sim))
         }
         other => {
-            if costs != Costs::ALL {
-                bail!(
-                    "--costs none: trades at the oracle price exist for lending FLI only; {} products trade on their venue",
+            let costs_off = costs != Costs::ALL;
+            let mut warnings = warnings.clone();
+            if costs_off {
+                warnings.push(format!(
+                    "--costs none: gas and funding are off; a {} product's venue fees are part of its fills and stay",
                     other.kind().name()
-                );
+                ));
             }
+            let funding =
+                a.funding.model(a.market.scenario.as_deref(), costs_off, window(source.as_ref(), block_time))?;
             let cfg = keel_sim::market::MarketConfig {
                 seed: a.market.seed,
                 holders,
                 keeper,
                 sample_every,
                 source_name: name.clone(),
+                gas: !costs_off,
+                funding: funding.describe(),
                 ..keel_sim::market::MarketConfig::default()
             };
             let venue = keel_sim::venues::build(
@@ -173,9 +189,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 a.tvl.unwrap_or(1_000_000.0),
                 source.start_time(),
                 source.start_price(),
+                &funding,
+                a.market.seed,
             )
             .map_err(|e| anyhow!("cannot start: {e}"))?;
-            Runner::Market(venue, Box::new(cfg), warnings.clone())
+            Runner::Market(venue, Box::new(cfg), warnings)
         }
     };
     let mut sink = DirSink::create(&a.out, 4_000).with_context(|| format!("cannot write to {}", a.out.display()))?;
@@ -217,6 +235,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
 enum Runner {
     Lending(Box<Simulation>),
     Market(Box<dyn keel_sim::market::Venue>, Box<keel_sim::market::MarketConfig>, Vec<String>),
+}
+
+/// The first and last time of a price path (a replayed funding file must cover them).
+pub fn window(source: &dyn PriceSource, block_time: u64) -> (u64, u64) {
+    let start = source.start_time();
+    (start, start + source.len_hint().unwrap_or(0) * block_time)
 }
 
 /// The starting price of any product's underlying.

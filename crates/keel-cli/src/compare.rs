@@ -28,6 +28,9 @@ pub struct Args {
     /// USD issued at the start of every product.
     #[arg(long, default_value_t = 1_000_000.0, allow_negative_numbers = true)]
     pub tvl: f64,
+    /// Funding on the perp venues (every perp product sees the same rates).
+    #[command(flatten)]
+    pub funding: crate::funding_args::FundingArgs,
 }
 
 /// One product's line.
@@ -40,6 +43,9 @@ struct Row {
     drawdown: f64,
     daily: Vec<f64>,
     costs_by_kind: Vec<(&'static str, f64)>,
+    funding: f64,
+    /// On a perp venue (funding applies).
+    perp: bool,
     rebalances: u64,
     stress: String,
     max_leverage: f64,
@@ -72,8 +78,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut market_name = String::new();
     let mut underlying = 0.0;
+    let mut funding_line = String::new();
     for (path, product) in &loaded {
         let (mut src, name, warnings) = price_source(&a.market, p0, block_time)?;
+        let model =
+            a.funding.model(a.market.scenario.as_deref(), false, crate::backtest::window(src.as_ref(), block_time))?;
+        if funding_line.is_empty() {
+            funding_line = model.describe();
+        }
         if market_name.is_empty() {
             for w in &warnings {
                 eprintln!("warning: {w}");
@@ -88,6 +100,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             none,
             a.market.seed,
             &market_name,
+            &model,
             &mut NullSink,
         )
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
@@ -104,6 +117,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ("streaming fee", c.streaming_fee),
             ("mint/redeem fees", c.mint_redeem_fees),
             ("venue keeper fees", c.venue_keeper_fees),
+            ("funding", c.funding),
         ];
         let costs = keel_sim::sweep::total_cost(c);
         rows.push(Row {
@@ -115,6 +129,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             drawdown: r.max_drawdown,
             daily: r.daily_nav_returns.clone(),
             costs_by_kind,
+            funding: c.funding,
+            perp: !matches!(product, AnyProduct::Lending(_)),
             rebalances: s.counts.rebalances + s.counts.iterations + s.counts.ripcords + s.counts.closes,
             stress: format!(
                 "{} {}, {} liquid.",
@@ -133,8 +149,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         a.tvl,
         underlying * 100.0
     );
+    table.push_str(&format!("funding on the perp venues: {funding_line}\n"));
     table.push_str(&format!(
-        "{:<12} {:<28} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>20} {:>8} {:>11}\n",
+        "{:<12} {:<28} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>20} {:>8} {:>11} {:>11}\n",
         "token",
         "methodology",
         "return",
@@ -145,11 +162,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "rebal.",
         "stress",
         "max lev",
-        "costs $"
+        "costs $",
+        "funding $"
     ));
     for r in &rows {
         table.push_str(&format!(
-            "{:<12} {:<28} {:>8.2}% {:>8.2}% {:>9} {:>8.1}% {:>7.1}% {:>7} {:>20} {:>8.3} {:>11.0}\n",
+            "{:<12} {:<28} {:>8.2}% {:>8.2}% {:>9} {:>8.1}% {:>7.1}% {:>7} {:>20} {:>8.3} {:>11.0} {:>11}\n",
             r.symbol,
             r.methodology,
             r.token * 100.0,
@@ -165,7 +183,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             r.rebalances,
             r.stress,
             r.max_leverage,
-            r.costs
+            r.costs,
+            // a lending FLI pays interest, not funding
+            if r.perp { format!("{:.0}", r.funding) } else { "–".to_string() }
         ));
     }
     print!("{table}");
@@ -183,6 +203,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "stress",
         "max_leverage",
         "cost_total",
+        "funding",
         "costs_by_kind",
     ])?;
     for r in &rows {
@@ -198,6 +219,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             r.stress.clone(),
             format!("{}", r.max_leverage),
             format!("{}", r.costs),
+            format!("{}", r.funding),
             kinds,
         ])?;
     }

@@ -4,6 +4,7 @@
 pub mod backtest;
 pub mod compare;
 pub mod eval;
+pub mod funding_args;
 pub mod fuzzing;
 pub mod product_cmd;
 pub mod serve_cmd;

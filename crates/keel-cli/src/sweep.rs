@@ -27,7 +27,7 @@ pub struct Args {
     pub paths: usize,
     /// The market: gbm:vol=80%[,drift=0], jump:vol=60%,lambda=12[,jump_mean=-5%,jump_vol=8%],
     /// garch:vol=70%[,alpha=0.08,beta=0.9], regime:calm=55%,stress=110%[,to_stress=3,to_calm=12],
-    /// or a named scenario (default, calm, bull, bear, zigzag, crash).
+    /// or a named scenario (default, calm, bull, bear, zigzag, crash, crowded-long).
     #[arg(long, conflicts_with = "prices")]
     pub scenario: Option<String>,
     /// Historical bars to resample (with --bootstrap).
@@ -58,9 +58,13 @@ pub struct Args {
     /// Sort the table by: return, tracking, cost, ripcord, liquidation, rebalances.
     #[arg(long, default_value = "return")]
     pub objective: String,
-    /// `none` turns off pool fees, price impact, gas and interest.
+    /// `none` turns off pool fees, price impact, gas and interest; on perp venues gas and
+    /// funding.
     #[arg(long, default_value = "all")]
     pub costs: String,
+    /// Funding on perp venues (a replayed file needs --window).
+    #[command(flatten)]
+    pub funding: crate::funding_args::FundingArgs,
     /// Output directory (results.csv, report.html).
     #[arg(long, default_value = "keel-sweep")]
     pub out: PathBuf,
@@ -236,6 +240,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "none" => Costs::NONE,
         other => bail!("--costs {other}: use 'all' or 'none'"),
     };
+    let lending = matches!(product, keel_core::product::AnyProduct::Lending(_));
+    if lending && a.funding.is_set() {
+        bail!("--funding and the premium flags apply to perp products; a lending FLI pays interest, not funding");
+    }
+    let replay = a.funding.funding.as_deref().is_some_and(|f| f != "off" && f != "process");
+    let span = match &market {
+        Market::Bars { bars, .. } => (bars.first().map_or(0, |b| b.time), bars.last().map_or(0, |b| b.time)),
+        _ if replay => bail!("--funding FILE.csv replays a history: use it with --prices and --window"),
+        _ => (0, 0),
+    };
+    let scenario_name = match &market {
+        Market::Scenario(name, _) => Some(name.as_str()),
+        _ => None,
+    };
+    let funding = a.funding.model(scenario_name, costs == Costs::NONE, span)?;
     let cfg = SweepConfig {
         product_toml: text,
         grid,
@@ -246,6 +265,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         seed: a.seed,
         sim: SimConfig { costs, sample_every: 86_400, ..SimConfig::default() },
         p0,
+        funding,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
@@ -466,6 +486,7 @@ fn write_csv(path: &std::path::Path, results: &[PointResult], risk: &RiskNames) 
         "cost_streaming_fee",
         "cost_mint_redeem_fees",
         "cost_venue_keeper_fees",
+        "cost_funding",
         "cost_total",
         "worst_drawdown",
         "time_outside_band",
@@ -503,6 +524,7 @@ fn write_csv(path: &std::path::Path, results: &[PointResult], risk: &RiskNames) 
                     c.streaming_fee,
                     c.mint_redeem_fees,
                     c.venue_keeper_fees,
+                    c.funding,
                     s.mean_total_cost,
                     s.worst_drawdown,
                     s.time_outside_band,

@@ -79,7 +79,7 @@ fn table_bad_input_stops_before_the_run() {
         (
             "unknown scenario",
             vec!["--scenario".into(), "moon".into()],
-            "--scenario moon: unknown; built in: default, calm, bull, bear, zigzag, crash",
+            "--scenario moon: unknown; built in: default, calm, bull, bear, zigzag, crash, crowded-long",
         ),
         (
             "bad block time",
@@ -325,8 +325,11 @@ fn perp_and_threshold_backtests_write_a_report() {
         ]);
         assert!(o.status.success(), "{product}: {}", String::from_utf8_lossy(&o.stderr));
         let html = String::from_utf8(read(&dir, "report.html")).unwrap();
-        // one report for every kind: the same panels as a lending backtest, the venue's figures
-        assert_eq!(html.matches("<svg").count(), lending_svgs, "{product}: the same panels");
+        // one report for every kind: the same panels as a lending backtest plus cumulative
+        // funding (a perp venue's own cost), the venue's figures
+        assert_eq!(html.matches("<svg").count(), lending_svgs + 1, "{product}: the same panels and funding");
+        assert!(html.contains("Funding paid so far"), "{product}: the funding panel");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("funding "), "{product}: the funding line");
         assert!(html.contains(&format!("<h2>The venue ({kind})</h2>")), "{product}");
         assert!(html.contains("margin ratio"), "{product}: the venue's health measure");
         let csv = String::from_utf8(read(&dir, "timeseries.csv")).unwrap();

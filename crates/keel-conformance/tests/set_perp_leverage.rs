@@ -35,10 +35,7 @@ use keel_core::error::FliError;
 use keel_core::math::pmul;
 use keel_core::product::PerpProduct;
 use keel_core::strategy::fli::perp_token::{PerpFliToken, PriceGuards};
-use keel_core::venue::oracle::Oracle;
-use keel_core::venue::perp_v2::{
-    PerpV2Market, PerpV2Params, TwapConfig, funding_market_twap_x96, mark_price, market_price, vamm_swap,
-};
+use keel_core::venue::perp_v2::{MarketTwaps, PerpV2Market, PerpV2Params, TwapConfig, market_price, vamm_swap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -62,9 +59,7 @@ const QUOTER: Address = Address::repeat_byte(0x0b);
 #[derive(Clone)]
 struct Keel {
     token: PerpFliToken,
-    oracle: Oracle,
-    twap: TwapConfig,
-    first_trade: Option<u64>,
+    twaps: MarketTwaps,
     insurance_fees: U256,
 }
 
@@ -72,15 +67,7 @@ impl Keel {
     /// `Exchange.settleFunding` at `now` (what every `openPosition` does first), and the price
     /// guard's window; the token is given the mark and the index of the block.
     fn settle_block(&mut self, now: u64, index: U256) -> Result<(), String> {
-        let t = &mut self.token;
-        let twap = funding_market_twap_x96(&self.oracle, &t.pool, now, self.first_trade, self.twap)
-            .map_err(|e| e.to_string())?;
-        t.market.accrue_funding_x96(now, twap, index).map_err(|e| e.to_string())?;
-        t.guards.observe(now, t.pool.tick());
-        t.index_price = index;
-        t.venue_mark =
-            Some(mark_price(&self.oracle, &t.pool, now, index, index, self.twap).map_err(|e| e.to_string())?);
-        Ok(())
+        self.token.settle_block(&self.twaps, now, index).map_err(|e| e.to_string())
     }
 
     /// Run one of the token's calls that may swap: settles the block first when the clearing
@@ -96,12 +83,7 @@ impl Keel {
         k.settle_block(now, index)?;
         let (tick, price) = (k.token.pool.tick(), k.token.pool.sqrt_price_x96());
         let out = f(&mut k.token).map_err(|e| e.to_string())?;
-        if k.token.pool.tick() != tick {
-            k.oracle.write(now, tick);
-        }
-        if k.token.pool.sqrt_price_x96() != price {
-            k.first_trade.get_or_insert(now);
-        }
+        k.twaps.record(now, tick, price, &k.token.pool);
         *self = k;
         Ok(out)
     }
@@ -118,9 +100,9 @@ impl Keel {
         let swap = vamm_swap(&mut t.pool, fees, b2q, true, amount, None).map_err(|e| e.to_string())?;
         t.guards.check(spread, &t.pool, index).map_err(|e| e.to_string())?;
         if t.pool.tick() != tick {
-            k.oracle.write(now, tick);
+            k.twaps.oracle.write(now, tick);
         }
-        k.first_trade.get_or_insert(now);
+        k.twaps.first_trade.get_or_insert(now);
         k.insurance_fees += swap.insurance_fund_fee;
         *self = k;
         Ok(())
@@ -147,7 +129,10 @@ impl SetSide {
     }
 }
 
-fn run_sequence(seed: u64, t: &mut Tally) {
+/// One random sequence; with `premium`, a scripted one: the Set levers long, another trader
+/// lifts the vAMM, half an hour passes, the index is set 0.2% under the market and stays there
+/// while time passes and holders issue and redeem (the token pays funding to date on every step).
+fn run_sequence(seed: u64, t: &mut Tally, premium: bool) {
     let mut rng = ChaCha8Rng::seed_from_u64(0x5e7_9000 + seed);
     let spec = MarketSpec {
         prices: 1.0..4.5, // $10 to ~$30 000 a base
@@ -239,12 +224,16 @@ fn run_sequence(seed: u64, t: &mut Tally) {
     tok.guards = PriceGuards { max_tick_crossed: max_tick, max_price_spread: 100_000, ..Default::default() };
     tok.fees = Some(fees);
     tok.initial_nav = unit * U256::from(USDC_TO_WAD);
-    let mut k = Keel { token: tok, oracle, twap: TwapConfig::default(), first_trade: None, insurance_fees: U256::ZERO };
+    let twaps = MarketTwaps { oracle, first_trade: None, twap: TwapConfig::default() };
+    let mut k = Keel { token: tok, twaps, insurance_fees: U256::ZERO };
 
     // trading starts an hour later; the manager levers long or short to 1–9x
     s.cu.chain.warp(3600);
     let mut index = index0;
-    let long = rng.random_bool(0.6);
+    let long = premium || rng.random_bool(0.6);
+    // funding the contract has settled for the Set (what its pending funding showed before each
+    // operation that settled it)
+    let mut settled_on_chain = I256::ZERO;
     let mut issuer_sets = first;
     let mut recipient_sets = U256::ZERO;
     for step in 0..rng.random_range(10..50) {
@@ -254,11 +243,27 @@ fn run_sequence(seed: u64, t: &mut Tally) {
         let base = k.token.market.account.base;
         let base_unit = keel_core::math::pdiv_i(base, I256::try_from(supply).unwrap()).unwrap();
         let p = float(market_price(k.token.pool.sqrt_price_x96()).unwrap()) / E18 as f64;
-        let roll = if step == 0 { 60 } else { rng.random_range(0..100) };
+        let roll = match (premium, step) {
+            (false, 0) => 60,
+            (true, 0) => 70, // the manager levers
+            (true, 1) => 60, // another trader lifts the vAMM
+            (true, 2) => 50, // the market's TWAPs catch up
+            (true, 3) => 42, // the index goes 0.2% under it, and stays
+            (true, _) => [rng.random_range(0..40), 50][step % 2],
+            (false, _) => rng.random_range(0..100),
+        };
         let usdc_before = s.usdc_of(ISSUER);
+        let set_ = s.set;
+        let funding_before = s
+            .cu
+            .call(s.cu.exchange, IExchangeView::getPendingFundingPaymentCall { trader: set_, baseToken: s.cu.base });
         let (kind, ours, theirs): (&str, Result<Option<U256>, String>, _) = if roll < 22 {
-            // issue: a few wei to twice the supply
-            let q = if rng.random_range(0..10) == 0 {
+            // issue: a few wei to twice the supply (on a premium path, small: the holders' trades
+            // must not push the vAMM under the index)
+            let q = if premium {
+                let f = 10f64.powf(rng.random_range(-4.0..-2.5));
+                U256::from((float(supply) * f) as u128).max(U256::from(1u8))
+            } else if rng.random_range(0..10) == 0 {
                 U256::from(rng.random_range(1..1_000_000u64))
             } else {
                 let f = 10f64.powf(rng.random_range(-4.0..0.3));
@@ -276,7 +281,10 @@ fn run_sequence(seed: u64, t: &mut Tally) {
             ("issue", ours, s.cu.chain.transact_from(ISSUER, s.issuance, call.abi_encode()))
         } else if roll < 40 && !issuer_sets.is_zero() {
             // redeem: a part of what the issuer holds, or all of it
-            let q = if rng.random_range(0..25) == 0 {
+            let q = if premium {
+                let f = 10f64.powf(rng.random_range(-4.0..-2.5));
+                U256::from((float(issuer_sets) * f) as u128).clamp(U256::from(1u8), issuer_sets)
+            } else if rng.random_range(0..25) == 0 {
                 issuer_sets
             } else if rng.random_range(0..10) == 0 {
                 U256::from(rng.random_range(1..1_000_000u64)).min(issuer_sets)
@@ -295,19 +303,23 @@ fn run_sequence(seed: u64, t: &mut Tally) {
             let call = IDebtIssuance::redeemCall { setToken: s.set, quantity: q, to: ISSUER };
             ("redeem", ours, s.cu.chain.transact_from(ISSUER, s.issuance, call.abi_encode()))
         } else if roll < 48 {
-            let bps = rng.random_range(9_300u64..=10_700);
+            let bps = if premium { 9_980 } else { rng.random_range(9_300u64..=10_700) };
             index = market_price(k.token.pool.sqrt_price_x96()).unwrap() * U256::from(bps) / U256::from(10_000u64);
             let feed = s.cu.feed;
             ok(&mut s.cu.chain, feed, IFeed::setPriceCall { price: index }.abi_encode(), "index");
             ("index", Ok(None), Ok(Default::default()))
         } else if roll < 56 {
-            let dt = [rng.random_range(1..30), rng.random_range(30..3_600), rng.random_range(3_600..86_400)]
-                [rng.random_range(0..3)];
+            let dt = if premium {
+                if step == 2 { 1_800 } else { rng.random_range(300..900) }
+            } else {
+                [rng.random_range(1..30), rng.random_range(30..3_600), rng.random_range(3_600..86_400)]
+                    [rng.random_range(0..3)]
+            };
             s.cu.chain.warp(dt);
             ("time", Ok(None), Ok(Default::default()))
         } else if roll < 66 {
-            let b2q = rng.random_bool(0.5);
-            let notional = depth * 10f64.powf(rng.random_range(-5.0..-1.5));
+            let b2q = !premium && rng.random_bool(0.5);
+            let notional = if premium { depth * 0.01 } else { depth * 10f64.powf(rng.random_range(-5.0..-1.5)) };
             let amount = if b2q { notional / p } else { notional };
             let amount = U256::from(amount as u128).max(U256::from(1u64));
             let ours = k.mover(now, index, b2q, amount).map(|_| None);
@@ -388,6 +400,16 @@ fn run_sequence(seed: u64, t: &mut Tally) {
         let funding =
             s.cu.call(s.cu.exchange, IExchangeView::getPendingFundingPaymentCall { trader: set, baseToken: base });
         assert_eq!(funding, m.pending_funding().unwrap(), "{at}: pending funding");
+        // an accepted issue, redeem or trade settled what was pending before it
+        if ours.is_ok() && matches!(kind, "issue" | "redeem" | "trade") {
+            settled_on_chain += funding_before - funding;
+        }
+        assert_eq!(m.funding_paid().unwrap(), settled_on_chain + funding, "{at}: funding paid to date");
+        if premium && kind == "time" && step > 3 && m.account.base.is_positive() {
+            // a long on a vAMM above its index pays (a few wei of rounding aside)
+            assert!(settled_on_chain + funding > I256::ZERO, "{at}: a long above the index pays funding");
+            *t.accepted.entry("paying funding").or_default() += 1;
+        }
         let balance = s.cu.call(s.cu.vault, IVault::getBalanceCall { trader: set });
         assert_eq!(balance * I256::try_from(USDC_TO_WAD).unwrap(), m.account.collateral, "{at}: vault balance");
         let fund = s.cu.call(ab, IAccountBalance::getPnlAndPendingFeeCall { trader: s.cu.insurance_fund });
@@ -414,7 +436,7 @@ fn run_sequence(seed: u64, t: &mut Tally) {
 #[test]
 fn keel_perp_token_issues_redeems_and_trades_as_set_does() {
     let mut t = Tally::default();
-    let Some(n) = for_each_sequence(20, |seed| run_sequence(seed, &mut t)) else { return };
+    let Some(n) = for_each_sequence(20, |seed| run_sequence(seed, &mut t, false)) else { return };
     let refused: u64 = t.refused.values().sum();
     eprintln!(
         "set perp v2: {n} sequences, {} operations, {refused} refused by both with the same reason; 0 mismatches",
@@ -429,4 +451,18 @@ fn keel_perp_token_issues_redeems_and_trades_as_set_does() {
     for (k, v) in &t.ended {
         eprintln!("  sequences ended by a deliberate difference ({k}): {v}");
     }
+}
+
+#[test]
+fn a_long_set_above_the_index_pays_the_funding_curie_charges() {
+    // keel's token on a short path where the vAMM trades above the index: the funding it has
+    // paid to date (settled and pending) equals Curie's, step by step, and is positive
+    let mut t = Tally::default();
+    let Some(n) = for_each_sequence(4, |seed| run_sequence(seed, &mut t, true)) else { return };
+    eprintln!(
+        "set perp v2, premium paths: {n} sequences, {} operations, {} checks of a long paying; 0 mismatches",
+        t.ops,
+        t.accepted.get("paying funding").copied().unwrap_or(0)
+    );
+    assert!(t.accepted.get("paying funding").copied().unwrap_or(0) > 0, "a long paid: {:?}", t.accepted);
 }

@@ -17,6 +17,6 @@ pub mod strategy;
 pub mod token;
 pub mod venue;
 
-pub use alloy_primitives::Address;
+pub use alloy_primitives::{Address, U160};
 pub use error::Error;
 pub use math::{I256, Ray, SignedWad, U256, Wad};

@@ -49,7 +49,7 @@ impl fmt::Display for CsvError {
 
 impl std::error::Error for CsvError {}
 
-fn err(line: usize, message: impl Into<String>) -> CsvError {
+pub(crate) fn err(line: usize, message: impl Into<String>) -> CsvError {
     CsvError { line, message: message.into() }
 }
 
@@ -125,7 +125,7 @@ pub const MIN_PRICE: f64 = 1e-8;
 pub const MAX_PRICE: f64 = 1e12;
 
 /// A field as a message quotes it: at most 40 characters.
-fn excerpt(s: &str) -> String {
+pub(crate) fn excerpt(s: &str) -> String {
     let t = s.trim();
     if t.chars().count() <= 40 { t.to_string() } else { format!("{}…", t.chars().take(40).collect::<String>()) }
 }
@@ -177,7 +177,11 @@ pub fn load_bars_file(
 }
 
 /// One line of at most [`MAX_LINE`] bytes, without its line ending; `None` at the end.
-fn next_line<R: std::io::BufRead>(r: &mut R, buf: &mut Vec<u8>, line: usize) -> Result<Option<String>, CsvError> {
+pub(crate) fn next_line<R: std::io::BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    line: usize,
+) -> Result<Option<String>, CsvError> {
     use std::io::{BufRead, Read};
     buf.clear();
     let n = r

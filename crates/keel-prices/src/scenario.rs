@@ -1,4 +1,6 @@
-//! Named scenarios: `default`, `calm`, `bull`, `bear`, `zigzag`, `crash`.
+//! Named scenarios: `default`, `calm`, `bull`, `bear`, `zigzag`, `crash`, `crowded-long`. The
+//! prices only: a scenario's funding regime (`crowded-long`'s month of +50%/yr funding) is the
+//! simulator's (`keel_sim::funding::FundingModel::for_scenario`).
 
 use crate::models::{GeneratedPath, Model, Shock};
 
@@ -15,6 +17,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     (
         "crash",
         "60 days: 60% volatility, then a −40% day shaped like 12 March 2020 (−30% within an hour), a partial rebound",
+    ),
+    (
+        "crowded-long",
+        "60 days of a bull market (60% volatility, +100% drift) whose perp longs are crowded: from day 15 to day 45 funding averages +50% a year, paid by longs",
     ),
 ];
 
@@ -71,6 +77,9 @@ pub fn scenario(name: &str, p0: f64, start: u64, block_time: u64, seed: u64) -> 
             steps(60),
             seed,
         ),
+        "crowded-long" => {
+            GeneratedPath::new(Model::Gbm { drift: 1.0, vol: 0.6 }, vec![], p0, start, block_time, steps(60), seed)
+        }
         _ => return None,
     };
     Some(path)

@@ -69,7 +69,7 @@ pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> Stri
     };
     let health_lines =
         if lending { vec![HLine { y: 1.0, label: "liquidation".into(), color: "#000000" }] } else { vec![] };
-    let charts = [
+    let mut charts = vec![
         chart(
             "Price of the underlying (USD)",
             &[
@@ -112,7 +112,7 @@ pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> Stri
             Some(0.0),
         ),
         chart(
-            "Costs paid so far (USD): fees, impact, gas, interest, rewards, streaming and mint/redeem fees",
+            "Costs paid so far (USD): fees, impact, gas, interest, funding, rewards, streaming and mint/redeem fees",
             &[Line { name: "costs", color: "#c92a2a", points: pts(|r| r.costs_usd), dashed: false }],
             &[],
             &m,
@@ -126,6 +126,20 @@ pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> Stri
             Some(0.0),
         ),
     ];
+    if !s.funding.is_empty() {
+        // a perp venue: cumulative funding (paid above zero, received below), after the costs
+        let zero = vec![HLine { y: 0.0, label: "0".into(), color: "#868e96" }];
+        charts.insert(
+            5,
+            chart(
+                &format!("Funding paid so far (USD; below zero: received) — {}", s.funding),
+                &[Line { name: "funding", color: "#e8590c", points: pts(|r| r.funding_usd), dashed: false }],
+                &zero,
+                &m,
+                None,
+            ),
+        );
+    }
     let mut h = page_head(&format!("keel backtest — {}", s.product));
     let _ = write!(
         h,

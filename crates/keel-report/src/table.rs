@@ -22,15 +22,7 @@ fn usd(x: f64) -> String {
 /// The summary as aligned text lines.
 pub fn summary_table(s: &Summary) -> String {
     let c = &s.costs_usd;
-    let total = c.pool_fees
-        + c.price_impact
-        + c.gas_keeper
-        + c.gas_bots
-        + c.interest
-        + c.ether_rewards
-        + c.streaming_fee
-        + c.mint_redeem_fees
-        + c.venue_keeper_fees;
+    let total = keel_sim::sweep::total_cost(c);
     let rows: Vec<(&str, String)> = vec![
         ("product", format!("{} (β {:+.2}, {})", s.product, s.target_exposure, s.kind)),
         (
@@ -80,6 +72,14 @@ pub fn summary_table(s: &Summary) -> String {
                 format!(", venue keeper fees {}", usd(c.venue_keeper_fees))
             } else {
                 String::new()
+            } + &if s.funding.is_empty() { String::new() } else { format!(", funding {}", usd(c.funding)) },
+        ),
+        (
+            "funding",
+            if s.funding.is_empty() {
+                "none: a lending FLI pays interest".to_string()
+            } else {
+                format!("{} {}; {}", usd(c.funding.abs()), if c.funding < 0.0 { "received" } else { "paid" }, s.funding)
             },
         ),
         (

@@ -609,6 +609,14 @@ async fn metrics(State(st): State<AppState>) -> Response {
     for p in &views {
         let _ = writeln!(g, "keel_nav_per_token_usd{{product=\"{}\"}} {}", p.view.id, num(&p.view.nav_per_token));
     }
+    gauge(
+        &mut g,
+        "keel_funding_paid_usd",
+        "Funding a perp product's account has paid to date, USD (negative: received).",
+    );
+    for p in views.iter().filter(|p| p.view.funding_paid_usd.is_some()) {
+        let _ = writeln!(g, "keel_funding_paid_usd{{product=\"{}\"}} {}", p.view.id, num(&p.view.funding_paid_usd));
+    }
     gauge(&mut g, "keel_supply", "Total supply, tokens.");
     for p in &views {
         let _ = writeln!(g, "keel_supply{{product=\"{}\"}} {}", p.view.id, p.view.supply.parse::<f64>().unwrap_or(0.0));

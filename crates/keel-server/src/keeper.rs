@@ -238,6 +238,7 @@ mod tests {
             position: BTreeMap::new(),
             lending_account: BTreeMap::new(),
             venue_account: BTreeMap::new(),
+            funding_paid_usd: None,
             risk: BTreeMap::new(),
             pools: BTreeMap::new(),
             prices: BTreeMap::new(),

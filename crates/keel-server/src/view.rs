@@ -83,6 +83,10 @@ pub struct ProductView {
     /// The token's account on a perp venue: margin, position, margin ratio, the pending order.
     #[serde(default)]
     pub venue_account: BTreeMap<String, String>,
+    /// Funding the token's perp account has paid to date, settled and pending, USD (negative:
+    /// received); `None` for a lending FLI, which pays interest instead.
+    #[serde(default)]
+    pub funding_paid_usd: Option<String>,
     /// Risk now: the venue's health measure, and the adverse price moves to liquidation and to
     /// the emergency action (ripcord or close), as fractions.
     #[serde(default)]
@@ -201,6 +205,7 @@ fn token_view(p: &ProductState, t: &dyn keel_core::leveraged::LeveragedToken, se
         position,
         lending_account: BTreeMap::new(),
         venue_account: venue,
+        funding_paid_usd: t.funding_paid(now).ok().map(signed),
         risk: risk(t, now),
         pools: BTreeMap::new(),
         prices,
@@ -312,6 +317,7 @@ fn lending_view(p: &ProductState, t: &keel_core::strategy::fli::FliToken, seq: u
         position,
         lending_account: lending,
         venue_account: BTreeMap::new(),
+        funding_paid_usd: None,
         risk: risk(t, now),
         pools,
         prices,

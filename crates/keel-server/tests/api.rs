@@ -316,6 +316,7 @@ fn openapi_metrics_dashboard_and_the_live_stream() {
     for want in [
         "keel_leverage_ratio{product=\"eth2x\"}",
         "keel_nav_per_token_usd{product=\"eth2x\"}",
+        "# TYPE keel_funding_paid_usd gauge",
         "keel_events_total{kind=\"mint\"}",
         "keel_rebalances_total",
         "keel_ripcords_total",

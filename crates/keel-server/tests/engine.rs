@@ -549,6 +549,10 @@ fn table_synthetix_style_products_run_in_the_service() {
         log.push(apply(&mut e, oracle(), price("p", "ETH", moved), T0 + 605).unwrap());
         let v = view(&e, "p", T0 + 605);
         assert_eq!(v["should_rebalance"]["venue"], "none", "case {case}: back at target: {v}");
+        // funding is the account's own cost line: the token is the whole skew here, so it pays
+        // on either side (funding flows against the skew)
+        let paid: f64 = v["funding_paid_usd"].as_str().expect("funding paid").parse().unwrap();
+        assert!(paid > 0.0, "case {case}: funding {paid}");
         log.push(apply(&mut e, holder(3), redeem("p", "50"), T0 + 700).unwrap());
         // lending-only commands say so
         let engage = apply(&mut e, op(), call("p", Call::Engage), T0 + 701).unwrap_err();
@@ -603,6 +607,8 @@ fn a_perp_v2_product_runs_in_the_service() {
     let lev: f64 = v["leverage_ratio"].as_str().unwrap().parse().unwrap();
     assert!((lev - 2.0).abs() < 0.05, "engaged at the target: {v}");
     assert_eq!(v["supply_equals_balances"], true, "{v}");
+    // the vAMM is moved to each posted index: no premium, no funding (and the line is there)
+    assert_eq!(v["funding_paid_usd"], "0", "{v}");
     // a fall takes leverage out of the band: the keeper rebalances
     log.push(apply(&mut e, oracle(), price("perp", "ETH", "1700"), t + 100).unwrap());
     let v = view(&e, "perp", t + 100);

@@ -1,10 +1,12 @@
 //! The one market loop's speed: a year of the `default` scenario at 2 s blocks (15.8 M blocks)
 //! for `eth2x-perp` and `eth-3x-threshold`, holders' flows on, as `keel backtest` runs them.
-//! Building the token is outside the timed region; the path is generated inside it.
+//! Funding on (the default premium process). Building the token is outside the timed region;
+//! the path is generated inside it.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use keel_core::product::AnyProduct;
 use keel_sim::agents::HolderConfig;
+use keel_sim::funding::FundingModel;
 use keel_sim::market::{MarketConfig, Venue, run_market};
 use keel_sim::metrics::NullSink;
 use keel_sim::prices::scenario;
@@ -13,9 +15,14 @@ use keel_sim::venues::{perp::PerpVenue, synthetix::SynthetixVenue};
 const START: u64 = 1_704_067_200;
 
 fn venue(p: &AnyProduct) -> Box<dyn Venue> {
+    let funding = FundingModel::default();
     match p {
-        AnyProduct::Perp(p) => Box::new(PerpVenue::new(p, 1_000_000.0, 200_000_000.0, START, 2000.0).unwrap()),
-        AnyProduct::Threshold(p) => Box::new(SynthetixVenue::new(p, 1_000_000.0, START, 2000.0).unwrap()),
+        AnyProduct::Perp(p) => {
+            Box::new(PerpVenue::new(p, 1_000_000.0, 200_000_000.0, START, 2000.0).unwrap().with_funding(&funding, 1))
+        }
+        AnyProduct::Threshold(p) => {
+            Box::new(SynthetixVenue::new(p, 1_000_000.0, START, 2000.0).unwrap().with_funding(&funding, 1))
+        }
         AnyProduct::Lending(_) => unreachable!("the lending engine has its own bench"),
     }
 }

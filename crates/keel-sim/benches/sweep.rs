@@ -20,6 +20,7 @@ fn bench(c: &mut Criterion) {
         seed: 1,
         sim: SimConfig { sample_every: 86_400, ..SimConfig::default() },
         p0: 2000.0,
+        funding: keel_sim::funding::FundingModel::default(),
     };
     let mut g = c.benchmark_group("sweep");
     g.sample_size(10);

@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod clock;
 pub mod engine;
+pub mod funding;
 pub mod market;
 pub mod metrics;
 pub mod perp_fli;

@@ -104,6 +104,8 @@ pub struct MarketConfig {
     /// Skip reading the token while its screen says nothing can be due (on by default; off
     /// reads it every block — the differential tests compare the two).
     pub screens: bool,
+    /// How the venue's funding is made, for the summary (the venue holds the model).
+    pub funding: String,
 }
 
 impl Default for MarketConfig {
@@ -117,6 +119,7 @@ impl Default for MarketConfig {
             source_name: String::new(),
             gas: true,
             screens: true,
+            funding: String::new(),
         }
     }
 }
@@ -523,6 +526,7 @@ impl Run<'_> {
                 v.add_costs(&mut c);
                 crate::sweep::total_cost(&c)
             },
+            funding_usd: t.funding_paid(self.now).map(f_signed).unwrap_or(0.0),
         };
         self.sink.row(&row);
         health
@@ -718,12 +722,15 @@ pub fn run_market(
         delever_minutes: minutes.iter().cloned().fold(0.0, f64::max),
         warnings: Vec::new(),
         venue: venue.figures(),
+        funding: cfg.funding.clone(),
     };
     Ok(RunResult { summary, daily_nav_returns, max_drawdown })
 }
 
 /// Run any product file's token over `source` with `tvl_usd` issued at the start (0 or less:
-/// the product's default) and `holders`' flows, on the chain's default keeper settings.
+/// the product's default) and `holders`' flows, on the chain's default keeper settings; a perp
+/// venue's funding made by `funding`.
+#[allow(clippy::too_many_arguments)]
 pub fn run_product(
     product: &keel_core::product::AnyProduct,
     source: &mut dyn PriceSource,
@@ -731,6 +738,7 @@ pub fn run_product(
     holders: HolderConfig,
     seed: u64,
     source_name: &str,
+    funding: &crate::funding::FundingModel,
     sink: &mut dyn Sink,
 ) -> Result<RunResult, String> {
     use keel_core::product::AnyProduct;
@@ -742,10 +750,17 @@ pub fn run_product(
             sim.run(source, sink).map_err(|e| e.to_string())
         }
         other => {
-            let mut cfg = MarketConfig { seed, holders, source_name: source_name.into(), ..MarketConfig::default() };
+            let mut cfg = MarketConfig {
+                seed,
+                holders,
+                source_name: source_name.into(),
+                funding: funding.describe(),
+                ..MarketConfig::default()
+            };
             cfg.keeper.gas.base_gwei = crate::clock::OPTIMISM.base_gas_gwei;
             let tvl = if tvl_usd > 0.0 { tvl_usd } else { 1_000_000.0 };
-            let mut v = crate::venues::build(other, tvl, t0, p0).map_err(|e| format!("cannot start: {e}"))?;
+            let mut v =
+                crate::venues::build(other, tvl, t0, p0, funding, seed).map_err(|e| format!("cannot start: {e}"))?;
             run_market(v.as_mut(), source, &cfg, sink).map_err(|e| e.to_string())
         }
     }

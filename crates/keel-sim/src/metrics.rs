@@ -36,6 +36,8 @@ pub struct SeriesRow {
     pub supply: f64,
     /// Costs paid so far (every kind in `CostBreakdown`), USD.
     pub costs_usd: f64,
+    /// Funding paid so far on a perp venue, net of funding received, USD (0 elsewhere).
+    pub funding_usd: f64,
 }
 
 /// One event: a keeper call (successful or failed), a liquidation, a mint or a redeem.
@@ -95,6 +97,8 @@ pub struct CostBreakdown {
     pub mint_redeem_fees: f64,
     /// Deposits paid to a venue's keepers for executing the token's delayed orders.
     pub venue_keeper_fees: f64,
+    /// Funding paid on a perp venue, net of funding received (negative: received).
+    pub funding: f64,
 }
 
 /// Counts of what happened.
@@ -204,6 +208,9 @@ pub struct Summary {
     pub warnings: Vec<String>,
     /// Figures only this kind's venue has (orders filled, keeper deposits, vAMM fees, ...).
     pub venue: std::collections::BTreeMap<String, f64>,
+    /// How the venue's funding was made (`off`, the premium process and its parameters, a
+    /// replayed file); empty for a lending FLI, which pays interest instead.
+    pub funding: String,
 }
 
 /// Where a run streams its rows and events as they happen.

@@ -60,6 +60,8 @@ pub struct SweepConfig {
     pub sim: SimConfig,
     /// Starting price of the underlying.
     pub p0: f64,
+    /// How the perp venues' funding is made (lending products: unused).
+    pub funding: crate::funding::FundingModel,
 }
 
 /// Mean, median and the 5% and 95% quantiles.
@@ -291,6 +293,7 @@ fn add_costs(a: &mut CostBreakdown, b: &CostBreakdown) {
     a.streaming_fee += b.streaming_fee;
     a.mint_redeem_fees += b.mint_redeem_fees;
     a.venue_keeper_fees += b.venue_keeper_fees;
+    a.funding += b.funding;
 }
 
 /// The sum of every cost kind, USD.
@@ -304,6 +307,7 @@ pub fn total_cost(c: &CostBreakdown) -> f64 {
         + c.streaming_fee
         + c.mint_redeem_fees
         + c.venue_keeper_fees
+        + c.funding
 }
 
 fn source(cfg: &SweepConfig, seed: u64) -> Result<Box<dyn PriceSource + Send>, String> {
@@ -407,7 +411,16 @@ pub fn run_sweep_with(
                 Runner::Market(p) => {
                     let none =
                         crate::agents::HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
-                    crate::market::run_product(p, src.as_mut(), perp_tvl, none, seed, "sweep", &mut NullSink)?
+                    crate::market::run_product(
+                        p,
+                        src.as_mut(),
+                        perp_tvl,
+                        none,
+                        seed,
+                        "sweep",
+                        &cfg.funding,
+                        &mut NullSink,
+                    )?
                 }
             };
             tail.add_log_returns(&r.daily_nav_returns);
@@ -490,6 +503,8 @@ pub fn run_sweep_with(
                 &mut c.ether_rewards,
                 &mut c.streaming_fee,
                 &mut c.mint_redeem_fees,
+                &mut c.venue_keeper_fees,
+                &mut c.funding,
             ] {
                 *f /= n;
             }

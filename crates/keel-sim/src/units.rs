@@ -13,3 +13,15 @@ pub(crate) fn price_wad(p: f64) -> Option<U256> {
 pub(crate) fn wad_f64(x: U256) -> f64 {
     keel_core::math::to_f64(x, 18)
 }
+
+/// A signed wad as f64 (analytics only).
+pub(crate) fn signed_wad_f64(x: keel_core::math::I256) -> f64 {
+    let v = wad_f64(x.unsigned_abs());
+    if x.is_negative() { -v } else { v }
+}
+
+/// A signed f64 amount as a signed wad (rounded to 1e-8); `None` unless finite and below 1e15.
+pub(crate) fn signed_wad(x: f64) -> Option<keel_core::math::I256> {
+    let w = keel_core::math::I256::try_from(price_wad(x.abs())?).ok()?;
+    Some(if x < 0.0 { -w } else { w })
+}

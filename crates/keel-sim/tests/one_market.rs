@@ -3,6 +3,7 @@
 
 use keel_core::product::AnyProduct;
 use keel_sim::agents::HolderConfig;
+use keel_sim::funding::FundingModel;
 use keel_sim::market::{MarketConfig, run_market, run_product};
 use keel_sim::metrics::NullSink;
 use keel_sim::prices::scenario;
@@ -25,8 +26,12 @@ fn a_12s_and_a_2s_product_see_the_same_underlying_return() {
     let perp = product("eth2x-perp.toml");
     let mut a = scenario("crash", 2000.0, START, 12, 5).unwrap();
     let mut b = scenario("crash", 2000.0, START, 2, 5).unwrap();
-    let ra = run_product(&lending, &mut a, 1_000_000.0, flows(), 5, "crash", &mut NullSink).unwrap().summary;
-    let rb = run_product(&perp, &mut b, 1_000_000.0, flows(), 5, "crash", &mut NullSink).unwrap().summary;
+    let ra = run_product(&lending, &mut a, 1_000_000.0, flows(), 5, "crash", &FundingModel::default(), &mut NullSink)
+        .unwrap()
+        .summary;
+    let rb = run_product(&perp, &mut b, 1_000_000.0, flows(), 5, "crash", &FundingModel::default(), &mut NullSink)
+        .unwrap()
+        .summary;
     assert_eq!((ra.block_time, rb.block_time), (12, 2));
     assert_eq!(ra.end, rb.end);
     assert!(
@@ -85,7 +90,9 @@ fn every_kind_summarises_with_the_same_fields() {
     {
         let p = product(name);
         let mut src = scenario("zigzag", 2000.0, START, 3_600, 1).unwrap();
-        let s = run_product(&p, &mut src, 1_000_000.0, flows(), 1, "zigzag", &mut NullSink).unwrap().summary;
+        let s = run_product(&p, &mut src, 1_000_000.0, flows(), 1, "zigzag", &FundingModel::default(), &mut NullSink)
+            .unwrap()
+            .summary;
         assert_eq!(s.kind, p.kind().name(), "{name}");
         let v = serde_json::to_value(&s).unwrap();
         let keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -110,7 +117,9 @@ fn perp_price_guards_hold_the_token_to_its_window_not_to_its_first_price() {
     // liquidated.)
     let perp = product("eth2x-perp.toml");
     let mut src = scenario("crash", 2000.0, START, 12, 5).unwrap();
-    let r = run_product(&perp, &mut src, 1_000_000.0, flows(), 5, "crash", &mut NullSink).unwrap().summary;
+    let r = run_product(&perp, &mut src, 1_000_000.0, flows(), 5, "crash", &FundingModel::default(), &mut NullSink)
+        .unwrap()
+        .summary;
     assert!(r.underlying_return < -0.2, "a crash: {}", r.underlying_return);
     assert_eq!(r.counts.liquidations, 0, "{:?}", r.counts);
     assert!(r.counts.rebalances + r.counts.iterations > 0, "{:?}", r.counts);

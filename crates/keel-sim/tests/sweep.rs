@@ -18,6 +18,7 @@ fn config(grid: Vec<(String, Vec<String>)>, paths: usize) -> SweepConfig {
         seed: 11,
         sim: SimConfig::default(),
         p0: 2000.0,
+        funding: keel_sim::funding::FundingModel::default(),
     }
 }
 

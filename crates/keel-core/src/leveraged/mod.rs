@@ -390,6 +390,12 @@ pub trait LeveragedToken {
         U256::ZERO
     }
 
+    /// Funding the token's venue account has paid (positive) or received (negative) to date,
+    /// settled and pending, USD wad. Tokens on a venue without funding: 0.
+    fn funding_paid(&self, _now: u64) -> Result<I256, crate::Error> {
+        Ok(I256::ZERO)
+    }
+
     /// The venue account's figures for a view (margin, position, a pending order), as text.
     fn venue_figures(&self, _now: u64) -> std::collections::BTreeMap<String, String> {
         std::collections::BTreeMap::new()

@@ -289,6 +289,10 @@ impl LeveragedToken for PerpFliToken {
         Ok(changed)
     }
 
+    fn funding_paid(&self, _now: u64) -> Result<I256, Error> {
+        self.market.funding_paid().map_err(venue)
+    }
+
     fn venue_figures(&self, _now: u64) -> std::collections::BTreeMap<String, String> {
         let mut out = std::collections::BTreeMap::new();
         out.insert("size".into(), crate::math::SignedWad(self.market.account.base).to_string());

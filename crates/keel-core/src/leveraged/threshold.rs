@@ -270,6 +270,10 @@ impl LeveragedToken for ThresholdToken {
         self.market.params.min_keeper_fee.saturating_mul(U256::from(2u64))
     }
 
+    fn funding_paid(&self, now: u64) -> Result<I256, Error> {
+        Ok(self.market.funding_paid_by(self.account, now, self.oracle_price).map_err(ThresholdError::from)?)
+    }
+
     fn venue_figures(&self, now: u64) -> std::collections::BTreeMap<String, String> {
         let mut out = std::collections::BTreeMap::new();
         out.insert("size".into(), crate::math::SignedWad(self.size()).to_string());

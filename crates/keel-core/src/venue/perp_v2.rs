@@ -233,6 +233,50 @@ pub fn mark_price(
     Ok(short.min(long).max(short.max(long).min(third)))
 }
 
+/// What the clearing house reads about the vAMM's past for funding and the mark price: the
+/// pool's oracle, when the market first traded, and the TWAP windows. Whoever trades the pool
+/// records each swap here ([`MarketTwaps::record`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketTwaps {
+    /// The vAMM's observation ring.
+    pub oracle: Oracle,
+    /// When the market first traded (`None`: not yet; funding then reads the pool's price).
+    pub first_trade: Option<u64>,
+    /// The TWAP windows.
+    pub twap: TwapConfig,
+}
+
+impl MarketTwaps {
+    /// A market whose pool started at `now`, with room for `observations` oracle entries (at
+    /// least one per block that moves the tick within the longest TWAP window).
+    pub fn new(now: u64, observations: usize) -> Self {
+        let mut oracle = Oracle::new(now);
+        oracle.grow(observations.max(1));
+        Self { oracle, first_trade: None, twap: TwapConfig::default() }
+    }
+
+    /// A swap at `now` moved the pool from `tick_before` / `sqrt_before`: the oracle records the
+    /// tick that held until now (once a block) and the market has traded.
+    pub fn record(&mut self, now: u64, tick_before: i32, sqrt_before: U160, pool: &Pool) {
+        if pool.tick() != tick_before {
+            self.oracle.write(now, tick_before);
+        }
+        if pool.sqrt_price_x96() != sqrt_before {
+            self.first_trade.get_or_insert(now);
+        }
+    }
+
+    /// [`funding_market_twap_x96`] of this market.
+    pub fn funding_twap_x96(&self, pool: &Pool, now: u64) -> Result<U256, PerpV2Error> {
+        funding_market_twap_x96(&self.oracle, pool, now, self.first_trade, self.twap)
+    }
+
+    /// [`mark_price`] of this market with the index as its own TWAP.
+    pub fn mark(&self, pool: &Pool, now: u64, index: U256) -> Result<U256, PerpV2Error> {
+        mark_price(&self.oracle, pool, now, index, index, self.twap)
+    }
+}
+
 /// A taker swap on the vAMM as `Exchange._swap` makes it. `base_to_quote` sells base (a short,
 /// or a long's reduction); `exact_input` fixes the input (else the output) at `amount`.
 ///
@@ -361,6 +405,10 @@ pub struct PerpV2Market {
     pub funding_time: u64,
     /// The account.
     pub account: Account,
+    /// Funding the account has settled into its owed realised PnL, to date (positive: paid;
+    /// keel's own record, not a contract field). [`PerpV2Market::funding_paid`] adds the pending.
+    #[serde(default)]
+    pub funding_settled: I256,
 }
 
 /// Positions and notionals below this many wei are dust (`AccountBalance._DUST`).
@@ -381,7 +429,13 @@ fn nonneg(x: I256) -> U256 {
 impl PerpV2Market {
     /// An empty account at `now`.
     pub fn new(params: PerpV2Params, now: u64) -> Self {
-        Self { params, tw_premium: I256::ZERO, funding_time: now, account: Account::default() }
+        Self {
+            params,
+            tw_premium: I256::ZERO,
+            funding_time: now,
+            account: Account::default(),
+            funding_settled: I256::ZERO,
+        }
     }
 
     /// B6 with prices in wad: [`PerpV2Market::accrue_funding_x96`] with the market price
@@ -419,6 +473,12 @@ impl PerpV2Market {
         let magnitude = mul_div_down(self.account.base.unsigned_abs(), d.unsigned_abs(), q96(), "funding")?;
         let signed = if self.account.base.is_negative() != d.is_negative() { -i(magnitude)? } else { i(magnitude)? };
         Ok(signed / I256::try_from(86_400u64).map_err(|_| MathError::Overflow("day"))?)
+    }
+
+    /// Funding paid to date (positive) or received (negative): what was settled plus what is
+    /// pending.
+    pub fn funding_paid(&self) -> Result<I256, PerpV2Error> {
+        Ok(self.funding_settled + self.pending_funding()?)
     }
 
     /// B4: `base · mark`.
@@ -499,6 +559,7 @@ impl PerpV2Market {
     fn settle_funding(&mut self) -> Result<(), PerpV2Error> {
         let f = self.pending_funding()?;
         self.account.owed_realized_pnl -= f;
+        self.funding_settled += f;
         self.account.last_tw_premium = self.tw_premium;
         Ok(())
     }

@@ -197,6 +197,11 @@ pub struct PerpsMarket {
     /// clears it).
     #[serde(default)]
     pub last_fills: BTreeMap<u64, U256>,
+    /// Funding each account has paid (positive) or received (negative) into its margin at its
+    /// modifications, to date. keel's own record; [`PerpsMarket::funding_paid_by`] adds what has
+    /// accrued since.
+    #[serde(default)]
+    pub funding_paid: BTreeMap<u64, I256>,
 }
 
 fn i(x: U256) -> Result<I256, MathError> {
@@ -220,6 +225,7 @@ impl PerpsMarket {
             positions: BTreeMap::new(),
             orders: BTreeMap::new(),
             last_fills: BTreeMap::new(),
+            funding_paid: BTreeMap::new(),
         }
     }
 
@@ -283,6 +289,29 @@ impl PerpsMarket {
         self.funding = f;
         self.funding_time = now.max(self.funding_time);
         Ok(())
+    }
+
+    /// Book the funding `pos` accrued since its last modification as paid by `account` (funding
+    /// recomputed first); called wherever the market re-bases a position's funding entry.
+    fn book_funding(&mut self, account: u64, pos: &Position) -> Result<(), PerpsError> {
+        if pos.size.is_zero() {
+            return Ok(());
+        }
+        let credit = pmul_i(pos.size, self.funding - pos.last_funding)?;
+        if !credit.is_zero() {
+            *self.funding_paid.entry(account).or_default() -= credit;
+        }
+        Ok(())
+    }
+
+    /// Funding `account` has paid (positive) or received (negative) to date, at `now` and the
+    /// oracle `price`: what its modifications booked plus what its position has accrued since.
+    pub fn funding_paid_by(&self, account: u64, now: u64, price: U256) -> Result<I256, PerpsError> {
+        let booked = self.funding_paid.get(&account).copied().unwrap_or_default();
+        let Some(pos) = self.positions.get(&account).filter(|p| !p.size.is_zero()) else {
+            return Ok(booked);
+        };
+        Ok(booked - pmul_i(pos.size, self.next_funding(now, price)? - pos.last_funding)?)
     }
 
     /// C1: `M₀ + pnl + accrued funding`, signed (negative when the position is under water).
@@ -501,6 +530,7 @@ impl PerpsMarket {
         self.skew = self.skew - old.size + new.size;
         self.market_size = self.market_size - old.size.unsigned_abs() + new.size.unsigned_abs();
         let new = if new.size.is_zero() { Position { margin: new.margin, ..Position::default() } } else { new };
+        self.book_funding(account, &old)?;
         self.positions.insert(account, new);
         self.last_fills.insert(account, fill);
         Ok(Fill { price: fill, fee })
@@ -546,6 +576,7 @@ impl PerpsMarket {
             }
             let next = m.update_position_margin(&pos, I256::ZERO, price, m.funding, delta)?;
             let margin = next.margin;
+            m.book_funding(account, &pos)?;
             m.positions.insert(account, next);
             Ok(margin)
         })
@@ -591,6 +622,7 @@ impl PerpsMarket {
             m.post_trade_details(&pos, size_delta, price, fill, m.funding)?;
             let deposit = m.params.min_keeper_fee;
             let next = m.update_position_margin(&pos, size_delta, fill, m.funding, -i(deposit)?)?;
+            m.book_funding(account, &pos)?;
             m.positions.insert(account, next);
             m.orders.insert(
                 account,
@@ -629,6 +661,7 @@ impl PerpsMarket {
                 let pos = m.positions.get(&account).cloned().unwrap_or_default();
                 let next =
                     m.update_position_margin(&pos, order.size_delta, fill, m.funding, i(order.keeper_deposit)?)?;
+                m.book_funding(account, &pos)?;
                 m.positions.insert(account, next);
             }
             let f = m.trade(account, order.size_delta, price, fill, Some(order.desired_fill_price))?;
@@ -658,6 +691,7 @@ impl PerpsMarket {
         self.atomically(now, price, |m| {
             let pos = m.positions.get(&account).cloned().unwrap_or_default();
             let next = m.update_position_margin(&pos, order.size_delta, price, m.funding, i(order.keeper_deposit)?)?;
+            m.book_funding(account, &pos)?;
             m.positions.insert(account, next);
             m.orders.remove(&account);
             Ok(U256::ZERO)
@@ -681,6 +715,7 @@ impl PerpsMarket {
                 "liquidation fees",
             )?;
             m.orders.remove(&account);
+            m.book_funding(account, &pos)?;
             m.skew -= pos.size;
             m.market_size -= pos.size.unsigned_abs();
             m.positions.insert(account, Position::default());

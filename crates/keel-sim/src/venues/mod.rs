@@ -5,6 +5,7 @@
 pub mod perp;
 pub mod synthetix;
 
+use crate::funding::FundingModel;
 use crate::market::Venue;
 use keel_core::leveraged::LeveragedToken;
 use keel_core::product::AnyProduct;
@@ -28,12 +29,24 @@ pub(crate) fn liquidation_safe_band(t: &dyn LeveragedToken, now: u64, keep: f64)
     }
 }
 
-/// The venue and agents of a perp-venue product, `tvl_usd` issued at the start at `price`.
-/// (A lending product's venue is [`crate::engine::Simulation`], which also warms the token up.)
-pub fn build(product: &AnyProduct, tvl_usd: f64, start: u64, price: f64) -> Result<Box<dyn Venue>, String> {
+/// The venue and agents of a perp-venue product, `tvl_usd` issued at the start at `price`, the
+/// rest of the market making funding by `funding` (seeded by `seed`). (A lending product's
+/// venue is [`crate::engine::Simulation`], which also warms the token up.)
+pub fn build(
+    product: &AnyProduct,
+    tvl_usd: f64,
+    start: u64,
+    price: f64,
+    funding: &FundingModel,
+    seed: u64,
+) -> Result<Box<dyn Venue>, String> {
     Ok(match product {
-        AnyProduct::Perp(p) => Box::new(perp::PerpVenue::new(p, tvl_usd, 200_000_000.0, start, price)?),
-        AnyProduct::Threshold(p) => Box::new(synthetix::SynthetixVenue::new(p, tvl_usd, start, price)?),
+        AnyProduct::Perp(p) => {
+            Box::new(perp::PerpVenue::new(p, tvl_usd, 200_000_000.0, start, price)?.with_funding(funding, seed))
+        }
+        AnyProduct::Threshold(p) => {
+            Box::new(synthetix::SynthetixVenue::new(p, tvl_usd, start, price)?.with_funding(funding, seed))
+        }
         AnyProduct::Lending(_) => return Err("a lending product runs through keel_sim::Simulation".into()),
     })
 }

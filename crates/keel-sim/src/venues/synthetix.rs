@@ -1,10 +1,14 @@
 //! A threshold, daily or continuous token's venue, Synthetix-Perps-style: the price feed; a
 //! venue keeper who executes the token's pending delayed order as soon as it is executable
 //! (cancels it past the maximum age); anyone liquidating a liquidatable position; and the rest
-//! of the market as one arbitrage account that trades the skew back to zero after each fill, so
-//! funding does not run away as it would on a market holding one position. The first holders'
+//! of the market as one account. With funding on ([`crate::funding`]) that account is the crowd:
+//! every step it holds `oi_per_bp_usd / price` of open interest per 0.01% a day the venue's
+//! funding rate lies below the crowd's rate (short when above), so the velocity rule moves the
+//! rate toward the crowd's, the token's own position added to the skew. With funding off it
+//! trades the skew back to zero after each fill, so funding stays near zero. The first holders'
 //! deposit is minted at the start; its order opens the position.
 
+use crate::funding::{Crowd, FundingModel};
 use crate::market::{HOLDERS, Settle, Venue};
 use crate::metrics::EventRow;
 use crate::units::{price_wad, wad_f64};
@@ -29,6 +33,15 @@ pub struct SynthetixVenue {
     venue_fees: f64,
     keeper_deposits: f64,
     opened: bool,
+    /// The rest of the market (`None`: funding off).
+    crowd: Option<Crowd>,
+    crowd_refused: u64,
+    start: u64,
+    /// The last block's time and price (the funding figures are read at them).
+    last: (u64, U256),
+    crowd_acted: u64,
+    /// When the liquidator's screen is next re-read while funding moves the margin.
+    screen_at: u64,
 }
 
 impl SynthetixVenue {
@@ -52,9 +65,67 @@ impl SynthetixVenue {
             venue_fees: 0.0,
             keeper_deposits: 0.0,
             opened: false,
+            crowd: None,
+            crowd_refused: 0,
+            start,
+            screen_at: 0,
+            last: (start, p),
+            crowd_acted: start,
         };
         v.refresh(start);
         Ok(v)
+    }
+
+    /// The same venue with the rest of the market of `model` (seeded by `seed`): funding on.
+    pub fn with_funding(mut self, model: &FundingModel, seed: u64) -> Self {
+        self.crowd = Crowd::new(model, seed, self.start);
+        self
+    }
+
+    /// The crowd's step. Left alone, the crowd's open interest `γ·(rate − venue rate)` (γ:
+    /// `oi_per_bp_usd` per 0.01% a day) against the token's size `q` moves the venue's rate by
+    /// the velocity rule toward `r* = rate + q/γ` at the speed `v·γ/S` a day (v the maximum
+    /// velocity, S the skew scale). The crowd trades to the open interest that moves the rate
+    /// exactly as far as that relaxation would by the next step — stable for any step or block
+    /// time — within the venue's open-interest cap.
+    fn crowd_acts(&mut self, now: u64, price: f64, p: U256) {
+        let Some(crowd) = &mut self.crowd else { return };
+        let dt = (now.saturating_sub(self.crowd_acted)).max(crowd.process().step) as f64 / 86_400.0;
+        self.crowd_acted = now;
+        let rate = crowd.advance(now);
+        let gamma = crowd.process().oi_per_bp_usd / price / 0.0001;
+        let f = crate::units::signed_wad_f64;
+        let q = f(self.token.size());
+        let m = &mut self.token.market;
+        let Ok(now_rate) = m.current_funding_rate(now) else {
+            self.crowd_refused += 1;
+            return;
+        };
+        let (r, skew) = (f(now_rate), f(m.skew));
+        let (scale, velocity) = (wad_f64(m.params.skew_scale), wad_f64(m.params.max_funding_velocity));
+        if scale <= 0.0 || velocity <= 0.0 {
+            return;
+        }
+        let have = m.positions.get(&ARB).map_or(0.0, |q| f(q.size));
+        let others = skew - have;
+        let target = rate + q / gamma;
+        let next = target + (r - target) * (-velocity * gamma / scale * dt).exp();
+        // the venue caps each side's open interest: the crowd's side holds what the others on
+        // it leave (a hair under, for rounding); reducing is always allowed
+        let cap = 0.999 * wad_f64(m.params.max_market_value);
+        let others_size = wad_f64(m.market_size) - have.abs();
+        let (others_long, others_short) = ((others_size + others) / 2.0, (others_size - others) / 2.0);
+        let (lo, hi) = (-(cap - others_short).max(0.0), (cap - others_long).max(0.0));
+        let want = (scale * (next - r) / (velocity * dt) - others).clamp(lo.min(have.min(0.0)), hi.max(have.max(0.0)));
+        let delta = want - have;
+        // under $1 000 of change the crowd waits for the next step
+        if (delta * price).abs() < 1_000.0 {
+            return;
+        }
+        let Some(size) = crate::units::signed_wad(delta) else { return };
+        if m.modify_position(ARB, size, now, p, None).is_err() {
+            self.crowd_refused += 1;
+        }
     }
 }
 
@@ -110,9 +181,18 @@ impl Venue for SynthetixVenue {
                 self.keeper_deposits += wad_f64(order.keeper_deposit);
                 changed = true;
             }
-            if !t.market.skew.is_zero() {
+            if self.crowd.is_none() && !t.market.skew.is_zero() {
                 let k = t.market.skew;
                 let _ = t.market.modify_position(ARB, -k, now, p, None);
+            }
+        }
+        self.last = (now, p);
+        if self.crowd.as_ref().is_some_and(|c| c.due(now)) {
+            self.crowd_acts(now, price, p);
+            // funding moves the margin between the token's operations: re-read hourly
+            if now >= self.screen_at {
+                self.screen_at = now + 3_600;
+                changed = true;
             }
         }
         if changed {
@@ -146,7 +226,7 @@ impl Venue for SynthetixVenue {
     }
 
     fn figures(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([
+        let mut out = BTreeMap::from([
             ("orders_filled".to_string(), self.filled as f64),
             ("orders_cancelled".to_string(), self.cancelled as f64),
             ("orders_refused".to_string(), self.refused as f64),
@@ -154,12 +234,20 @@ impl Venue for SynthetixVenue {
             ("venue_fees_usd".to_string(), self.venue_fees),
             ("keeper_deposits_usd".to_string(), self.keeper_deposits),
             ("fees_to_recipient_usd".to_string(), wad_f64(self.token.fees_collected)),
-        ])
+        ]);
+        if self.crowd.is_some() {
+            out.insert("crowd_refused".to_string(), self.crowd_refused as f64);
+        }
+        out
     }
 
     fn add_costs(&self, costs: &mut crate::metrics::CostBreakdown) {
         costs.pool_fees += self.venue_fees;
         costs.venue_keeper_fees += self.keeper_deposits;
+        let t = &self.token;
+        if let Ok(f) = t.market.funding_paid_by(t.account, self.last.0, self.last.1) {
+            costs.funding += crate::units::signed_wad_f64(f);
+        }
     }
 
     fn engaged(&self) -> bool {

@@ -9,7 +9,7 @@ use super::perp::{PerpFli, PerpSnapshot};
 use crate::error::FliError;
 use crate::math::{I256, MathError, U256, WAD, pdiv, pmul, pmul_i};
 use crate::venue::amm::Pool;
-use crate::venue::perp_v2::{MarketFees, PerpV2Error, PerpV2Market, vamm_swap};
+use crate::venue::perp_v2::{MarketFees, MarketTwaps, PerpV2Error, PerpV2Market, vamm_swap};
 use serde::{Deserialize, Serialize};
 
 fn i(x: U256) -> Result<I256, FliError> {
@@ -237,6 +237,23 @@ impl PerpFliToken {
     /// One settlement unit (1e12 for USDC's 6 decimals) in wad.
     fn settlement_unit(&self) -> U256 {
         crate::math::pow10(u32::from(18u8.saturating_sub(self.market.params.settlement_decimals)))
+    }
+
+    /// A new block at `now` with the index at `index`, as the clearing house meets it before
+    /// any trade or settlement (`Exchange.settleFunding`): funding accrues from the market and
+    /// index TWAPs ([`MarketTwaps::funding_twap_x96`]; the index is its own TWAP here), the
+    /// price guard's 15-second window starts at the pool's tick, and the token takes the index
+    /// and the mark price (`perp.md` B3, B6). Nothing changes on an error.
+    pub fn settle_block(&mut self, twaps: &MarketTwaps, now: u64, index: U256) -> Result<(), PerpV2Error> {
+        let twap = twaps.funding_twap_x96(&self.pool, now)?;
+        let mark = twaps.mark(&self.pool, now, index)?;
+        let mut market = self.market.clone();
+        market.accrue_funding_x96(now, twap, index)?;
+        self.market = market;
+        self.guards.observe(now, self.pool.tick());
+        self.index_price = index;
+        self.venue_mark = Some(mark);
+        Ok(())
     }
 
     /// The clearing house's price for the account's margin checks (`settle_trade`, `withdraw`):
