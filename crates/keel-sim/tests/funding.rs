@@ -1,6 +1,8 @@
 //! Funding on the perp venues: with the premium and skew processes off every figure is what it
-//! was before funding was modelled (a snapshot taken before the change); with them on, a long
-//! token in a market trading above the index pays funding, a short one receives it.
+//! was before funding was modelled (a snapshot taken before the change; one figure moved since,
+//! by a fix of its own: the Bear's keeper no longer calls, and pays gas for, rebalances that
+//! trade nothing — $332,180 of gas to $844); with them on, a long token in a market trading above
+//! the index pays funding, a short one receives it.
 
 use keel_core::product::AnyProduct;
 use keel_sim::agents::HolderConfig;

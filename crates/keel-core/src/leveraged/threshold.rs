@@ -44,7 +44,15 @@ impl ThresholdToken {
         if !self.size().is_zero() && m < self.settings.min_margin && !m.is_zero() {
             return Ok(Some(Action::Ripcord));
         }
-        Ok(self.can_rebalance(now, price)?.then_some(Action::Rebalance))
+        if !self.can_rebalance(now, price)? {
+            return Ok(None);
+        }
+        // a trigger whose delta rounds to nothing submits no order: nothing is due (else a
+        // keeper would call, and pay gas, every block on a token closed to dust)
+        match self.clone().rebalance(now, price) {
+            Ok(dq) if dq.is_zero() => Ok(None),
+            _ => Ok(Some(Action::Rebalance)),
+        }
     }
 }
 
