@@ -132,7 +132,7 @@ pub fn html_report(s: &Summary, rows: &[SeriesRow], events: &[EventRow]) -> Stri
         charts.insert(
             5,
             chart(
-                &format!("Funding paid so far (USD; below zero: received) — {}", s.funding),
+                "Funding paid so far (USD; below zero: received; the model is in the summary)",
                 &[Line { name: "funding", color: "#e8590c", points: pts(|r| r.funding_usd), dashed: false }],
                 &zero,
                 &m,
