@@ -181,7 +181,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 sample_every,
                 source_name: name.clone(),
                 gas: !costs_off,
-                funding: funding.describe(),
                 ..keel_sim::market::MarketConfig::default()
             };
             let venue = keel_sim::venues::build(

@@ -183,6 +183,12 @@ fn table_bad_funding_input_is_refused_with_the_field_and_the_rule() {
             "funding.mean_rate = 0.2",
         ),
         (
+            "capacity past the bound",
+            "products/eth2x-perp.toml",
+            vec!["--scenario", "calm", "--arb-capacity", "1e13"],
+            "funding.capacity_usd = 10000000000000",
+        ),
+        (
             "off with a tuned process",
             "products/eth2x-perp.toml",
             vec!["--scenario", "calm", "--funding", "off", "--premium-sd", "0.001"],

@@ -241,7 +241,6 @@ impl Simulation {
             source_name: self.source_name.clone(),
             gas: self.cfg.costs.gas,
             screens: true,
-            funding: String::new(),
         };
         let mut r = run_market(&mut self, source, &cfg, sink)?;
         r.summary.warnings = self.warnings.clone();

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use std::sync::Arc;
 
-/// Seconds in a year, for quoting daily rates per year.
+/// Days in a year, for quoting daily rates per year.
 const YEAR_DAYS: f64 = 365.0;
 
 /// How funding is made.
@@ -149,12 +149,17 @@ impl FundingProcess {
             "0 to 0.1",
         )?;
         rule(self.half_life.is_finite() && self.half_life > 0.0, "half_life", self.half_life, "seconds, above 0")?;
-        rule(self.capacity_usd.is_finite() && self.capacity_usd > 0.0, "capacity_usd", self.capacity_usd, "above 0")?;
         rule(
-            self.oi_per_bp_usd.is_finite() && self.oi_per_bp_usd > 0.0,
+            self.capacity_usd.is_finite() && self.capacity_usd > 0.0 && self.capacity_usd <= 1e12,
+            "capacity_usd",
+            self.capacity_usd,
+            "above 0 and at most 1e12 USD",
+        )?;
+        rule(
+            self.oi_per_bp_usd.is_finite() && self.oi_per_bp_usd > 0.0 && self.oi_per_bp_usd <= 1e12,
             "oi_per_bp_usd",
             self.oi_per_bp_usd,
-            "above 0",
+            "above 0 and at most 1e12 USD",
         )?;
         rule(self.step > 0, "step", self.step as f64, "seconds, at least 1")?;
         for r in &self.regimes {

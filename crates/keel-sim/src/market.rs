@@ -67,8 +67,12 @@ pub trait Venue {
     fn oracle_price(&self, price: f64) -> f64 {
         price
     }
-    /// Add the venue's own costs (interest, fees paid at fills, keeper deposits).
+    /// Add the venue's own costs (interest, fees paid at fills, keeper deposits, funding).
     fn add_costs(&self, _costs: &mut CostBreakdown) {}
+    /// How the venue's funding is made, for the summary (empty: a venue without funding).
+    fn funding_model(&self) -> String {
+        String::new()
+    }
     /// Started (an engage's TWAP done, a first order filled): band metrics count from here.
     fn engaged(&self) -> bool;
 }
@@ -104,8 +108,6 @@ pub struct MarketConfig {
     /// Skip reading the token while its screen says nothing can be due (on by default; off
     /// reads it every block — the differential tests compare the two).
     pub screens: bool,
-    /// How the venue's funding is made, for the summary (the venue holds the model).
-    pub funding: String,
 }
 
 impl Default for MarketConfig {
@@ -119,7 +121,6 @@ impl Default for MarketConfig {
             source_name: String::new(),
             gas: true,
             screens: true,
-            funding: String::new(),
         }
     }
 }
@@ -722,7 +723,7 @@ pub fn run_market(
         delever_minutes: minutes.iter().cloned().fold(0.0, f64::max),
         warnings: Vec::new(),
         venue: venue.figures(),
-        funding: cfg.funding.clone(),
+        funding: venue.funding_model(),
     };
     Ok(RunResult { summary, daily_nav_returns, max_drawdown })
 }
@@ -750,13 +751,7 @@ pub fn run_product(
             sim.run(source, sink).map_err(|e| e.to_string())
         }
         other => {
-            let mut cfg = MarketConfig {
-                seed,
-                holders,
-                source_name: source_name.into(),
-                funding: funding.describe(),
-                ..MarketConfig::default()
-            };
+            let mut cfg = MarketConfig { seed, holders, source_name: source_name.into(), ..MarketConfig::default() };
             cfg.keeper.gas.base_gwei = crate::clock::OPTIMISM.base_gas_gwei;
             let tvl = if tvl_usd > 0.0 { tvl_usd } else { 1_000_000.0 };
             let mut v =

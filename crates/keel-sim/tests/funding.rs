@@ -10,7 +10,6 @@ use keel_sim::funding::FundingModel;
 use keel_sim::market::{MarketConfig, run_market};
 use keel_sim::metrics::{NullSink, Summary};
 use keel_sim::prices::scenario;
-use keel_sim::venues::{perp::PerpVenue, synthetix::SynthetixVenue};
 
 const START: u64 = 1_704_067_200;
 
@@ -35,18 +34,8 @@ fn run_off(name: &str) -> Summary {
     let p = product(name);
     let mut src = scenario("default", 2000.0, START, 600, 1).unwrap();
     let cfg = MarketConfig { seed: 1, holders: flows(), ..MarketConfig::default() };
-    let r = match &p {
-        AnyProduct::Perp(p) => {
-            let mut v = PerpVenue::new(p, 1_000_000.0, 200_000_000.0, START, 2000.0).unwrap();
-            run_market(&mut v, &mut src, &cfg, &mut NullSink)
-        }
-        AnyProduct::Threshold(p) => {
-            let mut v = SynthetixVenue::new(p, 1_000_000.0, START, 2000.0).unwrap();
-            run_market(&mut v, &mut src, &cfg, &mut NullSink)
-        }
-        AnyProduct::Lending(_) => unreachable!(),
-    };
-    r.unwrap().summary
+    let mut v = keel_sim::venues::build(&p, 1_000_000.0, START, 2000.0, &FundingModel::Off, 1).unwrap();
+    run_market(v.as_mut(), &mut src, &cfg, &mut NullSink).unwrap().summary
 }
 
 fn figures(s: &Summary) -> String {

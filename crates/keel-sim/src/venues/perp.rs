@@ -34,6 +34,8 @@ pub struct PerpVenue {
     recentres: u64,
     /// The rest of the market (`None`: funding off).
     crowd: Option<Crowd>,
+    /// How funding is made, for the summary.
+    funding_model: String,
     /// The vAMM's oracle and TWAP windows, as the clearing house reads them.
     twaps: MarketTwaps,
     /// When the crowd last traded (once a block).
@@ -71,6 +73,7 @@ impl PerpVenue {
             liquidations: 0,
             recentres: 0,
             crowd: None,
+            funding_model: FundingModel::Off.describe(),
             // the vAMM has traded at the start price for an hour before the run: its TWAPs
             // (up to 30 minutes) have a history from the first block
             twaps: MarketTwaps::new(start.saturating_sub(3_600), 1_024),
@@ -87,6 +90,7 @@ impl PerpVenue {
     /// The same venue with the rest of the market of `model` (seeded by `seed`): funding on.
     pub fn with_funding(mut self, model: &FundingModel, seed: u64) -> Self {
         self.crowd = Crowd::new(model, seed, self.start);
+        self.funding_model = model.describe();
         self
     }
 
@@ -117,7 +121,8 @@ impl PerpVenue {
         let (tick, sqrt) = (pool.tick(), pool.sqrt_price_x96());
         let Some(goal) = price_wad(target).and_then(|t| sqrt_price_x96_from_ratio(t, WAD).ok()) else { return };
         // the input side: base to push the price down, quote to push it up
-        let max_in = if goal < sqrt { capacity / price } else { capacity };
+        // (bounded so any accepted capacity and block time converts to a wad amount)
+        let max_in = (if goal < sqrt { capacity / price } else { capacity }).min(1e14);
         let Some(max_in) = price_wad(max_in) else { return };
         if pool.swap_toward(goal, max_in).is_err() {
             self.crowd_refused += 1;
@@ -231,6 +236,10 @@ impl Venue for PerpVenue {
         if let Ok(f) = self.token.market.funding_paid() {
             costs.funding += crate::units::signed_wad_f64(f);
         }
+    }
+
+    fn funding_model(&self) -> String {
+        self.funding_model.clone()
     }
 
     fn engaged(&self) -> bool {

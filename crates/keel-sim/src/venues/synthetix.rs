@@ -35,6 +35,8 @@ pub struct SynthetixVenue {
     opened: bool,
     /// The rest of the market (`None`: funding off).
     crowd: Option<Crowd>,
+    /// How funding is made, for the summary.
+    funding_model: String,
     crowd_refused: u64,
     start: u64,
     /// The last block's time and price (the funding figures are read at them).
@@ -66,6 +68,7 @@ impl SynthetixVenue {
             keeper_deposits: 0.0,
             opened: false,
             crowd: None,
+            funding_model: FundingModel::Off.describe(),
             crowd_refused: 0,
             start,
             screen_at: 0,
@@ -79,6 +82,7 @@ impl SynthetixVenue {
     /// The same venue with the rest of the market of `model` (seeded by `seed`): funding on.
     pub fn with_funding(mut self, model: &FundingModel, seed: u64) -> Self {
         self.crowd = Crowd::new(model, seed, self.start);
+        self.funding_model = model.describe();
         self
     }
 
@@ -248,6 +252,10 @@ impl Venue for SynthetixVenue {
         if let Ok(f) = t.market.funding_paid_by(t.account, self.last.0, self.last.1) {
             costs.funding += crate::units::signed_wad_f64(f);
         }
+    }
+
+    fn funding_model(&self) -> String {
+        self.funding_model.clone()
     }
 
     fn engaged(&self) -> bool {
