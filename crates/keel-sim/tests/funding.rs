@@ -98,3 +98,15 @@ fn table_longs_pay_and_shorts_receive_a_positive_premium() {
         assert_eq!(on.venue.get("crowd_refused"), Some(&0.0), "case {case}");
     }
 }
+
+#[test]
+fn the_charted_vamm_price_is_the_base_in_usd() {
+    // with funding on the vAMM is not pinned: the report charts its own price of the base
+    let p = product("eth2x-perp.toml");
+    let mut v = keel_sim::venues::build(&p, 1_000_000.0, START, 2000.0, &FundingModel::default(), 1).unwrap();
+    let mut src = scenario("calm", 2000.0, START, 60, 1).unwrap();
+    let cfg = MarketConfig { seed: 1, holders: flows(), ..MarketConfig::default() };
+    let s = run_market(v.as_mut(), &mut src, &cfg, &mut NullSink).unwrap().summary;
+    let (index, vamm) = (s.underlying_end, v.trade_price(s.underlying_end));
+    assert!((vamm / index - 1.0).abs() < 0.01, "vAMM {vamm} against the index {index}");
+}

@@ -229,7 +229,11 @@ impl Venue for PerpVenue {
     }
 
     fn trade_price(&self, price: f64) -> f64 {
-        if self.crowd.is_some() { self.token.pool.price1_in_0_f64() } else { price }
+        // the vAMM's own price of the base when it is not pinned to the index
+        match self.crowd {
+            Some(_) => keel_core::venue::perp_v2::market_price(self.token.pool.sqrt_price_x96()).map_or(price, wad_f64),
+            None => price,
+        }
     }
 
     fn add_costs(&self, costs: &mut crate::metrics::CostBreakdown) {
