@@ -105,7 +105,83 @@ fn time_arg(s: &str, flag: &str) -> Result<u64> {
 /// Run the backtest and write the output directory. Every kind of product runs the same way:
 /// one market loop, one summary, one terminal layout, one report.
 pub fn run(a: Args) -> Result<ExitCode> {
-    let product = crate::product_cmd::load_product(a.product.as_deref())?;
+    let (text, name) = crate::product_cmd::product_text(a.product.as_deref())?;
+    let mut prepared = prepare(&a, &text, &name)?;
+    for w in &prepared.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut sink = DirSink::create(&a.out, 4_000).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    let bar = if !a.quiet && std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(prepared.blocks().unwrap_or(0));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bar:40} {percent}% {human_pos}/{human_len} blocks, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(pb)
+    } else {
+        None
+    };
+    if let Some(pb) = bar.clone() {
+        sink.on_progress = Some(Box::new(move |done, _| pb.set_position(done)));
+    }
+    let result = prepared.run(&mut sink, &std::sync::atomic::AtomicBool::new(false))?;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    sink.finish(&result.summary).with_context(|| format!("cannot write the report to {}", a.out.display()))?;
+    print!("{}", summary_table(&result.summary));
+    println!("wrote {} (summary.json, timeseries.csv, events.csv, report.html)", display_dir(&a.out));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A backtest checked and ready to run: the product started on its venue, the price path
+/// opened. `keel backtest` and the Python package's `keel.backtest` both come through here, so
+/// they accept and refuse the same things with the same messages.
+pub struct Prepared {
+    runner: Runner,
+    source: Box<dyn PriceSource>,
+    /// Problems met loading the prices (gaps bridged), printed before the run; the summary's
+    /// `warnings` hold these and any the run adds.
+    pub warnings: Vec<String>,
+}
+
+impl Prepared {
+    /// Blocks the path will yield, if known.
+    pub fn blocks(&self) -> Option<u64> {
+        self.source.len_hint()
+    }
+
+    /// Run to the end of the path (or until `stop` is set: then an error), streaming rows and
+    /// events to `sink`.
+    pub fn run(
+        &mut self,
+        sink: &mut dyn keel_sim::Sink,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<keel_sim::RunResult> {
+        let mut source = keel_sim::prices::Cancellable::new(self.source.as_mut(), stop);
+        let result = match &mut self.runner {
+            Runner::Lending(sim) => (**sim).clone().run(&mut source, sink),
+            Runner::Market(venue, cfg, warnings) => {
+                keel_sim::market::run_market(venue.as_mut(), &mut source, cfg, sink).map(|mut r| {
+                    r.summary.warnings = warnings.clone();
+                    r
+                })
+            }
+        }
+        .map_err(|e| anyhow!("simulation stopped: {e}"))?;
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("{}", keel_sim::sweep::CANCELLED);
+        }
+        Ok(result)
+    }
+}
+
+/// Check a backtest's arguments against the product (`text`, named `name` in messages) and
+/// start it, without writing anything.
+pub fn prepare(a: &Args, text: &str, name: &str) -> Result<Prepared> {
+    let product = crate::product_cmd::parse_product(text, name)?;
     let lending = matches!(product, keel_core::product::AnyProduct::Lending(_));
     // lending FLI runs on Ethereum by default; the perp venues ran on Optimism
     let chain_name = a.chain.clone().unwrap_or_else(|| if lending { "ethereum".into() } else { "optimism".into() });
@@ -127,22 +203,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         other => bail!("--costs {other}: use 'all' or 'none'"),
     };
     let sample_every = parse_duration(&a.sample).map_err(|e| anyhow!("--sample: {e}"))?.max(block_time);
-    let holders = holder_flows(&a)?;
+    let holders = holder_flows(a)?;
     if a.keeper_poll == 0 {
         bail!("--keeper-poll must be at least 1 block");
     }
     let latency = parse_duration(&a.keeper_latency).map_err(|e| anyhow!("--keeper-latency: {e}"))?;
-    let (mut source, name, warnings) = price_source(&a.market, product_start_price(&product), block_time)?;
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
+    let (source, name, warnings) = price_source(&a.market, product_start_price(&product), block_time)?;
     // the keeper and the public bots are the same agents for every kind
     let mut keeper = keel_sim::agents::KeeperConfig::default();
     keeper.gas.base_gwei = chain.base_gas_gwei;
     keeper.poll_every = a.keeper_poll;
     keeper.latency_seconds = latency;
     keeper.ripcord_bots = a.ripcord_bots;
-    let mut runner = match product {
+    let runner = match product {
         keel_core::product::AnyProduct::Lending(product) => {
             if a.funding.is_set() {
                 bail!(
@@ -195,39 +268,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Runner::Market(venue, Box::new(cfg), warnings)
         }
     };
-    let mut sink = DirSink::create(&a.out, 4_000).with_context(|| format!("cannot write to {}", a.out.display()))?;
-    let bar = if !a.quiet && std::io::stderr().is_terminal() {
-        let pb = indicatif::ProgressBar::new(source.len_hint().unwrap_or(0));
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {bar:40} {percent}% {human_pos}/{human_len} blocks, ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(pb)
-    } else {
-        None
-    };
-    if let Some(pb) = bar.clone() {
-        sink.on_progress = Some(Box::new(move |done, _| pb.set_position(done)));
-    }
-    let result = match &mut runner {
-        Runner::Lending(sim) => (**sim).clone().run(source.as_mut(), &mut sink),
-        Runner::Market(venue, cfg, warnings) => {
-            keel_sim::market::run_market(venue.as_mut(), source.as_mut(), cfg, &mut sink).map(|mut r| {
-                r.summary.warnings = warnings.clone();
-                r
-            })
-        }
-    }
-    .map_err(|e| anyhow!("simulation stopped: {e}"))?;
-    if let Some(pb) = bar {
-        pb.finish_and_clear();
-    }
-    sink.finish(&result.summary).with_context(|| format!("cannot write the report to {}", a.out.display()))?;
-    print!("{}", summary_table(&result.summary));
-    println!("wrote {} (summary.json, timeseries.csv, events.csv, report.html)", display_dir(&a.out));
-    Ok(ExitCode::SUCCESS)
+    Ok(Prepared { runner, source, warnings })
 }
 
 /// What runs: the lending engine or the market loop over a venue.

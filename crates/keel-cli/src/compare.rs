@@ -54,23 +54,58 @@ struct Row {
 
 /// `keel compare`.
 pub fn run(a: Args) -> Result<ExitCode> {
+    let products: Vec<(String, String)> = a
+        .products
+        .iter()
+        .map(|p| crate::product_cmd::read_small(p, "product file").map(|t| (t, p.display().to_string())))
+        .collect::<Result<_>>()?;
+    let c = compare(&a, &products, &std::sync::atomic::AtomicBool::new(false))?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", c.table);
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    std::fs::write(a.out.join("compare.csv"), &c.csv)
+        .with_context(|| format!("cannot write {}", a.out.join("compare.csv").display()))?;
+    std::fs::write(a.out.join("report.html"), &c.html).with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!("wrote {} (compare.csv, report.html)", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `keel compare` shows and writes.
+pub struct Comparison {
+    /// The terminal table.
+    pub table: String,
+    /// `compare.csv`'s bytes.
+    pub csv: Vec<u8>,
+    /// `report.html`.
+    pub html: String,
+    /// Problems met loading the prices.
+    pub warnings: Vec<String>,
+}
+
+/// Run every product (`(text, name)` pairs; the first sets the path's starting price) on the
+/// market of `a` and build the table, CSV and report; `a.products` and `a.out` are not read.
+/// Setting `stop` ends the run with an error.
+pub fn compare(a: &Args, products: &[(String, String)], stop: &std::sync::atomic::AtomicBool) -> Result<Comparison> {
+    if products.is_empty() {
+        bail!("give at least one product");
+    }
     let block_time = parse_duration(&a.block_time).map_err(|e| anyhow!("--block-time: {e}"))?;
     if block_time == 0 {
         bail!("--block-time must be positive");
     }
     crate::backtest::check_tvl(a.tvl)?;
-    let loaded: Vec<(PathBuf, AnyProduct)> =
-        a.products.iter().map(|p| crate::product_cmd::load_any(p).map(|x| (p.clone(), x))).collect::<Result<_>>()?;
+    let loaded: Vec<(String, AnyProduct)> = products
+        .iter()
+        .map(|(text, name)| crate::product_cmd::parse_product(text, name).map(|x| (name.clone(), x)))
+        .collect::<Result<_>>()?;
     let underlying_of = |p: &AnyProduct| -> String { p.underlying() };
     let first = underlying_of(&loaded[0].1);
     for (path, p) in &loaded[1..] {
         let u = underlying_of(p);
         if u != first {
-            bail!(
-                "{}: tracks {u}, but {} tracks {first}; compare products on the same underlying",
-                path.display(),
-                loaded[0].0.display()
-            );
+            bail!("{path}: tracks {u}, but {} tracks {first}; compare products on the same underlying", loaded[0].0);
         }
     }
     // Every product starts from the first product's price, so the paths are identical.
@@ -79,6 +114,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut market_name = String::new();
     let mut underlying = 0.0;
     let mut funding_line = String::new();
+    let mut all_warnings = Vec::new();
     for (path, product) in &loaded {
         let (mut src, name, warnings) = price_source(&a.market, p0, block_time)?;
         let model =
@@ -87,15 +123,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             funding_line = model.describe();
         }
         if market_name.is_empty() {
-            for w in &warnings {
-                eprintln!("warning: {w}");
-            }
+            all_warnings = warnings;
             market_name = name;
         }
         let none = keel_sim::agents::HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
+        let mut src = keel_sim::prices::Cancellable::new(src.as_mut(), stop);
         let r = keel_sim::market::run_product(
             product,
-            src.as_mut(),
+            &mut src,
             a.tvl,
             none,
             a.market.seed,
@@ -103,7 +138,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             &model,
             &mut NullSink,
         )
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| anyhow!("{path}: {e}"))?;
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("{}", keel_sim::sweep::CANCELLED);
+        }
         let s = &r.summary;
         let c = &s.costs_usd;
         underlying = s.underlying_return;
@@ -188,10 +226,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             if r.perp { format!("{:.0}", r.funding) } else { "–".to_string() }
         ));
     }
-    print!("{table}");
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
-    let mut w = csv::Writer::from_path(a.out.join("compare.csv"))
-        .with_context(|| format!("cannot write {}", a.out.join("compare.csv").display()))?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "token",
         "methodology",
@@ -223,7 +258,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             kinds,
         ])?;
     }
-    w.flush()?;
+    let csv = w.into_inner().map_err(|e| anyhow!("compare.csv: {e}"))?;
     let series: Vec<keel_report::CompareSeries> = rows
         .iter()
         .map(|r| {
@@ -235,8 +270,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
             keel_report::CompareSeries { label: format!("{} — {}", r.symbol, r.methodology), nav }
         })
         .collect();
-    std::fs::write(a.out.join("report.html"), keel_report::compare_report(&market_name, &series, &table))
-        .with_context(|| format!("cannot write {}", a.out.display()))?;
-    println!("wrote {} (compare.csv, report.html)", a.out.display());
-    Ok(ExitCode::SUCCESS)
+    let html = keel_report::compare_report(&market_name, &series, &table);
+    Ok(Comparison { table, csv, html, warnings: all_warnings })
 }

@@ -82,7 +82,12 @@ pub fn product_text(file: Option<&Path>) -> Result<(String, String)> {
 /// Parse `--product FILE` or the built-in default.
 pub fn load_product(file: Option<&Path>) -> Result<AnyProduct> {
     let (text, name) = product_text(file)?;
-    AnyProduct::from_toml(&text).map_err(|e| anyhow::anyhow!("{name}: {}", describe(&e)))
+    parse_product(&text, &name)
+}
+
+/// Parse a product's text; the error names it (`name`) and lists every rule it breaks.
+pub fn parse_product(text: &str, name: &str) -> Result<AnyProduct> {
+    AnyProduct::from_toml(text).map_err(|e| anyhow::anyhow!("{name}: {}", describe(&e)))
 }
 
 /// Read and parse a product file of either shape; the error names the file.
@@ -108,7 +113,8 @@ fn perp_summary(p: &PerpProduct) -> String {
     )
 }
 
-fn describe(e: &ProductError) -> String {
+/// A product error as `keel product check` prints it: every violated rule on its own line.
+pub fn describe(e: &ProductError) -> String {
     match e {
         ProductError::Rules(v) => {
             let mut s = format!("{} rule(s) violated", v.len());
@@ -124,28 +130,36 @@ fn describe(e: &ProductError) -> String {
 /// `keel product check FILE`: the file's rules, then a start as a backtest starts it.
 pub fn check(file: &Path) -> Result<ExitCode> {
     let text = read_small(file, "product file")?;
-    let parsed = AnyProduct::from_toml(&text);
+    match check_text(&text, &file.display().to_string()) {
+        Ok(line) => {
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Check a product's text (named `name` in messages): its rules, then a start as a backtest
+/// starts it. `Ok` is the one-line summary `keel product check` prints; `Err` the message it
+/// prints, every violated rule on its own line.
+pub fn check_text(text: &str, name: &str) -> std::result::Result<String, String> {
+    let parsed = AnyProduct::from_toml(text);
     if let Ok(p) = &parsed
         && let Err(e) = keel_sim::start_check::start_check(p)
     {
-        eprintln!(
-            "{}: invalid product: its rules hold, but it cannot start on its venues at its own prices: {e}",
-            file.display()
-        );
-        return Ok(ExitCode::FAILURE);
+        return Err(format!(
+            "{name}: invalid product: its rules hold, but it cannot start on its venues at its own prices: {e}"
+        ));
     }
     match parsed {
-        Ok(AnyProduct::Perp(p)) => {
-            println!("{}", perp_summary(&p));
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(AnyProduct::Threshold(p)) => {
-            println!("{}", threshold_summary(&p));
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(AnyProduct::Perp(p)) => Ok(perp_summary(&p)),
+        Ok(AnyProduct::Threshold(p)) => Ok(threshold_summary(&p)),
         Ok(AnyProduct::Lending(p)) => {
             let m = &p.methodology;
-            println!(
+            Ok(format!(
                 "ok: {} ({}) — {} on {}/{} ({}): target {}x in [{}x, {}x], ripcord at {}x, {} exchange(s)",
                 p.token.symbol,
                 p.token.name,
@@ -158,27 +172,31 @@ pub fn check(file: &Path) -> Result<ExitCode> {
                 Wad(m.max_leverage_ratio),
                 Wad(p.incentive.incentivized_leverage_ratio),
                 p.exchanges.len()
-            );
-            Ok(ExitCode::SUCCESS)
+            ))
         }
-        Err(e) => {
-            eprintln!("{}: invalid product: {}", file.display(), describe(&e));
-            Ok(ExitCode::FAILURE)
-        }
+        Err(e) => Err(format!("{name}: invalid product: {}", describe(&e))),
     }
+}
+
+/// Setter calls: (function, arguments) in struct field order.
+pub type Calls = Vec<(String, Vec<String>)>;
+
+/// The symbol, name and setter calls of a product (`name` in messages). A threshold product
+/// has none: its parameters are set when the token is created.
+pub fn calldata_of(product: &AnyProduct, name: &str) -> Result<(String, String, Calls)> {
+    Ok(match product {
+        AnyProduct::Lending(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
+        AnyProduct::Perp(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
+        AnyProduct::Threshold(p) => anyhow::bail!(
+            "{name}: {} is a threshold product; its parameters are set when the token is created, so there are no setter calls to print",
+            p.symbol
+        ),
+    })
 }
 
 /// `keel product calldata FILE [--json]`.
 pub fn calldata(file: &Path, json: bool) -> Result<ExitCode> {
-    let (symbol, name, calls) = match load_any(file)? {
-        AnyProduct::Lending(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
-        AnyProduct::Perp(p) => (p.token.symbol.clone(), p.token.name.clone(), p.calldata()),
-        AnyProduct::Threshold(p) => anyhow::bail!(
-            "{}: {} is a threshold product; its parameters are set when the token is created, so there are no setter calls to print",
-            file.display(),
-            p.symbol
-        ),
-    };
+    let (symbol, name, calls) = calldata_of(&load_any(file)?, &file.display().to_string())?;
     if json {
         let mut obj = serde_json::Map::new();
         for (name, args) in &calls {

@@ -162,16 +162,50 @@ fn metric(p: &PointResult, objective: &str) -> f64 {
     }
 }
 
-/// Run `keel sweep`.
-pub fn run(a: Args) -> Result<ExitCode> {
+/// A sweep checked and ready to run: what `keel sweep` and the Python package's `keel.sweep`
+/// (local or on Ray) both run, so they accept, refuse and compute the same things.
+pub struct SweepPlan {
+    /// The sweep's inputs.
+    pub cfg: SweepConfig,
+    /// The product's symbol.
+    pub symbol: String,
+    /// What the risk columns are called for this kind of token.
+    pub risk: RiskNames,
+    /// The sort order of the terminal table.
+    pub objective: String,
+}
+
+impl SweepPlan {
+    /// `results.csv`'s bytes for these results.
+    pub fn results_csv(&self, results: &[PointResult]) -> Result<Vec<u8>> {
+        results_csv(results, &self.risk)
+    }
+
+    /// `report.html` for these results.
+    pub fn report_html(&self, results: &[PointResult]) -> String {
+        let keys: Vec<String> = self.cfg.grid.iter().map(|(k, _)| k.clone()).collect();
+        let title = format!("{} — {} paths per point", self.symbol, self.cfg.paths);
+        keel_report::sweep_report(&title, &keys, results)
+    }
+
+    /// Sort results by the plan's objective, best first.
+    pub fn sort(&self, results: &mut [PointResult]) {
+        results.sort_by(|x, y| metric(x, &self.objective).total_cmp(&metric(y, &self.objective)));
+    }
+}
+
+/// Check a sweep's arguments against the product (`text`, named `name` in messages) and build
+/// its inputs; warnings (gaps bridged in `--prices`) are returned, not printed.
+pub fn plan(a: &Args, text: &str, name: &str) -> Result<(SweepPlan, Vec<String>)> {
+    let mut warnings = Vec::new();
     if !["return", "tracking", "cost", "ripcord", "liquidation", "rebalances"].contains(&a.objective.as_str()) {
         bail!("--objective {}: use return, tracking, cost, ripcord, liquidation or rebalances", a.objective);
     }
     if a.paths == 0 {
         bail!("--paths must be at least 1");
     }
-    let (text, _) = crate::product_cmd::product_text(a.product.as_deref())?;
-    let product = crate::product_cmd::load_product(a.product.as_deref())?;
+    let text = text.to_string();
+    let product = crate::product_cmd::parse_product(&text, name)?;
     let (symbol, p0) = (product.symbol().to_string(), crate::backtest::product_start_price(&product));
     let risk = RiskNames::of(product.kind());
     let mut grid = Vec::new();
@@ -205,7 +239,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let s = load_bars_file(path, true, window.map(|w| w.0), window.map(|w| w.1))
                 .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             for w in &s.warnings {
-                eprintln!("warning: {}: {w} (bridged)", path.display());
+                warnings.push(format!("{}: {w} (bridged)", path.display()));
             }
             match (window, a.bootstrap) {
                 (Some(_), _) => Market::Bars { bars: s.bars, interval: s.interval },
@@ -267,6 +301,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         p0,
         funding,
     };
+    Ok((SweepPlan { cfg, symbol, risk, objective: a.objective.clone() }, warnings))
+}
+
+/// Run `keel sweep`.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let (text, name) = crate::product_cmd::product_text(a.product.as_deref())?;
+    let (plan, warnings) = plan(&a, &text, &name)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let SweepPlan { cfg, risk, .. } = &plan;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
         .build()
@@ -301,10 +346,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 }
             };
             match paths_writer.as_mut() {
-                Some(w) => run_sweep_with(&cfg, &progress, &mut |settings, outs| {
+                Some(w) => run_sweep_with(cfg, &progress, &mut |settings, outs| {
                     write_paths(w, settings, outs).map_err(|e| format!("paths.csv: {e}"))
                 }),
-                None => run_sweep(&cfg, &progress),
+                None => run_sweep(cfg, &progress),
             }
         })
         .map_err(|e| anyhow!("{e}"))?;
@@ -315,12 +360,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(mut w) = paths_writer {
         w.flush().context("paths.csv")?;
     }
-    write_csv(&a.out.join("results.csv"), &results, &risk)?;
-    let keys_owned: Vec<String> = cfg.grid.iter().map(|(k, _)| k.clone()).collect();
-    let title = format!("{symbol} — {} paths per point", a.paths);
-    std::fs::write(a.out.join("report.html"), keel_report::sweep_report(&title, &keys_owned, &results))
+    let path = a.out.join("results.csv");
+    std::fs::write(&path, plan.results_csv(&results)?).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(a.out.join("report.html"), plan.report_html(&results))
         .with_context(|| format!("cannot write {}", a.out.display()))?;
-    results.sort_by(|x, y| metric(x, &a.objective).total_cmp(&metric(y, &a.objective)));
+    plan.sort(&mut results);
     let keys: Vec<&str> = cfg.grid.iter().map(|(k, _)| k.as_str()).collect();
     println!(
         "{} grid points × {} paths (the same paths for every point), sorted by {}; {:.1} s, {:.0} paths/s",
@@ -384,7 +428,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     if risk.emergency == "ripcord"
-        && block_time >= 60
+        && cfg.block_time >= 60
         && results.iter().filter_map(|p| p.stats.as_ref()).any(|s| s.p_ripcord > 0.0)
     {
         println!(
@@ -400,7 +444,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
 /// What the risk columns are called for a kind of token: its emergency action (a ripcord on
 /// FLI, a close under the minimum margin on the Synthetix-style tokens) and its health measure
 /// (health factor on a lending market, margin ratio on a perp venue).
-struct RiskNames {
+pub struct RiskNames {
     emergency: &'static str,
     health: &'static str,
     lowest: &'static str,
@@ -462,8 +506,9 @@ fn write_paths(
     Ok(())
 }
 
-fn write_csv(path: &std::path::Path, results: &[PointResult], risk: &RiskNames) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+/// `results.csv`: one row per grid point, columns named for the kind's risk.
+fn results_csv(results: &[PointResult], risk: &RiskNames) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
     let keys: Vec<String> =
         results.first().map(|p| p.settings.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut header = keys.clone();
@@ -542,8 +587,7 @@ fn write_csv(path: &std::path::Path, results: &[PointResult], risk: &RiskNames) 
         }
         w.write_record(&row)?;
     }
-    w.flush()?;
-    Ok(())
+    w.into_inner().map_err(|e| anyhow!("results.csv: {e}"))
 }
 
 /// Every dotted key of a product file (`methodology.max_leverage_ratio`, ...).
@@ -582,7 +626,7 @@ fn distance(a: &str, b: &str) -> usize {
 
 /// A grid key must be a setting the product file understands: a misspelt key would make every
 /// point invalid and the sweep an empty table. Refused with the closest valid key.
-fn check_grid_key(text: &str, key: &str, first: &str) -> Result<()> {
+pub fn check_grid_key(text: &str, key: &str, first: &str) -> Result<()> {
     let unknown = match keel_sim::sweep::with_setting(text, key, first) {
         Err(e) => Some(e),
         Ok(t) => match keel_core::product::AnyProduct::from_toml(&t) {

@@ -5,12 +5,14 @@
 #![warn(missing_docs)]
 
 pub mod bridge;
+pub mod cancel;
 pub mod csv;
 pub mod funding;
 pub mod models;
 pub mod scenario;
 
 pub use bridge::BridgedBars;
+pub use cancel::Cancellable;
 pub use csv::{Bar, BarSeries, CsvError, load_bars, load_bars_file, load_bars_reader, load_bars_window};
 pub use funding::{FundingSeries, load_funding_file, load_funding_reader};
 pub use models::{GeneratedPath, Model, Shock};

@@ -23,18 +23,61 @@ use std::path::{Path, PathBuf};
 /// A progress callback: (blocks done, blocks expected).
 pub type Progress = Box<dyn FnMut(u64, Option<u64>)>;
 
+/// What a report is drawn from: a down-sampled copy of the rows (at most about
+/// `2 × max_points`) and the events charts mark (every keeper call and liquidation; holders'
+/// flows are left to `events.csv`). Every sink that ends in a `report.html` keeps one, so the
+/// same run draws the same report wherever it ran.
+pub struct ReportRows {
+    /// Down-sampled rows kept for charts.
+    pub rows: Vec<SeriesRow>,
+    stride: usize,
+    seen: usize,
+    max_points: usize,
+    /// Events kept for chart markers and the report's table.
+    pub events: Vec<EventRow>,
+}
+
+impl ReportRows {
+    /// Keep about `max_points` rows (at least 16).
+    pub fn new(max_points: usize) -> Self {
+        ReportRows { rows: Vec::new(), stride: 1, seen: 0, max_points: max_points.max(16), events: Vec::new() }
+    }
+
+    /// Offer a row: every `stride`-th is kept; when too many are kept, every other one is
+    /// dropped and the stride doubles.
+    pub fn row(&mut self, row: &SeriesRow) {
+        if self.seen.is_multiple_of(self.stride) {
+            self.rows.push(*row);
+            if self.rows.len() > 2 * self.max_points {
+                // Halve: keep every other point, double the stride.
+                let kept: Vec<SeriesRow> = self.rows.iter().step_by(2).copied().collect();
+                self.rows = kept;
+                self.stride *= 2;
+            }
+        }
+        self.seen += 1;
+    }
+
+    /// Offer an event.
+    pub fn event(&mut self, event: &EventRow) {
+        if event.actor != "holders" && self.events.len() < 200_000 {
+            self.events.push(event.clone());
+        }
+    }
+
+    /// The report of a run with this summary.
+    pub fn html(&self, summary: &Summary) -> String {
+        html_report(summary, &self.rows, &self.events)
+    }
+}
+
 /// Streams rows and events to CSV files in a directory and keeps a bounded copy for the report.
 pub struct DirSink {
     dir: PathBuf,
     series_csv: csv::Writer<BufWriter<File>>,
     events_csv: csv::Writer<BufWriter<File>>,
-    /// Down-sampled rows kept for charts (at most about `2 × max_points`).
-    pub rows: Vec<SeriesRow>,
-    stride: usize,
-    seen: usize,
-    max_points: usize,
-    /// Events kept for chart markers and the report's table (all keeper calls, liquidations).
-    pub events: Vec<EventRow>,
+    /// What the report is drawn from.
+    pub report: ReportRows,
     /// Called with (blocks done, blocks expected).
     pub on_progress: Option<Progress>,
     error: Option<std::io::Error>,
@@ -51,11 +94,7 @@ impl DirSink {
             dir: dir.to_path_buf(),
             series_csv: open("timeseries.csv")?,
             events_csv: open("events.csv")?,
-            rows: Vec::new(),
-            stride: 1,
-            seen: 0,
-            max_points: max_points.max(16),
-            events: Vec::new(),
+            report: ReportRows::new(max_points),
             on_progress: None,
             error: None,
         })
@@ -71,7 +110,7 @@ impl DirSink {
         let mut json = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
         json.push('\n');
         std::fs::write(self.dir.join("summary.json"), json)?;
-        let html = html_report(summary, &self.rows, &self.events);
+        let html = self.report.html(summary);
         let path = self.dir.join("report.html");
         std::fs::write(&path, html)?;
         Ok(path)
@@ -85,16 +124,7 @@ impl Sink for DirSink {
         {
             self.error = Some(std::io::Error::other(e));
         }
-        if self.seen.is_multiple_of(self.stride) {
-            self.rows.push(*row);
-            if self.rows.len() > 2 * self.max_points {
-                // Halve: keep every other point, double the stride.
-                let kept: Vec<SeriesRow> = self.rows.iter().step_by(2).copied().collect();
-                self.rows = kept;
-                self.stride *= 2;
-            }
-        }
-        self.seen += 1;
+        self.report.row(row);
     }
 
     fn event(&mut self, event: &EventRow) {
@@ -103,9 +133,7 @@ impl Sink for DirSink {
         {
             self.error = Some(std::io::Error::other(e));
         }
-        if event.actor != "holders" && self.events.len() < 200_000 {
-            self.events.push(event.clone());
-        }
+        self.report.event(event);
     }
 
     fn progress(&mut self, done: u64, total: Option<u64>) {

@@ -9,6 +9,7 @@ use crate::prices::{GeneratedPath, Model, PriceSource, Shock, scenario};
 use keel_core::product::AnyProduct;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Where each path's prices come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,14 +30,6 @@ pub enum Market {
         /// Their spacing in seconds.
         interval: u64,
     },
-}
-
-/// What a grid point runs.
-enum Runner {
-    /// A lending FLI product, warmed up once (issued and engaged) and cloned per path.
-    Fli(Box<Simulation>),
-    /// Any other kind, its venue built fresh per path (`crate::venues::build`).
-    Market(Box<AnyProduct>),
 }
 
 /// One sweep's inputs.
@@ -365,62 +358,130 @@ pub fn run_sweep_with(
     progress: &(dyn Fn(u64, u64) + Sync),
     on_paths: &mut PathsSink<'_>,
 ) -> Result<Vec<PointResult>, String> {
-    let pts = points(&cfg.grid);
-    let total = (pts.len() * cfg.paths) as u64;
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let mut results = Vec::with_capacity(pts.len());
-    for settings in pts {
-        let mut text = cfg.product_toml.clone();
-        for (k, v) in &settings {
-            text = with_setting(&text, k, v)?;
+    run_sweep_until(cfg, progress, on_paths, &AtomicBool::new(false))
+}
+
+/// [`run_sweep_with`] that stops when `stop` is set: paths in flight end at their next block and
+/// the sweep returns [`CANCELLED`] (a notebook's Ctrl-C, a cancelled job).
+pub fn run_sweep_until(
+    cfg: &SweepConfig,
+    progress: &(dyn Fn(u64, u64) + Sync),
+    on_paths: &mut PathsSink<'_>,
+    stop: &AtomicBool,
+) -> Result<Vec<PointResult>, String> {
+    let n_points = points(&cfg.grid).len();
+    let total = (n_points * cfg.paths) as u64;
+    let done = AtomicU64::new(0);
+    let counted = |d: u64| {
+        if d.is_multiple_of(16) || d == total {
+            progress(d, total);
         }
-        let runner = match AnyProduct::from_toml(&text) {
-            Ok(AnyProduct::Lending(product)) => {
-                // One warm-up (issue and engage) per point; each path starts from a copy.
-                let probe = source(cfg, path_seed(cfg.seed, 0))?;
-                match Simulation::new(&product, cfg.sim.clone(), probe.start_time(), probe.start_price(), "sweep") {
-                    Ok(s) => Runner::Fli(Box::new(s)),
-                    Err(e) => {
-                        results.push(PointResult { settings, invalid: Some(e.to_string()), stats: None });
-                        continue;
-                    }
-                }
+    };
+    let mut results = Vec::with_capacity(n_points);
+    for index in 0..n_points {
+        let point = prepare_point(cfg, index)?;
+        if point.unparsable {
+            let d = done.fetch_add(cfg.paths as u64, Ordering::Relaxed) + cfg.paths as u64;
+            progress(d, total);
+        }
+        if point.invalid().is_some() {
+            results.push(aggregate(cfg, &point, vec![])?);
+            continue;
+        }
+        let block =
+            point.run_paths(cfg, 0..cfg.paths as u64, &|| counted(done.fetch_add(1, Ordering::Relaxed) + 1), stop)?;
+        on_paths(&point.settings, &block.outcomes)?;
+        results.push(aggregate(cfg, &point, vec![block])?);
+    }
+    Ok(results)
+}
+
+/// The error a stopped sweep returns.
+pub const CANCELLED: &str = "cancelled";
+
+/// What a grid point runs.
+enum Runner {
+    /// A lending FLI product, warmed up once (issued and engaged) and cloned per path.
+    Fli(Box<Simulation>),
+    /// Any other kind, its venue built fresh per path (`crate::venues::build`).
+    Market(Box<AnyProduct>),
+}
+
+/// One grid point made ready to run paths: its settings written into the product, the product
+/// parsed and (for a lending FLI) warmed up. A point whose settings break a rule is kept with
+/// the rule and runs nothing.
+pub struct PreparedPoint {
+    /// The point's index in [`points`] order.
+    pub index: usize,
+    /// The point's settings, as written.
+    pub settings: Vec<(String, String)>,
+    runner: Result<Runner, String>,
+    /// The settings did not parse as a product (counted as done at once).
+    unparsable: bool,
+}
+
+/// Write point `index`'s settings into the product and make it ready to run paths. Errors are
+/// the sweep's own (a grid key the file has no section for); a rule the settings break is kept
+/// in the point ([`PreparedPoint::invalid`]).
+pub fn prepare_point(cfg: &SweepConfig, index: usize) -> Result<PreparedPoint, String> {
+    let settings = points(&cfg.grid)
+        .into_iter()
+        .nth(index)
+        .ok_or_else(|| format!("grid point {index}: the grid has {} points", points(&cfg.grid).len()))?;
+    let mut text = cfg.product_toml.clone();
+    for (k, v) in &settings {
+        text = with_setting(&text, k, v)?;
+    }
+    let (runner, unparsable) = match AnyProduct::from_toml(&text) {
+        Ok(AnyProduct::Lending(product)) => {
+            // One warm-up (issue and engage) per point; each path starts from a copy.
+            let probe = source(cfg, path_seed(cfg.seed, 0))?;
+            match Simulation::new(&product, cfg.sim.clone(), probe.start_time(), probe.start_price(), "sweep") {
+                Ok(s) => (Ok(Runner::Fli(Box::new(s))), false),
+                Err(e) => (Err(e.to_string()), false),
             }
-            Ok(other) => Runner::Market(Box::new(other)),
-            Err(e) => {
-                results.push(PointResult { settings, invalid: Some(e.to_string().replace('\n', "; ")), stats: None });
-                done.fetch_add(cfg.paths as u64, std::sync::atomic::Ordering::Relaxed);
-                progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
-                continue;
-            }
-        };
+        }
+        Ok(other) => (Ok(Runner::Market(Box::new(other))), false),
+        Err(e) => (Err(e.to_string().replace('\n', "; ")), true),
+    };
+    Ok(PreparedPoint { index, settings, runner, unparsable })
+}
+
+impl PreparedPoint {
+    /// The rule this point's settings break, if any (it then runs no paths).
+    pub fn invalid(&self) -> Option<&str> {
+        self.runner.as_ref().err().map(String::as_str)
+    }
+
+    /// Run paths `range` of this point in parallel (the current rayon pool) and keep their
+    /// scalars and daily-return histogram. `each()` is called as each path finishes; `stop`
+    /// ends paths in flight at their next block and returns [`CANCELLED`].
+    pub fn run_paths(
+        &self,
+        cfg: &SweepConfig,
+        range: std::ops::Range<u64>,
+        each: &(dyn Fn() + Sync),
+        stop: &AtomicBool,
+    ) -> Result<PathBlock, String> {
+        let runner = self.runner.as_ref().map_err(|e| format!("grid point {}: {e}", self.index))?;
         // Each worker folds its paths' daily returns into its own histogram as they finish and
         // keeps only per-path scalars: memory is flat in the number of paths.
         // Perp tokens start from the configured TVL, or $1M.
         let perp_tvl = if cfg.sim.initial_tvl_usd > 0.0 { cfg.sim.initial_tvl_usd } else { 1_000_000.0 };
         let run_path = |i: u64, tail: &mut Tail| -> Result<PathOutcome, String> {
             let seed = path_seed(cfg.seed, i);
-            let mut src = source(cfg, seed)?;
+            let mut src = crate::prices::Cancellable::new(source(cfg, seed)?, stop);
             // every kind runs to the same RunResult; one outcome is read from it
-            let r = match &runner {
+            let r = match runner {
                 Runner::Fli(base) => {
                     let mut sim = (**base).clone();
                     sim.reseed(seed);
-                    sim.run(src.as_mut(), &mut NullSink).map_err(|e| e.to_string())?
+                    sim.run(&mut src, &mut NullSink).map_err(|e| e.to_string())?
                 }
                 Runner::Market(p) => {
                     let none =
                         crate::agents::HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
-                    crate::market::run_product(
-                        p,
-                        src.as_mut(),
-                        perp_tvl,
-                        none,
-                        seed,
-                        "sweep",
-                        &cfg.funding,
-                        &mut NullSink,
-                    )?
+                    crate::market::run_product(p, &mut src, perp_tvl, none, seed, "sweep", &cfg.funding, &mut NullSink)?
                 }
             };
             tail.add_log_returns(&r.daily_nav_returns);
@@ -441,13 +502,10 @@ pub fn run_sweep_with(
                 delever_minutes: s.delever_minutes,
                 min_hf: s.min_health_factor,
             };
-            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if d.is_multiple_of(16) || d == total {
-                progress(d, total);
-            }
+            each();
             Ok(outcome)
         };
-        let (mut indexed, tail) = (0..cfg.paths as u64)
+        let (mut indexed, tail) = range
             .into_par_iter()
             .fold(
                 || (Vec::new(), Tail::new()),
@@ -464,76 +522,283 @@ pub fn run_sweep_with(
                     (a, ta.merge(tb))
                 },
             );
+        if stop.load(Ordering::Relaxed) {
+            return Err(CANCELLED.into());
+        }
         indexed.sort_by_key(|(i, _)| *i);
         let outcomes = indexed.into_iter().map(|(_, o)| o).collect::<Result<Vec<PathOutcome>, String>>()?;
-        on_paths(&settings, &outcomes)?;
-        // Aggregate in path order: the bytes do not depend on the threads.
-        let n = outcomes.len().max(1) as f64;
-        let mut costs = CostBreakdown::default();
-        let (mut te, mut pr, mut pl, mut reb, mut out_band, mut dd) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0f64);
-        let (mut ds, mut dn) = (0.0, 0usize);
-        let (mut dmin, mut min_hf, mut saved) = (0.0f64, f64::INFINITY, 0.0);
-        let mut rel = Vec::with_capacity(outcomes.len());
-        for o in outcomes {
-            rel.push(o.nav_vs_ideal);
-            te += o.tracking_error;
-            pr += o.ripcord as u8 as f64;
-            pl += o.liquidated as u8 as f64;
-            reb += o.rebalances;
-            out_band += o.outside;
-            dd = dd.max(o.drawdown);
-            add_costs(&mut costs, &o.costs);
-            if let Some(v) = o.delever_speed {
-                ds += v;
-                dn += 1;
-            }
-            dmin = dmin.max(o.delever_minutes);
-            if o.min_hf > 0.0 {
-                min_hf = min_hf.min(o.min_hf);
-            }
-            saved += (o.ripcord && !o.liquidated) as u8 as f64;
-        }
-        let scale = |c: &mut CostBreakdown| {
-            for f in [
-                &mut c.pool_fees,
-                &mut c.price_impact,
-                &mut c.gas_keeper,
-                &mut c.gas_bots,
-                &mut c.interest,
-                &mut c.ether_rewards,
-                &mut c.streaming_fee,
-                &mut c.mint_redeem_fees,
-                &mut c.venue_keeper_fees,
-                &mut c.funding,
-            ] {
-                *f /= n;
-            }
-        };
-        scale(&mut costs);
-        let (var, es) = tail.var_es();
-        results.push(PointResult {
-            settings,
-            invalid: None,
-            stats: Some(PointStats {
-                nav_vs_ideal: dist(rel),
-                tracking_error: te / n,
-                p_ripcord: pr / n,
-                p_liquidation: pl / n,
-                mean_rebalances: reb / n,
-                mean_total_cost: total_cost(&costs),
-                mean_costs: costs,
-                worst_drawdown: dd,
-                time_outside_band: out_band / n,
-                var_1d_99: var,
-                es_1d_99: es,
-                delever_speed: if dn == 0 { 0.0 } else { ds / dn as f64 },
-                delever_minutes: dmin,
-                min_health_factor: if min_hf.is_finite() { min_hf } else { 0.0 },
-                p_saved_by_ripcord: saved / n,
-            }),
-        });
+        Ok(PathBlock { fingerprint: cfg.fingerprint(), point: self.index as u64, outcomes, tail })
     }
-    Ok(results)
+}
+
+/// Some of one grid point's paths, run anywhere: their scalars and their daily returns'
+/// histogram. Blocks of a point merge exactly ([`aggregate`]): outcomes are put back in path
+/// order and histogram counts are integers, so how the paths were split, where they ran and
+/// the order they finished in change nothing.
+#[derive(Clone)]
+pub struct PathBlock {
+    /// [`SweepConfig::fingerprint`] of the sweep the block belongs to.
+    pub fingerprint: u64,
+    /// The grid point.
+    pub point: u64,
+    /// One outcome per path, in path order.
+    pub outcomes: Vec<PathOutcome>,
+    tail: Tail,
+}
+
+const BLOCK_MAGIC: &[u8; 4] = b"KPB1";
+
+impl PathBlock {
+    /// The block as bytes (little-endian; every float bit for bit), to send between machines.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(32 + self.outcomes.len() * 160);
+        b.extend_from_slice(BLOCK_MAGIC);
+        for v in [self.fingerprint, self.point, self.outcomes.len() as u64] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for o in &self.outcomes {
+            b.extend_from_slice(&o.path.to_le_bytes());
+            b.push(u8::from(o.ripcord) | u8::from(o.liquidated) << 1 | u8::from(o.delever_speed.is_some()) << 2);
+            let c = &o.costs;
+            for v in [
+                o.nav_vs_ideal,
+                o.tracking_error,
+                o.rebalances,
+                c.pool_fees,
+                c.price_impact,
+                c.gas_keeper,
+                c.gas_bots,
+                c.interest,
+                c.ether_rewards,
+                c.streaming_fee,
+                c.mint_redeem_fees,
+                c.venue_keeper_fees,
+                c.funding,
+                o.drawdown,
+                o.outside,
+                o.delever_speed.unwrap_or(0.0),
+                o.delever_minutes,
+                o.min_hf,
+            ] {
+                b.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        b.extend_from_slice(&self.tail.n.to_le_bytes());
+        let used: Vec<(usize, u64)> = self.tail.bins.iter().copied().enumerate().filter(|(_, c)| *c > 0).collect();
+        b.extend_from_slice(&(used.len() as u64).to_le_bytes());
+        for (i, c) in used {
+            b.extend_from_slice(&(i as u64).to_le_bytes());
+            b.extend_from_slice(&c.to_le_bytes());
+        }
+        b
+    }
+
+    /// Read a block written by [`PathBlock::to_bytes`]; anything else is refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<PathBlock, String> {
+        let bad = |why: &str| format!("not a keel path block ({why})");
+        let mut r = bytes.strip_prefix(BLOCK_MAGIC.as_slice()).ok_or_else(|| bad("no header"))?;
+        let u64_ = |r: &mut &[u8]| -> Result<u64, String> {
+            let (h, t) = r.split_first_chunk::<8>().ok_or_else(|| bad("cut short"))?;
+            *r = t;
+            Ok(u64::from_le_bytes(*h))
+        };
+        let (fingerprint, point, n) = (u64_(&mut r)?, u64_(&mut r)?, u64_(&mut r)?);
+        if n > (bytes.len() / 150) as u64 {
+            return Err(bad("more paths than bytes"));
+        }
+        let mut outcomes = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let path = u64_(&mut r)?;
+            let (flags, t) = r.split_first().ok_or_else(|| bad("cut short"))?;
+            r = t;
+            let mut f = [0.0; 18];
+            for v in &mut f {
+                *v = f64::from_bits(u64_(&mut r)?);
+            }
+            outcomes.push(PathOutcome {
+                path,
+                nav_vs_ideal: f[0],
+                tracking_error: f[1],
+                ripcord: flags & 1 != 0,
+                liquidated: flags & 2 != 0,
+                rebalances: f[2],
+                costs: CostBreakdown {
+                    pool_fees: f[3],
+                    price_impact: f[4],
+                    gas_keeper: f[5],
+                    gas_bots: f[6],
+                    interest: f[7],
+                    ether_rewards: f[8],
+                    streaming_fee: f[9],
+                    mint_redeem_fees: f[10],
+                    venue_keeper_fees: f[11],
+                    funding: f[12],
+                },
+                drawdown: f[13],
+                outside: f[14],
+                delever_speed: (flags & 4 != 0).then_some(f[15]),
+                delever_minutes: f[16],
+                min_hf: f[17],
+            });
+        }
+        let mut tail = Tail::new();
+        tail.n = u64_(&mut r)?;
+        let used = u64_(&mut r)?;
+        for _ in 0..used {
+            let (i, c) = (u64_(&mut r)?, u64_(&mut r)?);
+            *tail.bins.get_mut(i as usize).ok_or_else(|| bad("histogram bin out of range"))? = c;
+        }
+        if !r.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(PathBlock { fingerprint, point, outcomes, tail })
+    }
+
+    /// The number of paths in the block.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Whether the block holds no paths.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+}
+
+impl SweepConfig {
+    /// A hash of everything that decides a sweep's figures (product, grid, paths, market,
+    /// horizon, blocks, seed, simulation and funding settings): blocks of one sweep are never
+    /// merged into another's.
+    pub fn fingerprint(&self) -> u64 {
+        // FNV-1a over the settings' debug text: stable for a given keel build.
+        let text = format!(
+            "{:?}|{:?}|{}|{:?}|{}|{}|{}|{:?}|{:?}|{:?}",
+            self.product_toml,
+            self.grid,
+            self.paths,
+            self.market,
+            self.horizon,
+            self.block_time,
+            self.seed,
+            self.sim,
+            self.p0.to_bits(),
+            self.funding
+        );
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    }
+}
+
+/// One grid point's result from its blocks of paths: every path of the sweep exactly once,
+/// whatever the blocks' sizes or order (a block from another sweep or point, a path missing or
+/// counted twice is an error, never a figure). An invalid point takes no blocks.
+pub fn aggregate(cfg: &SweepConfig, point: &PreparedPoint, blocks: Vec<PathBlock>) -> Result<PointResult, String> {
+    if let Some(why) = point.invalid() {
+        if !blocks.is_empty() {
+            return Err(format!("grid point {}: invalid ({why}) but given paths", point.index));
+        }
+        return Ok(PointResult { settings: point.settings.clone(), invalid: Some(why.to_string()), stats: None });
+    }
+    let fp = cfg.fingerprint();
+    let mut tail = Tail::new();
+    let mut outcomes = Vec::with_capacity(cfg.paths);
+    for b in blocks {
+        if b.fingerprint != fp || b.point != point.index as u64 {
+            return Err(format!(
+                "a block of paths for grid point {} of another sweep was given to grid point {} of this one",
+                b.point, point.index
+            ));
+        }
+        tail = tail.merge(b.tail);
+        outcomes.extend(b.outcomes);
+    }
+    outcomes.sort_by_key(|o| o.path);
+    let wrong = |path: u64, how: &str| {
+        format!(
+            "grid point {}: path {path} {how} among its blocks of paths; every path must be counted once",
+            point.index
+        )
+    };
+    let mut want = 0u64;
+    for o in &outcomes {
+        if o.path < want {
+            return Err(wrong(o.path, "twice"));
+        }
+        if o.path > want {
+            return Err(wrong(want, "missing"));
+        }
+        want += 1;
+    }
+    if want < cfg.paths as u64 {
+        return Err(wrong(want, "missing"));
+    }
+    if want > cfg.paths as u64 {
+        return Err(wrong(cfg.paths as u64, &format!("is beyond the sweep's {} paths", cfg.paths)));
+    }
+    Ok(PointResult { settings: point.settings.clone(), invalid: None, stats: Some(point_stats(outcomes, &tail)) })
+}
+
+/// Aggregate in path order: the bytes do not depend on the threads.
+fn point_stats(outcomes: Vec<PathOutcome>, tail: &Tail) -> PointStats {
+    let n = outcomes.len().max(1) as f64;
+    let mut costs = CostBreakdown::default();
+    let (mut te, mut pr, mut pl, mut reb, mut out_band, mut dd) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0f64);
+    let (mut ds, mut dn) = (0.0, 0usize);
+    let (mut dmin, mut min_hf, mut saved) = (0.0f64, f64::INFINITY, 0.0);
+    let mut rel = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        rel.push(o.nav_vs_ideal);
+        te += o.tracking_error;
+        pr += o.ripcord as u8 as f64;
+        pl += o.liquidated as u8 as f64;
+        reb += o.rebalances;
+        out_band += o.outside;
+        dd = dd.max(o.drawdown);
+        add_costs(&mut costs, &o.costs);
+        if let Some(v) = o.delever_speed {
+            ds += v;
+            dn += 1;
+        }
+        dmin = dmin.max(o.delever_minutes);
+        if o.min_hf > 0.0 {
+            min_hf = min_hf.min(o.min_hf);
+        }
+        saved += (o.ripcord && !o.liquidated) as u8 as f64;
+    }
+    let scale = |c: &mut CostBreakdown| {
+        for f in [
+            &mut c.pool_fees,
+            &mut c.price_impact,
+            &mut c.gas_keeper,
+            &mut c.gas_bots,
+            &mut c.interest,
+            &mut c.ether_rewards,
+            &mut c.streaming_fee,
+            &mut c.mint_redeem_fees,
+            &mut c.venue_keeper_fees,
+            &mut c.funding,
+        ] {
+            *f /= n;
+        }
+    };
+    scale(&mut costs);
+    let (var, es) = tail.var_es();
+    PointStats {
+        nav_vs_ideal: dist(rel),
+        tracking_error: te / n,
+        p_ripcord: pr / n,
+        p_liquidation: pl / n,
+        mean_rebalances: reb / n,
+        mean_total_cost: total_cost(&costs),
+        mean_costs: costs,
+        worst_drawdown: dd,
+        time_outside_band: out_band / n,
+        var_1d_99: var,
+        es_1d_99: es,
+        delever_speed: if dn == 0 { 0.0 } else { ds / dn as f64 },
+        delever_minutes: dmin,
+        min_health_factor: if min_hf.is_finite() { min_hf } else { 0.0 },
+        p_saved_by_ripcord: saved / n,
+    }
 }
 
 #[cfg(test)]
@@ -576,5 +841,81 @@ mod tests {
         .unwrap();
         assert!(t.contains("x = \"5\""), "{t}");
         assert!(with_setting("[a]\n", "b.c", "1").unwrap_err().contains("no section `b`"));
+    }
+
+    fn small_sweep(paths: usize) -> SweepConfig {
+        SweepConfig {
+            product_toml: include_str!("../../../products/eth2x-fli.toml").to_string(),
+            grid: vec![("methodology.max_leverage_ratio".into(), vec!["1.5".into(), "2.3".into(), "2.5".into()])],
+            paths,
+            market: Market::Model { model: Model::Gbm { drift: 0.0, vol: 0.9 }, shocks: vec![] },
+            horizon: 30 * 86_400,
+            block_time: 3_600,
+            seed: 5,
+            sim: SimConfig { sample_every: 86_400, ..SimConfig::default() },
+            p0: 2000.0,
+            funding: crate::funding::FundingModel::default(),
+        }
+    }
+
+    #[test]
+    fn blocks_of_paths_sent_as_bytes_merge_to_the_whole_sweep() {
+        let cfg = small_sweep(7);
+        let whole = run_sweep(&cfg, &|_, _| {}).unwrap();
+        let stop = AtomicBool::new(false);
+        let splits_of: [(&str, Vec<std::ops::Range<u64>>); 3] = [
+            ("one block", std::iter::once(0..7).collect()),
+            ("uneven, out of order", vec![5..7, 0..2, 2..5]),
+            ("a path each", (0..7).rev().map(|i| i..i + 1).collect()),
+        ];
+        for (case, splits) in splits_of {
+            let mut results = Vec::new();
+            for index in 0..3 {
+                let point = prepare_point(&cfg, index).unwrap();
+                let blocks: Vec<PathBlock> = if point.invalid().is_some() {
+                    vec![]
+                } else {
+                    splits
+                        .iter()
+                        .map(|r| {
+                            let b = point.run_paths(&cfg, r.clone(), &|| {}, &stop).unwrap();
+                            PathBlock::from_bytes(&b.to_bytes()).unwrap()
+                        })
+                        .collect()
+                };
+                results.push(aggregate(&cfg, &point, blocks).unwrap());
+            }
+            assert_eq!(results, whole, "{case}");
+        }
+        assert!(whole[0].invalid.is_some() && whole[1].stats.is_some());
+    }
+
+    #[test]
+    fn a_path_missing_twice_or_from_another_sweep_is_an_error() {
+        let cfg = small_sweep(4);
+        let stop = AtomicBool::new(false);
+        let point = prepare_point(&cfg, 1).unwrap();
+        let run = |r: std::ops::Range<u64>| point.run_paths(&cfg, r, &|| {}, &stop).unwrap();
+        for (case, blocks, want) in [
+            ("missing at the end", vec![run(0..3)], "path 3 missing"),
+            ("missing in the middle", vec![run(0..1), run(2..4)], "path 1 missing"),
+            ("twice", vec![run(0..3), run(2..4)], "path 2 twice"),
+        ] {
+            let e = aggregate(&cfg, &point, blocks).unwrap_err();
+            assert!(e.contains(want), "{case}: {e}");
+        }
+        let other = prepare_point(&small_sweep(5), 1).unwrap();
+        let foreign = other.run_paths(&small_sweep(5), 0..4, &|| {}, &stop).unwrap();
+        assert!(aggregate(&cfg, &point, vec![foreign]).unwrap_err().contains("another sweep"));
+        let bytes = run(0..4).to_bytes();
+        assert!(PathBlock::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(PathBlock::from_bytes(b"KPB1").is_err());
+    }
+
+    #[test]
+    fn a_stopped_sweep_returns_cancelled() {
+        let stop = AtomicBool::new(true);
+        let e = run_sweep_until(&small_sweep(3), &|_, _| {}, &mut |_, _| Ok(()), &stop).unwrap_err();
+        assert_eq!(e, CANCELLED);
     }
 }
