@@ -91,6 +91,26 @@ def _argv(**flags: Any) -> list[str]:
     return out
 
 
+# keel's flags by command, as keyword names (a sweep's `market` is --scenario)
+_FUNDING_FLAGS = ("funding", "funding_mean", "premium_sd", "premium_half_life", "arb_capacity", "oi_per_bp")
+_MARKET_FLAGS = ("prices", "scenario", "seed", "allow_gaps")
+_BACKTEST_FLAGS = _MARKET_FLAGS + (
+    "block_time", "chain", "costs", "sample", "tvl", "mints_per_day", "redeems_per_day", "flow_size",
+    "keeper_poll", "keeper_latency", "ripcord_bots",
+) + _FUNDING_FLAGS
+_COMPARE_FLAGS = _MARKET_FLAGS + ("block_time", "tvl") + _FUNDING_FLAGS
+_SWEEP_FLAGS = (
+    "paths", "scenario", "prices", "bootstrap", "window", "shock", "horizon", "block_time", "seed", "objective",
+    "costs",
+) + _FUNDING_FLAGS
+
+
+def _flags(values: Mapping[str, Any], names: Iterable[str]) -> list[str]:
+    """The flags `names` from a call's keyword arguments (`start`/`end` become --from/--to)."""
+    out = _argv(**{n: values[n] for n in names})
+    return out + _argv(**{"from": values.get("start"), "to": values.get("end")})
+
+
 class _Progress:
     """A one-line progress report on stderr (on by default when stderr is a terminal)."""
 
@@ -296,32 +316,10 @@ def backtest(
     arguments (``start``/``end`` are ``--from``/``--to``). The default is ETH2x-FLI on the
     default scenario; ``prices`` is a CSV path or a DataFrame of OHLC bars. ``progress``
     (default: when stderr is a terminal) reports blocks done on stderr."""
+    kwargs = dict(locals())
     p = _product(product)
     with _Prices(prices) as px:
-        argv = _argv(
-            prices=px.path,
-            scenario=scenario,
-            seed=seed,
-            block_time=block_time,
-            chain=chain,
-            costs=costs,
-            allow_gaps=allow_gaps,
-            sample=sample,
-            tvl=tvl,
-            mints_per_day=mints_per_day,
-            redeems_per_day=redeems_per_day,
-            flow_size=flow_size,
-            keeper_poll=keeper_poll,
-            keeper_latency=keeper_latency,
-            ripcord_bots=ripcord_bots,
-            funding=funding,
-            funding_mean=funding_mean,
-            premium_sd=premium_sd,
-            premium_half_life=premium_half_life,
-            arb_capacity=arb_capacity,
-            oi_per_bp=oi_per_bp,
-        )
-        argv += _argv(**{"from": start, "to": end})
+        argv = _flags({**kwargs, "prices": px.path}, _BACKTEST_FLAGS)
         bar = _Progress(progress, "blocks")
         try:
             out = _keel.backtest(argv, p.toml, p.name, bar)
@@ -384,23 +382,10 @@ def compare(
 ) -> CompareResult:
     """Several products on one market (the same path, starting TVL, no holder flows):
     ``keel compare``."""
+    kwargs = dict(locals())
     ps = [_product(p) for p in products]
     with _Prices(prices) as px:
-        argv = _argv(
-            prices=px.path,
-            scenario=scenario,
-            seed=seed,
-            block_time=block_time,
-            tvl=tvl,
-            allow_gaps=allow_gaps,
-            funding=funding,
-            funding_mean=funding_mean,
-            premium_sd=premium_sd,
-            premium_half_life=premium_half_life,
-            arb_capacity=arb_capacity,
-            oi_per_bp=oi_per_bp,
-        )
-        argv += _argv(**{"from": start, "to": end})
+        argv = _flags({**kwargs, "prices": px.path}, _COMPARE_FLAGS)
         try:
             text, csv, html, warnings = _keel.compare(argv, [(p.toml, p.name) for p in ps])
         except KeelError as e:
@@ -423,36 +408,13 @@ def _grid_argv(grid: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _sweep_argv(
-    grid: Mapping[str, Any],
-    *,
-    paths: int,
-    market: Optional[str],
-    prices: Optional[str],
-    bootstrap: bool,
-    window: Optional[str],
-    shock: Optional[str],
-    horizon: str,
-    block_time: str,
-    seed: int,
-    objective: str,
-    costs: str,
-    funding: dict,
-) -> list[str]:
-    return _grid_argv(grid) + _argv(
-        paths=paths,
-        scenario=market,
-        prices=prices,
-        bootstrap=bootstrap,
-        window=window,
-        shock=shock,
-        horizon=horizon,
-        block_time=block_time,
-        seed=seed,
-        objective=objective,
-        costs=costs,
-        **funding,
-    )
+def _sweep_argv(grid: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+    """`keel sweep`'s arguments from a call's keywords (`market` is --scenario)."""
+    values = {n: None for n in _SWEEP_FLAGS} | dict(values)
+    values["scenario"] = values.pop("market", None)
+    if values.get("prices") is not None:
+        values["prices"] = os.fspath(values["prices"])
+    return _grid_argv(grid) + _argv(**{n: values[n] for n in _SWEEP_FLAGS})
 
 
 def sweep(
@@ -499,29 +461,7 @@ def sweep(
     if backend not in ("local", "ray"):
         raise KeelError(f"backend {backend!r}: use 'local' or 'ray'")
     p = _product(product)
-    fund = dict(
-        funding=funding,
-        funding_mean=funding_mean,
-        premium_sd=premium_sd,
-        premium_half_life=premium_half_life,
-        arb_capacity=arb_capacity,
-        oi_per_bp=oi_per_bp,
-    )
-    argv = _sweep_argv(
-        grid,
-        paths=paths,
-        market=market,
-        prices=os.fspath(prices) if prices is not None else None,
-        bootstrap=bootstrap,
-        window=window,
-        shock=shock,
-        horizon=horizon,
-        block_time=block_time,
-        seed=seed,
-        objective=objective,
-        costs=costs,
-        funding=fund,
-    )
+    argv = _sweep_argv(grid, locals())
     if backend == "ray":
         from . import _ray
 

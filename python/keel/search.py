@@ -125,22 +125,11 @@ def optimize(
     column, direction = OBJECTIVES[objective]
     first_key = next(iter(space))
 
+    # one grid point: the trial's settings are already in its product
+    sweep_kw = {**locals(), "objective": "return"}
+
     def argv_for(settings: Mapping[str, str]) -> list:
-        return _sweep_argv(
-            {first_key: [settings[first_key]]},
-            paths=paths,
-            market=market,
-            prices=os.fspath(prices) if prices is not None else None,
-            bootstrap=bootstrap,
-            window=window,
-            shock=shock,
-            horizon=horizon,
-            block_time=block_time,
-            seed=seed,
-            objective="return",
-            costs=costs,
-            funding={},
-        )
+        return _sweep_argv({first_key: [settings[first_key]]}, sweep_kw)
 
     # the sweep's own checks (market, horizon, keys) before any trial
     try:

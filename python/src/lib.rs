@@ -6,7 +6,7 @@
 //! are Python exceptions carrying keel's messages. The Python half (`python/keel/`) turns keyword
 //! arguments into those argument lists and adds pandas, Ray and Optuna.
 
-mod frames;
+pub mod frames;
 mod interrupt;
 
 use clap::Parser;

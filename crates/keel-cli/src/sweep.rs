@@ -551,7 +551,7 @@ fn results_csv(results: &[PointResult], risk: &RiskNames) -> Result<Vec<u8>> {
         match &p.stats {
             Some(s) => {
                 let c = &s.mean_costs;
-                for v in [
+                let head = [
                     s.nav_vs_ideal.mean,
                     s.nav_vs_ideal.median,
                     s.nav_vs_ideal.p5,
@@ -560,16 +560,9 @@ fn results_csv(results: &[PointResult], risk: &RiskNames) -> Result<Vec<u8>> {
                     s.p_ripcord,
                     s.p_liquidation,
                     s.mean_rebalances,
-                    c.pool_fees,
-                    c.price_impact,
-                    c.gas_keeper,
-                    c.gas_bots,
-                    c.interest,
-                    c.ether_rewards,
-                    c.streaming_fee,
-                    c.mint_redeem_fees,
-                    c.venue_keeper_fees,
-                    c.funding,
+                ];
+                // cost columns in CostBreakdown's field order, as the header names them
+                for v in head.into_iter().chain(c.values()).chain([
                     s.mean_total_cost,
                     s.worst_drawdown,
                     s.time_outside_band,
@@ -579,7 +572,7 @@ fn results_csv(results: &[PointResult], risk: &RiskNames) -> Result<Vec<u8>> {
                     s.delever_minutes,
                     s.min_health_factor,
                     s.p_saved_by_ripcord,
-                ] {
+                ]) {
                     row.push(format!("{v}"));
                 }
             }

@@ -37,41 +37,30 @@ impl<S: PriceSource> PriceSource for Cancellable<'_, S> {
     }
 }
 
-impl<T: PriceSource + ?Sized> PriceSource for &mut T {
-    fn start_time(&self) -> u64 {
-        (**self).start_time()
-    }
+/// A reference to a source, or a box of one, is a source.
+macro_rules! forward {
+    ($($ty:ty),*) => {$(
+        impl<T: PriceSource + ?Sized> PriceSource for $ty {
+            fn start_time(&self) -> u64 {
+                (**self).start_time()
+            }
 
-    fn start_price(&self) -> f64 {
-        (**self).start_price()
-    }
+            fn start_price(&self) -> f64 {
+                (**self).start_price()
+            }
 
-    fn next_tick(&mut self) -> Option<Tick> {
-        (**self).next_tick()
-    }
+            fn next_tick(&mut self) -> Option<Tick> {
+                (**self).next_tick()
+            }
 
-    fn len_hint(&self) -> Option<u64> {
-        (**self).len_hint()
-    }
+            fn len_hint(&self) -> Option<u64> {
+                (**self).len_hint()
+            }
+        }
+    )*};
 }
 
-impl<T: PriceSource + ?Sized> PriceSource for Box<T> {
-    fn start_time(&self) -> u64 {
-        (**self).start_time()
-    }
-
-    fn start_price(&self) -> f64 {
-        (**self).start_price()
-    }
-
-    fn next_tick(&mut self) -> Option<Tick> {
-        (**self).next_tick()
-    }
-
-    fn len_hint(&self) -> Option<u64> {
-        (**self).len_hint()
-    }
-}
+forward!(&mut T, Box<T>);
 
 #[cfg(test)]
 mod tests {

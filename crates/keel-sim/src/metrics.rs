@@ -101,6 +101,67 @@ pub struct CostBreakdown {
     pub funding: f64,
 }
 
+impl CostBreakdown {
+    /// The number of cost kinds.
+    pub const KINDS: usize = 10;
+
+    /// Every kind's amount, in field order.
+    pub fn values(&self) -> [f64; Self::KINDS] {
+        [
+            self.pool_fees,
+            self.price_impact,
+            self.gas_keeper,
+            self.gas_bots,
+            self.interest,
+            self.ether_rewards,
+            self.streaming_fee,
+            self.mint_redeem_fees,
+            self.venue_keeper_fees,
+            self.funding,
+        ]
+    }
+
+    /// The breakdown from every kind's amount, in field order.
+    pub fn from_values(v: [f64; Self::KINDS]) -> Self {
+        let [
+            pool_fees,
+            price_impact,
+            gas_keeper,
+            gas_bots,
+            interest,
+            ether_rewards,
+            streaming_fee,
+            mint_redeem_fees,
+            venue_keeper_fees,
+            funding,
+        ] = v;
+        CostBreakdown {
+            pool_fees,
+            price_impact,
+            gas_keeper,
+            gas_bots,
+            interest,
+            ether_rewards,
+            streaming_fee,
+            mint_redeem_fees,
+            venue_keeper_fees,
+            funding,
+        }
+    }
+
+    /// Every kind's amount transformed by `f(self, other)`, kind by kind.
+    pub fn zip_with(&self, other: &CostBreakdown, f: impl Fn(f64, f64) -> f64) -> Self {
+        let (a, b) = (self.values(), other.values());
+        Self::from_values(std::array::from_fn(|i| f(a[i], b[i])))
+    }
+
+    /// The sum of every kind, added in field order.
+    pub fn total(&self) -> f64 {
+        let v = self.values();
+        v[1..].iter().fold(v[0], |sum, x| sum + x)
+    }
+}
+
 /// Counts of what happened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {

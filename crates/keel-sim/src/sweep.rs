@@ -276,31 +276,9 @@ impl Tail {
     }
 }
 
-fn add_costs(a: &mut CostBreakdown, b: &CostBreakdown) {
-    a.pool_fees += b.pool_fees;
-    a.price_impact += b.price_impact;
-    a.gas_keeper += b.gas_keeper;
-    a.gas_bots += b.gas_bots;
-    a.interest += b.interest;
-    a.ether_rewards += b.ether_rewards;
-    a.streaming_fee += b.streaming_fee;
-    a.mint_redeem_fees += b.mint_redeem_fees;
-    a.venue_keeper_fees += b.venue_keeper_fees;
-    a.funding += b.funding;
-}
-
 /// The sum of every cost kind, USD.
 pub fn total_cost(c: &CostBreakdown) -> f64 {
-    c.pool_fees
-        + c.price_impact
-        + c.gas_keeper
-        + c.gas_bots
-        + c.interest
-        + c.ether_rewards
-        + c.streaming_fee
-        + c.mint_redeem_fees
-        + c.venue_keeper_fees
-        + c.funding
+    c.total()
 }
 
 fn source(cfg: &SweepConfig, seed: u64) -> Result<Box<dyn PriceSource + Send>, String> {
@@ -559,27 +537,9 @@ impl PathBlock {
         for o in &self.outcomes {
             b.extend_from_slice(&o.path.to_le_bytes());
             b.push(u8::from(o.ripcord) | u8::from(o.liquidated) << 1 | u8::from(o.delever_speed.is_some()) << 2);
-            let c = &o.costs;
-            for v in [
-                o.nav_vs_ideal,
-                o.tracking_error,
-                o.rebalances,
-                c.pool_fees,
-                c.price_impact,
-                c.gas_keeper,
-                c.gas_bots,
-                c.interest,
-                c.ether_rewards,
-                c.streaming_fee,
-                c.mint_redeem_fees,
-                c.venue_keeper_fees,
-                c.funding,
-                o.drawdown,
-                o.outside,
-                o.delever_speed.unwrap_or(0.0),
-                o.delever_minutes,
-                o.min_hf,
-            ] {
+            let scalars = [o.nav_vs_ideal, o.tracking_error, o.rebalances];
+            let rest = [o.drawdown, o.outside, o.delever_speed.unwrap_or(0.0), o.delever_minutes, o.min_hf];
+            for v in scalars.into_iter().chain(o.costs.values()).chain(rest) {
                 b.extend_from_slice(&v.to_bits().to_le_bytes());
             }
         }
@@ -622,18 +582,7 @@ impl PathBlock {
                 ripcord: flags & 1 != 0,
                 liquidated: flags & 2 != 0,
                 rebalances: f[2],
-                costs: CostBreakdown {
-                    pool_fees: f[3],
-                    price_impact: f[4],
-                    gas_keeper: f[5],
-                    gas_bots: f[6],
-                    interest: f[7],
-                    ether_rewards: f[8],
-                    streaming_fee: f[9],
-                    mint_redeem_fees: f[10],
-                    venue_keeper_fees: f[11],
-                    funding: f[12],
-                },
+                costs: CostBreakdown::from_values(std::array::from_fn(|i| f[3 + i])),
                 drawdown: f[13],
                 outside: f[14],
                 delever_speed: (flags & 4 != 0).then_some(f[15]),
@@ -753,7 +702,7 @@ fn point_stats(outcomes: Vec<PathOutcome>, tail: &Tail) -> PointStats {
         reb += o.rebalances;
         out_band += o.outside;
         dd = dd.max(o.drawdown);
-        add_costs(&mut costs, &o.costs);
+        costs = costs.zip_with(&o.costs, |a, b| a + b);
         if let Some(v) = o.delever_speed {
             ds += v;
             dn += 1;
@@ -764,23 +713,7 @@ fn point_stats(outcomes: Vec<PathOutcome>, tail: &Tail) -> PointStats {
         }
         saved += (o.ripcord && !o.liquidated) as u8 as f64;
     }
-    let scale = |c: &mut CostBreakdown| {
-        for f in [
-            &mut c.pool_fees,
-            &mut c.price_impact,
-            &mut c.gas_keeper,
-            &mut c.gas_bots,
-            &mut c.interest,
-            &mut c.ether_rewards,
-            &mut c.streaming_fee,
-            &mut c.mint_redeem_fees,
-            &mut c.venue_keeper_fees,
-            &mut c.funding,
-        ] {
-            *f /= n;
-        }
-    };
-    scale(&mut costs);
+    let costs = costs.zip_with(&costs, |a, _| a / n);
     let (var, es) = tail.var_es();
     PointStats {
         nav_vs_ideal: dist(rel),
