@@ -224,9 +224,10 @@ class _Prices:
         elif isinstance(prices, (str, os.PathLike)):
             self.path = os.fspath(prices)
         elif hasattr(prices, "to_csv"):
+            df = _bars_frame(prices)
             fd, self._tmp = tempfile.mkstemp(prefix="keel-prices-", suffix=".csv")
             with os.fdopen(fd, "w") as f:
-                prices.to_csv(f, index=not _has_time_column(prices))
+                df.to_csv(f, index=False)
             self.path = self._tmp
         else:
             raise TypeError("prices= takes a CSV path or a pandas DataFrame (timestamp, open, high, low, close)")
@@ -239,8 +240,28 @@ class _Prices:
             os.unlink(self._tmp)
 
 
-def _has_time_column(df: Any) -> bool:
-    return any(str(c).lower() in ("timestamp", "time", "date", "datetime") for c in df.columns)
+_TIME_NAMES = ("timestamp", "time", "date", "datetime")
+
+
+def _bars_frame(df: Any) -> Any:
+    """A DataFrame of bars as keel's CSV takes it: a time column first (a DatetimeIndex becomes
+    one), times as unix seconds (naive datetimes are UTC)."""
+    import pandas as pd
+
+    if not any(str(c).lower() in _TIME_NAMES for c in df.columns):
+        if not isinstance(df.index, pd.DatetimeIndex):
+            raise KeelError(
+                "prices: the DataFrame needs a timestamp column (unix seconds or dates) or a "
+                "DatetimeIndex, and open, high, low, close columns"
+            )
+        df = df.rename_axis("timestamp").reset_index()
+    df = df.copy()
+    for c in df.columns:
+        if str(c).lower() in _TIME_NAMES and pd.api.types.is_datetime64_any_dtype(df[c]):
+            t = df[c]
+            t = t.dt.tz_convert("UTC").dt.tz_localize(None) if t.dt.tz is not None else t
+            df[c] = (t - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)
+    return df
 
 
 def _frame(table: Any) -> "pandas.DataFrame":  # noqa: F821

@@ -49,6 +49,17 @@ def test_a_backtest_is_the_commands_to_the_last_digit(cli, tmp_path, name, produ
     assert r.report_html() == (out / "report.html").read_text()
 
 
+def test_a_dataframe_indexed_by_dates_is_the_same_market_as_its_file():
+    bars = pd.read_csv(FIXTURES / "eth-10d-1h.csv")
+    by_date = bars.set_index(pd.to_datetime(bars.pop("timestamp"), unit="s"))
+    product = keel.Product.from_file(PRODUCTS / "eth-3x-threshold.toml")
+    a = keel.backtest(product, prices=by_date, block_time="60s")
+    b = keel.backtest(product, prices=FIXTURES / "eth-10d-1h.csv", block_time="60s")
+    assert a.summary["token_return"] == b.summary["token_return"]
+    with pytest.raises(keel.KeelError, match="needs a timestamp column"):
+        keel.backtest(prices=by_date.reset_index(drop=True))
+
+
 def test_prices_from_a_dataframe_are_checked_like_a_file():
     bars = pd.read_csv(FIXTURES / "eth-10d-1h.csv")
     r = keel.backtest(keel.Product.from_file(PRODUCTS / "eth-3x-threshold.toml"), prices=bars, block_time="60s")
