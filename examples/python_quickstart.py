@@ -19,6 +19,8 @@ import ray
 
 import keel
 
+pd.set_option("display.width", 160)
+pd.set_option("display.max_columns", 12)
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "keel-python-example")
 out.mkdir(parents=True, exist_ok=True)
 products = Path(__file__).resolve().parents[1] / "products"
