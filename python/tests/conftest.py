@@ -38,6 +38,19 @@ def cli(keel_bin):
     return run
 
 
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt in this test, whatever the process inherited (a shell
+    without job control starts background jobs with SIGINT ignored, and Python keeps that)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A Ray cluster of a head node and a second node (one CPU each) on this machine, with this

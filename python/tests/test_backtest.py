@@ -90,7 +90,7 @@ def test_bad_arguments_raise_keels_message_naming_the_keyword(kwargs, message):
     assert message in str(e.value)
 
 
-def test_a_long_backtest_releases_the_gil_and_stops_on_ctrl_c():
+def test_a_long_backtest_releases_the_gil_and_stops_on_ctrl_c(ctrl_c):
     started, finished = threading.Event(), threading.Event()
     seen_running = []
 

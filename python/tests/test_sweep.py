@@ -114,7 +114,7 @@ def test_a_path_missing_or_counted_twice_or_from_another_sweep_is_refused():
         p.run_block(0, 5, 12)
 
 
-def test_a_sweep_stops_on_ctrl_c():
+def test_a_sweep_stops_on_ctrl_c(ctrl_c):
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     with pytest.raises(KeyboardInterrupt):
