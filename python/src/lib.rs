@@ -331,7 +331,7 @@ impl SweepPlan {
 
     /// The sweep's results from one outcome per grid point, in grid order.
     fn results(&self, outcomes: Vec<Bound<'_, PointOutcome>>) -> PyResult<SweepResults> {
-        let n = self.points().len();
+        let n = keel_sim::sweep::point_count(&self.plan.cfg.grid);
         if outcomes.len() != n {
             return Err(keel_err(format!("{} point results for a grid of {n} points", outcomes.len())));
         }
@@ -339,8 +339,8 @@ impl SweepPlan {
         let mut results = Vec::with_capacity(n);
         for (i, o) in outcomes.iter().enumerate() {
             let o = o.get();
-            let want = keel_sim::sweep::points(&self.plan.cfg.grid).swap_remove(i);
-            if o.fingerprint != fp || o.result.settings != want {
+            let want = keel_sim::sweep::point(&self.plan.cfg.grid, i);
+            if o.fingerprint != fp || Some(&o.result.settings) != want.as_ref() {
                 return Err(keel_err(format!("point result {i} belongs to another sweep or another grid point")));
             }
             results.push(o.result.clone());

@@ -320,6 +320,25 @@ pub fn points(grid: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
     out
 }
 
+/// The number of grid points (the product of the axes' lengths).
+pub fn point_count(grid: &[(String, Vec<String>)]) -> usize {
+    grid.iter().map(|(_, v)| v.len()).product()
+}
+
+/// Grid point `index` in [`points`] order (first axis slowest), without listing the others.
+pub fn point(grid: &[(String, Vec<String>)], index: usize) -> Option<Vec<(String, String)>> {
+    if index >= point_count(grid) {
+        return None;
+    }
+    let mut rest = index;
+    let mut out = vec![(String::new(), String::new()); grid.len()];
+    for (slot, (k, vals)) in out.iter_mut().zip(grid).rev() {
+        *slot = (k.clone(), vals[rest % vals.len()].clone());
+        rest /= vals.len();
+    }
+    Some(out)
+}
+
 /// Run the sweep. `progress(done, total)` is called as paths finish (from worker threads).
 pub fn run_sweep(cfg: &SweepConfig, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Vec<PointResult>, String> {
     run_sweep_with(cfg, progress, &mut |_, _| Ok(()))
@@ -347,7 +366,7 @@ pub fn run_sweep_until(
     on_paths: &mut PathsSink<'_>,
     stop: &AtomicBool,
 ) -> Result<Vec<PointResult>, String> {
-    let n_points = points(&cfg.grid).len();
+    let n_points = point_count(&cfg.grid);
     let total = (n_points * cfg.paths) as u64;
     let done = AtomicU64::new(0);
     let counted = |d: u64| {
@@ -402,10 +421,8 @@ pub struct PreparedPoint {
 /// the sweep's own (a grid key the file has no section for); a rule the settings break is kept
 /// in the point ([`PreparedPoint::invalid`]).
 pub fn prepare_point(cfg: &SweepConfig, index: usize) -> Result<PreparedPoint, String> {
-    let settings = points(&cfg.grid)
-        .into_iter()
-        .nth(index)
-        .ok_or_else(|| format!("grid point {index}: the grid has {} points", points(&cfg.grid).len()))?;
+    let settings = point(&cfg.grid, index)
+        .ok_or_else(|| format!("grid point {index}: the grid has {} points", point_count(&cfg.grid)))?;
     let mut text = cfg.product_toml.clone();
     for (k, v) in &settings {
         text = with_setting(&text, k, v)?;
@@ -755,6 +772,12 @@ mod tests {
         ]);
         assert_eq!(p.len(), 6);
         assert_eq!(p[1], vec![("a".into(), "1".into()), ("b".into(), "y".into())]);
+        let grid =
+            [("a".to_string(), vec!["1".into(), "2".into()]), ("b".into(), vec!["x".into(), "y".into(), "z".into()])];
+        for (i, want) in p.iter().enumerate() {
+            assert_eq!(point(&grid, i).as_ref(), Some(want), "point {i}");
+        }
+        assert_eq!(point(&grid, 6), None);
     }
 
     #[test]
