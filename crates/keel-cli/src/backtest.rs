@@ -63,6 +63,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the summary as JSON (summary.json's content) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where prices come from: a CSV of bars or a built-in scenario, and the seed.
@@ -110,6 +113,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for w in &prepared.warnings {
         eprintln!("warning: {w}");
     }
+    if let Some(note) =
+        crate::out_dir::prepare(&a.out, &["summary.json", "timeseries.csv", "events.csv", "report.html"])?
+    {
+        eprintln!("{note}");
+    }
+    if let Some(note) = prepared.size_note() {
+        eprintln!("{note}");
+    }
     let mut sink = DirSink::create(&a.out, 4_000).with_context(|| format!("cannot write to {}", a.out.display()))?;
     let bar = if !a.quiet && std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new(prepared.blocks().unwrap_or(0));
@@ -131,8 +142,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         pb.finish_and_clear();
     }
     sink.finish(&result.summary).with_context(|| format!("cannot write the report to {}", a.out.display()))?;
-    print!("{}", summary_table(&result.summary));
-    println!("wrote {} (summary.json, timeseries.csv, events.csv, report.html)", display_dir(&a.out));
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&result.summary)?);
+        eprintln!("wrote {} (summary.json, timeseries.csv, events.csv, report.html)", display_dir(&a.out));
+    } else {
+        // the warnings were printed before the run; summary.json and the report keep them
+        print!("{}", summary_table(&keel_sim::Summary { warnings: Vec::new(), ..result.summary.clone() }));
+        println!("wrote {} (summary.json, timeseries.csv, events.csv, report.html)", display_dir(&a.out));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -145,12 +162,35 @@ pub struct Prepared {
     /// Problems met loading the prices (gaps bridged), printed before the run; the summary's
     /// `warnings` hold these and any the run adds.
     pub warnings: Vec<String>,
+    /// What it takes to run it again (the summary's `run`).
+    pub run: keel_sim::RunInfo,
+    sample_every: u64,
+    block_time: u64,
 }
 
 impl Prepared {
     /// Blocks the path will yield, if known.
     pub fn blocks(&self) -> Option<u64> {
         self.source.len_hint()
+    }
+
+    /// Rows `timeseries.csv` will hold (one per `--sample` and the last block).
+    pub fn rows(&self) -> Option<u64> {
+        self.blocks().map(|b| (b * self.block_time) / self.sample_every + 2)
+    }
+
+    /// A note when `timeseries.csv` will be large (over 100 MB at about 330 bytes a row).
+    pub fn size_note(&self) -> Option<String> {
+        let rows = self.rows()?;
+        let mb = rows as f64 * 330.0 / 1e6;
+        (mb > 100.0).then(|| {
+            format!(
+                "note: --sample {} s writes about {} rows (~{} MB) to timeseries.csv; a longer --sample writes fewer (the rows keep the extremes between them)",
+                self.sample_every,
+                keel_report::thousands(rows as f64, 0),
+                keel_report::thousands(mb, 0)
+            )
+        })
     }
 
     /// Run to the end of the path (or until `stop` is set: then an error), streaming rows and
@@ -174,6 +214,8 @@ impl Prepared {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             bail!("{}", keel_sim::sweep::CANCELLED);
         }
+        let mut result = result;
+        result.summary.run = Some(self.run.clone());
         Ok(result)
     }
 }
@@ -208,7 +250,13 @@ pub fn prepare(a: &Args, text: &str, name: &str) -> Result<Prepared> {
         bail!("--keeper-poll must be at least 1 block");
     }
     let latency = parse_duration(&a.keeper_latency).map_err(|e| anyhow!("--keeper-latency: {e}"))?;
-    let (source, name, warnings) = price_source(&a.market, product_start_price(&product), block_time)?;
+    let (source, source_name, warnings) = price_source(&a.market, product_start_price(&product), block_time)?;
+    let prices_bytes = match &a.market.prices {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => None,
+    };
+    let run = crate::provenance::run_info(a, (text, name), block_time, &chain_name, prices_bytes.as_deref());
+    let name = source_name;
     // the keeper and the public bots are the same agents for every kind
     let mut keeper = keel_sim::agents::KeeperConfig::default();
     keeper.gas.base_gwei = chain.base_gas_gwei;
@@ -268,7 +316,7 @@ pub fn prepare(a: &Args, text: &str, name: &str) -> Result<Prepared> {
             Runner::Market(venue, Box::new(cfg), warnings)
         }
     };
-    Ok(Prepared { runner, source, warnings })
+    Ok(Prepared { runner, source, warnings, run, sample_every, block_time })
 }
 
 /// What runs: the lending engine or the market loop over a venue.

@@ -31,6 +31,9 @@ pub struct Args {
     /// Funding on the perp venues (every perp product sees the same rates).
     #[command(flatten)]
     pub funding: crate::funding_args::FundingArgs,
+    /// Print the results as JSON (compare.csv's rows as objects) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// One product's line.
@@ -59,16 +62,27 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .iter()
         .map(|p| crate::product_cmd::read_small(p, "product file").map(|t| (t, p.display().to_string())))
         .collect::<Result<_>>()?;
+    if let Some(note) = crate::out_dir::prepare(&a.out, &["compare.csv", "report.html"])? {
+        eprintln!("{note}");
+    }
     let c = compare(&a, &products, &std::sync::atomic::AtomicBool::new(false))?;
     for w in &c.warnings {
         eprintln!("warning: {w}");
     }
-    print!("{}", c.table);
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&crate::json_out::csv_rows(&c.csv)?)?);
+    } else {
+        print!("{}", c.table);
+    }
     std::fs::write(a.out.join("compare.csv"), &c.csv)
         .with_context(|| format!("cannot write {}", a.out.join("compare.csv").display()))?;
     std::fs::write(a.out.join("report.html"), &c.html).with_context(|| format!("cannot write {}", a.out.display()))?;
-    println!("wrote {} (compare.csv, report.html)", a.out.display());
+    let wrote = format!("wrote {} (compare.csv, report.html)", a.out.display());
+    if a.json {
+        eprintln!("{wrote}");
+    } else {
+        println!("{wrote}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -115,6 +129,7 @@ pub fn compare(a: &Args, products: &[(String, String)], stop: &std::sync::atomic
     let mut underlying = 0.0;
     let mut funding_line = String::new();
     let mut all_warnings = Vec::new();
+    let mut start_time = 0;
     for (path, product) in &loaded {
         let (mut src, name, warnings) = price_source(&a.market, p0, block_time)?;
         let model =
@@ -125,6 +140,7 @@ pub fn compare(a: &Args, products: &[(String, String)], stop: &std::sync::atomic
         if market_name.is_empty() {
             all_warnings = warnings;
             market_name = name;
+            start_time = src.start_time();
         }
         let none = keel_sim::agents::HolderConfig { mints_per_day: 0.0, redeems_per_day: 0.0, mean_size_usd: 0.0 };
         let mut src = keel_sim::prices::Cancellable::new(src.as_mut(), stop);
@@ -180,52 +196,57 @@ pub fn compare(a: &Args, products: &[(String, String)], stop: &std::sync::atomic
             costs,
         });
     }
-    let mut table = format!(
-        "{} products on {market_name}, {}-second blocks, ${:.0} each at the start; underlying {:+.2}%\n",
+    let header = format!(
+        "{} products on {market_name}, {}-second blocks, ${} each at the start; underlying {:+.2}%\nfunding on the perp venues: {funding_line}\n",
         rows.len(),
         block_time,
-        a.tvl,
+        keel_report::thousands(a.tvl, 0),
         underlying * 100.0
     );
-    table.push_str(&format!("funding on the perp venues: {funding_line}\n"));
-    table.push_str(&format!(
-        "{:<12} {:<28} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>20} {:>8} {:>11} {:>11}\n",
-        "token",
-        "methodology",
-        "return",
-        "ideal",
-        "vs ideal",
-        "track.err",
-        "max DD",
-        "rebal.",
-        "stress",
-        "max lev",
-        "costs $",
-        "funding $"
-    ));
-    for r in &rows {
-        table.push_str(&format!(
-            "{:<12} {:<28} {:>8.2}% {:>8.2}% {:>9} {:>8.1}% {:>7.1}% {:>7} {:>20} {:>8.3} {:>11.0} {:>11}\n",
-            r.symbol,
-            r.methodology,
-            r.token * 100.0,
-            r.ideal * 100.0,
-            // Against an ideal that lost (almost) everything the ratio means nothing.
-            if r.ideal > -0.999 {
-                format!("{:.2}%", ((1.0 + r.token) / (1.0 + r.ideal) - 1.0) * 100.0)
-            } else {
-                "n/a".into()
-            },
-            r.tracking_error * 100.0,
-            r.drawdown * 100.0,
-            r.rebalances,
-            r.stress,
-            r.max_leverage,
-            r.costs,
-            // a lending FLI pays interest, not funding
-            if r.perp { format!("{:.0}", r.funding) } else { "–".to_string() }
-        ));
-    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.symbol.clone(),
+                r.methodology.clone(),
+                format!("{:.2}%", r.token * 100.0),
+                format!("{:.2}%", r.ideal * 100.0),
+                // Against an ideal that lost (almost) everything the ratio means nothing.
+                if r.ideal > -0.999 {
+                    format!("{:.2}%", ((1.0 + r.token) / (1.0 + r.ideal) - 1.0) * 100.0)
+                } else {
+                    "n/a".into()
+                },
+                format!("{:.1}%", r.tracking_error * 100.0),
+                format!("{:.1}%", r.drawdown * 100.0),
+                keel_report::thousands(r.rebalances as f64, 0),
+                r.stress.clone(),
+                format!("{:.3}", r.max_leverage),
+                keel_report::thousands(r.costs, 0),
+                // a lending FLI pays interest, not funding
+                if r.perp { keel_report::thousands(r.funding, 0) } else { "–".to_string() },
+            ]
+        })
+        .collect();
+    let table = header.clone()
+        + &keel_report::text_table(
+            &[
+                "token",
+                "methodology",
+                "return",
+                "ideal",
+                "vs ideal",
+                "track.err",
+                "max DD",
+                "rebal.",
+                "stress",
+                "max lev",
+                "costs $",
+                "funding $",
+            ],
+            &cells,
+            &[false, false, true, true, true, true, true, true, false, true, true, true],
+        );
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "token",
@@ -270,6 +291,6 @@ pub fn compare(a: &Args, products: &[(String, String)], stop: &std::sync::atomic
             keel_report::CompareSeries { label: format!("{} — {}", r.symbol, r.methodology), nav }
         })
         .collect();
-    let html = keel_report::compare_report(&market_name, &series, &table);
+    let html = keel_report::compare_report(&market_name, &header, start_time, &series, &csv);
     Ok(Comparison { table, csv, html, warnings: all_warnings })
 }

@@ -8,7 +8,10 @@ pub mod eval;
 pub mod funding_args;
 #[cfg(feature = "service")]
 pub mod fuzzing;
+pub mod json_out;
+pub mod out_dir;
 pub mod product_cmd;
+pub mod provenance;
 #[cfg(feature = "service")]
 pub mod serve_cmd;
 pub mod sweep;

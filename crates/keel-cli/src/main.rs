@@ -3,14 +3,14 @@
 
 use keel_cli::{backtest, compare, eval, product_cmd, serve_cmd, sweep};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// keel — leveraged tokens: backtest products on real and synthetic markets, check product
 /// files, evaluate the methodology on a position.
 #[derive(Parser)]
-#[command(name = "keel", version, about, long_about = None)]
+#[command(name = "keel", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +44,15 @@ enum Command {
         #[command(subcommand)]
         command: StrategyCommand,
     },
+    /// Print a shell completion script: `keel completions bash > ~/.local/share/bash-completion/completions/keel`
+    /// (zsh: into a directory on $fpath as `_keel`; fish: `~/.config/fish/completions/keel.fish`).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print keel's manual page (roff): `keel man > keel.1 && man ./keel.1`, or into a
+    /// directory on $MANPATH as man1/keel.1.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +113,19 @@ enum StrategyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "keel", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if let Command::Man = cli.command {
+        return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write the manual page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match cli.command {
         Command::Product { command: ProductCommand::Check { file } } => product_cmd::check(&file),
         Command::Product { command: ProductCommand::Calldata { file, json } } => product_cmd::calldata(&file, json),
@@ -115,6 +137,7 @@ fn main() -> ExitCode {
         Command::Strategy { command: StrategyCommand::Eval { product, state, min, max, json } } => {
             eval::run(&product, &state, min.as_deref(), max.as_deref(), json)
         }
+        Command::Completions { .. } | Command::Man => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -59,10 +59,17 @@ fn parse_secs(s: &str) -> Result<u64, String> {
     keel_core::product::parse_duration(s)
 }
 
+/// Logs on stderr: the level from KEEL_LOG, else RUST_LOG, else `info`; colour only on a
+/// terminal.
 fn init_logs(format: &str) -> Result<()> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         "text" => b.init(),
         "json" => b.json().init(),
@@ -92,11 +99,22 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `keel keeper` does, for its help and for a call without a mode.
+pub const KEEPER_MODES: &str = "keel keeper runs in one of two modes:
+  keel keeper --server URL --key KEY
+      keep a keel server's products over its HTTP API (the loop `keel serve --keeper` runs);
+      KEY is a keeper API key (or KEEL_KEEPER_KEY)
+  keel keeper --rpc URL --config keeper.toml [--dry-run] [--metrics ADDR]
+      keep deployed FLI / PerpV2 strategy contracts over Ethereum JSON-RPC: rebalance,
+      iterate and ripcord as they ask (keeper.toml: strategies, signer, gas caps, budgets)
+See `keel keeper --help` for every option.";
+
 /// `keel keeper` options.
 #[derive(ClapArgs)]
+#[command(after_help = KEEPER_MODES)]
 pub struct KeeperArgs {
     /// Keep a keel server's products over its HTTP API, e.g. http://127.0.0.1:8080.
-    #[arg(long, conflicts_with_all = ["rpc", "config", "dry_run", "metrics"], required_unless_present = "rpc")]
+    #[arg(long, conflicts_with_all = ["rpc", "config", "dry_run", "metrics"])]
     server: Option<String>,
     /// With --server: a keeper API key (or set KEEL_KEEPER_KEY). Its account must be on each
     /// product's allow-list unless the product is anyone-callable.
@@ -131,6 +149,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Run the keeper against a server or a chain.
 pub fn keeper(a: KeeperArgs) -> Result<ExitCode> {
+    if a.server.is_none() && a.rpc.is_none() {
+        bail!("{KEEPER_MODES}");
+    }
     init_logs("text")?;
     if let Some(rpc) = &a.rpc {
         return keeper_rpc(rpc, &a);

@@ -75,6 +75,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the results as JSON (results.csv's rows as objects, sorted by --objective)
+    /// instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn duration(s: &str, flag: &str) -> Result<u64> {
@@ -173,6 +177,9 @@ pub struct SweepPlan {
     pub risk: RiskNames,
     /// The sort order of the terminal table.
     pub objective: String,
+    /// What ran, in words (market, blocks, horizon, seed, paths, costs, funding, keel's
+    /// version), for the report.
+    pub context: Vec<String>,
 }
 
 impl SweepPlan {
@@ -185,7 +192,7 @@ impl SweepPlan {
     pub fn report_html(&self, results: &[PointResult]) -> String {
         let keys: Vec<String> = self.cfg.grid.iter().map(|(k, _)| k.clone()).collect();
         let title = format!("{} — {} paths per point", self.symbol, self.cfg.paths);
-        keel_report::sweep_report(&title, &keys, results)
+        keel_report::sweep_report(&title, &self.context, &keys, results)
     }
 
     /// Sort results by the plan's objective, best first.
@@ -301,7 +308,36 @@ pub fn plan(a: &Args, text: &str, name: &str) -> Result<(SweepPlan, Vec<String>)
         p0,
         funding,
     };
-    Ok((SweepPlan { cfg, symbol, risk, objective: a.objective.clone() }, warnings))
+    let market_words = match (&a.scenario, &a.prices, &a.window) {
+        (Some(s), _, _) => format!("market {s}"),
+        (None, Some(p), Some(w)) => {
+            format!("{} replayed over {w}, each path bridging the bars with its own seed", p.display())
+        }
+        (None, Some(p), None) => format!("{} resampled in daily blocks of returns", p.display()),
+        _ => String::new(),
+    };
+    let horizon_words = match &cfg.market {
+        Market::Scenario(..) => "the scenario's own length".to_string(),
+        Market::Bars { .. } => "the window's length".to_string(),
+        Market::Model { .. } => format!("{:.0} days", cfg.horizon as f64 / 86_400.0),
+    };
+    let mut context = vec![format!(
+        "{market_words}{}; blocks of {} s; horizon {horizon_words}; seed {}; {} paths per grid point; costs {}",
+        a.shock.as_deref().map(|s| format!(", shock {s} halfway")).unwrap_or_default(),
+        cfg.block_time,
+        cfg.seed,
+        cfg.paths,
+        a.costs
+    )];
+    if !lending {
+        context.push(format!("funding on the perp venue: {}", cfg.funding.describe()));
+    }
+    context.push(format!(
+        "keel {}; product {name}; grid {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.grid.iter().map(|(k, v)| format!("{k} = {}", v.join(", "))).collect::<Vec<_>>().join("; ")
+    ));
+    Ok((SweepPlan { cfg, symbol, risk, objective: a.objective.clone(), context }, warnings))
 }
 
 /// Run `keel sweep`.
@@ -325,7 +361,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         pb
     });
     let pb = bar.clone();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot write to {}", a.out.display()))?;
+    let writes: &[&str] =
+        if a.paths_csv { &["results.csv", "report.html", "paths.csv"] } else { &["results.csv", "report.html"] };
+    if let Some(note) = crate::out_dir::prepare(&a.out, writes)? {
+        eprintln!("{note}");
+    }
     let mut paths_writer = if a.paths_csv {
         let path = a.out.join("paths.csv");
         let mut w = csv::Writer::from_path(&path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -365,6 +405,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     std::fs::write(a.out.join("report.html"), plan.report_html(&results))
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     plan.sort(&mut results);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&crate::json_out::csv_rows(&plan.results_csv(&results)?)?)?);
+        eprintln!(
+            "wrote {} (results.csv, report.html{})",
+            a.out.display(),
+            if a.paths_csv { ", paths.csv" } else { "" }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let keys: Vec<&str> = cfg.grid.iter().map(|(k, _)| k.as_str()).collect();
     println!(
         "{} grid points × {} paths (the same paths for every point), sorted by {}; {:.1} s, {:.0} paths/s",
@@ -374,58 +423,73 @@ pub fn run(a: Args) -> Result<ExitCode> {
         elapsed,
         (results.len() * a.paths) as f64 / elapsed.max(1e-9)
     );
-    println!(
-        "{:<40} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9}",
-        keys.join(" / "),
-        "vs ideal",
-        "p5",
-        "track.err",
-        format!("{}%", risk.emergency),
-        "liquid.%",
-        "rebalances",
-        "cost $",
-        "VaR 1d",
-        "delever"
-    );
+    let settings = keys.join(" / ");
+    let emergency = format!("{}%", risk.emergency);
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
     for p in &results {
         let label = p.settings.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" / ");
         match (&p.stats, &p.invalid) {
-            (Some(s), _) => println!(
-                "{:<40} {:>9.2}% {:>9.2}% {:>8.1}% {:>8.1}% {:>8.1}% {:>10.1} {:>10.0} {:>8.2}% {:>9.4}",
+            (Some(s), _) => rows.push(vec![
                 label,
-                s.nav_vs_ideal.mean * 100.0,
-                s.nav_vs_ideal.p5 * 100.0,
-                s.tracking_error * 100.0,
-                s.p_ripcord * 100.0,
-                s.p_liquidation * 100.0,
-                s.mean_rebalances,
-                s.mean_total_cost,
-                s.var_1d_99 * 100.0,
-                s.delever_speed
-            ),
-            (None, Some(why)) => println!("{label:<40} skipped: {why}"),
+                format!("{:.2}%", s.nav_vs_ideal.mean * 100.0),
+                format!("{:.2}%", s.nav_vs_ideal.p5 * 100.0),
+                format!("{:.1}%", s.tracking_error * 100.0),
+                format!("{:.1}%", s.p_ripcord * 100.0),
+                format!("{:.1}%", s.p_liquidation * 100.0),
+                format!("{:.1}", s.mean_rebalances),
+                keel_report::thousands(s.mean_total_cost, 0),
+                format!("{:.2}%", s.var_1d_99 * 100.0),
+                format!("{:.4}", s.delever_speed),
+            ]),
+            (None, Some(why)) => skipped.push(format!("{label}: skipped: {why}")),
             _ => {}
         }
     }
+    print!(
+        "{}",
+        keel_report::text_table(
+            &[
+                &settings,
+                "vs ideal",
+                "p5",
+                "track.err",
+                &emergency,
+                "liquid.%",
+                "rebalances",
+                "cost $",
+                "VaR 1d",
+                "delever"
+            ],
+            &rows,
+            &[false, true, true, true, true, true, true, true, true, true],
+        )
+    );
+    for s in skipped {
+        println!("{s}");
+    }
     if a.shock.is_some() || a.window.is_some() {
-        println!(
-            "stress: {:<32} {:>14} {:>16} {:>12}",
-            "",
-            format!("{} saved", risk.emergency),
-            "delever (min)",
-            risk.lowest
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .filter_map(|p| {
+                let s = p.stats.as_ref()?;
+                Some(vec![
+                    p.settings.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" / "),
+                    format!("{:.1}%", s.p_saved_by_ripcord * 100.0),
+                    format!("{:.0}", s.delever_minutes),
+                    format!("{:.3}", s.min_health_factor),
+                ])
+            })
+            .collect();
+        println!("stress:");
+        print!(
+            "{}",
+            keel_report::text_table(
+                &[&settings, &format!("{} saved", risk.emergency), "delever (min)", risk.lowest],
+                &rows,
+                &[false, true, true, true],
+            )
         );
-        for p in &results {
-            if let Some(s) = &p.stats {
-                let label = p.settings.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" / ");
-                println!(
-                    "        {label:<32} {:>13.1}% {:>16.0} {:>12.3}",
-                    s.p_saved_by_ripcord * 100.0,
-                    s.delever_minutes,
-                    s.min_health_factor
-                );
-            }
-        }
     }
     if risk.emergency == "ripcord"
         && cfg.block_time >= 60

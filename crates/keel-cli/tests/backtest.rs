@@ -48,7 +48,9 @@ fn writes_every_output_and_is_deterministic() {
     assert_eq!(read(&a, "timeseries.csv"), read(&b, "timeseries.csv"), "same seed, same timeseries.csv");
     assert_ne!(read(&a, "timeseries.csv"), read(&c, "timeseries.csv"), "another seed, another path");
     let html = String::from_utf8(read(&a, "report.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("Leverage ratio") && html.contains("ripcord"));
+    assert!(
+        html.contains(r#"<div id="chart-leverage""#) && html.contains("Leverage ratio") && html.contains("ripcord")
+    );
     let summary: serde_json::Value = serde_json::from_slice(&read(&a, "summary.json")).unwrap();
     assert_eq!(summary["block_time"], 300);
     assert!(summary["counts"]["ripcords"].as_u64().unwrap() > 0, "the crash scenario triggers ripcords: {summary}");
@@ -274,7 +276,7 @@ fn compare_runs_products_on_one_path_and_refuses_mixed_underlyings() {
     let csv = String::from_utf8(read(&dir, "compare.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "a header and one row per product:\n{csv}");
     let html = String::from_utf8(read(&dir, "report.html")).unwrap();
-    assert_eq!(html.matches("<path d=").count(), 4, "one NAV curve per product");
+    assert!(html.contains(r#""nav3":["#) && !html.contains(r#""nav4":["#), "one NAV curve per product");
     assert!(
         out.contains("ETH2x-FLI")
             && out.contains("fli (aave-v3 + v3 pool)")
@@ -301,7 +303,7 @@ fn perp_and_threshold_backtests_write_a_report() {
         let o =
             keel(&["backtest", "--scenario", "calm", "--block-time", "1h", "--quiet", "--out", dir.to_str().unwrap()]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let n = String::from_utf8(read(&dir, "report.html")).unwrap().matches("<svg").count();
+        let n = String::from_utf8(read(&dir, "report.html")).unwrap().matches(r#"class="chart-host""#).count();
         let _ = std::fs::remove_dir_all(dir);
         n
     };
@@ -327,7 +329,11 @@ fn perp_and_threshold_backtests_write_a_report() {
         let html = String::from_utf8(read(&dir, "report.html")).unwrap();
         // one report for every kind: the same panels as a lending backtest plus cumulative
         // funding (a perp venue's own cost), the venue's figures
-        assert_eq!(html.matches("<svg").count(), lending_svgs + 1, "{product}: the same panels and funding");
+        assert_eq!(
+            html.matches(r#"class="chart-host""#).count(),
+            lending_svgs + 1,
+            "{product}: the same panels and funding"
+        );
         assert!(html.contains("Funding paid so far"), "{product}: the funding panel");
         assert!(String::from_utf8_lossy(&o.stdout).contains("funding "), "{product}: the funding line");
         assert!(html.contains(&format!("<h2>The venue ({kind})</h2>")), "{product}");
@@ -381,7 +387,10 @@ fn table_every_bundled_product_backtests_compares_and_sweeps() {
         let mut keys: Vec<String> = summary.as_object().unwrap().keys().cloned().collect();
         keys.sort();
         shapes.push((name, keys));
-        assert!(String::from_utf8(read(&dir, "report.html")).unwrap().contains("<svg"), "case {name}");
+        assert!(
+            String::from_utf8(read(&dir, "report.html")).unwrap().contains(r#"id="chart-leverage""#),
+            "case {name}"
+        );
         let o = keel(&[
             "sweep",
             "--product",

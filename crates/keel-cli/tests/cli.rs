@@ -493,3 +493,94 @@ fn a_misspelt_grid_key_names_the_closest_one() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("did you mean methodology.max_leverage_ratio?"), "{err}");
 }
+
+#[test]
+fn table_shell_tools_completions_man_page_and_keeper_modes() {
+    // (case, arguments, exit 0?, what stdout or stderr holds)
+    let cases: [(&str, &[&str], bool, &str); 6] = [
+        ("bash completions", &["completions", "bash"], true, "complete -F _keel"),
+        ("zsh completions", &["completions", "zsh"], true, "#compdef keel"),
+        ("fish completions", &["completions", "fish"], true, "complete -c keel"),
+        ("man page", &["man"], true, ".TH keel 1"),
+        ("an unknown shell", &["completions", "tcsh"], false, "possible values"),
+        ("keeper without a mode", &["keeper"], false, "keel keeper --rpc URL --config keeper.toml"),
+    ];
+    for (case, args, ok, want) in cases {
+        let o = keel(args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.success(), ok, "case {case}: {err}");
+        assert!(out.contains(want) || err.contains(want), "case {case}: {out}{err}");
+        if ok {
+            assert!(out.contains("backtest"), "case {case}: every subcommand is there");
+        }
+    }
+    let (out, _) = text(&keel(&["keeper", "--help"]));
+    assert!(out.contains("--server URL --key KEY") && out.contains("--rpc URL"), "{out}");
+}
+
+#[test]
+fn json_summaries_are_the_files() {
+    let dir = std::env::temp_dir().join(format!("keel-cli-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = |sub: &str| dir.join(sub).to_str().unwrap().to_string();
+    let o = keel(&["backtest", "--scenario", "calm", "--block-time", "1h", "--quiet", "--json", "--out", &out("b")]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let printed: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("b/summary.json")).unwrap()).unwrap();
+    assert_eq!(printed, file);
+    assert!(printed["run"]["command"].as_str().unwrap().starts_with("keel backtest --scenario calm --seed 1"));
+    let o = keel(&[
+        "compare",
+        "--products",
+        "products/eth2x-fli.toml",
+        "products/eth2x-perp.toml",
+        "--scenario",
+        "calm",
+        "--block-time",
+        "1h",
+        "--json",
+        "--out",
+        &out("c"),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    assert_eq!(rows.as_array().map(|r| r.len()), Some(2));
+    assert!(rows[0]["return"].is_f64() && rows[1]["token"] == "ETH2x-PERP", "{rows}");
+    let o = keel(&[
+        "sweep",
+        "--grid",
+        "methodology.max_leverage_ratio=2.3,2.4",
+        "--scenario",
+        "gbm:vol=80%",
+        "--horizon",
+        "30d",
+        "--paths",
+        "4",
+        "--quiet",
+        "--json",
+        "--out",
+        &out("s"),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    assert_eq!(rows.as_array().map(|r| r.len()), Some(2), "{rows}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_out_directory_holding_other_files_is_refused_and_left_alone() {
+    let dir = std::env::temp_dir().join(format!("keel-cli-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("results.csv"), "a sweep's results").unwrap();
+    let o = keel(&["backtest", "--scenario", "calm", "--block-time", "1h", "--quiet", "--out", dir.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("results.csv") && err.contains("new or empty directory"), "{err}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing written");
+    assert_eq!(std::fs::read_to_string(dir.join("results.csv")).unwrap(), "a sweep's results");
+    let _ = std::fs::remove_dir_all(&dir);
+}

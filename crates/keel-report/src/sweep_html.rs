@@ -4,40 +4,43 @@
 use keel_sim::sweep::{PointResult, PointStats};
 use std::fmt::Write;
 
-use crate::html::esc;
+use crate::page::esc;
 
-/// The metrics drawn, with a label and a formatter.
-type Metric = (&'static str, fn(&PointStats) -> f64, fn(f64) -> String);
+/// The metrics drawn: a label, the figure, a formatter, and whether higher is better.
+type Metric = (&'static str, fn(&PointStats) -> f64, fn(f64) -> String, bool);
 
 const METRICS: &[Metric] = &[
-    ("final NAV vs ideal (mean)", |s| s.nav_vs_ideal.mean, |v| format!("{:+.1}%", v * 100.0)),
-    ("rebalances per path", |s| s.mean_rebalances, |v| format!("{v:.0}")),
-    ("tracking error", |s| s.tracking_error, |v| format!("{:.1}%", v * 100.0)),
-    ("chance of a ripcord", |s| s.p_ripcord, |v| format!("{:.0}%", v * 100.0)),
-    ("chance of a liquidation", |s| s.p_liquidation, |v| format!("{:.0}%", v * 100.0)),
-    ("mean cost (USD)", |s| s.mean_total_cost, |v| format!("{v:.0}")),
-    ("delever speed (points/min)", |s| s.delever_speed, |v| format!("{v:.4}")),
+    ("final NAV vs ideal (mean)", |s| s.nav_vs_ideal.mean, |v| format!("{:+.1}%", v * 100.0), true),
+    ("rebalances per path", |s| s.mean_rebalances, |v| crate::table::thousands(v, 0), false),
+    ("tracking error", |s| s.tracking_error, |v| format!("{:.1}%", v * 100.0), false),
+    ("chance of a ripcord", |s| s.p_ripcord, |v| format!("{:.0}%", v * 100.0), false),
+    ("chance of a liquidation", |s| s.p_liquidation, |v| format!("{:.0}%", v * 100.0), false),
+    ("mean cost (USD)", |s| s.mean_total_cost, |v| crate::table::thousands(v, 0), false),
+    ("delever speed (points/min)", |s| s.delever_speed, |v| format!("{v:.4}"), true),
 ];
 
-fn color(t: f64) -> String {
-    // blue (low) → white → red (high)
-    let t = t.clamp(0.0, 1.0);
+/// The colour of a cell by how good it is among the chart's cells, `0` the worst and `1` the
+/// best: orange (worse) → white → blue (better), the same way round in every chart.
+fn color(good: f64) -> String {
+    let t = good.clamp(0.0, 1.0);
     let (r, g, b) = if t < 0.5 {
         let u = t / 0.5;
-        (70.0 + 185.0 * u, 130.0 + 125.0 * u, 200.0 + 55.0 * u)
+        (232.0 + 23.0 * u, 89.0 + 166.0 * u, 12.0 + 243.0 * u)
     } else {
         let u = (t - 0.5) / 0.5;
-        (255.0, 255.0 - 140.0 * u, 255.0 - 150.0 * u)
+        (255.0 - 230.0 * u, 255.0 - 142.0 * u, 255.0 - 61.0 * u)
     };
     format!("rgb({:.0},{:.0},{:.0})", r, g, b)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn heatmap(
     title: &str,
     rows: &[String],
     cols: &[String],
     cell: &dyn Fn(usize, usize) -> Option<f64>,
     fmt: fn(f64) -> String,
+    higher_is_better: bool,
     ykey: &str,
     xkey: &str,
 ) -> String {
@@ -73,15 +76,17 @@ fn heatmap(
         let y = top + ch * r as f64;
         let _ =
             write!(s, r#"<text x="{:.1}" y="{:.1}" class="ylab">{}</text>"#, left - 6.0, y + ch / 2.0 + 4.0, esc(name));
-        for c in 0..cols.len() {
+        for (c, col) in cols.iter().enumerate() {
             let x = left + cw * c as f64;
             match cell(r, c) {
                 Some(v) => {
                     let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+                    let good = if higher_is_better { t } else { 1.0 - t };
                     let _ = write!(
                         s,
-                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cw}" height="{ch}" fill="{}" stroke="#fff"/><text x="{:.1}" y="{:.1}" class="cell">{}</text>"##,
-                        color(t),
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cw}" height="{ch}" fill="{}" stroke="#fff" data-tip="{}"/><text x="{:.1}" y="{:.1}" class="cell">{}</text>"##,
+                        color(good),
+                        esc(&format!("{title}: {} with {ykey} = {name}, {xkey} = {col}", fmt(v))),
                         x + cw / 2.0,
                         y + ch / 2.0 + 4.0,
                         fmt(v)
@@ -135,7 +140,13 @@ fn line(title: &str, xs: &[(String, Option<f64>)], fmt: fn(f64) -> String, key: 
         let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="xlab">{}</text>"#, sx(i), h - bottom + 16.0, esc(label));
         if let Some(v) = v {
             let _ = write!(d, "{}{:.1},{:.1}", if d.is_empty() { "M" } else { " L" }, sx(i), sy(*v));
-            let _ = write!(s, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1c7ed6"/>"##, sx(i), sy(*v));
+            let _ = write!(
+                s,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#1c7ed6" data-tip="{}"/>"##,
+                sx(i),
+                sy(*v),
+                esc(&format!("{title}: {} with {key} = {label}", fmt(*v)))
+            );
         }
     }
     let _ = write!(
@@ -148,20 +159,24 @@ fn line(title: &str, xs: &[(String, Option<f64>)], fmt: fn(f64) -> String, key: 
     s
 }
 
-/// The sweep report as one self-contained HTML page.
-pub fn sweep_report(title: &str, keys: &[String], results: &[PointResult]) -> String {
+/// The sweep report as one self-contained HTML page; `context` says what ran (market, block
+/// time, horizon, seed, costs, keel's version) so the page can be re-run from itself.
+pub fn sweep_report(title: &str, context: &[String], keys: &[String], results: &[PointResult]) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>keel sweep — {t}</title><style>
-body{{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#212529;padding:0 12px}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:26px}}
-table{{border-collapse:collapse;font-size:12px}} td,th{{padding:3px 8px;border-bottom:1px solid #e9ecef;text-align:right}} th{{background:#f8f9fa}} td:first-child,th:first-child{{text-align:left}}
-svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{max-width:100%}} svg.line{{width:460px}}
-.title{{font:600 13px system-ui}} .xlab{{font:11px system-ui;text-anchor:middle;fill:#495057}} .ylab{{font:11px system-ui;text-anchor:end;fill:#495057}} .klab{{font:11px system-ui;text-anchor:start;fill:#495057}} .cell{{font:11px system-ui;text-anchor:middle;fill:#212529}}
-.bar{{fill:#a5d8ff}} .med{{stroke:#1c7ed6;stroke-width:2}}
-</style></head><body><h1>Sweep: {t}</h1><p>Every grid point ran the same paths (common random numbers). Colours run from blue (low) to red (high) within each chart.</p>"#,
+        r#"<style>
+svg.heat,svg.line{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{max-width:100%}} svg.line{{width:460px}}
+.title{{font:600 13px system-ui}} .klab{{font:11px system-ui;text-anchor:start;fill:#495057}} .cell{{font:11px system-ui;text-anchor:middle;fill:#212529;pointer-events:none}}
+.bar{{fill:#a5d8ff}} .med{{stroke:#1c7ed6;stroke-width:2;pointer-events:none}} [data-tip]:hover{{stroke:#212529;stroke-width:1.5}}
+#points td,#points th{{text-align:right}} #points td:first-child,#points th:first-child{{text-align:left}}
+</style><h1>Sweep: {t}</h1>"#,
         t = esc(title)
     );
+    for line in context {
+        let _ = write!(h, "<p class=\"sub\">{}</p>", esc(line));
+    }
+    h.push_str("<p class=\"muted\">Every grid point ran the same paths (common random numbers). In every chart blue is better and orange worse, relative to the other points; hover a cell for its settings and value.</p>");
     let axis = |k: usize| -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
         for p in results {
@@ -178,15 +193,15 @@ svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{m
         2 => {
             let (rows, cols) = (axis(0), axis(1));
             h.push_str("<h2>Heatmaps</h2>");
-            for (name, f, fmt) in METRICS {
+            for (name, f, fmt, better) in METRICS {
                 let cell = |r: usize, c: usize| find(&[&rows[r], &cols[c]]).and_then(|p| p.stats.as_ref()).map(f);
-                h.push_str(&heatmap(name, &rows, &cols, &cell, *fmt, &keys[0], &keys[1]));
+                h.push_str(&heatmap(name, &rows, &cols, &cell, *fmt, *better, &keys[0], &keys[1]));
             }
         }
         1 => {
             let xs = axis(0);
             h.push_str("<h2>Against the parameter</h2>");
-            for (name, f, fmt) in METRICS {
+            for (name, f, fmt, _) in METRICS {
                 let pts: Vec<(String, Option<f64>)> =
                     xs.iter().map(|x| (x.clone(), find(&[x]).and_then(|p| p.stats.as_ref()).map(f))).collect();
                 h.push_str(&line(name, &pts, *fmt, &keys[0]));
@@ -223,13 +238,20 @@ svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{m
             let d = &s.nav_vs_ideal;
             let _ = write!(
                 h,
-                r#"<text x="{:.1}" y="{:.1}" class="ylab">{}</text><rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="12"/><line class="med" x1="{m:.1}" x2="{m:.1}" y1="{:.1}" y2="{:.1}"/><text x="{:.1}" y="{:.1}" class="klab">{:+.1}% [{:+.1}%, {:+.1}%]</text>"#,
+                r#"<text x="{:.1}" y="{:.1}" class="ylab">{}</text><rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="12" data-tip="{}"/><line class="med" x1="{m:.1}" x2="{m:.1}" y1="{:.1}" y2="{:.1}"/><text x="{:.1}" y="{:.1}" class="klab">{:+.1}% [{:+.1}%, {:+.1}%]</text>"#,
                 left - 6.0,
                 y + 10.0,
                 esc(&label),
                 sx(d.p5),
                 y,
                 (sx(d.p95) - sx(d.p5)).max(1.0),
+                esc(&format!(
+                    "{label}: final NAV vs ideal median {:+.2}%, 5% {:+.2}%, 95% {:+.2}%, mean {:+.2}%",
+                    d.median * 100.0,
+                    d.p5 * 100.0,
+                    d.p95 * 100.0,
+                    d.mean * 100.0
+                )),
                 y - 1.0,
                 y + 13.0,
                 w - 180.0,
@@ -242,14 +264,14 @@ svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{m
         }
         h.push_str("</svg>");
     }
-    h.push_str("<h2>All points</h2><table><tr><th>settings</th><th>vs ideal</th><th>p5</th><th>p95</th><th>track. err.</th><th>ripcord</th><th>liquidation</th><th>rebalances</th><th>cost $</th><th>VaR 1d 99%</th><th>ES</th><th>delever pts/min</th><th>longest delever, min</th><th>lowest HF</th><th>ripcord saved</th></tr>");
+    h.push_str("<h2>All points</h2><div class=\"scroll\"><table id=\"points\"><tr><th>settings</th><th>vs ideal</th><th>p5</th><th>p95</th><th>track. err.</th><th>ripcord</th><th>liquidation</th><th>rebalances</th><th>cost $</th><th>VaR 1d 99%</th><th>ES</th><th>delever pts/min</th><th>longest delever, min</th><th>lowest HF</th><th>ripcord saved</th></tr>");
     for p in results {
         let label = p.settings.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join("<br>");
         match (&p.stats, &p.invalid) {
             (Some(s), _) => {
                 let _ = write!(
                     h,
-                    "<tr><td>{label}</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:.1}%</td><td>{:.0}%</td><td>{:.0}%</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.4}</td><td>{:.0}</td><td>{:.3}</td><td>{:.0}%</td></tr>",
+                    "<tr><td>{label}</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:+.2}%</td><td>{:.1}%</td><td>{:.0}%</td><td>{:.0}%</td><td>{:.0}</td><td>{}</td><td>{:.2}%</td><td>{:.2}%</td><td>{:.4}</td><td>{:.0}</td><td>{:.3}</td><td>{:.0}%</td></tr>",
                     s.nav_vs_ideal.mean * 100.0,
                     s.nav_vs_ideal.p5 * 100.0,
                     s.nav_vs_ideal.p95 * 100.0,
@@ -257,7 +279,7 @@ svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{m
                     s.p_ripcord * 100.0,
                     s.p_liquidation * 100.0,
                     s.mean_rebalances,
-                    s.mean_total_cost,
+                    crate::table::thousands(s.mean_total_cost, 0),
                     s.var_1d_99 * 100.0,
                     s.es_1d_99 * 100.0,
                     s.delever_speed,
@@ -276,6 +298,6 @@ svg{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{m
             _ => {}
         }
     }
-    h.push_str("</table></body></html>\n");
-    h
+    h.push_str("</table></div>");
+    crate::page::page(&format!("keel sweep — {title}"), &h, Some(&crate::page::Data::default()))
 }

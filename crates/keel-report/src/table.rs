@@ -6,17 +6,71 @@ fn pct(x: f64) -> String {
     format!("{:+.2}%", x * 100.0)
 }
 
-fn usd(x: f64) -> String {
-    let neg = x < 0.0;
-    let s = format!("{:.0}", x.abs());
+/// `x` with `decimals` places and thousands separators: `-1,234,567.89`.
+pub fn thousands(x: f64, decimals: usize) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let s = format!("{:.*}", decimals, x.abs());
+    let (int, frac) = s.split_once('.').map(|(i, f)| (i, Some(f))).unwrap_or((&s, None));
     let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
             out.push(',');
         }
         out.push(ch);
     }
-    format!("{}${out}", if neg { "-" } else { "" })
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    let zero = s.bytes().all(|b| b == b'0' || b == b'.');
+    format!("{}{out}", if x < 0.0 && !zero { "-" } else { "" })
+}
+
+/// A text table whose columns line up: each column as wide as its widest cell (counted in
+/// characters), `right[i]` right-aligns column `i` (numbers), two spaces between columns.
+pub fn text_table(head: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let n = head.len();
+    let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(n) {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i].saturating_sub(c.chars().count());
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                if i + 1 < cells.len() {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(head.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(|c| c.as_str()).collect()));
+    }
+    out
+}
+
+pub(crate) fn usd(x: f64) -> String {
+    let t = thousands(x, 0);
+    match t.strip_prefix('-') {
+        Some(rest) => format!("-${rest}"),
+        None => format!("${t}"),
+    }
 }
 
 /// The summary as aligned text lines.
@@ -27,7 +81,14 @@ pub fn summary_table(s: &Summary) -> String {
         ("product", format!("{} (β {:+.2}, {})", s.product, s.target_exposure, s.kind)),
         (
             "market",
-            format!("{} — {:.1} days, {} blocks of {} s, seed {}", s.source, s.days, s.blocks, s.block_time, s.seed),
+            format!(
+                "{} — {:.1} days, {} blocks of {} s, seed {}",
+                s.source,
+                s.days,
+                thousands(s.blocks as f64, 0),
+                s.block_time,
+                s.seed
+            ),
         ),
         ("underlying", format!("{:.2} → {:.2}  {}", s.underlying_start, s.underlying_end, pct(s.underlying_return))),
         ("token NAV", format!("{:.4} → {:.4}  {}", s.nav_start, s.nav_end, pct(s.token_return))),
@@ -114,4 +175,41 @@ fn extra_activity(s: &Summary) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_table() {
+        for (case, x, d, want) in [
+            ("zero", 0.0, 0, "0"),
+            ("small", 999.4, 0, "999"),
+            ("grouped", 1_234_567.891, 2, "1,234,567.89"),
+            ("negative", -43_786.0, 0, "-43,786"),
+            ("negative rounding to zero", -0.2, 0, "0"),
+            ("exact thousand", 1000.0, 1, "1,000.0"),
+        ] {
+            assert_eq!(thousands(x, d), want, "case {case}");
+        }
+        assert_eq!(usd(-1234.0), "-$1,234");
+    }
+
+    #[test]
+    fn text_tables_line_up() {
+        let t = text_table(
+            &["token", "return", "costs $"],
+            &[
+                vec!["ETH2x-FLI".into(), "-33.25%".into(), "37,804".into()],
+                vec!["ΔBEAR".into(), "1.00%".into(), "-165,309".into()],
+            ],
+            &[false, true, true],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        let ends: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
+        assert!(ends.iter().all(|e| *e == ends[0]), "{t}");
+        // the header's right-aligned titles end where their column's numbers end
+        assert_eq!(lines[0].find("return").map(|i| i + 6), lines[1].find("-33.25%").map(|i| i + 7));
+    }
 }

@@ -23,4 +23,4 @@ mod units;
 pub mod venues;
 
 pub use engine::{Costs, RunResult, SimConfig, Simulation};
-pub use metrics::{EventRow, SeriesRow, Sink, Summary};
+pub use metrics::{EventRow, RunInfo, SeriesRow, Sink, Summary};

@@ -199,6 +199,57 @@ struct Run<'a> {
     pending: Option<(u64, Candidate)>,
     next_poll: u64,
     backoff: u64,
+    /// Extremes since the last row.
+    ext: Extremes,
+}
+
+/// The extremes of the price, NAV, leverage and health since the last row, so a row (and a
+/// chart drawn from rows) keeps every peak and trough that happened between samples.
+#[derive(Clone, Copy)]
+struct Extremes {
+    price: (f64, f64),
+    nav: (f64, f64),
+    leverage: (f64, f64),
+    health_low: f64,
+}
+
+impl Extremes {
+    const EMPTY: Extremes = Extremes {
+        price: (f64::INFINITY, f64::NEG_INFINITY),
+        nav: (f64::INFINITY, f64::NEG_INFINITY),
+        leverage: (f64::INFINITY, f64::NEG_INFINITY),
+        health_low: f64::INFINITY,
+    };
+
+    fn widen(range: &mut (f64, f64), v: f64) {
+        range.0 = range.0.min(v);
+        range.1 = range.1.max(v);
+    }
+
+    /// The market and the token's NAV at a block.
+    #[inline]
+    fn market(&mut self, price: f64, nav: f64) {
+        Self::widen(&mut self.price, price);
+        if nav.is_finite() {
+            Self::widen(&mut self.nav, nav);
+        }
+    }
+
+    /// Leverage and health of an engaged token at a block.
+    #[inline]
+    fn exposure(&mut self, leverage: f64, health: f64) {
+        if leverage.is_finite() {
+            Self::widen(&mut self.leverage, leverage);
+        }
+        if !health.is_nan() {
+            self.health_low = self.health_low.min(health);
+        }
+    }
+
+    /// `(low, high)`, NaN when nothing was seen.
+    fn range(r: (f64, f64)) -> (f64, f64) {
+        if r.0 <= r.1 { r } else { (f64::NAN, f64::NAN) }
+    }
 }
 
 impl Run<'_> {
@@ -499,7 +550,8 @@ impl Run<'_> {
         ok
     }
 
-    fn sample(&mut self, v: &mut dyn Venue, ideal: f64, nav0: f64, p0: f64) -> f64 {
+    /// Write a row: the state at this block and the extremes since the last row (then reset).
+    fn sample(&mut self, v: &mut dyn Venue, ideal: f64, nav0: f64, p0: f64) -> SeriesRow {
         v.settle(self.now, self.p, Settle::Read);
         self.cache = Cache::read(v.token(), self.now);
         let t = v.token();
@@ -507,19 +559,34 @@ impl Run<'_> {
         let lev = t.leverage(self.now).map(|l| f_signed(l).abs()).unwrap_or_else(|_| self.leverage(v));
         let health = t.health(self.now).map(health_f64).unwrap_or(f64::NAN);
         let e = t.exposure(self.now).ok();
+        let mut ext = std::mem::replace(&mut self.ext, Extremes::EMPTY);
+        ext.market(self.price, nav);
+        if v.engaged() {
+            ext.exposure(lev, health);
+        }
+        let (price_low, price_high) = Extremes::range(ext.price);
+        let (nav_low, nav_high) = Extremes::range(ext.nav);
+        let (leverage_low, leverage_high) = Extremes::range(ext.leverage);
         let row = SeriesRow {
             time: self.now,
             block: self.block,
             price: self.price,
+            price_low,
+            price_high,
             oracle_price: v.oracle_price(self.price),
             pool_price: v.trade_price(self.price),
             leverage: lev,
+            leverage_low,
+            leverage_high,
             nav,
+            nav_low,
+            nav_high,
             ideal_nav: ideal,
             hold_nav: nav0 * self.price / p0,
             collateral: e.map(|e| e.units_f64().abs()).unwrap_or(0.0),
             debt: e.map(|e| (e.units_f64() * wad_f64(e.price) - wad_f64(e.equity)).max(0.0)).unwrap_or(0.0),
             health_factor: health,
+            health_low: if ext.health_low.is_finite() { ext.health_low } else { f64::NAN },
             gas_gwei: if self.cfg.gas { self.gas_gwei() } else { 0.0 },
             supply: wad_f64(t.supply()),
             costs_usd: {
@@ -530,7 +597,7 @@ impl Run<'_> {
             funding_usd: t.funding_paid(self.now).map(f_signed).unwrap_or(0.0),
         };
         self.sink.row(&row);
-        health
+        row
     }
 }
 
@@ -572,6 +639,7 @@ pub fn run_market(
         pending: None,
         next_poll: 0,
         backoff: 1,
+        ext: Extremes::EMPTY,
     };
     (r.cache, r.screen) = Cache::read_with_screen(token, t0);
     let nav0 = token.nav_per_token(t0).map(wad_f64).unwrap_or(0.0);
@@ -583,10 +651,18 @@ pub fn run_market(
     let (mut next_day, mut next_sample) = (t0 + 86_400, t0 + cfg.sample_every.max(1));
     let mut episode: Option<(u64, f64)> = None;
     let (mut speeds, mut minutes) = (Vec::new(), Vec::new());
-    let h = r.sample(venue, ideal, nav0, p0);
-    if h.is_finite() && venue.engaged() {
-        min_health = min_health.min(h);
-    }
+    // the summary's extremes are the rows' extremes, so a chart of the rows shows them
+    let extremes_of = |row: &SeriesRow, max_lr: &mut f64, min_health: &mut f64| {
+        if row.leverage_high.is_finite() {
+            *max_lr = max_lr.max(row.leverage_high);
+        }
+        if !row.health_low.is_nan() {
+            *min_health = min_health.min(row.health_low);
+        }
+    };
+    let row = r.sample(venue, ideal, nav0, p0);
+    extremes_of(&row, &mut max_lr, &mut min_health);
+    let mut last_row = row.time;
     while let Some(tick) = source.next_tick() {
         // 1. the clock and the price
         if r.block == 0 {
@@ -621,8 +697,7 @@ pub fn run_market(
         // exposure peaks right after the move, before anyone acts: record it there
         let lr_now = r.leverage(venue);
         if venue.engaged() && lr_now.is_finite() {
-            max_lr = max_lr.max(lr_now);
-            min_health = min_health.min(venue.token().health_at_leverage(lr_now));
+            r.ext.exposure(lr_now, venue.token().health_at_leverage(lr_now));
         }
 
         // 3. holders; 4. bots and the keeper
@@ -642,6 +717,7 @@ pub fn run_market(
         }
         let lr = r.leverage(venue);
         let nav = r.cache.nav(price);
+        r.ext.market(price, nav);
         if venue.engaged() {
             counted += 1;
             if lr > hi || lr < lo {
@@ -663,10 +739,9 @@ pub fn run_market(
         }
         nav_prev = nav;
         if now >= next_sample {
-            let h = r.sample(venue, ideal, nav0, p0);
-            if h.is_finite() && venue.engaged() {
-                min_health = min_health.min(h);
-            }
+            let row = r.sample(venue, ideal, nav0, p0);
+            extremes_of(&row, &mut max_lr, &mut min_health);
+            last_row = row.time;
             while next_sample <= now {
                 next_sample += cfg.sample_every.max(1);
             }
@@ -676,7 +751,11 @@ pub fn run_market(
         }
     }
     r.sink.progress(r.block, total);
-    let _ = r.sample(venue, ideal, nav0, p0);
+    // the last block, unless it was just sampled
+    if r.now > last_row {
+        let row = r.sample(venue, ideal, nav0, p0);
+        extremes_of(&row, &mut max_lr, &mut min_health);
+    }
     let (now, price) = (r.now, r.price);
     let nav_end = venue.token().nav_per_token(now).map(wad_f64).unwrap_or_else(|_| r.cache.nav(price));
     daily.push((nav_end, ideal));
@@ -724,6 +803,7 @@ pub fn run_market(
         warnings: Vec::new(),
         venue: venue.figures(),
         funding: venue.funding_model(),
+        run: None,
     };
     Ok(RunResult { summary, daily_nav_returns, max_drawdown })
 }

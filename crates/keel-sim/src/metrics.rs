@@ -10,16 +10,30 @@ pub struct SeriesRow {
     pub time: u64,
     /// Block number.
     pub block: u64,
-    /// Reference (market) price of the underlying, USD.
+    /// Reference (market) price of the underlying, USD, at this row's block (the close).
     pub price: f64,
+    /// Lowest reference price since the previous row (every block, this one included).
+    pub price_low: f64,
+    /// Highest reference price since the previous row.
+    pub price_high: f64,
     /// Oracle answer, USD.
     pub oracle_price: f64,
     /// Pool price of the underlying, USD.
     pub pool_price: f64,
-    /// Leverage ratio (collateral value / equity).
+    /// Leverage ratio (collateral value / equity) at this row's block.
     pub leverage: f64,
-    /// NAV per token, USD.
+    /// Lowest leverage since the previous row, once engaged (NaN before), measured every block
+    /// right after the price moved and at the row.
+    pub leverage_low: f64,
+    /// Highest leverage since the previous row, measured as `leverage_low` is; the summary's
+    /// `max_leverage` is the largest of these.
+    pub leverage_high: f64,
+    /// NAV per token, USD, at this row's block.
     pub nav: f64,
+    /// Lowest NAV per token since the previous row (every block).
+    pub nav_low: f64,
+    /// Highest NAV per token since the previous row.
+    pub nav_high: f64,
     /// NAV of an ideal token rebalanced every block at the target with no costs.
     pub ideal_nav: f64,
     /// Value of holding the underlying from the start, scaled to the starting NAV.
@@ -28,8 +42,12 @@ pub struct SeriesRow {
     pub collateral: f64,
     /// Debt, whole units.
     pub debt: f64,
-    /// Health factor on the lending market (f64::INFINITY without debt).
+    /// Health factor on the lending market, or the venue's margin ratio (f64::INFINITY
+    /// without debt), at this row's block.
     pub health_factor: f64,
+    /// Lowest health since the previous row, once engaged (NaN before); the summary's
+    /// `min_health_factor` is the smallest of these.
+    pub health_low: f64,
     /// Gas price, gwei.
     pub gas_gwei: f64,
     /// Token supply, whole tokens.
@@ -272,6 +290,30 @@ pub struct Summary {
     /// How the venue's funding was made (`off`, the premium process and its parameters, a
     /// replayed file); empty for a lending FLI, which pays interest instead.
     pub funding: String,
+    /// What it takes to run this again (set by the command that started the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
+}
+
+/// What a run needs to be repeated exactly: keel's version, the product's file and settings,
+/// the market's file and its hash, and the command that runs it again. The block time, the
+/// horizon (`start`, `end`) and the seed are the summary's own fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunInfo {
+    /// keel's version (`keel --version`).
+    pub keel_version: String,
+    /// A `keel backtest` command line with every setting spelled out.
+    pub command: String,
+    /// The product file (or `built-in ETH2x-FLI`).
+    pub product_file: String,
+    /// SHA-256 of the product file's text, hex.
+    pub product_sha256: String,
+    /// The product file's text: every setting the run used.
+    pub product_toml: String,
+    /// The prices file, empty for a built-in scenario.
+    pub prices_file: String,
+    /// SHA-256 of the prices file, hex; empty for a built-in scenario.
+    pub prices_sha256: String,
 }
 
 /// Where a run streams its rows and events as they happen.

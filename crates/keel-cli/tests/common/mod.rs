@@ -1,6 +1,8 @@
 //! Shared by the `keel serve` tests: start the binary, talk to it.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
