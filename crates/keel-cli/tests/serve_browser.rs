@@ -83,3 +83,66 @@ fn the_dashboard_shows_a_mint() {
     drop(browser);
     srv.kill();
 }
+
+#[test]
+fn the_dashboard_after_a_restart_draws_the_history_from_the_log() {
+    let Some(browser) = Browser::start() else { return };
+    let db = keel_server::testing::sqlite_url("browser-restart");
+    let srv = spawn(&db, &[]);
+    let a = agent();
+    assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
+    let (_, h) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "holder" })).unwrap();
+    let holder = h["key"].as_str().unwrap().to_string();
+    let (_, o) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "oracle" })).unwrap();
+    let oracle = o["key"].as_str().unwrap().to_string();
+    let (status, first) =
+        call(&a, &srv.base, "/products/eth2x/mint", &holder, None, json!({ "quantity": "10" })).unwrap();
+    assert_eq!(status, 200);
+    assert_ne!(first["nav_per_token"], "0", "the first mint says the NAV it created: {first}");
+    assert_eq!(call(&a, &srv.base, "/products/eth2x/engage", OP, None, json!({})).unwrap().0, 200);
+    for p in ["2010", "1990", "2030", "1970", "2050"] {
+        let (status, body) =
+            call(&a, &srv.base, "/products/eth2x/prices", &oracle, None, json!({ "asset": "WETH", "price": p }))
+                .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let before = common::get(&a, &format!("{}/products/eth2x/history", srv.base));
+    srv.kill();
+
+    // a new process on the same log: the history is the log's, not the last browser's
+    let srv = spawn(&db, &[]);
+    let after = common::get(&a, &format!("{}/products/eth2x/history", srv.base));
+    assert_eq!(after["points"], before["points"], "the history survives the restart");
+    assert_eq!(after["last_call"]["kind"], "engage");
+    assert!(after["points"].as_array().unwrap().len() >= 6, "{after}");
+    // price updates are filtered out of the event list by kind
+    let ev = common::get(&a, &format!("{}/events?exclude_kind=price_observed", srv.base));
+    assert!(ev["events"].as_array().unwrap().iter().all(|e| e["kind"] != "price_observed"), "{ev}");
+    let ev = common::get(&a, &format!("{}/events?kind=mint", srv.base));
+    assert_eq!(ev["events"][0]["command"]["quantity"], "10", "amounts in tokens, not hex: {ev}");
+
+    browser.goto(&srv.base);
+    browser.wait_for("return document.body.dataset.ready === '1'", "the first paint");
+    let points = browser.run(
+        "return [...document.querySelectorAll('[data-product=\"eth2x\"] svg')].map(s => +s.getAttribute('data-points'))",
+    );
+    let points: Vec<u64> = points.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(points.len(), 2, "a NAV chart and a leverage chart");
+    assert!(points.iter().all(|n| *n >= 6), "both charts drawn from the log on first paint: {points:?}");
+    browser.wait_for(
+        "return document.querySelector('[data-field=\"last-call\"]').textContent === 'engage'",
+        "the last call on the card",
+    );
+    browser.wait_for(
+        "return [...document.querySelectorAll('#events tr')].every(tr => tr.dataset.kind !== 'price_observed') && !!document.querySelector('#events tr[data-kind=\"mint\"]')",
+        "events without price updates",
+    );
+    browser.hover("[data-chart=\"eth2x:leverage\"] rect.overlay", 60);
+    browser.wait_for(
+        "const t = document.querySelector('[data-chart=\"eth2x:leverage\"] .tip'); return t.style.display === 'block' && t.textContent.includes('leverage')",
+        "the leverage chart's tooltip",
+    );
+    assert_eq!(browser.run("return window.keelErrors"), json!([]), "no script errors");
+    drop(browser);
+    srv.kill();
+}

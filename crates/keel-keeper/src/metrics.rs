@@ -43,7 +43,8 @@ impl Metrics {
         let mut out = String::new();
         let s = self.strategies.lock().expect("metrics lock");
         let mut gauge = |name: &str, help: &str, f: &dyn Fn(&StrategyFigures) -> f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (k, v) in s.iter() {
                 let _ = writeln!(out, "{name}{{strategy=\"{k}\"}} {}", f(v));
             }
@@ -66,7 +67,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# TYPE keel_keeper_rpc_failures_total counter\nkeel_keeper_rpc_failures_total {}",
+            "# HELP keel_keeper_rpc_failures_total JSON-RPC requests that failed.\n# TYPE keel_keeper_rpc_failures_total counter\nkeel_keeper_rpc_failures_total {}",
             self.rpc_failures.lock().expect("metrics lock")
         );
         out

@@ -36,7 +36,7 @@ pub struct AppState {
 }
 
 type EventsQuery =
-    (Option<String>, u64, u32, tokio::sync::oneshot::Sender<Result<Vec<crate::model::StoredEvent>, String>>);
+    (crate::store::EventFilter, tokio::sync::oneshot::Sender<Result<Vec<crate::model::StoredEvent>, String>>);
 
 /// The log reader: its own thread and connection (database clients block).
 #[derive(Clone)]
@@ -51,24 +51,17 @@ impl Reader {
         std::thread::Builder::new()
             .name("keel-reader".into())
             .spawn(move || {
-                while let Ok((product, after, limit, reply)) = rx.recv() {
-                    let _ = reply.send(store.events(product.as_deref(), after, limit).map_err(|e| e.to_string()));
+                while let Ok((filter, reply)) = rx.recv() {
+                    let _ = reply.send(store.events_where(&filter).map_err(|e| e.to_string()));
                 }
             })
             .expect("spawn the reader thread");
         Reader { tx: tx.clone() }
     }
 
-    async fn events(
-        &self,
-        product: Option<String>,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<crate::model::StoredEvent>, ApiError> {
+    async fn events(&self, filter: crate::store::EventFilter) -> Result<Vec<crate::model::StoredEvent>, ApiError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((product, after, limit, reply))
-            .map_err(|_| ApiError::Unavailable("the log reader stopped".into()))?;
+        self.tx.send((filter, reply)).map_err(|_| ApiError::Unavailable("the log reader stopped".into()))?;
         rx.await.map_err(|_| ApiError::Unavailable("the log reader stopped".into()))?.map_err(ApiError::Unavailable)
     }
 }
@@ -87,6 +80,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "/products/{id}",
         "public",
         "NAV per token, leverage ratio and band, should_rebalance per exchange, position, venue accounts, prices, why anything is blocked.",
+    ),
+    (
+        "get",
+        "/products/{id}/history",
+        "public",
+        "NAV, leverage (with each bucket's low and high), the underlying's price and supply after each event, from the whole log; the last call on the token; the in-process keeper's record. Query: points (2–5000, default 500).",
     ),
     ("get", "/products/{id}/balances/{address}", "public", "A holder's balance."),
     ("post", "/products/{id}/mint", "holder", "Mint at NAV to the caller's account. Body: {quantity}."),
@@ -358,6 +357,46 @@ async fn get_product(State(st): State<AppState>, Path(id): Path<String>) -> Resp
     }
 }
 
+async fn get_history(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let run = || -> Result<Value, ApiError> {
+        for k in q.keys() {
+            if k != "points" {
+                return Err(ApiError::bad(k.clone(), "unknown query parameter; this call takes points"));
+            }
+        }
+        let points = match q.get("points") {
+            None => 500,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (2..=5_000).contains(&n) => n,
+                _ => return Err(ApiError::bad("points", format!("must be a whole number from 2 to 5000, got '{v}'"))),
+            },
+        };
+        product_exists(&st, &id)?;
+        let running = st.shared.keeper_running.load(std::sync::atomic::Ordering::SeqCst);
+        let h = st.shared.history.read().expect("history lock");
+        let Some(h) = h.get(&id) else {
+            return Ok(
+                json!({ "product": id, "points": [], "last_call": null, "keeper": null, "keeper_running": running }),
+            );
+        };
+        Ok(json!({
+            "product": id,
+            "points": h.points.sample(points),
+            "last_call": h.last_call,
+            "keeper": h.keeper,
+            "keeper_running": running,
+        }))
+    };
+    match run() {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
 async fn get_balance(State(st): State<AppState>, Path((id, addr)): Path<(String, String)>) -> Response {
     let run = || -> Result<Value, ApiError> {
         product_exists(&st, &id)?;
@@ -563,15 +602,48 @@ async fn events(State(st): State<AppState>, Query(q): Query<HashMap<String, Stri
     };
     let run = async {
         for k in q.keys() {
-            if !["after", "limit", "product"].contains(&k.as_str()) {
-                return Err(ApiError::bad(k.clone(), "unknown query parameter; this call takes after, limit, product"));
+            if !["after", "limit", "product", "kind", "exclude_kind"].contains(&k.as_str()) {
+                return Err(ApiError::bad(
+                    k.clone(),
+                    "unknown query parameter; this call takes after, limit, product, kind, exclude_kind",
+                ));
             }
         }
         // sequence numbers are stored as signed 64-bit integers
         let after = parse("after", 0, i64::MAX as u64)?;
         let limit = parse("limit", 100, 1000)? as u32;
         let product = q.get("product").cloned();
-        let rows = st.reader.events(product, after, limit).await?;
+        if let Some(p) = &product {
+            crate::engine::check_product_id(p)?;
+        }
+        let kinds = |k: &str| -> Result<Vec<String>, ApiError> {
+            let Some(v) = q.get(k) else { return Ok(Vec::new()) };
+            v.split(',')
+                .map(|x| {
+                    let x = x.trim();
+                    if crate::model::EVENT_KINDS.contains(&x) {
+                        Ok(x.to_string())
+                    } else {
+                        Err(ApiError::bad(
+                            k,
+                            format!("'{x}' is not an event kind; kinds: {}", crate::model::EVENT_KINDS.join(", ")),
+                        ))
+                    }
+                })
+                .collect()
+        };
+        let (take, leave) = (kinds("kind")?, kinds("exclude_kind")?);
+        if !take.is_empty() && !leave.is_empty() {
+            return Err(ApiError::bad("exclude_kind", "give kind or exclude_kind, not both"));
+        }
+        let filter = crate::store::EventFilter {
+            product,
+            exclude: take.is_empty() && !leave.is_empty(),
+            kinds: if take.is_empty() { leave } else { take },
+            after,
+            limit,
+        };
+        let rows = st.reader.events(filter).await?;
         let next = rows.last().map(|e| e.seq);
         Ok(json!({
             "events": rows.iter().map(|e| e.public_json()).collect::<Vec<_>>(),
@@ -624,6 +696,89 @@ async fn metrics(State(st): State<AppState>) -> Response {
     gauge(&mut g, "keel_blocked", "1 while minting, redeeming and rebalancing are paused (stale price).");
     for p in &views {
         let _ = writeln!(g, "keel_blocked{{product=\"{}\"}} {}", p.view.id, u8::from(p.view.blocked.is_some()));
+    }
+    gauge(&mut g, "keel_leverage_band", "The leverage band: bound is min, target, max or ripcord.");
+    for p in &views {
+        let b = &p.view.band;
+        for (bound, v) in [("min", &b.min), ("target", &b.target), ("max", &b.max), ("ripcord", &b.ripcord)] {
+            if let Ok(x) = v.parse::<f64>() {
+                let _ = writeln!(g, "keel_leverage_band{{product=\"{}\",bound=\"{bound}\"}} {x}", p.view.id);
+            }
+        }
+    }
+    gauge(
+        &mut g,
+        "keel_health",
+        "The venue's health measure: the lending market's health factor or the perp venue's margin ratio (+Inf without debt).",
+    );
+    for p in &views {
+        for measure in ["health_factor", "margin_ratio"] {
+            if let Some(v) = p.view.risk.get(measure) {
+                let x = if v == "inf" { f64::INFINITY } else { v.parse::<f64>().unwrap_or(f64::NAN) };
+                let _ = writeln!(g, "keel_health{{product=\"{}\",measure=\"{measure}\"}} {x}", p.view.id);
+            }
+        }
+    }
+    gauge(
+        &mut g,
+        "keel_adverse_move",
+        "The adverse price move, as a fraction, that would reach an event: liquidation, ripcord or close.",
+    );
+    for p in &views {
+        for (k, v) in p.view.risk.iter().filter(|(k, _)| k.starts_with("to_")) {
+            if let Ok(x) = v.parse::<f64>() {
+                let _ = writeln!(g, "keel_adverse_move{{product=\"{}\",to=\"{}\"}} {x}", p.view.id, &k[3..]);
+            }
+        }
+    }
+    gauge(&mut g, "keel_price_age_seconds", "Age of the last observed price, by asset.");
+    for p in &views {
+        for (asset, pv) in &p.view.prices {
+            let _ = writeln!(g, "keel_price_age_seconds{{product=\"{}\",asset=\"{asset}\"}} {}", p.view.id, pv.age_s);
+        }
+    }
+    gauge(
+        &mut g,
+        "keel_price_heartbeat_seconds",
+        "The oracle's heartbeat: a price older than this pauses the product.",
+    );
+    for p in &views {
+        for (asset, pv) in &p.view.prices {
+            let _ = writeln!(
+                g,
+                "keel_price_heartbeat_seconds{{product=\"{}\",asset=\"{asset}\"}} {}",
+                p.view.id, pv.heartbeat_s
+            );
+        }
+    }
+    {
+        let h = st.shared.history.read().expect("history lock");
+        gauge(
+            &mut g,
+            "keel_keeper_last_success_timestamp_seconds",
+            "When the in-process keeper's last call on the product was accepted, unix seconds.",
+        );
+        for (id, ph) in h.iter() {
+            if let Some(t) = ph.keeper.as_ref().and_then(|k| k.last_success_at) {
+                let _ = writeln!(g, "keel_keeper_last_success_timestamp_seconds{{product=\"{id}\"}} {t}");
+            }
+        }
+        gauge(&mut g, "keel_keeper_consecutive_failures", "The in-process keeper's refusals since its last success.");
+        for (id, ph) in h.iter() {
+            if let Some(k) = &ph.keeper {
+                let _ = writeln!(g, "keel_keeper_consecutive_failures{{product=\"{id}\"}} {}", k.failures);
+            }
+        }
+        gauge(
+            &mut g,
+            "keel_last_call_timestamp_seconds",
+            "When the last call on the token (rebalance, iterate, ripcord, ...) ran.",
+        );
+        for (id, ph) in h.iter() {
+            if let Some(at) = ph.last_call.as_ref().and_then(|c| c["at"].as_u64()) {
+                let _ = writeln!(g, "keel_last_call_timestamp_seconds{{product=\"{id}\"}} {at}");
+            }
+        }
     }
     gauge(&mut g, "keel_event_seq", "Last committed event.");
     let _ = writeln!(g, "keel_event_seq {}", st.shared.seq.load(std::sync::atomic::Ordering::SeqCst));
@@ -683,6 +838,7 @@ pub fn router(state: AppState) -> Router {
         .route("/keys", post(create_key))
         .route("/products", get(list_products).post(create_product))
         .route("/products/{id}", get(get_product))
+        .route("/products/{id}/history", get(get_history))
         .route("/products/{id}/balances/{address}", get(get_balance))
         .route("/products/{id}/mint", post(mint))
         .route("/products/{id}/redeem", post(redeem))

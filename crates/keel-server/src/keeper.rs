@@ -66,7 +66,10 @@ pub trait KeeperIo {
     /// Make the call.
     fn submit(&mut self, d: &Decision) -> Outcome;
     /// Count a failure (metrics).
-    fn failed(&mut self) {}
+    fn failed(&mut self, _d: &Decision) {}
+    /// What happened to a decision, and the back-off now in force for its product and
+    /// exchange (milliseconds from now), for the dashboard.
+    fn report(&mut self, _log: &KeeperLog, _backoff_ms: Option<u64>) {}
 }
 
 /// One line of the keeper's log.
@@ -98,10 +101,14 @@ pub fn run(
                 for d in decide(&observed, &mem, now_ms) {
                     let result = io.submit(&d);
                     if !matches!(result, Outcome::Done | Outcome::Raced(_)) {
-                        io.failed();
+                        io.failed(&d);
                     }
-                    record(&mut mem, &d, &result, t0.elapsed().as_millis() as u64, cfg.backoff);
-                    log(&KeeperLog { decision: d, result });
+                    let now_ms = t0.elapsed().as_millis() as u64;
+                    record(&mut mem, &d, &result, now_ms, cfg.backoff);
+                    let wait = mem.backoff_left(&d.id, &d.exchange, now_ms);
+                    let line = KeeperLog { decision: d, result };
+                    io.report(&line, wait);
+                    log(&line);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "keeper could not read the products"),
@@ -128,7 +135,7 @@ impl KeeperIo for InProcess {
     }
 
     fn submit(&mut self, d: &Decision) -> Outcome {
-        self.shared.metrics.keeper_submissions.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.keeper_submission(&d.id);
         let command = Command::Call { product: d.id.clone(), call: call_of(d.action), exchange: d.exchange.clone() };
         let request_hash = sha256_hex(serde_json::to_string(&command).unwrap_or_default().as_bytes());
         let req = Request {
@@ -144,8 +151,28 @@ impl KeeperIo for InProcess {
         }
     }
 
-    fn failed(&mut self) {
-        self.shared.metrics.keeper_failures.fetch_add(1, Ordering::Relaxed);
+    fn failed(&mut self, d: &Decision) {
+        self.shared.metrics.keeper_failure(&d.id);
+    }
+
+    fn report(&mut self, l: &KeeperLog, backoff_ms: Option<u64>) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let d = &l.decision;
+        let mut h = self.shared.history.write().expect("history lock");
+        let k = h.entry(d.id.clone()).or_default().keeper.get_or_insert_with(Default::default);
+        match &l.result {
+            Outcome::Done | Outcome::Raced(_) => {
+                k.last_success_at = Some(now);
+                k.last_success = Some(format!("{} on {}", d.action.name(), d.exchange));
+                k.failures = 0;
+                k.last_error = None;
+            }
+            Outcome::Refused(m) | Outcome::Lost(m) => {
+                k.failures += 1;
+                k.last_error = Some(format!("{} on {}: {m}", d.action.name(), d.exchange));
+            }
+        }
+        k.backoff_until = backoff_ms.map(|ms| now + ms.div_ceil(1000));
     }
 }
 
@@ -220,6 +247,7 @@ mod tests {
             id: "a".into(),
             kind: "lending-fli".into(),
             symbol: "X".into(),
+            underlying: "X".into(),
             name: "X".into(),
             seq: 7,
             as_of: 0,

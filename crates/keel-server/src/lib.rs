@@ -20,6 +20,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod history;
 pub mod http;
 pub mod keeper;
 pub mod metrics;
@@ -324,6 +325,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         };
         let stop = stop.clone();
         tracing::info!(address = %cfg.keeper_address, "in-process keeper running; put this address on each product's allow-list");
+        running.shared.keeper_running.store(true, std::sync::atomic::Ordering::SeqCst);
         Some(std::thread::spawn(move || {
             keeper::run(
                 &mut io,

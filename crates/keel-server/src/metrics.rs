@@ -32,24 +32,26 @@ impl Histogram {
         }
         cum += self.counts[BUCKETS.len()].load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cum}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cum}");
+        // no empty label set: `name_sum 1.5`, not `name_sum{} 1.5`
+        let set = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{set} {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{set} {cum}");
     }
 }
 
 /// Everything the service counts.
 #[derive(Default)]
 pub struct Metrics {
-    /// Events appended, by kind.
-    events: RwLock<BTreeMap<&'static str, AtomicU64>>,
+    /// Events appended, by kind and product ("" for none).
+    events: RwLock<BTreeMap<(&'static str, String), AtomicU64>>,
     /// Requests by route and status.
     requests: RwLock<BTreeMap<(String, u16), AtomicU64>>,
     /// Request latency by route.
     latency: RwLock<BTreeMap<String, Histogram>>,
-    /// Keeper submissions that failed (refused or not delivered).
-    pub keeper_failures: AtomicU64,
-    /// Keeper submissions made.
-    pub keeper_submissions: AtomicU64,
+    /// The in-process keeper's submissions that failed (refused or not delivered), by product.
+    keeper_failures: RwLock<BTreeMap<String, AtomicU64>>,
+    /// The in-process keeper's submissions, by product.
+    keeper_submissions: RwLock<BTreeMap<String, AtomicU64>>,
     /// Commit latency of a batch.
     pub commit: Histogram,
     /// Batches committed.
@@ -64,10 +66,25 @@ fn bump<K: Ord + Clone>(map: &RwLock<BTreeMap<K, AtomicU64>>, key: &K) {
     map.write().expect("metrics lock").entry(key.clone()).or_default().fetch_add(1, Ordering::Relaxed);
 }
 
+/// Escape a label value (`\`, `"` and newlines).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 impl Metrics {
-    /// Count an appended event.
-    pub fn event(&self, kind: &'static str) {
-        bump(&self.events, &kind);
+    /// Count an appended event of `product` (if it has one).
+    pub fn event(&self, kind: &'static str, product: Option<&str>) {
+        bump(&self.events, &(kind, product.unwrap_or("").to_string()));
+    }
+
+    /// Count a keeper submission for `product`.
+    pub fn keeper_submission(&self, product: &str) {
+        bump(&self.keeper_submissions, &product.to_string());
+    }
+
+    /// Count a keeper submission for `product` that failed.
+    pub fn keeper_failure(&self, product: &str) {
+        bump(&self.keeper_failures, &product.to_string());
     }
 
     /// Count a request and record its latency.
@@ -80,54 +97,127 @@ impl Metrics {
         self.latency.write().expect("metrics lock").entry(route.to_string()).or_default().observe(secs);
     }
 
-    /// Events of `kind` appended so far.
+    /// Events of `kind` appended so far, every product.
     pub fn events_of(&self, kind: &str) -> u64 {
-        self.events.read().expect("metrics lock").get(kind).map(|c| c.load(Ordering::Relaxed)).unwrap_or(0)
+        self.events
+            .read()
+            .expect("metrics lock")
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .sum()
     }
 
-    /// Render counters and histograms, then `gauges` (already formatted lines).
+    /// Render counters and histograms, then `gauges` (already formatted lines, each with its
+    /// HELP and TYPE).
     pub fn render(&self, gauges: &str) -> String {
         let mut out = String::with_capacity(8192);
-        out.push_str(
-            "# HELP keel_events_total Events appended to the log, by kind.\n# TYPE keel_events_total counter\n",
-        );
-        for (k, v) in self.events.read().expect("metrics lock").iter() {
-            let _ = writeln!(out, "keel_events_total{{kind=\"{k}\"}} {}", v.load(Ordering::Relaxed));
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(&mut out, "keel_build_info", "gauge", "keel's version; always 1.");
+        let _ = writeln!(out, "keel_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        head(&mut out, "keel_events_total", "counter", "Events appended to the log, by kind and product.");
+        let events = self.events.read().expect("metrics lock");
+        for ((k, p), v) in events.iter() {
+            let v = v.load(Ordering::Relaxed);
+            match p.as_str() {
+                "" => _ = writeln!(out, "keel_events_total{{kind=\"{k}\"}} {v}"),
+                p => _ = writeln!(out, "keel_events_total{{kind=\"{k}\",product=\"{}\"}} {v}", label(p)),
+            }
         }
-        for (name, kind) in [("keel_rebalances_total", "rebalance"), ("keel_ripcords_total", "ripcord")] {
-            let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", self.events_of(kind));
+        for (name, kind, help) in [
+            ("keel_rebalances_total", "rebalance", "Rebalances (TWAP starts and single trades) accepted, by product."),
+            ("keel_iterations_total", "iterate", "TWAP iterations accepted, by product."),
+            ("keel_ripcords_total", "ripcord", "Ripcords accepted, by product."),
+            ("keel_liquidations_total", "liquidation", "Liquidations of the token's account, by product."),
+        ] {
+            head(&mut out, name, "counter", help);
+            for ((k, p), v) in events.iter().filter(|((k, p), _)| *k == kind && !p.is_empty()) {
+                let _ = k;
+                let _ = writeln!(out, "{name}{{product=\"{}\"}} {}", label(p), v.load(Ordering::Relaxed));
+            }
         }
-        let _ = writeln!(
-            out,
-            "# HELP keel_keeper_failures_total Keeper submissions refused or not delivered.\n# TYPE keel_keeper_failures_total counter\nkeel_keeper_failures_total {}",
-            self.keeper_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE keel_keeper_submissions_total counter\nkeel_keeper_submissions_total {}",
-            self.keeper_submissions.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP keel_http_requests_total Requests by route and status.\n# TYPE keel_http_requests_total counter\n",
-        );
+        drop(events);
+        for (name, map, help) in [
+            (
+                "keel_keeper_submissions_total",
+                &self.keeper_submissions,
+                "Calls the in-process keeper submitted, by product.",
+            ),
+            (
+                "keel_keeper_failures_total",
+                &self.keeper_failures,
+                "The in-process keeper's calls refused or not delivered, by product.",
+            ),
+        ] {
+            head(&mut out, name, "counter", help);
+            for (p, v) in map.read().expect("metrics lock").iter() {
+                let _ = writeln!(out, "{name}{{product=\"{}\"}} {}", label(p), v.load(Ordering::Relaxed));
+            }
+        }
+        head(&mut out, "keel_http_requests_total", "counter", "Requests by route and status.");
         for ((r, s), v) in self.requests.read().expect("metrics lock").iter() {
-            let _ =
-                writeln!(out, "keel_http_requests_total{{route=\"{r}\",status=\"{s}\"}} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "keel_http_requests_total{{route=\"{}\",status=\"{s}\"}} {}",
+                label(r),
+                v.load(Ordering::Relaxed)
+            );
         }
-        out.push_str("# HELP keel_http_request_duration_seconds Request latency by route.\n# TYPE keel_http_request_duration_seconds histogram\n");
+        head(&mut out, "keel_http_request_duration_seconds", "histogram", "Request latency by route.");
         for (r, h) in self.latency.read().expect("metrics lock").iter() {
-            h.render(&mut out, "keel_http_request_duration_seconds", &format!("route=\"{r}\""));
+            h.render(&mut out, "keel_http_request_duration_seconds", &format!("route=\"{}\"", label(r)));
         }
-        out.push_str("# HELP keel_commit_duration_seconds Time to make a batch durable.\n# TYPE keel_commit_duration_seconds histogram\n");
+        head(&mut out, "keel_commit_duration_seconds", "histogram", "Time to make a batch of events durable.");
         self.commit.render(&mut out, "keel_commit_duration_seconds", "");
-        let _ = writeln!(
-            out,
-            "# TYPE keel_batches_total counter\nkeel_batches_total {}",
-            self.batches.load(Ordering::Relaxed)
-        );
+        head(&mut out, "keel_batches_total", "counter", "Batches of events committed.");
+        let _ = writeln!(out, "keel_batches_total {}", self.batches.load(Ordering::Relaxed));
+        process(&mut out);
         out.push_str(gauges);
         out
     }
+}
+
+/// The process's own figures from /proc (Linux; nothing elsewhere), as Prometheus' client
+/// libraries name them.
+fn process(out: &mut String) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // fields after the command name, which is in parentheses and may hold spaces
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok());
+    // (utime, stime, starttime) are fields 14, 15, 22 of the whole line: 11, 12, 19 here
+    let ticks = 100.0; // USER_HZ on Linux
+    let page = 4096.0;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok())));
+    let mut g = |name: &str, kind: &str, help: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+    };
+    g(
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time spent, seconds.",
+        num(11).zip(num(12)).map(|(u, s)| (u + s) / ticks),
+    );
+    g("process_resident_memory_bytes", "gauge", "Resident memory, bytes.", num(21).map(|p| p * page));
+    g("process_virtual_memory_bytes", "gauge", "Virtual memory, bytes.", num(20));
+    g(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process, unix seconds.",
+        num(19).zip(boot).map(|(s, b)| b + s / ticks),
+    );
+    g(
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors.",
+        std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as f64),
+    );
 }
 
 #[cfg(test)]
@@ -145,5 +235,30 @@ mod tests {
         assert!(text.contains("keel_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.005\"} 2"));
         assert!(text.contains("keel_http_request_duration_seconds_bucket{route=\"/x\",le=\"+Inf\"} 3"));
         assert!(text.contains("keel_http_requests_total{route=\"/x\",status=\"422\"} 1"));
+    }
+
+    #[test]
+    fn every_metric_has_help_and_no_empty_label_set() {
+        let m = Metrics::default();
+        m.event("rebalance", Some("eth2x"));
+        m.event("key_created", None);
+        m.keeper_submission("eth2x");
+        m.commit.observe(0.01);
+        let text = m.render("");
+        assert!(!text.contains("{}"), "{text}");
+        assert!(text.contains("keel_rebalances_total{product=\"eth2x\"} 1"), "{text}");
+        assert!(text.contains("keel_events_total{kind=\"key_created\"} 1"), "{text}");
+        assert!(text.contains("keel_build_info{version="), "{text}");
+        let mut helped = std::collections::BTreeSet::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# HELP ") {
+                helped.insert(rest.split(' ').next().unwrap().to_string());
+            }
+        }
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+            assert!(helped.contains(name) || helped.contains(base), "{name} has no HELP");
+        }
     }
 }

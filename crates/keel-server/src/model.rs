@@ -280,6 +280,7 @@ impl Command {
 
     /// The event name it produces.
     pub fn kind(&self) -> &'static str {
+        // every name here is in EVENT_KINDS
         match self {
             Command::CreateKey { .. } => "key_created",
             Command::SetIdempotencyTtl { .. } => "idempotency_ttl_changed",
@@ -297,6 +298,27 @@ impl Command {
         }
     }
 }
+
+/// Every event kind (`Command::kind`), for `GET /events?kind=` and the dashboard's filter.
+pub const EVENT_KINDS: [&str; 17] = [
+    "key_created",
+    "idempotency_ttl_changed",
+    "product_created",
+    "settings_changed",
+    "exchange_removed",
+    "callers_changed",
+    "anyone_callable_changed",
+    "price_observed",
+    "mint",
+    "redeem",
+    "transfer",
+    "engage",
+    "rebalance",
+    "iterate",
+    "ripcord",
+    "disengage",
+    "liquidation",
+];
 
 /// An idempotency key as the engine sees it: scoped to the caller, with the hash of the
 /// request it first came with.
@@ -347,11 +369,26 @@ impl StoredEvent {
             "command": match &self.request.command {
                 // no key material in public: not even the keyed hash
                 Command::CreateKey { key } => serde_json::json!({ "op": "create_key", "key": key.public_json() }),
-                other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
+                other => human(serde_json::to_value(other).unwrap_or(serde_json::Value::Null)),
             },
             "result": self.result,
         })
     }
+}
+
+/// A command's JSON with its 18-decimal amounts (`quantity`, `price`) written as decimals
+/// (`"7.25"`), as replies write them, instead of the log's hex integers.
+fn human(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["quantity", "price"] {
+            if let Some(serde_json::Value::String(s)) = o.get(k)
+                && let Ok(x) = s.parse::<U256>()
+            {
+                o.insert(k.into(), serde_json::Value::String(wad_str(x)));
+            }
+        }
+    }
+    v
 }
 
 /// Parse a positive token amount (18 decimals) from a JSON string or number.
@@ -453,5 +490,26 @@ mod tests {
         let h = sha256_hex(b"abc");
         assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(format!("{:?}", address_of_hash(&h)).len(), 42);
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::*;
+
+    #[test]
+    fn the_event_log_shows_amounts_in_tokens_and_dollars() {
+        let ev = StoredEvent {
+            seq: 1,
+            at: 0,
+            request: Request {
+                actor: Actor { key_id: "k".into(), role: Role::Holder, address: Address::ZERO },
+                idempotency: None,
+                command: Command::Mint { product: "p".into(), quantity: U256::from(7_250_000_000_000_000_000u128) },
+            },
+            status: 200,
+            result: serde_json::json!({}),
+        };
+        assert_eq!(ev.public_json()["command"]["quantity"], "7.25");
     }
 }

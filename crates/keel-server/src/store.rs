@@ -40,6 +40,28 @@ impl Default for Head {
     }
 }
 
+/// Which events to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only this product's.
+    pub product: Option<String>,
+    /// Kinds to take (or, with `exclude`, to leave out); empty: every kind.
+    pub kinds: Vec<String>,
+    /// Leave `kinds` out instead of taking only them.
+    pub exclude: bool,
+    /// After this sequence number.
+    pub after: u64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl EventFilter {
+    /// The kinds as `,a,b,` for a `position`/`instr` test, or `None` for every kind.
+    fn kinds_list(&self) -> Option<String> {
+        (!self.kinds.is_empty()).then(|| format!(",{},", self.kinds.join(",")))
+    }
+}
+
 /// The chain hash of an event from the previous hash and the event's stored text.
 pub fn link(prev: &str, seq: u64, at: u64, status: u16, request: &str, result: &str) -> String {
     let mut buf = String::with_capacity(prev.len() + request.len() + result.len() + 48);
@@ -81,7 +103,12 @@ pub trait Store: Send {
     /// Verify the whole log and return the newest snapshot and the events after it.
     fn load(&mut self) -> Result<Loaded, StoreError>;
     /// Events after `after`, oldest first, at most `limit`, optionally of one product.
-    fn events(&mut self, product: Option<&str>, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    fn events(&mut self, product: Option<&str>, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events_where(&EventFilter { product: product.map(str::to_string), after, limit, ..EventFilter::default() })
+    }
+    /// Events after `f.after`, of `f.product` (or any) whose kind is in `f.kinds` (or, with
+    /// `f.exclude`, is not; every kind when empty), oldest first, at most `f.limit`.
+    fn events_where(&mut self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
     /// The chain hash of event `seq`, if the log has it.
     fn hash_at(&mut self, seq: u64) -> Result<Option<String>, StoreError>;
     /// The latest use of each idempotency scope (by [`base_scope`]) among `scopes`.
@@ -519,14 +546,16 @@ impl Store for SqliteStore {
         Ok(loaded)
     }
 
-    fn events(&mut self, product: Option<&str>, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+    fn events_where(&mut self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = Vec::new();
         let mut st = self.conn.prepare_cached(
             "SELECT seq, at, request, status, result FROM events
-             WHERE seq > ?1 AND (?2 IS NULL OR product = ?2) ORDER BY seq LIMIT ?3",
+             WHERE seq > ?1 AND (?2 IS NULL OR product = ?2)
+               AND (?3 IS NULL OR (instr(?3, ',' || kind || ',') > 0) = ?4)
+             ORDER BY seq LIMIT ?5",
         )?;
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let mut rows = st.query(rusqlite::params![after, product, limit as i64])?;
+        let after = i64::try_from(f.after).unwrap_or(i64::MAX);
+        let mut rows = st.query(rusqlite::params![after, f.product, f.kinds_list(), !f.exclude, f.limit as i64])?;
         while let Some(r) = rows.next()? {
             out.push(decode(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, r.get(3)?, &r.get::<_, String>(4)?)?);
         }
@@ -743,12 +772,14 @@ impl Store for PgStore {
         Ok(loaded)
     }
 
-    fn events(&mut self, product: Option<&str>, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
+    fn events_where(&mut self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        let after = i64::try_from(f.after).unwrap_or(i64::MAX);
         let rows = self.client.query(
             "SELECT seq, at, request, status, result FROM events
-             WHERE seq > $1 AND ($2::TEXT IS NULL OR product = $2) ORDER BY seq LIMIT $3",
-            &[&after, &product, &(limit as i64)],
+             WHERE seq > $1 AND ($2::TEXT IS NULL OR product = $2)
+               AND ($3::TEXT IS NULL OR (position(',' || kind || ',' in $3) > 0) = $4)
+             ORDER BY seq LIMIT $5",
+            &[&after, &f.product, &f.kinds_list(), &!f.exclude, &(f.limit as i64)],
         )?;
         rows.iter().map(|r| decode(r.get(0), r.get(1), r.get(2), r.get::<_, i32>(3) as i64, r.get(4))).collect()
     }

@@ -52,6 +52,9 @@ pub struct ProductView {
     pub kind: String,
     /// Ticker.
     pub symbol: String,
+    /// The asset whose price the token's leverage applies to (a key of `prices`).
+    #[serde(default)]
+    pub underlying: String,
     /// Name.
     pub name: String,
     /// Log position the view reflects.
@@ -181,6 +184,7 @@ fn token_view(p: &ProductState, t: &dyn keel_core::leveraged::LeveragedToken, se
     let balances = t.balances();
     let sum = balances.iter().fold(U256::ZERO, |a, (_, v)| a + *v);
     ProductView {
+        underlying: underlying.clone(),
         id: p.id.clone(),
         kind: t.kind().name().to_string(),
         symbol: t.symbol().to_string(),
@@ -293,7 +297,9 @@ fn lending_view(p: &ProductState, t: &keel_core::strategy::fli::FliToken, seq: u
         };
         pools.insert(name.clone(), format!("{usd:.2}"));
     }
+    let underlying = p.product().map(|x| x.token.underlying.clone()).unwrap_or_else(|_| cs.clone());
     ProductView {
+        underlying,
         id: p.id.clone(),
         kind: "lending-fli".into(),
         symbol: t.ledger.config.symbol.clone(),

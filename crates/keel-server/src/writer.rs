@@ -106,6 +106,10 @@ pub struct Shared {
     pub died: tokio::sync::Notify,
     /// The server secret API keys are hashed with.
     pub secret: ServerSecret,
+    /// Each product's history and activity (rebuilt from the log at start-up).
+    pub history: RwLock<BTreeMap<String, crate::history::ProductHistory>>,
+    /// Set while an in-process keeper runs (`keel serve --keeper`).
+    pub keeper_running: AtomicBool,
 }
 
 impl Shared {
@@ -239,6 +243,37 @@ fn rebuild(store: &mut dyn Store) -> Result<(Engine, store::Head, usize, u64), S
     Ok((engine, loaded.head, loaded.tail.len(), snapshot_seq))
 }
 
+/// Every product's history from the whole log: the events replayed from the first on a fresh
+/// engine, the view taken after each one that touched a product (as it was when it ran).
+fn backfill(store: &mut dyn Store) -> Result<BTreeMap<String, crate::history::ProductHistory>, StoreError> {
+    let mut engine = Engine::new();
+    let mut out: BTreeMap<String, crate::history::ProductHistory> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = store.events(None, after, 2_000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for ev in &page {
+            match catch_unwind(AssertUnwindSafe(|| engine.replay(ev))) {
+                Ok(r) => r?,
+                Err(p) => {
+                    return Err(StoreError::Diverged {
+                        seq: ev.seq,
+                        detail: format!("replaying it failed inside keel ({})", panic_text(&*p)),
+                    });
+                }
+            }
+            if let Some(id) = ev.request.command.product()
+                && let Some(p) = engine.products.get(id)
+            {
+                let view = catch_unwind(AssertUnwindSafe(|| product_view(p, ev.seq, ev.at))).ok();
+                out.entry(id.to_string()).or_default().record(ev, view.as_ref());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Read the head file: `SEQ HASH`.
 fn read_head_file(path: &Path) -> Result<Option<store::Head>, StoreError> {
     let text = match std::fs::read_to_string(path) {
@@ -319,6 +354,7 @@ pub fn start(
     if replayed as u64 >= cfg.snapshot_every.min(1_000) {
         store.save_snapshot(&engine, &head.hash)?;
     }
+    let history = backfill(store.as_mut())?;
     let (stream, _) = tokio::sync::broadcast::channel(4096);
     let shared = Arc::new(Shared {
         views: RwLock::new(BTreeMap::new()),
@@ -331,6 +367,8 @@ pub fn start(
         health: RwLock::new(Health::Ok),
         died: tokio::sync::Notify::new(),
         secret,
+        history: RwLock::new(history),
+        keeper_running: AtomicBool::new(false),
     });
     let (snap_tx, snap_rx) = std::sync::mpsc::sync_channel::<(Engine, String)>(1);
     // the last committed event, recorded in the head file off the writer's path (a file sync
@@ -709,7 +747,7 @@ impl Writer {
         let mut touched: BTreeMap<String, BTreeSet<Address>> = BTreeMap::new();
         for ev in events {
             let cmd = &ev.request.command;
-            self.shared.metrics.event(cmd.kind());
+            self.shared.metrics.event(cmd.kind(), cmd.product());
             if let Command::CreateKey { key } = cmd {
                 self.shared.keys.write().expect("keys lock").insert(key.hash.clone(), key.clone());
             }
@@ -732,6 +770,15 @@ impl Writer {
                     for a in addrs {
                         m.insert(*a, p.token.as_dyn().balance_of(*a));
                     }
+                }
+            }
+        }
+        {
+            let mut h = self.shared.history.write().expect("history lock");
+            for ev in events {
+                if let Some(id) = ev.request.command.product() {
+                    let view = views.iter().find(|(v, _)| v == id).map(|(_, p)| &p.view);
+                    h.entry(id.to_string()).or_default().record(ev, view);
                 }
             }
         }

@@ -317,14 +317,19 @@ fn openapi_metrics_dashboard_and_the_live_stream() {
         "keel_leverage_ratio{product=\"eth2x\"}",
         "keel_nav_per_token_usd{product=\"eth2x\"}",
         "# TYPE keel_funding_paid_usd gauge",
-        "keel_events_total{kind=\"mint\"}",
-        "keel_rebalances_total",
-        "keel_ripcords_total",
-        "keel_keeper_failures_total",
+        "keel_events_total{kind=\"mint\",product=\"eth2x\"}",
+        "# HELP keel_rebalances_total",
+        "# HELP keel_ripcords_total",
+        "# HELP keel_keeper_failures_total",
+        "keel_leverage_band{product=\"eth2x\",bound=\"max\"}",
+        "keel_price_age_seconds{product=\"eth2x\",asset=\"WETH\"}",
+        "keel_build_info{version=",
+        "process_resident_memory_bytes",
         "keel_http_request_duration_seconds_bucket{route=\"/products/{id}/mint\",le=\"0.005\"}",
     ] {
         assert!(text.contains(want), "metrics lack {want}");
     }
+    assert!(!text.contains("{}"), "no empty label set");
     s.stop();
 }
 

@@ -134,6 +134,14 @@ impl Memory {
     pub fn failures(&self, id: &str, exchange: &str) -> u32 {
         self.backoff.get(&(id.to_string(), exchange.to_string())).map(|b| b.failures).unwrap_or(0)
     }
+
+    /// Milliseconds from `now_ms` until `id`'s `exchange` may be tried again (`None`: now).
+    pub fn backoff_left(&self, id: &str, exchange: &str, now_ms: u64) -> Option<u64> {
+        self.backoff
+            .get(&(id.to_string(), exchange.to_string()))
+            .map(|b| b.until_ms.saturating_sub(now_ms))
+            .filter(|w| *w > 0)
+    }
 }
 
 /// What to call now.
