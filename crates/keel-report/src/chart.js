@@ -148,12 +148,14 @@
         var x = sx(t).toFixed(1);
         el("line", { x1: x, x2: x, y1: T, y2: H - B, "class": "grid" }, g);
         var lab = tt.month ? date(t).slice(0, 7) : tt.withTime ? date(t, true).slice(5, 16) : date(t).slice(0, 10);
-        el("text", { x: x, y: H - B + 16, "class": "xlab" }, g).textContent = lab;
+        // labels near an edge are anchored inside the chart, not cut off
+        var anchor = +x > W - R - 32 ? "end" : +x < L + 32 ? "start" : "middle";
+        el("text", { x: x, y: H - B + 16, "class": "xlab", "text-anchor": anchor }, g).textContent = lab;
       });
     } else {
       linTicks(x0, x1, 8).forEach(function (t) {
         var x = sx(t).toFixed(1);
-        el("text", { x: x, y: H - B + 16, "class": "xlab" }, g).textContent = tickLabel(t, c.xunit);
+        el("text", { x: x, y: H - B + 16, "class": "xlab", "text-anchor": "middle" }, g).textContent = tickLabel(t, c.xunit);
       });
     }
     if (c.marks && D.marks) {

@@ -18,7 +18,8 @@ pub struct CompareSeries {
 fn cell(column: &str, v: &str) -> String {
     let num = v.parse::<f64>();
     match (column, num) {
-        ("return" | "ideal_return" | "tracking_error" | "max_drawdown", Ok(x)) => format!("#{:+.2}%", x * 100.0),
+        ("return" | "ideal_return", Ok(x)) => format!("#{:+.2}%", x * 100.0),
+        ("tracking_error" | "max_drawdown", Ok(x)) => format!("#{:.2}%", x * 100.0),
         ("max_leverage", Ok(x)) => format!("#{x:.3}"),
         ("cost_total" | "funding", Ok(x)) => format!("#{}", thousands(x, 0)),
         ("rebalances", Ok(x)) => format!("#{}", thousands(x, 0)),
@@ -26,7 +27,13 @@ fn cell(column: &str, v: &str) -> String {
             .split("; ")
             .filter_map(|kv| kv.split_once('='))
             .filter(|(_, x)| x.parse::<f64>().map(|x| x != 0.0).unwrap_or(true))
-            .map(|(k, x)| format!("{}&nbsp;{}", esc(k), x.parse::<f64>().map(|x| thousands(x, 0)).unwrap_or(esc(x))))
+            .map(|(k, x)| {
+                format!(
+                    "<span style=\"white-space:nowrap\">{}&nbsp;{}</span>",
+                    esc(k),
+                    x.parse::<f64>().map(|x| thousands(x, 0)).unwrap_or(esc(x))
+                )
+            })
             .collect::<Vec<_>>()
             .join("<br>"),
         _ => esc(v),

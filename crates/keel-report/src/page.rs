@@ -111,7 +111,7 @@ th{{background:#f8f9fa;font-weight:600}} .num{{text-align:right;font-variant-num
 .ctitle{{font-weight:600;font-size:13px;margin-right:6px}} .key{{white-space:nowrap;color:#343a40}}
 .sw{{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:-1px;border-radius:2px}}
 .reset{{margin-left:auto;font-size:11px}} svg.chart{{display:block;width:100%;height:auto;user-select:none}}
-.grid{{stroke:#f1f3f5}} .ylab{{font:11px system-ui;text-anchor:end;fill:#495057}} .xlab{{font:11px system-ui;text-anchor:middle;fill:#495057}}
+.grid{{stroke:#f1f3f5}} .ylab{{font:11px system-ui;text-anchor:end;fill:#495057}} .xlab{{font:11px system-ui;fill:#495057}}
 .ref{{stroke-dasharray:6,3;stroke-width:1.2}} .reflab{{font:11px system-ui;text-anchor:end}} .band{{fill-opacity:.25;stroke-opacity:.55;stroke-width:.8}}
 .mark{{stroke-width:1.2;opacity:.75}} .m-rebalance,.m-engage{{stroke:#495057}} .m-iterate{{stroke:#adb5bd}} .m-ripcord{{stroke:#d9480f}} .m-liquidation{{stroke:#000}} .m-close{{stroke:#862e9c}}
 span.m-ripcord{{color:#d9480f}} span.m-liquidation,span.m-close{{color:#000;font-weight:600}}

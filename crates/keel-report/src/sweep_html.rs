@@ -168,7 +168,7 @@ pub fn sweep_report(title: &str, context: &[String], keys: &[String], results: &
         r#"<style>
 svg.heat,svg.line{{margin:6px 8px 6px 0;background:#fff;border:1px solid #e9ecef}} svg.heat{{max-width:100%}} svg.line{{width:460px}}
 .title{{font:600 13px system-ui}} .klab{{font:11px system-ui;text-anchor:start;fill:#495057}} .cell{{font:11px system-ui;text-anchor:middle;fill:#212529;pointer-events:none}}
-.bar{{fill:#a5d8ff}} .med{{stroke:#1c7ed6;stroke-width:2;pointer-events:none}} [data-tip]:hover{{stroke:#212529;stroke-width:1.5}}
+svg.heat .xlab,svg.line .xlab{{text-anchor:middle}} .bar{{fill:#a5d8ff}} .med{{stroke:#1c7ed6;stroke-width:2;pointer-events:none}} [data-tip]:hover{{stroke:#212529;stroke-width:1.5}}
 #points td,#points th{{text-align:right}} #points td:first-child,#points th:first-child{{text-align:left}}
 </style><h1>Sweep: {t}</h1>"#,
         t = esc(title)

@@ -10,24 +10,31 @@ use serde::Serialize;
 /// Points kept per product before neighbours merge.
 pub const CAP: usize = 4_000;
 
-/// The state after one event (or the last of a merged bucket).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// The state after one event (or the last of a merged bucket); a figure that cannot be
+/// measured (no supply yet) is NaN here and `null` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Point {
     /// Unix seconds of the event.
     pub t: u64,
     /// The event.
     pub seq: u64,
     /// NAV per token, USD (NaN while it cannot be measured).
+    #[schemars(with = "Option<f64>")]
     pub nav: f64,
     /// Leverage ratio.
+    #[schemars(with = "Option<f64>")]
     pub leverage: f64,
     /// Lowest leverage in the bucket.
+    #[schemars(with = "Option<f64>")]
     pub leverage_low: f64,
     /// Highest leverage in the bucket.
+    #[schemars(with = "Option<f64>")]
     pub leverage_high: f64,
     /// The underlying's last observed price, USD.
+    #[schemars(with = "Option<f64>")]
     pub price: f64,
     /// Total supply, tokens.
+    #[schemars(with = "Option<f64>")]
     pub supply: f64,
 }
 
@@ -107,7 +114,7 @@ impl History {
 }
 
 /// What the keeper running in this process last did for a product.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct KeeperStatus {
     /// Unix seconds of its last accepted call.
     pub last_success_at: Option<u64>,

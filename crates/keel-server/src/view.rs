@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One observed price.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PriceView {
     /// USD per whole unit.
     pub price: String,
@@ -30,7 +30,7 @@ pub struct PriceView {
 }
 
 /// The leverage band.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Band {
     /// Minimum leverage ratio.
     pub min: String,
@@ -43,7 +43,7 @@ pub struct Band {
 }
 
 /// A product's state as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProductView {
     /// Product id.
     pub id: String,
