@@ -197,11 +197,13 @@ pub fn compare(a: &Args, products: &[(String, String)], stop: &std::sync::atomic
         });
     }
     let header = format!(
-        "{} products on {market_name}, {}-second blocks, ${} each at the start; underlying {:+.2}%\nfunding on the perp venues: {funding_line}\n",
+        "{} products on {market_name}, {}-second blocks, ${} each at the start; underlying {:+.2}%\nfunding on the perp venues: {funding_line}\nseed {}; keel {}\n",
         rows.len(),
         block_time,
         keel_report::thousands(a.tvl, 0),
-        underlying * 100.0
+        underlying * 100.0,
+        a.market.seed,
+        env!("CARGO_PKG_VERSION")
     );
     let cells: Vec<Vec<String>> = rows
         .iter()
