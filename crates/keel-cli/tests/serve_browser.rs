@@ -12,16 +12,22 @@ use std::time::Duration;
 
 const ETH2X: &str = include_str!("../../../products/eth2x-fli.toml");
 
+/// Create the ETH2x-FLI product as `eth2x` and a holder's and an oracle's key.
+fn eth2x_with_keys(a: &ureq::Agent, base: &str) -> (String, String) {
+    assert_eq!(call(a, base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
+    let key = |role: &str| {
+        let (_, k) = call(a, base, "/keys", OP, None, json!({ "role": role })).unwrap();
+        k["key"].as_str().unwrap().to_string()
+    };
+    (key("holder"), key("oracle"))
+}
+
 #[test]
 fn the_dashboard_shows_a_mint() {
     let Some(browser) = Browser::start() else { return };
     let srv = spawn(&keel_server::testing::sqlite_url("browser"), &[]);
     let a = agent();
-    assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
-    let (_, h) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "holder" })).unwrap();
-    let holder = h["key"].as_str().unwrap().to_string();
-    let (_, o) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "oracle" })).unwrap();
-    let oracle = o["key"].as_str().unwrap().to_string();
+    let (holder, oracle) = eth2x_with_keys(&a, &srv.base);
 
     let run = |script: &str| browser.run(script);
     let wait_for = |script: &str, what: &str| browser.wait_for(script, what);
@@ -90,11 +96,7 @@ fn the_dashboard_after_a_restart_draws_the_history_from_the_log() {
     let db = keel_server::testing::sqlite_url("browser-restart");
     let srv = spawn(&db, &[]);
     let a = agent();
-    assert_eq!(call(&a, &srv.base, "/products", OP, None, json!({ "id": "eth2x", "toml": ETH2X })).unwrap().0, 201);
-    let (_, h) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "holder" })).unwrap();
-    let holder = h["key"].as_str().unwrap().to_string();
-    let (_, o) = call(&a, &srv.base, "/keys", OP, None, json!({ "role": "oracle" })).unwrap();
-    let oracle = o["key"].as_str().unwrap().to_string();
+    let (holder, oracle) = eth2x_with_keys(&a, &srv.base);
     let (status, first) =
         call(&a, &srv.base, "/products/eth2x/mint", &holder, None, json!({ "quantity": "10" })).unwrap();
     assert_eq!(status, 200);

@@ -39,8 +39,13 @@
     if (a === 0) return "0";
     return v.toPrecision(3);
   }
-  function tickLabel(v, unit) {
-    if (unit === "%") return (v * 100).toFixed(Math.abs(v) < 0.1 && v !== 0 ? 1 : 0) + "%";
+  // a tick's label with as many decimals as the spacing of the ticks needs
+  function tickLabel(v, unit, step) {
+    if (Math.abs(v) < 1e-12) v = 0; // no "-0"
+    if (unit === "%") {
+      var d = step > 0 ? Math.max(0, Math.ceil(-Math.log10(step * 100) - 1e-9)) : 1;
+      return (v * 100).toFixed(Math.min(d, 6)) + "%";
+    }
     var a = Math.abs(v);
     if (a >= 1e6) return (v / 1e6) + "M";
     if (a >= 1e3) return (v / 1e3) + "k";
@@ -126,7 +131,11 @@
     if (log && !(y0 > 0)) log = false;
     var f = log ? Math.log10 : function (a) { return a; };
     var fy0 = f(y0), fy1 = f(y1);
-    if (fy1 - fy0 < 1e-12) { fy0 -= 0.5; fy1 += 0.5; if (!log) { y0 = fy0; y1 = fy1; } }
+    if (fy1 - fy0 < 1e-12) {
+      // a flat series: a little room around it (1 bp for a fraction, 1% of the value otherwise)
+      var room = log ? 0.01 : c.unit === "%" ? 0.0001 : Math.max(Math.abs(fy0) * 0.01, 1e-9);
+      fy0 -= room; fy1 += room;
+    }
     var padY = (fy1 - fy0) * 0.05; fy0 -= c.kind === "bars" ? 0 : padY; fy1 += padY;
     var sx = function (x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
     var sy = function (y) {
@@ -140,7 +149,7 @@
     yt.forEach(function (yv) {
       var y = sy(yv).toFixed(1);
       el("line", { x1: L, x2: W - R, y1: y, y2: y, "class": "grid" }, g);
-      el("text", { x: L - 6, y: +y + 4, "class": "ylab" }, g).textContent = tickLabel(yv, c.unit);
+      el("text", { x: L - 6, y: +y + 4, "class": "ylab" }, g).textContent = tickLabel(yv, c.unit, log ? 0 : yt[1] - yt[0]);
     });
     if (timeAxis) {
       var tt = timeTicks(x0, x1);
@@ -153,9 +162,10 @@
         el("text", { x: x, y: H - B + 16, "class": "xlab", "text-anchor": anchor }, g).textContent = lab;
       });
     } else {
-      linTicks(x0, x1, 8).forEach(function (t) {
+      var xt = linTicks(x0, x1, 8);
+      xt.forEach(function (t) {
         var x = sx(t).toFixed(1);
-        el("text", { x: x, y: H - B + 16, "class": "xlab", "text-anchor": "middle" }, g).textContent = tickLabel(t, c.xunit);
+        el("text", { x: x, y: H - B + 16, "class": "xlab", "text-anchor": "middle" }, g).textContent = tickLabel(t, c.xunit, xt[1] - xt[0]);
       });
     }
     if (c.marks && D.marks) {
@@ -171,8 +181,14 @@
       var t = el("text", { x: W - R - 4, y: y - 3, fill: r.color, "class": "reflab" }, g);
       t.textContent = r.label;
     });
+    // series are clipped to the plot area (a zoomed window draws one point beyond each edge)
+    var clipId = "clip-" + c.id;
+    var defs = el("defs", {}, g), cp = el("clipPath", { id: clipId }, defs);
+    el("rect", { x: L, y: T - 2, width: W - L - R, height: H - B - T + 4 }, cp);
+    var plot = el("g", { "clip-path": "url(#" + clipId + ")" }, g);
     c.series.forEach(function (s) {
       var ys = D.cols[s.col];
+      var g = plot;
       if (c.kind === "bars") {
         var bw = Math.max(1, (sx(xs[1] || xs[0] + 1) - sx(xs[0])) * 0.9);
         for (var i = i0; i < i1; i++) {
@@ -221,7 +237,7 @@
     if (i > 0 && Math.abs(xs[i - 1] - p.x) < Math.abs(xs[i] - p.x)) i--;
     var x = v.sx(xs[i]);
     v.cross.setAttribute("x1", x); v.cross.setAttribute("x2", x);
-    var head = c.x === "bin" ? (c.xlabel || "") + " " + tickLabel(xs[i], c.xunit) : date(xs[i], c.x === "t" && D.step < 86400);
+    var head = c.x === "bin" ? (c.xlabel || "") + " " + tickLabel(xs[i], c.xunit, (xs[1] - xs[0]) / 10) : date(xs[i], c.x === "t" && D.step < 86400);
     var rows = ["<b>" + head + "</b>"];
     c.series.forEach(function (s) {
       var val = D.cols[s.col][i];

@@ -230,17 +230,20 @@ fn rebuild(store: &mut dyn Store) -> Result<(Engine, store::Head, usize, u64), S
     let snapshot_seq = loaded.engine.seq;
     let mut engine = loaded.engine;
     for ev in &loaded.tail {
-        match catch_unwind(AssertUnwindSafe(|| engine.replay(ev))) {
-            Ok(r) => r?,
-            Err(p) => {
-                return Err(StoreError::Diverged {
-                    seq: ev.seq,
-                    detail: format!("replaying it failed inside keel ({})", panic_text(&*p)),
-                });
-            }
-        }
+        replay_guarded(&mut engine, ev)?;
     }
     Ok((engine, loaded.head, loaded.tail.len(), snapshot_seq))
+}
+
+/// Replay one event; a panic inside keel is refused as a divergence at that event.
+fn replay_guarded(engine: &mut Engine, ev: &StoredEvent) -> Result<(), StoreError> {
+    match catch_unwind(AssertUnwindSafe(|| engine.replay(ev))) {
+        Ok(r) => r,
+        Err(p) => Err(StoreError::Diverged {
+            seq: ev.seq,
+            detail: format!("replaying it failed inside keel ({})", panic_text(&*p)),
+        }),
+    }
 }
 
 /// Every product's history from the whole log: the events replayed from the first on a fresh
@@ -254,15 +257,7 @@ fn backfill(store: &mut dyn Store) -> Result<BTreeMap<String, crate::history::Pr
         let Some(last) = page.last() else { break };
         after = last.seq;
         for ev in &page {
-            match catch_unwind(AssertUnwindSafe(|| engine.replay(ev))) {
-                Ok(r) => r?,
-                Err(p) => {
-                    return Err(StoreError::Diverged {
-                        seq: ev.seq,
-                        detail: format!("replaying it failed inside keel ({})", panic_text(&*p)),
-                    });
-                }
-            }
+            replay_guarded(&mut engine, ev)?;
             if let Some(id) = ev.request.command.product()
                 && let Some(p) = engine.products.get(id)
             {
