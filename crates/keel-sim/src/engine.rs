@@ -1,11 +1,12 @@
 //! A lending FLI token on its venue: the Aave-style market and its pools, with their agents,
 //! driven by the one market loop ([`crate::market::run_market`]). Each block the venue's agents
-//! act in this order: the market accrues interest (when interest is on); the oracle updater
-//! posts if the price deviated past the threshold or the heartbeat passed; the arbitrageur trades
+//! act in this order: the oracle updater posts if the price deviated past the threshold or the
+//! heartbeat passed; the arbitrageur trades
 //! each pool back toward the reference price when that pays after fee; the liquidator liquidates
 //! the token's account if its health factor is below 1; once a day LPs re-centre the pools'
 //! liquidity after a 20% move. Holders, the keeper, ripcord bots, fees and metrics are the
-//! loop's, the same for every kind of token.
+//! loop's, the same for every kind of token. Interest accrues lazily, as on Aave and Compound:
+//! each operation brings the reserves to its time, and balances are read at the block's time.
 //!
 //! Every change to the token goes through keel-core's public operations.
 
@@ -260,12 +261,14 @@ impl Simulation {
         let t = &self.token;
         let cd = self.product.collateral.decimals;
         let bd = self.product.borrow.decimals;
+        // with interest to `now` whether or not the market has accrued (it accrues lazily)
         let c = t
             .market
-            .supply_balance(t.account, t.collateral, now)
+            .supply_balance_current(t.account, t.collateral, now)
             .map(|v| to_f64(v, cd))
             .unwrap_or(self.cache.collateral);
-        let b = t.market.debt_balance(t.account, t.borrow, now).map(|v| to_f64(v, bd)).unwrap_or(self.cache.debt);
+        let b =
+            t.market.debt_balance_current(t.account, t.borrow, now).map(|v| to_f64(v, bd)).unwrap_or(self.cache.debt);
         if book && self.cache.supply > 0.0 {
             self.interest +=
                 (b - self.cache.debt) * self.borrow_usd() - (c - self.cache.collateral) * self.collateral_usd();
@@ -414,9 +417,9 @@ impl Venue for Simulation {
 
     fn agents(&mut self, now: u64, block: u64, price: f64, _p: U256, ev: &mut dyn FnMut(EventRow)) -> bool {
         self.price = price;
-        if self.cfg.costs.interest {
-            let _ = self.token.market.accrue_all(now);
-        }
+        // Interest accrues lazily, as on Aave and Compound: every operation that touches the
+        // market brings its reserves to `now` first, and balances are read at `now`; nothing
+        // needs to happen on a block where no one touches it.
         self.post_oracles(now);
         self.arbitrage();
         let liquidated = self.liquidate(now, block, ev);
@@ -468,5 +471,34 @@ impl Venue for Simulation {
 
     fn engaged(&self) -> bool {
         self.engaged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lazy interest books what accruing every block booked: the balances the simulator reads at
+    /// a time are the balances the market would hold had it accrued to that time.
+    #[test]
+    fn table_current_balances_are_the_accrued_ones() {
+        for (case, file) in [
+            ("aave v3", include_str!("../../../products/eth2x-fli.toml")),
+            ("compound v2", include_str!("../../../products/eth2x-fli-compound.toml")),
+        ] {
+            let product = Product::from_toml(file).unwrap();
+            let sim = Simulation::new(&product, SimConfig::default(), 1_704_067_200, 2_000.0, "test").unwrap();
+            let t = &sim.token;
+            let later = 1_704_067_200 + 30 * 86_400 + 7;
+            let (c, b) = (
+                t.market.supply_balance_current(t.account, t.collateral, later).unwrap(),
+                t.market.debt_balance_current(t.account, t.borrow, later).unwrap(),
+            );
+            let mut m = t.market.clone();
+            m.accrue_all(later).unwrap();
+            assert_eq!(m.supply_balance(t.account, t.collateral, later).unwrap(), c, "case {case}: collateral");
+            assert_eq!(m.debt_balance(t.account, t.borrow, later).unwrap(), b, "case {case}: debt");
+            assert!(b > t.market.debt_balance(t.account, t.borrow, 1_704_067_200).unwrap(), "case {case}: debt grew");
+        }
     }
 }

@@ -505,6 +505,12 @@ impl CompoundMarket {
         mul_trunc(self.ctoken_balance(user, a), er)
     }
 
+    /// `balanceOfUnderlying` without storing the accrual: what the account's cTokens are worth at
+    /// `now` (truncating).
+    pub fn supply_balance_current(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        mul_trunc(self.ctoken_balance(user, a), self.exchange_rate_current(a, now)?)
+    }
+
     /// `enterMarkets`: count `assets` as collateral for `user` (already entered is fine).
     pub fn enter_markets(&mut self, user: Address, assets: &[AssetId]) -> Result<(), LendingError> {
         let mut acc = self.accounts.get(&user).cloned().unwrap_or_default();

@@ -604,8 +604,8 @@ impl LendingMarket {
         Ok(s)
     }
 
-    /// Bring every reserve to `now` (what any touching transaction would do). The simulator
-    /// calls this each block so indexes and the treasury move continuously.
+    /// Bring every reserve to `now` (what any touching transaction would do). Operations do it
+    /// themselves and balances are read at `now`, so nothing needs to call it every block.
     pub fn accrue_all(&mut self, now: u64) -> Result<(), LendingError> {
         // Compute every reserve's change first so that an error leaves all of them untouched.
         if self.reserves.len() == 2 {

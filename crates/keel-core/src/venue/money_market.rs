@@ -303,6 +303,24 @@ impl MoneyMarket {
         }
     }
 
+    /// `user`'s supplied balance of `a` with interest to `now`, whether or not the market has
+    /// accrued (Aave: as `supply_balance`; Compound: `balanceOfUnderlying`, not stored).
+    pub fn supply_balance_current(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => m.supply_balance(user, a, now),
+            MoneyMarket::CompoundV2(m) => m.supply_balance_current(user, a, now),
+        }
+    }
+
+    /// `user`'s debt in `a` with interest to `now` (Compound: `borrowBalanceCurrent`, not
+    /// stored).
+    pub fn debt_balance_current(&self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
+        match self {
+            MoneyMarket::AaveV3(m) => m.debt_balance(user, a, now),
+            MoneyMarket::CompoundV2(m) => m.borrow_balance_current(user, a, now),
+        }
+    }
+
     /// `user`'s debt in `a` as a Set leverage module syncs it before a redeem: Aave's variable
     /// debt at `now`; Compound's `borrowBalanceCurrent`, which accrues the market to `now`.
     pub fn accrue_debt(&mut self, user: Address, a: AssetId, now: u64) -> Result<U256, LendingError> {
