@@ -98,6 +98,39 @@ pub struct Comparison {
     pub warnings: Vec<String>,
 }
 
+/// The command that runs this comparison again, and every input file with its SHA-256.
+fn rerun(a: &Args, products: &[(String, String)]) -> Result<Vec<String>> {
+    let sha = crate::provenance::sha256_hex;
+    let mut cmd = vec!["keel compare --products".to_string()];
+    cmd.extend(products.iter().map(|(_, name)| name.clone()));
+    match &a.market.prices {
+        Some(p) => cmd.push(format!("--prices {}", p.display())),
+        None => cmd.push(format!("--scenario {}", a.market.scenario.as_deref().unwrap_or("default"))),
+    }
+    for (flag, v) in [("--from", &a.market.from), ("--to", &a.market.to)] {
+        if let Some(v) = v {
+            cmd.push(format!("{flag} {v}"));
+        }
+    }
+    if a.market.allow_gaps {
+        cmd.push("--allow-gaps".into());
+    }
+    cmd.push(format!("--seed {} --block-time {} --tvl {}", a.market.seed, a.block_time, a.tvl));
+    if let Some(f) = &a.funding.funding {
+        cmd.push(format!("--funding {f}"));
+    }
+    let mut out = vec![cmd.join(" ")];
+    for (text, name) in products {
+        out.push(format!("{name}: SHA-256 {}", sha(text.as_bytes())));
+    }
+    if let Some(p) = &a.market.prices {
+        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        out.push(format!("{}: SHA-256 {}", p.display(), sha(&bytes)));
+    }
+    out.push(format!("keel {}", env!("CARGO_PKG_VERSION")));
+    Ok(out)
+}
+
 /// Run every product (`(text, name)` pairs; the first sets the path's starting price) on the
 /// market of `a` and build the table, CSV and report; `a.products` and `a.out` are not read.
 /// Setting `stop` ends the run with an error.
@@ -293,6 +326,6 @@ pub fn compare(a: &Args, products: &[(String, String)], stop: &std::sync::atomic
             keel_report::CompareSeries { label: format!("{} — {}", r.symbol, r.methodology), nav }
         })
         .collect();
-    let html = keel_report::compare_report(&market_name, &header, start_time, &series, &csv);
+    let html = keel_report::compare_report(&market_name, &header, start_time, &series, &csv, &rerun(a, products)?);
     Ok(Comparison { table, csv, html, warnings: all_warnings })
 }

@@ -332,9 +332,14 @@ pub fn plan(a: &Args, text: &str, name: &str) -> Result<(SweepPlan, Vec<String>)
     if !lending {
         context.push(format!("funding on the perp venue: {}", cfg.funding.describe()));
     }
+    if let Some(p) = &a.prices {
+        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        context.push(format!("prices {} (SHA-256 {})", p.display(), crate::provenance::sha256_hex(&bytes)));
+    }
     context.push(format!(
-        "keel {}; product {name}; grid {}",
+        "keel {}; product {name} (SHA-256 {}); grid {}",
         env!("CARGO_PKG_VERSION"),
+        crate::provenance::sha256_hex(cfg.product_toml.as_bytes()),
         cfg.grid.iter().map(|(k, v)| format!("{k} = {}", v.join(", "))).collect::<Vec<_>>().join("; ")
     ));
     Ok((SweepPlan { cfg, symbol, risk, objective: a.objective.clone(), context }, warnings))

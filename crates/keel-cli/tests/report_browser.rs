@@ -117,6 +117,14 @@ fn reports_work_in_a_browser() {
     hover_shows_a_tooltip(&b, "nav", "compare");
     let keys = b.run("return document.querySelectorAll('#chart-nav .key').length");
     assert_eq!(keys.as_u64(), Some(2), "a legend entry per product, above the chart");
+    let body = b.run("return document.body.textContent");
+    let body = body.as_str().unwrap();
+    assert!(
+        body.contains(
+            "keel compare --products products/eth2x-fli.toml products/eth-3x-threshold.toml --scenario zigzag --seed 1"
+        ) && body.contains("products/eth2x-fli.toml: SHA-256 "),
+        "the compare page says how to run it again"
+    );
     let _ = std::fs::remove_dir_all(dir);
 
     // sweep: hovering a heatmap cell names its settings and value
@@ -146,5 +154,6 @@ fn reports_work_in_a_browser() {
     );
     let page = b.run("return document.body.textContent");
     assert!(page.as_str().unwrap().contains("seed 1"), "the sweep page says what ran");
+    assert!(page.as_str().unwrap().contains("(SHA-256 "), "and the product's hash");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -41,8 +41,16 @@ fn cell(column: &str, v: &str) -> String {
 }
 
 /// A self-contained HTML page: NAV and drawdown curves of every product on dated axes (hover,
-/// zoom), the run's `header` lines, and `csv` (compare.csv) as a table.
-pub fn compare_report(title: &str, header: &str, start: u64, series_: &[CompareSeries], csv: &[u8]) -> String {
+/// zoom), the run's `header` lines, `csv` (compare.csv) as a table, and `rerun`: what it takes
+/// to run it again (the command, the files and their SHA-256).
+pub fn compare_report(
+    title: &str,
+    header: &str,
+    start: u64,
+    series_: &[CompareSeries],
+    csv: &[u8],
+    rerun: &[String],
+) -> String {
     let mut d = Data::default();
     let n = series_.iter().map(|s| s.nav.len()).max().unwrap_or(0);
     d.col("d", (0..n).map(|i| (start + i as u64 * 86_400) as f64), true);
@@ -85,5 +93,11 @@ pub fn compare_report(title: &str, header: &str, start: u64, series_: &[CompareS
     h.push_str(r#"<div id="chart-nav"></div><div id="chart-drawdown"></div>"#);
     h.push_str("<h2>Results (compare.csv)</h2>");
     h.push_str(&table(&head_refs, &rows));
+    if !rerun.is_empty() {
+        h.push_str("<h2>Run it again</h2>");
+        for line in rerun {
+            let _ = write!(h, "<pre>{}</pre>", esc(line));
+        }
+    }
     page(&format!("keel compare — {title}"), &h, Some(&d))
 }
