@@ -102,22 +102,23 @@ pub struct Comparison {
 fn rerun(a: &Args, products: &[(String, String)]) -> Result<Vec<String>> {
     let sha = crate::provenance::sha256_hex;
     let mut cmd = vec!["keel compare --products".to_string()];
-    cmd.extend(products.iter().map(|(_, name)| name.clone()));
+    let q = crate::provenance::quote;
+    cmd.extend(products.iter().map(|(_, name)| q(name)));
     match &a.market.prices {
-        Some(p) => cmd.push(format!("--prices {}", p.display())),
-        None => cmd.push(format!("--scenario {}", a.market.scenario.as_deref().unwrap_or("default"))),
+        Some(p) => cmd.push(format!("--prices {}", q(&p.display().to_string()))),
+        None => cmd.push(format!("--scenario {}", q(a.market.scenario.as_deref().unwrap_or("default")))),
     }
     for (flag, v) in [("--from", &a.market.from), ("--to", &a.market.to)] {
         if let Some(v) = v {
-            cmd.push(format!("{flag} {v}"));
+            cmd.push(format!("{flag} {}", q(v)));
         }
     }
     if a.market.allow_gaps {
         cmd.push("--allow-gaps".into());
     }
     cmd.push(format!("--seed {} --block-time {} --tvl {}", a.market.seed, a.block_time, a.tvl));
-    if let Some(f) = &a.funding.funding {
-        cmd.push(format!("--funding {f}"));
+    for (f, v) in a.funding.flags() {
+        cmd.push(format!("--{f} {}", q(&v)));
     }
     let mut out = vec![cmd.join(" ")];
     for (text, name) in products {

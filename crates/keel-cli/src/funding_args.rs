@@ -55,6 +55,30 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 impl FundingArgs {
+    /// The flags given, as `(name without --, value)`, for a command line that repeats them.
+    pub fn flags(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(v) = &self.funding {
+            out.push(("funding", v.clone()));
+        }
+        if let Some(v) = &self.funding_mean {
+            out.push(("funding-mean", v.clone()));
+        }
+        if let Some(v) = self.premium_sd {
+            out.push(("premium-sd", v.to_string()));
+        }
+        if let Some(v) = &self.premium_half_life {
+            out.push(("premium-half-life", v.clone()));
+        }
+        if let Some(v) = self.arb_capacity {
+            out.push(("arb-capacity", v.to_string()));
+        }
+        if let Some(v) = self.oi_per_bp {
+            out.push(("oi-per-bp", v.to_string()));
+        }
+        out
+    }
+
     /// Whether any funding flag was given (they apply to perp products only).
     pub fn is_set(&self) -> bool {
         self.funding.is_some() || self.tuned()

@@ -15,7 +15,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// `s` quoted for a POSIX shell when it needs to be.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=%,+@".contains(c)) {
         s.to_string()
     } else {
@@ -58,24 +58,8 @@ pub fn run_info(a: &Args, product: (&str, &str), block_time: u64, chain: &str, p
     flag("keeper-poll", a.keeper_poll.to_string());
     flag("keeper-latency", a.keeper_latency.clone());
     flag("ripcord-bots", a.ripcord_bots.to_string());
-    let f = &a.funding;
-    if let Some(v) = &f.funding {
-        flag("funding", v.clone());
-    }
-    if let Some(v) = &f.funding_mean {
-        flag("funding-mean", v.clone());
-    }
-    if let Some(v) = f.premium_sd {
-        flag("premium-sd", v.to_string());
-    }
-    if let Some(v) = &f.premium_half_life {
-        flag("premium-half-life", v.clone());
-    }
-    if let Some(v) = f.arb_capacity {
-        flag("arb-capacity", v.to_string());
-    }
-    if let Some(v) = f.oi_per_bp {
-        flag("oi-per-bp", v.to_string());
+    for (f, v) in a.funding.flags() {
+        flag(f, v);
     }
     flag("sample", a.sample.clone());
     if a.market.allow_gaps {
